@@ -1,0 +1,20 @@
+//! JOSE tokens bound to the TLS 1.3 connection they travel on.
+//!
+//! Both ends export the connection's keying material, mix it with a shared
+//! root key and derive per-connection subkeys ([`schedule`]). Tokens made
+//! with them ([`issuer`]) verify only on that connection ([`verifier`]).
+//! The wire contract is docs/PROTOCOL.md.
+
+#![forbid(unsafe_code)]
+
+pub mod b64;
+pub mod client_id;
+pub mod error;
+pub mod json;
+pub mod schedule;
+pub mod token;
+
+pub use client_id::ClientId;
+pub use error::{ErrorCode, Rejection};
+pub use schedule::{Ekm, Fingerprint, RootKey, SoftwareRootKey, SubKeys};
+pub use token::{Form, FormSet};

@@ -1,0 +1,435 @@
+//! Compact JWS/JWE layers: parsing with the §7 syntax checks (steps 3–7),
+//! and sealing/opening with the raw primitives.
+//!
+//! The verifier does not hand tokens to a general JOSE library: it needs
+//! constant-time MAC comparison, a header allow-list and duplicate-member
+//! refusal that josekit 0.10 does not give, and the vectors need a fixed IV.
+//! josekit stays in the tests as an independent cross-check.
+
+use aes_gcm::aead::AeadInPlace;
+use aes_gcm::{Aes256Gcm, KeyInit, Nonce, Tag};
+use hmac::{Hmac, Mac};
+use serde_json::{Map, Value};
+use sha2::Sha256;
+
+use crate::b64;
+use crate::error::{reject, ErrorCode, Rejection};
+use crate::json;
+use crate::schedule::{EncKey, SigKey};
+
+/// Longest accepted token, in characters (step 2).
+pub const MAX_TOKEN_LEN: usize = 16 * 1024;
+/// Largest accepted decoded protected header (step 4).
+pub const MAX_HEADER_LEN: usize = 1024;
+/// Largest accepted decoded claims set (step 11).
+pub const MAX_CLAIMS_LEN: usize = 8 * 1024;
+
+/// Header members that are refused outright (step 5): each either changes how
+/// the token must be processed (`crit`, `zip`, `b64`) or names a key source
+/// other than the connection (`jku`, `jwk`, `x5*`).
+pub const FORBIDDEN_HEADERS: [&str; 9] = [
+    "crit", "zip", "jku", "jwk", "x5u", "x5c", "x5t", "x5t#S256", "b64",
+];
+
+/// The three token forms of §5.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Form {
+    Signed,
+    EncryptedThenSigned,
+    SignedThenEncrypted,
+}
+
+impl Form {
+    pub const ALL: [Form; 3] = [
+        Form::Signed,
+        Form::EncryptedThenSigned,
+        Form::SignedThenEncrypted,
+    ];
+
+    /// The wire name, as in the echo route and configuration.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Form::Signed => "signed",
+            Form::EncryptedThenSigned => "encrypted-then-signed",
+            Form::SignedThenEncrypted => "signed-then-encrypted",
+        }
+    }
+
+    const fn bit(self) -> u8 {
+        match self {
+            Form::Signed => 1,
+            Form::EncryptedThenSigned => 2,
+            Form::SignedThenEncrypted => 4,
+        }
+    }
+}
+
+impl std::fmt::Display for Form {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Unknown form name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown form {0:?}: expected signed, encrypted-then-signed or signed-then-encrypted")]
+pub struct UnknownForm(pub String);
+
+impl std::str::FromStr for Form {
+    type Err = UnknownForm;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Form::ALL
+            .into_iter()
+            .find(|f| f.as_str() == s || short_name(*f) == s)
+            .ok_or_else(|| UnknownForm(s.to_owned()))
+    }
+}
+
+/// Short aliases accepted on command lines: S, ES, SE.
+const fn short_name(f: Form) -> &'static str {
+    match f {
+        Form::Signed => "S",
+        Form::EncryptedThenSigned => "ES",
+        Form::SignedThenEncrypted => "SE",
+    }
+}
+
+/// A set of forms (the server's policy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FormSet(u8);
+
+impl FormSet {
+    pub const ALL: FormSet = FormSet(7);
+    pub const NONE: FormSet = FormSet(0);
+
+    pub fn with(self, f: Form) -> FormSet {
+        FormSet(self.0 | f.bit())
+    }
+    pub fn contains(self, f: Form) -> bool {
+        self.0 & f.bit() != 0
+    }
+    pub fn iter(self) -> impl Iterator<Item = Form> {
+        Form::ALL.into_iter().filter(move |f| self.contains(*f))
+    }
+}
+
+impl FromIterator<Form> for FormSet {
+    fn from_iter<I: IntoIterator<Item = Form>>(iter: I) -> Self {
+        iter.into_iter().fold(FormSet::NONE, FormSet::with)
+    }
+}
+
+/// JWS (3 parts) or JWE (5 parts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Jws,
+    Jwe,
+}
+
+/// The `cty` member as §7 step 7 reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cty {
+    Absent,
+    /// Exactly the string `JWT`.
+    Jwt,
+    /// Anything else (another string, another type).
+    Other,
+}
+
+/// The body of a layer, decoded but not yet opened.
+#[derive(Debug)]
+pub enum Body<'a> {
+    Jws {
+        /// `header.payload`, the bytes the MAC covers.
+        signing_input: &'a str,
+        payload: Vec<u8>,
+        /// `None` when canonical base64url of another length than 32.
+        signature: Option<[u8; 32]>,
+    },
+    Jwe {
+        /// The encoded protected header, the AEAD's additional data.
+        aad: &'a str,
+        iv: Option<[u8; 12]>,
+        ciphertext: Vec<u8>,
+        tag: Option<[u8; 16]>,
+    },
+}
+
+/// One JWS or JWE layer that passed steps 3–6.
+#[derive(Debug)]
+pub struct Layer<'a> {
+    pub header: Map<String, Value>,
+    pub cty: Cty,
+    pub body: Body<'a>,
+}
+
+impl<'a> Layer<'a> {
+    pub fn kind(&self) -> Kind {
+        match self.body {
+            Body::Jws { .. } => Kind::Jws,
+            Body::Jwe { .. } => Kind::Jwe,
+        }
+    }
+
+    /// `kid` when it is a string.
+    pub fn kid(&self) -> Option<&str> {
+        self.header.get("kid").and_then(Value::as_str)
+    }
+
+    /// Steps 3–6 on one compact token (the caller applies step 2).
+    pub fn parse(token: &'a str) -> Result<Layer<'a>, Rejection> {
+        let (kind, header) = Layer::parse_header(token)?;
+        let body = Layer::decode_body(token, kind)?;
+        let header = analyse_header(&header, kind)?;
+        Ok(Layer {
+            cty: cty_of(&header),
+            header,
+            body,
+        })
+    }
+
+    /// Step 3 for the whole token and the header bytes; the remaining parts
+    /// are decoded by [`Layer::decode_body`].
+    fn parse_header(token: &str) -> Result<(Kind, Vec<u8>), Rejection> {
+        let dots = token.bytes().filter(|&b| b == b'.').count();
+        let kind = match dots {
+            2 => Kind::Jws,
+            4 => Kind::Jwe,
+            _ => {
+                return Err(reject(
+                    ErrorCode::Malformed,
+                    "not 3 (JWS) or 5 (JWE) dot-separated parts",
+                ))
+            }
+        };
+        let header_b64 = token.split('.').next().unwrap_or_default();
+        let header = b64::decode(header_b64).ok_or(NON_CANONICAL)?;
+        Ok((kind, header))
+    }
+
+    fn decode_body(token: &'a str, kind: Kind) -> Result<Body<'a>, Rejection> {
+        let mut parts = token.split('.');
+        let header_b64 = parts.next().unwrap_or_default();
+        let mut next = || parts.next().unwrap_or_default();
+        match kind {
+            Kind::Jws => {
+                let payload_b64 = next();
+                let sig_b64 = next();
+                let payload = b64::decode(payload_b64).ok_or(NON_CANONICAL)?;
+                let signature = b64::decode_fixed::<32>(sig_b64).map_err(|()| NON_CANONICAL)?;
+                if payload.is_empty() {
+                    return Err(reject(ErrorCode::Malformed, "empty JWS payload"));
+                }
+                Ok(Body::Jws {
+                    signing_input: &token[..header_b64.len() + 1 + payload_b64.len()],
+                    payload,
+                    signature,
+                })
+            }
+            Kind::Jwe => {
+                let ek_b64 = next();
+                let iv = b64::decode_fixed::<12>(next()).map_err(|()| NON_CANONICAL)?;
+                let ciphertext = b64::decode(next()).ok_or(NON_CANONICAL)?;
+                let tag = b64::decode_fixed::<16>(next()).map_err(|()| NON_CANONICAL)?;
+                if b64::decode(ek_b64).is_none() {
+                    return Err(NON_CANONICAL);
+                }
+                if !ek_b64.is_empty() {
+                    return Err(reject(
+                        ErrorCode::Malformed,
+                        "JWE encrypted-key part must be empty with alg dir",
+                    ));
+                }
+                Ok(Body::Jwe {
+                    aad: header_b64,
+                    iv,
+                    ciphertext,
+                    tag,
+                })
+            }
+        }
+    }
+
+    /// Checks the HS256 MAC in constant time (step 9).
+    pub fn verify_mac(&self, key: &SigKey) -> bool {
+        match &self.body {
+            Body::Jws {
+                signing_input,
+                signature: Some(sig),
+                ..
+            } => {
+                let mut mac = hmac_sha256(key);
+                mac.update(signing_input.as_bytes());
+                // `verify_slice` compares with `subtle::ConstantTimeEq`.
+                mac.verify_slice(sig).is_ok()
+            }
+            _ => false,
+        }
+    }
+
+    /// Opens A256GCM (step 9); `None` on any failure.
+    pub fn decrypt(&self, key: &EncKey) -> Option<Vec<u8>> {
+        match &self.body {
+            Body::Jwe {
+                aad,
+                iv: Some(iv),
+                ciphertext,
+                tag: Some(tag),
+            } => {
+                let cipher = Aes256Gcm::new(key.expose().into());
+                let mut buf = ciphertext.clone();
+                cipher
+                    .decrypt_in_place_detached(
+                        Nonce::from_slice(iv),
+                        aad.as_bytes(),
+                        &mut buf,
+                        Tag::from_slice(tag),
+                    )
+                    .ok()?;
+                Some(buf)
+            }
+            _ => None,
+        }
+    }
+}
+
+const NON_CANONICAL: Rejection = reject(
+    ErrorCode::Malformed,
+    "a part is not canonical unpadded base64url",
+);
+
+/// Steps 4–6 on a decoded protected header of a layer of `kind`.
+pub fn analyse_header(bytes: &[u8], kind: Kind) -> Result<Map<String, Value>, Rejection> {
+    if bytes.len() > MAX_HEADER_LEN {
+        return Err(reject(
+            ErrorCode::TooLarge,
+            "protected header is larger than 1024 bytes",
+        ));
+    }
+    let header = json::parse_object(bytes).map_err(|e| reject(ErrorCode::Malformed, e.detail()))?;
+    if FORBIDDEN_HEADERS.iter().any(|h| header.contains_key(*h)) {
+        return Err(reject(
+            ErrorCode::UnsupportedHeader,
+            "header has a member this protocol forbids (crit, zip, jku, jwk, x5u, x5c, x5t, x5t#S256, b64)",
+        ));
+    }
+    if header.get("typ").and_then(Value::as_str) != Some("JWT") {
+        return Err(reject(
+            ErrorCode::UnsupportedHeader,
+            "header typ is absent or not exactly \"JWT\"",
+        ));
+    }
+    let alg = header.get("alg").and_then(Value::as_str);
+    match kind {
+        Kind::Jws if alg != Some("HS256") => Err(reject(
+            ErrorCode::UnsupportedAlg,
+            "JWS alg is not exactly HS256",
+        )),
+        Kind::Jwe if alg != Some("dir") => Err(reject(
+            ErrorCode::UnsupportedAlg,
+            "JWE alg is not exactly dir",
+        )),
+        Kind::Jwe if header.get("enc").and_then(Value::as_str) != Some("A256GCM") => Err(reject(
+            ErrorCode::UnsupportedAlg,
+            "JWE enc is not exactly A256GCM",
+        )),
+        _ => Ok(header),
+    }
+}
+
+fn cty_of(header: &Map<String, Value>) -> Cty {
+    match header.get("cty") {
+        None => Cty::Absent,
+        Some(Value::String(s)) if s == "JWT" => Cty::Jwt,
+        Some(_) => Cty::Other,
+    }
+}
+
+fn hmac_sha256(key: &SigKey) -> Hmac<Sha256> {
+    <Hmac<Sha256> as Mac>::new_from_slice(key.expose())
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"))
+}
+
+/// Produces a compact JWS over `payload` with the given header JSON.
+pub fn sign_jws(header_json: &str, payload: &[u8], key: &SigKey) -> String {
+    let mut out = b64::encode(header_json.as_bytes());
+    out.push('.');
+    out.push_str(&b64::encode(payload));
+    let mut mac = hmac_sha256(key);
+    mac.update(out.as_bytes());
+    out.push('.');
+    out.push_str(&b64::encode(&mac.finalize().into_bytes()));
+    out
+}
+
+/// Produces a compact dir/A256GCM JWE; `iv` must never repeat under one key.
+pub fn encrypt_jwe(header_json: &str, plaintext: &[u8], key: &EncKey, iv: [u8; 12]) -> String {
+    let header_b64 = b64::encode(header_json.as_bytes());
+    let cipher = Aes256Gcm::new(key.expose().into());
+    let mut buf = plaintext.to_vec();
+    let tag = cipher
+        .encrypt_in_place_detached(Nonce::from_slice(&iv), header_b64.as_bytes(), &mut buf)
+        .unwrap_or_else(|_| unreachable!("plaintext far below the A256GCM limit"));
+    let mut out = header_b64;
+    out.push_str("..");
+    out.push_str(&b64::encode(&iv));
+    out.push('.');
+    out.push_str(&b64::encode(&buf));
+    out.push('.');
+    out.push_str(&b64::encode(&tag));
+    out
+}
+
+/// The exact headers of §5, members in the order the table shows them.
+pub mod headers {
+    /// Form S, and the inner JWS of form SE.
+    pub fn jws(kid: &str) -> String {
+        format!(r#"{{"alg":"HS256","typ":"JWT","kid":"{kid}"}}"#)
+    }
+    /// The outer JWS of form ES.
+    pub fn jws_nested(kid: &str) -> String {
+        format!(r#"{{"alg":"HS256","typ":"JWT","cty":"JWT","kid":"{kid}"}}"#)
+    }
+    /// The inner JWE of form ES.
+    pub fn jwe(kid: &str) -> String {
+        format!(r#"{{"alg":"dir","enc":"A256GCM","typ":"JWT","kid":"{kid}"}}"#)
+    }
+    /// The outer JWE of form SE.
+    pub fn jwe_nested(kid: &str) -> String {
+        format!(r#"{{"alg":"dir","enc":"A256GCM","typ":"JWT","cty":"JWT","kid":"{kid}"}}"#)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_names() {
+        for f in Form::ALL {
+            assert_eq!(f.as_str().parse::<Form>(), Ok(f));
+        }
+        assert_eq!("ES".parse::<Form>(), Ok(Form::EncryptedThenSigned));
+        assert!("jwt".parse::<Form>().is_err());
+        let set: FormSet = [Form::Signed].into_iter().collect();
+        assert!(set.contains(Form::Signed) && !set.contains(Form::SignedThenEncrypted));
+    }
+
+    #[test]
+    fn jws_round_trip_and_tamper() {
+        let key = SigKey::from_bytes([9; 32]);
+        let t = sign_jws(&headers::jws("c"), b"{}", &key);
+        let layer = Layer::parse(&t).unwrap();
+        assert!(layer.verify_mac(&key));
+        assert!(!layer.verify_mac(&SigKey::from_bytes([8; 32])));
+    }
+
+    #[test]
+    fn jwe_round_trip_and_tamper() {
+        let key = EncKey::from_bytes([9; 32]);
+        let t = encrypt_jwe(&headers::jwe("c"), b"hello", &key, [1; 12]);
+        let layer = Layer::parse(&t).unwrap();
+        assert_eq!(layer.decrypt(&key).as_deref(), Some(&b"hello"[..]));
+        assert!(layer.decrypt(&EncKey::from_bytes([8; 32])).is_none());
+    }
+}

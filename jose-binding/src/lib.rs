@@ -8,13 +8,25 @@
 #![forbid(unsafe_code)]
 
 pub mod b64;
+pub mod client;
 pub mod client_id;
 pub mod error;
+pub mod issuer;
 pub mod json;
+pub mod keystore;
+pub mod layer;
+pub mod reload;
+pub mod replay;
 pub mod schedule;
+pub mod server;
+pub mod tls;
 pub mod token;
+pub mod verifier;
 
 pub use client_id::ClientId;
 pub use error::{ErrorCode, Rejection};
+pub use issuer::Issuer;
+pub use keystore::Keystore;
 pub use schedule::{Ekm, Fingerprint, RootKey, SoftwareRootKey, SubKeys};
 pub use token::{Form, FormSet};
+pub use verifier::{ConnectionVerifier, Policy, Verified};

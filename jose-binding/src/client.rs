@@ -1,0 +1,347 @@
+//! The client side of the binding: one TLS 1.3 connection, keys derived once
+//! from its EKM, a fresh token for every request (PROTOCOL.md §6).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, HOST, WWW_AUTHENTICATE};
+use http::{Method, Request, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::ServerName;
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use crate::client_id::ClientId;
+use crate::issuer::{IssueError, Issuer};
+use crate::schedule::{Fingerprint, RootKey, RootKeyError, SubKeys};
+use crate::tls::{self, TlsError};
+use crate::token::Form;
+
+/// Largest response body read (the echo answer is small).
+const MAX_RESPONSE: usize = 1 << 20;
+
+/// Where to connect: parsed from `https://host[:port]`.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Host as dialled, IPv6 without brackets.
+    pub host: String,
+    pub port: u16,
+    /// `host:port` as it goes in `Host` / `:authority`.
+    pub authority: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("bad server URL {0:?}: expected https://host[:port]")]
+    Url(String),
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("TLS handshake with {addr} failed: {source}")]
+    Handshake {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("timed out: {0}")]
+    Timeout(&'static str),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("root key: {0}")]
+    RootKey(#[from] RootKeyError),
+    #[error("claims: {0}")]
+    Issue(#[from] IssueError),
+    #[error("HTTP: {0}")]
+    Http(String),
+}
+
+impl Target {
+    pub fn parse(url: &str) -> Result<Target, ClientError> {
+        let bad = || ClientError::Url(url.to_owned());
+        let uri: Uri = url.parse().map_err(|_| bad())?;
+        if uri.scheme_str() != Some("https") {
+            return Err(bad());
+        }
+        let auth = uri.authority().ok_or_else(bad)?;
+        let host = auth
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        if host.is_empty() {
+            return Err(bad());
+        }
+        let port = auth.port_u16().unwrap_or(443);
+        Ok(Target {
+            authority: format!("{}:{port}", auth.host()),
+            host,
+            port,
+        })
+    }
+}
+
+/// Which HTTP versions to offer by ALPN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HttpVersion {
+    /// Offer h2 and http/1.1; the server picks.
+    #[default]
+    Auto,
+    Http1,
+    Http2,
+}
+
+impl HttpVersion {
+    pub fn alpn(self) -> &'static [&'static [u8]] {
+        match self {
+            HttpVersion::Auto => &[tls::ALPN_H2, tls::ALPN_HTTP11],
+            HttpVersion::Http1 => &[tls::ALPN_HTTP11],
+            HttpVersion::Http2 => &[tls::ALPN_H2],
+        }
+    }
+}
+
+enum Sender {
+    H1(http1::SendRequest<Full<Bytes>>),
+    H2(http2::SendRequest<Full<Bytes>>),
+}
+
+/// The server's answer to one request.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub www_authenticate: Option<String>,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> Option<Value> {
+        serde_json::from_slice(&self.body).ok()
+    }
+    /// The §7 code of a 401, from the JSON body.
+    pub fn error_code(&self) -> Option<String> {
+        self.json()?.get("error")?.as_str().map(str::to_owned)
+    }
+}
+
+/// One bound TLS connection.
+pub struct BoundConnection {
+    sender: Sender,
+    issuer: Issuer,
+    target: Target,
+    ekm_fp: Fingerprint,
+    sig_fp: Fingerprint,
+    enc_fp: Fingerprint,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for BoundConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BoundConnection")
+            .field("target", &self.target.authority)
+            .field("h2", &self.is_h2())
+            .field("ekm_fp", &self.ekm_fp)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Everything a connection needs besides the target.
+#[derive(Clone)]
+pub struct ClientSetup {
+    pub tls: Arc<rustls::ClientConfig>,
+    pub client_id: ClientId,
+    pub root_key: Arc<dyn RootKey>,
+    /// `aud`; default: the host dialled.
+    pub audience: Option<String>,
+    pub ttl_secs: u64,
+    pub timeout: Duration,
+}
+
+impl ClientSetup {
+    pub fn new(
+        roots: rustls::RootCertStore,
+        version: HttpVersion,
+        client_id: ClientId,
+        root_key: Arc<dyn RootKey>,
+    ) -> Result<Self, TlsError> {
+        Ok(ClientSetup {
+            tls: Arc::new(tls::client_config(roots, version.alpn())?),
+            client_id,
+            root_key,
+            audience: None,
+            ttl_secs: crate::issuer::DEFAULT_TTL_SECS,
+            timeout: Duration::from_secs(10),
+        })
+    }
+}
+
+impl BoundConnection {
+    /// Connects, completes TLS 1.3, exports the EKM and derives the subkeys.
+    pub async fn connect(target: &Target, setup: &ClientSetup) -> Result<Self, ClientError> {
+        let addr = format!("{}:{}", target.host, target.port);
+        let timeout = setup.timeout;
+        let tcp = tokio::time::timeout(
+            timeout,
+            TcpStream::connect((target.host.as_str(), target.port)),
+        )
+        .await
+        .map_err(|_| ClientError::Timeout("TCP connect"))?
+        .map_err(|source| ClientError::Connect {
+            addr: addr.clone(),
+            source,
+        })?;
+        let _ = tcp.set_nodelay(true);
+        let name = ServerName::try_from(target.host.clone())
+            .map_err(|_| ClientError::Url(target.host.clone()))?;
+        let tls = tokio::time::timeout(
+            timeout,
+            TlsConnector::from(setup.tls.clone()).connect(name, tcp),
+        )
+        .await
+        .map_err(|_| ClientError::Timeout("TLS handshake"))?
+        .map_err(|source| ClientError::Handshake { addr, source })?;
+        let (_, conn) = tls.get_ref();
+        let ekm = tls::export_ekm(conn)?;
+        let h2 = conn.alpn_protocol() == Some(tls::ALPN_H2);
+        let keys = SubKeys::derive(setup.root_key.as_ref(), &ekm, &setup.client_id)?;
+        let (sig_fp, enc_fp) = (keys.sig.fingerprint(), keys.enc.fingerprint());
+        let audience = setup
+            .audience
+            .clone()
+            .unwrap_or_else(|| target.host.clone());
+        let issuer = Issuer::new(setup.client_id.clone(), audience, keys).with_ttl(setup.ttl_secs);
+        let io = TokioIo::new(tls);
+        let http_err = |e: hyper::Error| ClientError::Http(e.to_string());
+        let sender = if h2 {
+            let (s, c) = http2::handshake(TokioExecutor::new(), io)
+                .await
+                .map_err(http_err)?;
+            tokio::spawn(async move {
+                let _ = c.await;
+            });
+            Sender::H2(s)
+        } else {
+            let (s, c) = http1::handshake(io).await.map_err(http_err)?;
+            tokio::spawn(async move {
+                let _ = c.await;
+            });
+            Sender::H1(s)
+        };
+        Ok(BoundConnection {
+            sender,
+            issuer,
+            target: target.clone(),
+            ekm_fp: ekm.fingerprint(),
+            sig_fp,
+            enc_fp,
+            timeout,
+        })
+    }
+
+    pub fn is_h2(&self) -> bool {
+        matches!(self.sender, Sender::H2(_))
+    }
+
+    /// Fingerprints of this connection's EKM and subkeys (never the keys).
+    pub fn fingerprints(&self) -> (Fingerprint, Fingerprint, Fingerprint) {
+        (self.ekm_fp, self.sig_fp, self.enc_fp)
+    }
+
+    pub fn issuer(&self) -> &Issuer {
+        &self.issuer
+    }
+
+    /// A fresh token of `form` for `claims`, bound to this connection.
+    pub fn token(&self, form: Form, claims: &Value) -> Result<String, ClientError> {
+        Ok(self.issuer.issue(form, claims)?)
+    }
+
+    /// `POST /v1/claims` with a fresh token.
+    pub async fn send(&mut self, form: Form, claims: &Value) -> Result<Reply, ClientError> {
+        let token = self.token(form, claims)?;
+        self.send_token(&token).await
+    }
+
+    /// `POST /v1/claims` with the given token (for replay demonstrations).
+    pub async fn send_token(&mut self, token: &str) -> Result<Reply, ClientError> {
+        self.request(Method::POST, "/v1/claims", Some(token)).await
+    }
+
+    /// Any request on this connection.
+    pub async fn request(
+        &mut self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+    ) -> Result<Reply, ClientError> {
+        let uri = match self.sender {
+            Sender::H1(_) => path.to_owned(),
+            Sender::H2(_) => format!("https://{}{}", self.target.authority, path),
+        };
+        let mut req = Request::builder().method(method).uri(uri);
+        if matches!(self.sender, Sender::H1(_)) {
+            req = req.header(HOST, &self.target.authority);
+        }
+        if let Some(t) = token {
+            req = req.header(AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let req = req
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| ClientError::Http(e.to_string()))?;
+        let http_err = |e: hyper::Error| ClientError::Http(e.to_string());
+        let exchange = async {
+            let resp = match &mut self.sender {
+                Sender::H1(s) => {
+                    s.ready().await.map_err(http_err)?;
+                    s.send_request(req).await.map_err(http_err)?
+                }
+                Sender::H2(s) => {
+                    s.ready().await.map_err(http_err)?;
+                    s.send_request(req).await.map_err(http_err)?
+                }
+            };
+            let status = resp.status().as_u16();
+            let www_authenticate = resp
+                .headers()
+                .get(WWW_AUTHENTICATE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let body = Limited::new(resp.into_body(), MAX_RESPONSE)
+                .collect()
+                .await
+                .map_err(|e| ClientError::Http(e.to_string()))?
+                .to_bytes();
+            Ok(Reply {
+                status,
+                www_authenticate,
+                body,
+            })
+        };
+        tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| ClientError::Timeout("HTTP exchange"))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_parsing() {
+        let t = Target::parse("https://localhost:8443").unwrap();
+        assert_eq!((t.host.as_str(), t.port), ("localhost", 8443));
+        let t = Target::parse("https://[::1]:9000/").unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.authority.as_str()),
+            ("::1", "[::1]:9000")
+        );
+        assert_eq!(Target::parse("https://example.org").unwrap().port, 443);
+        assert!(Target::parse("http://localhost:1").is_err());
+        assert!(Target::parse("localhost:1").is_err());
+    }
+}

@@ -1,0 +1,102 @@
+//! The client side: claims and tokens of each form (PROTOCOL.md §4–5).
+
+use rand::RngCore;
+use serde_json::{Map, Value};
+
+use crate::b64;
+use crate::client_id::ClientId;
+use crate::schedule::SubKeys;
+use crate::token::{encrypt_jwe, headers, sign_jws, Form};
+
+/// Default token lifetime (§4).
+pub const DEFAULT_TTL_SECS: u64 = 60;
+
+/// Claims the issuer sets itself; an application claim may not use these names.
+pub const REGISTERED: [&str; 5] = ["iss", "aud", "iat", "exp", "jti"];
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IssueError {
+    #[error("claim {0:?} is set by the issuer and may not be given by the application")]
+    Reserved(String),
+    #[error("claims must be a JSON object")]
+    NotObject,
+}
+
+/// Issues tokens for one client on one connection.
+#[derive(Debug)]
+pub struct Issuer {
+    client_id: ClientId,
+    audience: String,
+    keys: SubKeys,
+    ttl_secs: u64,
+}
+
+impl Issuer {
+    pub fn new(client_id: ClientId, audience: impl Into<String>, keys: SubKeys) -> Self {
+        Issuer {
+            client_id,
+            audience: audience.into(),
+            keys,
+            ttl_secs: DEFAULT_TTL_SECS,
+        }
+    }
+
+    pub fn with_ttl(mut self, ttl_secs: u64) -> Self {
+        self.ttl_secs = ttl_secs;
+        self
+    }
+
+    pub fn client_id(&self) -> &ClientId {
+        &self.client_id
+    }
+
+    /// A fresh token (new `jti`, `iat`, `exp`, IV) of `form` over `app_claims`.
+    pub fn issue(&self, form: Form, app_claims: &Value) -> Result<String, IssueError> {
+        let now = crate::verifier::unix_now().floor() as i64;
+        let mut rng = rand::thread_rng();
+        let mut jti = [0u8; 16];
+        rng.fill_bytes(&mut jti);
+        let mut iv = [0u8; 12];
+        rng.fill_bytes(&mut iv);
+        let claims = self.claims(app_claims, now, &b64::encode(&jti))?;
+        Ok(seal(form, &self.client_id, &claims, &self.keys, iv))
+    }
+
+    /// The claims set: registered claims first, then the application's.
+    pub fn claims(&self, app_claims: &Value, iat: i64, jti: &str) -> Result<Vec<u8>, IssueError> {
+        let app = match app_claims {
+            Value::Object(m) => m,
+            Value::Null => &Map::new(),
+            _ => return Err(IssueError::NotObject),
+        };
+        if let Some(name) = REGISTERED.iter().find(|n| app.contains_key(**n)) {
+            return Err(IssueError::Reserved((*name).to_owned()));
+        }
+        let mut m = Map::with_capacity(app.len() + 5);
+        m.insert("iss".into(), self.client_id.as_str().into());
+        m.insert("aud".into(), self.audience.clone().into());
+        m.insert("iat".into(), iat.into());
+        m.insert("exp".into(), (iat + self.ttl_secs as i64).into());
+        m.insert("jti".into(), jti.into());
+        m.extend(app.iter().map(|(k, v)| (k.clone(), v.clone())));
+        // Serializing a Map of Values cannot fail.
+        Ok(serde_json::to_vec(&m).unwrap_or_default())
+    }
+}
+
+/// Wraps a serialized claims set in `form` with explicit IV (deterministic,
+/// for vectors and tests; [`Issuer::issue`] draws the IV at random).
+pub fn seal(form: Form, kid: &ClientId, claims: &[u8], keys: &SubKeys, iv: [u8; 12]) -> String {
+    let kid = kid.as_str();
+    match form {
+        Form::Signed => sign_jws(&headers::jws(kid), claims, &keys.sig),
+        Form::EncryptedThenSigned => {
+            let inner = encrypt_jwe(&headers::jwe(kid), claims, &keys.enc, iv);
+            sign_jws(&headers::jws_nested(kid), inner.as_bytes(), &keys.sig)
+        }
+        Form::SignedThenEncrypted => {
+            let inner = sign_jws(&headers::jws(kid), claims, &keys.sig);
+            encrypt_jwe(&headers::jwe_nested(kid), inner.as_bytes(), &keys.enc, iv)
+        }
+    }
+}

@@ -1,0 +1,338 @@
+//! The verifier as a tower [`Layer`] any hyper service can mount.
+//!
+//! The layer is built per TLS connection with that connection's EKM; every
+//! request on the connection (HTTP/1.1 keep-alive or HTTP/2 streams) shares
+//! one [`ConnectionVerifier`]. Verified claims reach the inner service as a
+//! [`Verified`] request extension; refused requests never reach it and get
+//! the §7 answer (401, `WWW-Authenticate`, JSON body).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, RwLock};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{HeaderValue, Request, Response, StatusCode};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::error::{ErrorCode, Rejection};
+use crate::keystore::Keystore;
+use crate::schedule::Ekm;
+use crate::verifier::{ConnectionVerifier, Policy, Verified};
+
+/// The current keystore, swapped whole on reload; requests take a snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct KeystoreHandle(Arc<RwLock<Arc<Keystore>>>);
+
+impl KeystoreHandle {
+    pub fn new(ks: Keystore) -> Self {
+        KeystoreHandle(Arc::new(RwLock::new(Arc::new(ks))))
+    }
+
+    pub fn snapshot(&self) -> Arc<Keystore> {
+        match self.0.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub fn replace(&self, ks: Keystore) {
+        let ks = Arc::new(ks);
+        match self.0.write() {
+            Ok(mut g) => *g = ks,
+            Err(poisoned) => *poisoned.into_inner() = ks,
+        }
+    }
+}
+
+/// What every connection shares: the keystore and the policy.
+#[derive(Debug, Clone)]
+pub struct Binding {
+    pub keystore: KeystoreHandle,
+    pub policy: Arc<Policy>,
+}
+
+impl Binding {
+    pub fn new(keystore: KeystoreHandle, policy: Policy) -> Self {
+        Binding {
+            keystore,
+            policy: Arc::new(policy),
+        }
+    }
+
+    /// The layer for one connection, given the EKM exported after its handshake.
+    pub fn layer_for(&self, ekm: Ekm) -> BindingLayer {
+        BindingLayer {
+            keystore: self.keystore.clone(),
+            conn: Arc::new(Mutex::new(ConnectionVerifier::new(
+                ekm,
+                self.policy.clone(),
+            ))),
+        }
+    }
+}
+
+/// Per-connection layer; cloning shares the connection's verifier.
+#[derive(Debug, Clone)]
+pub struct BindingLayer {
+    keystore: KeystoreHandle,
+    conn: Arc<Mutex<ConnectionVerifier>>,
+}
+
+impl<S> Layer<S> for BindingLayer {
+    type Service = BindingService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        BindingService {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// How a request fared, attached to every response as an extension so the
+/// server can log one line per request without re-parsing anything.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub client_id: Option<crate::ClientId>,
+    pub form: Option<crate::Form>,
+    pub code: Option<ErrorCode>,
+}
+
+#[derive(Debug, Clone)]
+pub struct BindingService<S> {
+    inner: S,
+    layer: BindingLayer,
+}
+
+impl BindingLayer {
+    /// Steps 1–14 for one request's headers.
+    pub fn check(&self, headers: &http::HeaderMap) -> Result<Verified, Rejection> {
+        let token = bearer_token(headers)?;
+        let keystore = self.keystore.snapshot();
+        let mut conn = match self.conn.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        conn.verify(&keystore, token)
+    }
+}
+
+/// Step 1: exactly one `Authorization: Bearer <token>`.
+pub fn bearer_token(headers: &http::HeaderMap) -> Result<&str, Rejection> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Err(MISSING);
+    };
+    if values.next().is_some() {
+        return Err(Rejection::new(
+            ErrorCode::Malformed,
+            "more than one Authorization header",
+        ));
+    }
+    let bytes = value.as_bytes();
+    let (scheme, rest) = match bytes.iter().position(|&b| b == b' ') {
+        Some(i) => (&bytes[..i], &bytes[i + 1..]),
+        None => (bytes, &b""[..]),
+    };
+    if !scheme.eq_ignore_ascii_case(b"Bearer") {
+        return Err(MISSING);
+    }
+    let token = std::str::from_utf8(rest)
+        .map_err(|_| Rejection::new(ErrorCode::Malformed, "bearer token is not ASCII"))?
+        .trim_matches(' ');
+    if token.is_empty() {
+        return Err(Rejection::new(ErrorCode::Malformed, "empty bearer token"));
+    }
+    Ok(token)
+}
+
+const MISSING: Rejection = Rejection::new(
+    ErrorCode::MissingToken,
+    "no Authorization header with the Bearer scheme",
+);
+
+/// The §7 answer to a refused request.
+pub fn unauthorized<B: From<Bytes>>(r: Rejection) -> Response<B> {
+    let challenge = match r.code {
+        // RFC 6750 §3.1: no error parameters when the request had no credentials.
+        ErrorCode::MissingToken => HeaderValue::from_static("Bearer realm=\"jose-binding\""),
+        code => HeaderValue::from_static(challenge_for(code)),
+    };
+    let body = serde_json::json!({"error": r.code.as_str(), "message": r.detail});
+    let mut resp = Response::new(B::from(Bytes::from(body.to_string())));
+    *resp.status_mut() = StatusCode::UNAUTHORIZED;
+    let h = resp.headers_mut();
+    h.insert(WWW_AUTHENTICATE, challenge);
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// `Bearer error="invalid_token", error_description="<code>"`, as static text.
+const fn challenge_for(code: ErrorCode) -> &'static str {
+    macro_rules! c {
+        ($s:literal) => {
+            concat!(
+                "Bearer error=\"invalid_token\", error_description=\"",
+                $s,
+                "\""
+            )
+        };
+    }
+    match code {
+        ErrorCode::MissingToken => c!("missing_token"),
+        ErrorCode::Malformed => c!("malformed"),
+        ErrorCode::TooLarge => c!("too_large"),
+        ErrorCode::UnsupportedHeader => c!("unsupported_header"),
+        ErrorCode::UnsupportedAlg => c!("unsupported_alg"),
+        ErrorCode::BadNesting => c!("bad_nesting"),
+        ErrorCode::FormNotAllowed => c!("form_not_allowed"),
+        ErrorCode::UnknownClient => c!("unknown_client"),
+        ErrorCode::ClientMismatch => c!("client_mismatch"),
+        ErrorCode::BadSignature => c!("bad_signature"),
+        ErrorCode::DecryptFailed => c!("decrypt_failed"),
+        ErrorCode::WrongAudience => c!("wrong_audience"),
+        ErrorCode::Expired => c!("expired"),
+        ErrorCode::NotYetValid => c!("not_yet_valid"),
+        ErrorCode::TtlTooLong => c!("ttl_too_long"),
+        ErrorCode::BadJti => c!("bad_jti"),
+        ErrorCode::Replayed => c!("replayed"),
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for BindingService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: From<Bytes>,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = BindingFuture<S::Future, ResBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        match self.layer.check(req.headers()) {
+            Ok(verified) => {
+                let outcome = Outcome {
+                    client_id: Some(verified.client_id.clone()),
+                    form: Some(verified.form),
+                    code: None,
+                };
+                req.extensions_mut().insert(verified);
+                BindingFuture::Inner {
+                    future: self.inner.call(req),
+                    outcome: Some(outcome),
+                }
+            }
+            Err(rejection) => {
+                let mut resp = unauthorized(rejection);
+                resp.extensions_mut().insert(Outcome {
+                    client_id: None,
+                    form: None,
+                    code: Some(rejection.code),
+                });
+                BindingFuture::Refused {
+                    response: Some(resp),
+                }
+            }
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Either the inner service's future or an immediate 401.
+    #[project = BindingFutureProj]
+    pub enum BindingFuture<F, B> {
+        Inner { #[pin] future: F, outcome: Option<Outcome> },
+        Refused { response: Option<Response<B>> },
+    }
+}
+
+impl<F, B, E> Future for BindingFuture<F, B>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<B>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            BindingFutureProj::Inner { future, outcome } => match future.poll(cx) {
+                Poll::Ready(Ok(mut resp)) => {
+                    if let Some(o) = outcome.take() {
+                        resp.extensions_mut().insert(o);
+                    }
+                    Poll::Ready(Ok(resp))
+                }
+                other => other,
+            },
+            BindingFutureProj::Refused { response } => match response.take() {
+                Some(r) => Poll::Ready(Ok(r)),
+                None => Poll::Pending,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(values: &[&[u8]]) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        for v in values {
+            h.append(AUTHORIZATION, HeaderValue::from_bytes(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn bearer_parsing() {
+        assert_eq!(
+            bearer_token(&headers(&[])).unwrap_err().code,
+            ErrorCode::MissingToken
+        );
+        assert_eq!(
+            bearer_token(&headers(&[b"Basic abc"])).unwrap_err().code,
+            ErrorCode::MissingToken
+        );
+        assert_eq!(
+            bearer_token(&headers(&[b"Bearer"])).unwrap_err().code,
+            ErrorCode::Malformed
+        );
+        assert_eq!(
+            bearer_token(&headers(&[b"Bearer a", b"Bearer b"]))
+                .unwrap_err()
+                .code,
+            ErrorCode::Malformed
+        );
+        assert_eq!(bearer_token(&headers(&[b"bEaReR a.b.c"])).unwrap(), "a.b.c");
+        assert_eq!(
+            bearer_token(&headers(&[b"Bearer \xff"])).unwrap_err().code,
+            ErrorCode::Malformed
+        );
+    }
+
+    #[test]
+    fn challenge_text_is_exact() {
+        for code in ErrorCode::ALL {
+            if code == ErrorCode::MissingToken {
+                continue;
+            }
+            assert_eq!(
+                challenge_for(code),
+                format!(
+                    "Bearer error=\"invalid_token\", error_description=\"{}\"",
+                    code.as_str()
+                )
+            );
+        }
+        let r: Response<Bytes> = unauthorized(Rejection::new(ErrorCode::MissingToken, "x"));
+        let www = r.headers()[WWW_AUTHENTICATE].to_str().unwrap();
+        assert!(www.starts_with("Bearer") && !www.contains("error"));
+    }
+}

@@ -1,0 +1,304 @@
+//! Serving: TLS 1.3 accept loop, EKM capture, the binding layer mounted on
+//! an application service, HTTP/1.1 or HTTP/2 by ALPN, limits, and graceful
+//! shutdown. Also the reference application of PROTOCOL.md §6.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::CONTENT_TYPE;
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::layer::{Binding, BindingLayer, Outcome};
+use crate::tls;
+use crate::verifier::Verified;
+
+pub type Body = Full<Bytes>;
+
+/// Limits of the serving loop.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Connections served at once; further ones are closed on accept.
+    pub max_connections: usize,
+    /// Time a client has to finish the TLS handshake.
+    pub handshake_timeout: Duration,
+    /// Time a client has to send a complete HTTP/1.1 request head.
+    pub header_read_timeout: Duration,
+    /// How long shutdown waits for in-flight requests.
+    pub shutdown_grace: Duration,
+    /// HTTP/2 streams per connection.
+    pub max_concurrent_streams: u32,
+    /// Largest request head (HTTP/1.1 buffer, HTTP/2 header list).
+    pub max_header_bytes: usize,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            max_connections: 1024,
+            handshake_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(10),
+            max_concurrent_streams: 128,
+            max_header_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// Builds the application service of one connection around its binding layer.
+pub trait MakeApp: Send + Sync + 'static {
+    type Service: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static;
+    fn make(&self, binding: BindingLayer, peer: SocketAddr) -> Self::Service;
+}
+
+/// Serves until `shutdown` resolves, then lets in-flight requests finish
+/// (up to `shutdown_grace`).
+pub async fn serve<M: MakeApp>(
+    listener: TcpListener,
+    tls_config: Arc<rustls::ServerConfig>,
+    binding: Binding,
+    app: M,
+    opts: ServerOptions,
+    shutdown: impl Future<Output = ()>,
+) where
+    <M::Service as Service<Request<Incoming>>>::Future: Send + 'static,
+{
+    let acceptor = TlsAcceptor::from(tls_config);
+    let app = Arc::new(app);
+    let permits = Arc::new(Semaphore::new(opts.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut http = auto::Builder::new(TokioExecutor::new());
+    http.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(opts.header_read_timeout)
+        .max_buf_size(opts.max_header_bytes.max(8192));
+    http.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(opts.max_concurrent_streams)
+        .max_header_list_size(opts.max_header_bytes as u32);
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, limit = opts.max_connections, "connection limit reached; closing");
+            drop(tcp);
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let binding = binding.clone();
+        let app = app.clone();
+        let http = http.clone();
+        let watcher = graceful.watcher();
+        let handshake_timeout = opts.handshake_timeout;
+        tokio::spawn(async move {
+            let _permit = permit;
+            let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let (_, conn) = stream.get_ref();
+            let ekm = match tls::export_ekm(conn) {
+                Ok(ekm) => ekm,
+                Err(e) => {
+                    tracing::warn!(%peer, error = %e, "no EKM; closing");
+                    return;
+                }
+            };
+            let h2 = conn.alpn_protocol() == Some(tls::ALPN_H2);
+            tracing::debug!(%peer, ekm_fp = %ekm.fingerprint(), h2, "connection bound");
+            let svc = app.make(binding.layer_for(ekm), peer);
+            let http = if h2 {
+                http.http2_only()
+            } else {
+                http.http1_only()
+            };
+            let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => tracing::info!("all connections closed"),
+        _ = tokio::time::sleep(opts.shutdown_grace) => {
+            tracing::warn!("shutdown grace period over; dropping remaining connections")
+        }
+    }
+}
+
+/// The reference application (§6): `POST /v1/claims` behind the binding,
+/// `GET /healthz` open, everything else 404. Logs one line per request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReferenceApp;
+
+impl MakeApp for ReferenceApp {
+    type Service = ReferenceService;
+    fn make(&self, binding: BindingLayer, peer: SocketAddr) -> ReferenceService {
+        ReferenceService {
+            claims: binding.layer(EchoClaims),
+            peer,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ReferenceService {
+    claims: crate::layer::BindingService<EchoClaims>,
+    peer: SocketAddr,
+}
+
+impl Service<Request<Incoming>> for ReferenceService {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future =
+        std::pin::Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+        let start = Instant::now();
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        let peer = self.peer;
+        let fut = match (req.method(), req.uri().path()) {
+            (&Method::POST, "/v1/claims") => Some(self.claims.call(req.map(|_| ()))),
+            _ => None,
+        };
+        Box::pin(async move {
+            let resp = match fut {
+                Some(f) => f.await?,
+                None if path == "/healthz" && method == Method::GET => {
+                    json(StatusCode::OK, r#"{"status":"ok"}"#.into())
+                }
+                None if path == "/v1/claims" || path == "/healthz" => json(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    r#"{"error":"method_not_allowed"}"#.into(),
+                ),
+                None => json(StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#.into()),
+            };
+            log_request(peer, &method, &path, &resp, start.elapsed());
+            Ok(resp)
+        })
+    }
+}
+
+fn log_request(
+    peer: SocketAddr,
+    method: &Method,
+    path: &str,
+    resp: &Response<Body>,
+    latency: Duration,
+) {
+    let outcome = resp.extensions().get::<Outcome>();
+    let client = outcome
+        .and_then(|o| o.client_id.as_ref())
+        .map(|c| c.as_str())
+        .unwrap_or("-");
+    let form = outcome
+        .and_then(|o| o.form)
+        .map(|f| f.as_str())
+        .unwrap_or("-");
+    let code = match outcome {
+        Some(Outcome { code: Some(c), .. }) => c.as_str(),
+        Some(_) => "ok",
+        None => "-",
+    };
+    tracing::info!(
+        target: "jose_binding::access",
+        %peer,
+        %method,
+        path,
+        status = resp.status().as_u16(),
+        client,
+        form,
+        outcome = code,
+        latency_us = latency.as_micros() as u64,
+    );
+}
+
+/// The echo handler: `{"client_id", "form", "claims"}` of the verified token.
+#[derive(Debug, Clone, Copy)]
+pub struct EchoClaims;
+
+impl Service<Request<()>> for EchoClaims {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Response<Body>, Infallible>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<()>) -> Self::Future {
+        let resp = match req.extensions().get::<Verified>() {
+            Some(v) => json(
+                StatusCode::OK,
+                serde_json::json!({
+                    "client_id": v.client_id.as_str(),
+                    "form": v.form.as_str(),
+                    "claims": v.claims,
+                })
+                .to_string(),
+            ),
+            // Unreachable behind the layer; never a 5xx for client input.
+            None => json(
+                StatusCode::UNAUTHORIZED,
+                r#"{"error":"missing_token"}"#.into(),
+            ),
+        };
+        std::future::ready(Ok(resp))
+    }
+}
+
+pub fn json(status: StatusCode, body: String) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}

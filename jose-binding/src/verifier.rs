@@ -1,0 +1,390 @@
+//! The strict verifier (PROTOCOL.md §7), one instance per TLS connection.
+//!
+//! The checks run in the contract's order and the first failure decides the
+//! code. Everything before step 9 runs without touching a key.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value};
+
+use crate::client_id::ClientId;
+use crate::error::{reject, ErrorCode, Rejection};
+use crate::json;
+use crate::keystore::{ClientKeys, Keystore};
+use crate::replay::{self, Replay, ReplayCache};
+use crate::schedule::{Ekm, Fingerprint, SubKeys};
+use crate::token::{Body, Cty, Form, FormSet, Kind, Layer, MAX_CLAIMS_LEN, MAX_TOKEN_LEN};
+
+/// What the server accepts. Shared by all connections.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// The only accepted `aud` (default `localhost`).
+    pub audience: String,
+    /// Accepted forms (default all three).
+    pub forms: FormSet,
+    /// Clock skew allowed on `exp`, `iat`, `nbf`, in seconds (default 30).
+    pub skew_secs: u64,
+    /// Longest accepted `exp − iat`, in seconds (default 300).
+    pub max_ttl_secs: u64,
+    /// Replay-cache entries per connection (default 8192).
+    pub replay_capacity: usize,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            audience: "localhost".to_owned(),
+            forms: FormSet::ALL,
+            skew_secs: 30,
+            max_ttl_secs: 300,
+            replay_capacity: replay::DEFAULT_CAPACITY,
+        }
+    }
+}
+
+/// A token that passed every check.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub client_id: ClientId,
+    pub form: Form,
+    /// The whole verified claims set.
+    pub claims: Map<String, Value>,
+    /// Which of the client's root keys opened it (0 = current).
+    pub key_index: usize,
+}
+
+/// Subkeys derived on this connection for one client, per root key, lazily.
+#[derive(Debug)]
+struct Derived {
+    client: Arc<ClientKeys>,
+    subkeys: Vec<Option<SubKeys>>,
+}
+
+/// Verification state of one TLS connection: its EKM, the client it is
+/// pinned to, derived subkeys and the replay cache.
+#[derive(Debug)]
+pub struct ConnectionVerifier {
+    ekm: Ekm,
+    policy: Arc<Policy>,
+    pinned: Option<ClientId>,
+    derived: Option<Derived>,
+    replay: ReplayCache,
+}
+
+impl ConnectionVerifier {
+    pub fn new(ekm: Ekm, policy: Arc<Policy>) -> Self {
+        let replay = ReplayCache::new(policy.replay_capacity);
+        ConnectionVerifier {
+            ekm,
+            policy,
+            pinned: None,
+            derived: None,
+            replay,
+        }
+    }
+
+    pub fn ekm_fingerprint(&self) -> Fingerprint {
+        self.ekm.fingerprint()
+    }
+
+    /// The client the connection is pinned to, once a token was accepted.
+    pub fn pinned(&self) -> Option<&ClientId> {
+        self.pinned.as_ref()
+    }
+
+    pub fn replay_len(&self) -> usize {
+        self.replay.len()
+    }
+
+    /// Verifies against the system clock.
+    pub fn verify(&mut self, keystore: &Keystore, token: &str) -> Result<Verified, Rejection> {
+        self.verify_at(keystore, token, unix_now())
+    }
+
+    /// Verifies at time `now` (seconds since the epoch).
+    pub fn verify_at(
+        &mut self,
+        keystore: &Keystore,
+        token: &str,
+        now: f64,
+    ) -> Result<Verified, Rejection> {
+        // Step 1 (no token at all) belongs to the transport; an empty string here is malformed.
+        if token.is_empty() {
+            return Err(reject(ErrorCode::Malformed, "empty bearer token"));
+        }
+        // Step 2.
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(reject(
+                ErrorCode::TooLarge,
+                "token is longer than 16384 characters",
+            ));
+        }
+        // Steps 3–6.
+        let outer = Layer::parse(token)?;
+        // Step 7.
+        let form = form_of(&outer)?;
+        if !self.policy.forms.contains(form) {
+            return Err(reject(
+                ErrorCode::FormNotAllowed,
+                "this server does not accept this token form",
+            ));
+        }
+        // Step 8.
+        let client = keystore
+            .get(outer.kid().ok_or(UNKNOWN_KID)?)
+            .ok_or(UNKNOWN_KID)?
+            .clone();
+        let kid = client.id.as_str();
+        if self.pinned.as_ref().is_some_and(|p| p.as_str() != kid) {
+            return Err(reject(
+                ErrorCode::ClientMismatch,
+                "this connection is already bound to another client",
+            ));
+        }
+        // Step 9: try each root key; the one that opens the outer layer is the only one used after.
+        let derived = derived_for(&mut self.derived, &client);
+        let mut opened = None;
+        for index in 0..derived.subkeys.len() {
+            let keys = derived.subkeys_at(&self.ekm, index);
+            let content = match outer.kind() {
+                Kind::Jws => outer.verify_mac(&keys.sig).then_some(None),
+                Kind::Jwe => outer.decrypt(&keys.enc).map(Some),
+            };
+            if let Some(content) = content {
+                opened = Some((index, keys.clone(), content));
+                break;
+            }
+        }
+        let (key_index, keys, content) = opened.ok_or(match outer.kind() {
+            Kind::Jws => reject(
+                ErrorCode::BadSignature,
+                "HS256 signature does not verify with this connection's key",
+            ),
+            Kind::Jwe => reject(
+                ErrorCode::DecryptFailed,
+                "A256GCM decryption fails with this connection's key",
+            ),
+        })?;
+        // Step 10: the inner layer, for the nested forms.
+        let claims_bytes: Vec<u8> = match form {
+            Form::Signed => match outer.body {
+                Body::Jws { payload, .. } => payload,
+                Body::Jwe { .. } => unreachable_form(),
+            },
+            Form::EncryptedThenSigned => {
+                let inner_text = match &outer.body {
+                    Body::Jws { payload, .. } => payload.as_slice(),
+                    Body::Jwe { .. } => unreachable_form(),
+                };
+                let inner = inner_layer(inner_text, Kind::Jwe, kid)?;
+                inner.decrypt(&keys.enc).ok_or(reject(
+                    ErrorCode::DecryptFailed,
+                    "inner A256GCM decryption fails with this connection's key",
+                ))?
+            }
+            Form::SignedThenEncrypted => {
+                let inner_text = content.unwrap_or_default();
+                let inner = inner_layer(&inner_text, Kind::Jws, kid)?;
+                if !inner.verify_mac(&keys.sig) {
+                    return Err(reject(
+                        ErrorCode::BadSignature,
+                        "inner HS256 signature does not verify with this connection's key",
+                    ));
+                }
+                match inner.body {
+                    Body::Jws { payload, .. } => payload,
+                    Body::Jwe { .. } => unreachable_form(),
+                }
+            }
+        };
+        // Steps 11–14.
+        let claims = check_claims(&claims_bytes, kid, &self.policy, now)?;
+        let jti = claims
+            .get("jti")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let exp = claims
+            .get("exp")
+            .and_then(Value::as_f64)
+            .unwrap_or_default();
+        let horizon = now - self.policy.skew_secs as f64;
+        self.replay
+            .check_and_insert(jti, exp, horizon)
+            .map_err(|r| match r {
+                Replay::Seen => reject(
+                    ErrorCode::Replayed,
+                    "this jti was already accepted on this connection",
+                ),
+                Replay::BelowFloor => reject(
+                    ErrorCode::Replayed,
+                    "replay cache full: tokens expiring this early are refused on this connection",
+                ),
+            })?;
+        // Accepted: the first accepted token pins the connection.
+        let client_id = client.id.clone();
+        drop(client);
+        if self.pinned.is_none() {
+            self.pinned = Some(client_id.clone());
+        }
+        Ok(Verified {
+            client_id,
+            form,
+            claims,
+            key_index,
+        })
+    }
+}
+
+/// The connection's derived subkeys for `client`. One client at a time keeps
+/// this bounded; after pinning it changes only when a keystore reload
+/// replaces the client's entry.
+fn derived_for<'a>(slot: &'a mut Option<Derived>, client: &Arc<ClientKeys>) -> &'a mut Derived {
+    if slot
+        .as_ref()
+        .is_some_and(|d| !Arc::ptr_eq(&d.client, client))
+    {
+        *slot = None;
+    }
+    slot.get_or_insert_with(|| Derived {
+        client: client.clone(),
+        subkeys: vec![None; client.keys.len()],
+    })
+}
+
+impl Derived {
+    fn subkeys_at(&mut self, ekm: &Ekm, index: usize) -> &SubKeys {
+        let client = &self.client;
+        self.subkeys[index].get_or_insert_with(|| {
+            SubKeys::expand(&client.keys[index].compute_prk(ekm), &client.id)
+        })
+    }
+}
+
+const UNKNOWN_KID: Rejection = reject(
+    ErrorCode::UnknownClient,
+    "kid is absent or not a known client",
+);
+
+fn unreachable_form() -> ! {
+    unreachable!("form_of ties the form to the layer kind")
+}
+
+/// Step 7: the form follows from the outer header alone.
+fn form_of(outer: &Layer<'_>) -> Result<Form, Rejection> {
+    match (outer.kind(), outer.cty) {
+        (Kind::Jws, Cty::Absent) => Ok(Form::Signed),
+        (Kind::Jws, Cty::Jwt) => Ok(Form::EncryptedThenSigned),
+        (Kind::Jwe, Cty::Jwt) => Ok(Form::SignedThenEncrypted),
+        (Kind::Jwe, Cty::Absent) => Err(reject(
+            ErrorCode::BadNesting,
+            "a JWE must carry cty JWT (a nested signed token)",
+        )),
+        (_, Cty::Other) => Err(reject(
+            ErrorCode::BadNesting,
+            "cty is neither absent nor exactly \"JWT\"",
+        )),
+    }
+}
+
+/// Step 10 up to opening: steps 3–6 on the inner token, its kind, its `kid`.
+fn inner_layer<'a>(bytes: &'a [u8], want: Kind, kid: &str) -> Result<Layer<'a>, Rejection> {
+    let text = std::str::from_utf8(bytes).map_err(|_| {
+        reject(
+            ErrorCode::Malformed,
+            "nested content is not a compact token",
+        )
+    })?;
+    let inner = Layer::parse(text)?;
+    if inner.kind() != want || inner.cty != Cty::Absent {
+        return Err(reject(
+            ErrorCode::BadNesting,
+            "inner token is not the other kind, or carries a cty",
+        ));
+    }
+    if inner.kid() != Some(kid) {
+        return Err(reject(
+            ErrorCode::UnknownClient,
+            "inner kid differs from the outer kid",
+        ));
+    }
+    Ok(inner)
+}
+
+/// Steps 11–14 except the replay cache.
+fn check_claims(
+    bytes: &[u8],
+    kid: &str,
+    policy: &Policy,
+    now: f64,
+) -> Result<Map<String, Value>, Rejection> {
+    if bytes.len() > MAX_CLAIMS_LEN {
+        return Err(reject(
+            ErrorCode::TooLarge,
+            "claims set is larger than 8192 bytes",
+        ));
+    }
+    let claims = json::parse_object(bytes).map_err(|e| reject(ErrorCode::Malformed, e.detail()))?;
+    let number = |name: &str| claims.get(name).and_then(Value::as_f64);
+    let iat = number("iat").ok_or(reject(
+        ErrorCode::Malformed,
+        "iat is absent or not a number",
+    ))?;
+    let exp = number("exp").ok_or(reject(
+        ErrorCode::Malformed,
+        "exp is absent or not a number",
+    ))?;
+    let nbf = match claims.get("nbf") {
+        None => None,
+        Some(v) => Some(
+            v.as_f64()
+                .ok_or(reject(ErrorCode::Malformed, "nbf is not a number"))?,
+        ),
+    };
+    // Step 12.
+    if claims.get("iss").and_then(Value::as_str) != Some(kid) {
+        return Err(reject(
+            ErrorCode::UnknownClient,
+            "iss is absent or differs from kid",
+        ));
+    }
+    if claims.get("aud").and_then(Value::as_str) != Some(policy.audience.as_str()) {
+        return Err(reject(
+            ErrorCode::WrongAudience,
+            "aud is absent, not a string, or not this server's audience",
+        ));
+    }
+    // Step 13.
+    let skew = policy.skew_secs as f64;
+    if exp <= now - skew {
+        return Err(reject(ErrorCode::Expired, "token has expired"));
+    }
+    if iat > now + skew {
+        return Err(reject(ErrorCode::NotYetValid, "iat is in the future"));
+    }
+    if nbf.is_some_and(|nbf| nbf > now + skew) {
+        return Err(reject(ErrorCode::NotYetValid, "nbf is in the future"));
+    }
+    if exp - iat > policy.max_ttl_secs as f64 {
+        return Err(reject(
+            ErrorCode::TtlTooLong,
+            "exp - iat exceeds the server's maximum lifetime",
+        ));
+    }
+    // Step 14 (syntax; the cache is the caller's).
+    match claims.get("jti").and_then(Value::as_str) {
+        Some(j) if !j.is_empty() && j.len() <= 64 => Ok(claims),
+        _ => Err(reject(
+            ErrorCode::BadJti,
+            "jti is absent, not a string, empty or longer than 64 bytes",
+        )),
+    }
+}
+
+/// Seconds since the Unix epoch, with sub-second precision.
+pub fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}

@@ -278,20 +278,31 @@ impl BoundConnection {
         path: &str,
         token: Option<&str>,
     ) -> Result<Reply, ClientError> {
-        let uri = match self.sender {
-            Sender::H1(_) => path.to_owned(),
-            Sender::H2(_) => format!("https://{}{}", self.target.authority, path),
-        };
-        let mut req = Request::builder().method(method).uri(uri);
-        if matches!(self.sender, Sender::H1(_)) {
-            req = req.header(HOST, &self.target.authority);
-        }
+        let mut req = self.request_builder(method, path);
         if let Some(t) = token {
             req = req.header(AUTHORIZATION, format!("Bearer {t}"));
         }
         let req = req
             .body(Full::new(Bytes::new()))
             .map_err(|e| ClientError::Http(e.to_string()))?;
+        self.send_request(req).await
+    }
+
+    /// A request builder with the URI and `Host` this connection needs.
+    pub fn request_builder(&self, method: Method, path: &str) -> http::request::Builder {
+        match self.sender {
+            Sender::H1(_) => Request::builder()
+                .method(method)
+                .uri(path)
+                .header(HOST, &self.target.authority),
+            Sender::H2(_) => Request::builder()
+                .method(method)
+                .uri(format!("https://{}{}", self.target.authority, path)),
+        }
+    }
+
+    /// Sends a request as built; reads at most 1 MiB of the answer.
+    pub async fn send_request(&mut self, req: Request<Full<Bytes>>) -> Result<Reply, ClientError> {
         let http_err = |e: hyper::Error| ClientError::Http(e.to_string());
         let exchange = async {
             let resp = match &mut self.sender {

@@ -50,6 +50,11 @@ impl Issuer {
         &self.client_id
     }
 
+    /// This connection's subkeys, for crafting tokens by hand (tests, debugging).
+    pub fn subkeys(&self) -> &SubKeys {
+        &self.keys
+    }
+
     /// A fresh token (new `jti`, `iat`, `exp`, IV) of `form` over `app_claims`.
     pub fn issue(&self, form: Form, app_claims: &Value) -> Result<String, IssueError> {
         let now = crate::verifier::unix_now().floor() as i64;

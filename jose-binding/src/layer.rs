@@ -14,7 +14,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderValue, Request, Response, StatusCode};
-use tower_layer::Layer;
+pub use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::error::{ErrorCode, Rejection};

@@ -5,6 +5,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -59,10 +60,17 @@ impl Default for ServerOptions {
     }
 }
 
+/// The future of an application service: boxed, so any handler fits.
+pub type AppFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
 /// Builds the application service of one connection around its binding layer.
 pub trait MakeApp: Send + Sync + 'static {
-    type Service: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
-        + Clone
+    type Service: Service<
+            Request<Incoming>,
+            Response = Response<Body>,
+            Error = Infallible,
+            Future = AppFuture,
+        > + Clone
         + Send
         + 'static;
     fn make(&self, binding: BindingLayer, peer: SocketAddr) -> Self::Service;
@@ -77,9 +85,7 @@ pub async fn serve<M: MakeApp>(
     app: M,
     opts: ServerOptions,
     shutdown: impl Future<Output = ()>,
-) where
-    <M::Service as Service<Request<Incoming>>>::Future: Send + 'static,
-{
+) {
     let acceptor = TlsAcceptor::from(tls_config);
     let app = Arc::new(app);
     let permits = Arc::new(Semaphore::new(opts.max_connections));
@@ -187,8 +193,7 @@ pub struct ReferenceService {
 impl Service<Request<Incoming>> for ReferenceService {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future =
-        std::pin::Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+    type Future = AppFuture;
 
     fn poll_ready(
         &mut self,

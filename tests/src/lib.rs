@@ -1,1 +1,122 @@
-//! End-to-end tests live in tests/tests/.
+//! Support for the end-to-end tests in tests/tests/: a real jwt-server stack
+//! on an ephemeral loopback port, and bound client connections to it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jose_binding::client::{BoundConnection, ClientSetup, HttpVersion, Target};
+use jose_binding::layer::{Binding, KeystoreHandle};
+use jose_binding::server::{self, MakeApp, ReferenceApp, ServerOptions};
+use jose_binding::{tls, ClientId, Keystore, Policy, SoftwareRootKey};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
+}
+
+pub fn fixture_keystore() -> Keystore {
+    Keystore::load(&fixtures().join("keystore.toml")).expect("fixture keystore")
+}
+
+pub fn fixture_key(client: &str) -> SoftwareRootKey {
+    SoftwareRootKey::from_file(&fixtures().join(format!("{client}.key"))).expect("fixture key")
+}
+
+/// A running server; stops (gracefully) on `stop()` or drop.
+pub struct TestServer {
+    pub port: u16,
+    pub keystore: KeystoreHandle,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub async fn start(policy: Policy, keystore: Keystore) -> TestServer {
+        Self::start_with(policy, keystore, ServerOptions::default(), ReferenceApp).await
+    }
+
+    pub async fn start_with<M: MakeApp>(
+        policy: Policy,
+        keystore: Keystore,
+        opts: ServerOptions,
+        app: M,
+    ) -> TestServer {
+        let chain = tls::load_certs(&fixtures().join("server.pem")).expect("cert");
+        let key = tls::load_key(&fixtures().join("server.key")).expect("key");
+        let cfg = Arc::new(tls::server_config(chain, key).expect("tls config"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let handle = KeystoreHandle::new(keystore);
+        let binding = Binding::new(handle.clone(), policy);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server::serve(listener, cfg, binding, app, opts, async {
+            let _ = stopped.await;
+        }));
+        TestServer {
+            port,
+            keystore: handle,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://localhost:{}", self.port)
+    }
+
+    /// Signals shutdown and waits for the serving loop to finish.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(20), t)
+                .await
+                .expect("server stops in time")
+                .expect("server task");
+        }
+    }
+
+    /// Signals shutdown without waiting.
+    pub fn signal_stop(&mut self) -> Option<JoinHandle<()>> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        self.task.take()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// Client setup for `client` with its fixture key.
+pub fn setup(client: &str, version: HttpVersion) -> ClientSetup {
+    setup_with_key(client, version, fixture_key(client))
+}
+
+pub fn setup_with_key(client: &str, version: HttpVersion, key: SoftwareRootKey) -> ClientSetup {
+    let roots = tls::load_roots(&fixtures().join("ca.pem")).expect("roots");
+    ClientSetup::new(
+        roots,
+        version,
+        ClientId::new(client).expect("id"),
+        Arc::new(key),
+    )
+    .expect("client setup")
+}
+
+pub async fn connect(server: &TestServer, setup: &ClientSetup) -> BoundConnection {
+    let target = Target::parse(&server.url()).expect("url");
+    BoundConnection::connect(&target, setup)
+        .await
+        .expect("connect")
+}

@@ -11,23 +11,27 @@ pub fn decode(s: &str) -> Option<Vec<u8>> {
     URL_SAFE_NO_PAD.decode(s).ok()
 }
 
+/// The text is not canonical unpadded base64url.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NonCanonical;
+
 /// Decodes a part that must be exactly `N` bytes without allocating.
 ///
-/// `Err(())` when the text is not canonical base64url (a `malformed` token);
+/// `Err(NonCanonical)` when the text is not canonical (a `malformed` token);
 /// `Ok(None)` when it is canonical but of another length (a cryptographic
 /// failure later, not a syntax error).
-pub fn decode_fixed<const N: usize>(s: &str) -> Result<Option<[u8; N]>, ()> {
+pub fn decode_fixed<const N: usize>(s: &str) -> Result<Option<[u8; N]>, NonCanonical> {
     if s.len() != (N * 4).div_ceil(3) {
         return match decode(s) {
             Some(_) => Ok(None),
-            None => Err(()),
+            None => Err(NonCanonical),
         };
     }
     let mut out = [0u8; N];
     match URL_SAFE_NO_PAD.decode_slice(s, &mut out) {
         Ok(n) if n == N => Ok(Some(out)),
         Ok(_) => Ok(None),
-        Err(_) => Err(()),
+        Err(_) => Err(NonCanonical),
     }
 }
 
@@ -55,7 +59,7 @@ mod tests {
         assert_eq!(decode_fixed::<12>(&enc), Ok(Some([7u8; 12])));
         assert_eq!(decode_fixed::<16>(&enc), Ok(None));
         assert_eq!(decode_fixed::<12>(&encode(&[7u8; 13])), Ok(None));
-        assert_eq!(decode_fixed::<1>("QR"), Err(()));
-        assert_eq!(decode_fixed::<12>("!!!!!!!!!!!!!!!!"), Err(()));
+        assert_eq!(decode_fixed::<1>("QR"), Err(NonCanonical));
+        assert_eq!(decode_fixed::<12>("!!!!!!!!!!!!!!!!"), Err(NonCanonical));
     }
 }

@@ -256,9 +256,9 @@ fn log_request(
         %method,
         path,
         status = resp.status().as_u16(),
-        client,
-        form,
-        outcome = code,
+        %client,
+        %form,
+        outcome = %code,
         latency_us = latency.as_micros() as u64,
     );
 }

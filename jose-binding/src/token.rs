@@ -216,7 +216,7 @@ impl<'a> Layer<'a> {
                 let payload_b64 = next();
                 let sig_b64 = next();
                 let payload = b64::decode(payload_b64).ok_or(NON_CANONICAL)?;
-                let signature = b64::decode_fixed::<32>(sig_b64).map_err(|()| NON_CANONICAL)?;
+                let signature = b64::decode_fixed::<32>(sig_b64).map_err(|_| NON_CANONICAL)?;
                 if payload.is_empty() {
                     return Err(reject(ErrorCode::Malformed, "empty JWS payload"));
                 }
@@ -228,9 +228,9 @@ impl<'a> Layer<'a> {
             }
             Kind::Jwe => {
                 let ek_b64 = next();
-                let iv = b64::decode_fixed::<12>(next()).map_err(|()| NON_CANONICAL)?;
+                let iv = b64::decode_fixed::<12>(next()).map_err(|_| NON_CANONICAL)?;
                 let ciphertext = b64::decode(next()).ok_or(NON_CANONICAL)?;
-                let tag = b64::decode_fixed::<16>(next()).map_err(|()| NON_CANONICAL)?;
+                let tag = b64::decode_fixed::<16>(next()).map_err(|_| NON_CANONICAL)?;
                 if b64::decode(ek_b64).is_none() {
                     return Err(NON_CANONICAL);
                 }

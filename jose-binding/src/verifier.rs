@@ -114,7 +114,9 @@ impl ConnectionVerifier {
             return Err(reject(ErrorCode::Malformed, "empty bearer token"));
         }
         // Step 2.
-        if token.len() > MAX_TOKEN_LEN {
+        // §7 counts characters; only a token over the limit in bytes can be
+        // over it in characters, so the count runs only then.
+        if token.len() > MAX_TOKEN_LEN && token.chars().count() > MAX_TOKEN_LEN {
             return Err(reject(
                 ErrorCode::TooLarge,
                 "token is longer than 16384 characters",

@@ -1,0 +1,109 @@
+//! The jwt-client binary as a user runs it.
+
+use std::process::Command;
+
+use jose_binding::Policy;
+use jose_binding_e2e::{fixture_keystore, fixtures, TestServer};
+
+const BIN: &str = env!("CARGO_BIN_EXE_jwt-client");
+
+#[test]
+fn demo_shows_the_binding_and_prints_no_key() {
+    let out = Command::new(BIN)
+        .arg("demo")
+        .current_dir(fixtures().join(".."))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(text.matches("[as expected]").count(), 6, "{text}");
+    assert!(
+        text.contains("401 bad_signature") && text.contains("401 replayed"),
+        "{text}"
+    );
+    let key = std::fs::read_to_string(fixtures().join("client1.key")).unwrap();
+    assert!(!text.contains(key.trim()), "demo never prints the root key");
+}
+
+#[test]
+fn demo_json_lines_parse() {
+    let out = Command::new(BIN).args(["demo", "--json"]).output().unwrap();
+    assert!(out.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(lines.len(), 6);
+    assert!(lines.iter().all(|l| l["as_expected"] == true));
+}
+
+fn send(port: u16, extra: &[&str], key: &str) -> std::process::Output {
+    Command::new(BIN)
+        .arg("send")
+        .args(["--server", &format!("https://localhost:{port}")])
+        .args(extra)
+        .env("JWT_CA", fixtures().join("ca.pem"))
+        .env("JWT_CLIENT_ID", "client1")
+        .env("JWT_KEY_FILE", fixtures().join(key))
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn send_with_env_vars_count_and_json() {
+    let server = TestServer::start(Policy::default(), fixture_keystore()).await;
+    let port = server.port;
+    let claims = fixtures().join("../target/send-claims.json");
+    std::fs::write(&claims, r#"{"role":"ops"}"#).unwrap();
+    let claims_arg = format!("@{}", claims.display());
+    let out = tokio::task::spawn_blocking(move || {
+        send(
+            port,
+            &[
+                "--form",
+                "signed-then-encrypted",
+                "--count",
+                "3",
+                "--json",
+                "--claims",
+                &claims_arg,
+            ],
+            "client1.key",
+        )
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    for l in &lines {
+        assert_eq!(l["status"], 200);
+        assert_eq!(l["body"]["form"], "signed-then-encrypted");
+        assert_eq!(l["body"]["claims"]["role"], "ops");
+    }
+
+    // The wrong root key for client1: every request refused, exit status 1.
+    let out = tokio::task::spawn_blocking(move || send(port, &["--count", "2"], "client2.key"))
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("bad_signature"));
+
+    // Usage errors exit 2.
+    let out = tokio::task::spawn_blocking(move || send(port, &["--claims", "[1]"], "client1.key"))
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    server.stop().await;
+}

@@ -1,0 +1,227 @@
+//! The jwt-server binary as an operator runs it.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use jose_binding::client::{BoundConnection, ClientSetup, HttpVersion, Target};
+use jose_binding::{tls, ClientId, Form, Keystore, SoftwareRootKey};
+use jose_binding_e2e::fixtures;
+
+const BIN: &str = env!("CARGO_BIN_EXE_jwt-server");
+
+fn tempdir(name: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!("jwt-server-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&p);
+    std::fs::create_dir_all(&p).unwrap();
+    p
+}
+
+fn run(args: &[&str], keystore: &Path) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .env("JWT_KEYSTORE", keystore)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn keys_add_rotate_list_remove() {
+    let dir = tempdir("keys");
+    let ks = dir.join("keystore.toml");
+
+    let out = run(&["keys", "add", "c9"], &ks);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key_line = String::from_utf8(out.stdout).unwrap();
+    let key = SoftwareRootKey::from_b64url(&key_line).expect("stdout is the key file");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fp="));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&ks).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    let store = Keystore::load(&ks).unwrap();
+    assert_eq!(store.get("c9").unwrap().keys[0].expose(), key.expose());
+
+    let again = run(&["keys", "add", "c9"], &ks);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+
+    let key_out = dir.join("c9.key");
+    let out = run(
+        &[
+            "keys",
+            "rotate",
+            "c9",
+            "--key-out",
+            key_out.to_str().unwrap(),
+        ],
+        &ks,
+    );
+    assert!(out.status.success());
+    assert!(
+        out.stdout.is_empty(),
+        "with --key-out nothing secret goes to stdout"
+    );
+    let rotated = SoftwareRootKey::from_file(&key_out).unwrap();
+    let store = Keystore::load(&ks).unwrap();
+    let keys = &store.get("c9").unwrap().keys;
+    assert_eq!(keys.len(), 2);
+    assert_eq!(keys[0].expose(), rotated.expose());
+    assert_eq!(keys[1].expose(), key.expose());
+
+    let out = run(&["keys", "list", "--json"], &ks);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list[0]["client_id"], "c9");
+    assert_eq!(list[0]["key_fingerprints"].as_array().unwrap().len(), 2);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !text.contains(&*rotated.to_b64url()),
+        "list never prints keys"
+    );
+
+    assert!(run(&["keys", "remove", "c9", "--previous"], &ks)
+        .status
+        .success());
+    assert_eq!(
+        Keystore::load(&ks).unwrap().get("c9").unwrap().keys.len(),
+        1
+    );
+    assert!(run(&["keys", "remove", "c9"], &ks).status.success());
+    assert!(Keystore::load(&ks).unwrap().get("c9").is_none());
+    assert_eq!(run(&["keys", "add", "bad id"], &ks).status.code(), Some(2));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn help_teaches() {
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in ["Examples", "--keystore", "JWT_KEYSTORE", "SIGHUP", "keys"] {
+        assert!(text.contains(needle), "--help lacks {needle}");
+    }
+}
+
+#[test]
+fn missing_fixtures_give_a_hint_not_a_panic() {
+    let dir = tempdir("nofix");
+    let out = Command::new(BIN).current_dir(&dir).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("run from the repository root"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Kills the server if the test fails before stopping it.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn serves_from_a_config_file_and_stops_on_sigterm() {
+    let dir = tempdir("serve");
+    let ks_path = dir.join("keystore.toml");
+    let out = run(&["keys", "add", "svc"], &ks_path);
+    let key = SoftwareRootKey::from_b64url(&String::from_utf8(out.stdout).unwrap()).unwrap();
+    let config = dir.join("server.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ncert = {:?}\nkey = {:?}\nkeystore = {:?}\nforms = [\"signed\"]\n",
+            fixtures().join("server.pem"),
+            fixtures().join("server.key"),
+            ks_path
+        ),
+    )
+    .unwrap();
+    let mut child = KillOnDrop(
+        Command::new(BIN)
+            .args(["--config", config.to_str().unwrap()])
+            .env("RUST_LOG", "info")
+            .env_remove("JWT_KEYSTORE")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = BufReader::new(child.0.stderr.take().unwrap()).lines();
+    let port: u16 = loop {
+        let line = lines.next().expect("server prints a ready line").unwrap();
+        assert!(
+            !line.contains('\x1b'),
+            "no colour codes when stderr is not a terminal: {line:?}"
+        );
+        if line.contains("jwt-server ready") {
+            let at = line
+                .find("listen=127.0.0.1:")
+                .expect("listen address logged")
+                + 17;
+            break line[at..]
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+        }
+    };
+    let roots = tls::load_roots(&fixtures().join("ca.pem")).unwrap();
+    let setup = ClientSetup::new(
+        roots,
+        HttpVersion::Auto,
+        ClientId::new("svc").unwrap(),
+        std::sync::Arc::new(key.clone()),
+    )
+    .unwrap();
+    let target = Target::parse(&format!("https://localhost:{port}")).unwrap();
+    let mut conn = BoundConnection::connect(&target, &setup).await.unwrap();
+    let r = conn
+        .send(Form::Signed, &serde_json::json!({"x": 1}))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let r = conn
+        .send(Form::SignedThenEncrypted, &serde_json::json!({}))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.error_code().as_deref(),
+        Some("form_not_allowed"),
+        "forms from the config file"
+    );
+
+    // Close the client first: an open HTTP/2 connection whose peer cannot
+    // answer GOAWAY (this test thread blocks below) would hold shutdown for
+    // the whole grace period.
+    drop(conn);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let status = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(child.0.wait().unwrap().success(), "clean exit on SIGTERM");
+    let log = rest.join("\n");
+    assert!(
+        log.contains("outcome=ok") && log.contains("outcome=form_not_allowed"),
+        "{log}"
+    );
+    assert!(log.contains("jwt-server stopped"), "{log}");
+    assert!(
+        !log.contains(&*key.to_b64url()),
+        "the log never holds the key"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -15,7 +15,7 @@
 use std::collections::{BTreeSet, HashSet};
 use std::hash::{BuildHasher, RandomState};
 
-/// Default entries per connection (≈ 8192 × 48 bytes ≈ 400 KiB at most).
+/// Default entries per connection (estimated under 50 bytes each: < 400 KiB).
 pub const DEFAULT_CAPACITY: usize = 8192;
 
 #[derive(Debug)]

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The project's test command (README "Run the tests"; .ci/run calls exactly this).
+# On Debian/Ubuntu it first installs the system packages the build needs, then
+# checks formatting, lints, that the test vectors regenerate byte for byte,
+# and runs every test in the workspace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# build-essential: a C compiler for aws-lc-sys (rustls' crypto provider);
+# pkg-config + libssl-dev: OpenSSL for josekit, used only by the cross-check tests.
+packages=(build-essential pkg-config libssl-dev)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if ((${#missing[@]})); then
+  if ! command -v apt-get >/dev/null; then
+    echo "error: missing system packages (${missing[*]}) and no apt-get to install them" >&2
+    exit 2
+  fi
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  echo "==> installing system packages: ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "error: cargo not found; install the Rust toolchain with rustup, then run this again" >&2
+  exit 2
+fi
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "==> cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "==> test vectors regenerate byte for byte"
+check_dir="target/vectors-check"
+cargo run --quiet --locked -p xtask -- fixtures --vectors-only --dir "$check_dir" 2>/dev/null
+if ! cmp -s "$check_dir/vectors.json" fixtures/vectors.json; then
+  echo "error: fixtures/vectors.json differs from what 'cargo xtask fixtures --vectors-only' produces" >&2
+  diff -u fixtures/vectors.json "$check_dir/vectors.json" | head -40 >&2
+  exit 1
+fi
+
+echo "==> tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+else
+  cargo test --workspace --locked --no-fail-fast
+fi

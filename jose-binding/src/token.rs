@@ -15,7 +15,7 @@ use sha2::Sha256;
 use crate::b64;
 use crate::error::{reject, ErrorCode, Rejection};
 use crate::json;
-use crate::schedule::{EncKey, SigKey};
+use crate::schedule::{EncKey, SigKey, SubKeys};
 
 /// Longest accepted token, in characters (step 2).
 pub const MAX_TOKEN_LEN: usize = 16 * 1024;
@@ -247,6 +247,29 @@ impl<'a> Layer<'a> {
                     tag,
                 })
             }
+        }
+    }
+
+    /// Opens the layer with one connection's subkeys (step 9): the JWS
+    /// payload if its MAC verifies, or the JWE plaintext if it decrypts.
+    pub fn open(&self, keys: &SubKeys) -> Option<Vec<u8>> {
+        match &self.body {
+            Body::Jws { payload, .. } => self.verify_mac(&keys.sig).then(|| payload.clone()),
+            Body::Jwe { .. } => self.decrypt(&keys.enc),
+        }
+    }
+
+    /// The refusal when [`Layer::open`] fails: the code depends on the kind.
+    pub fn open_failure(&self) -> Rejection {
+        match self.kind() {
+            Kind::Jws => reject(
+                ErrorCode::BadSignature,
+                "HS256 signature does not verify with this connection's key",
+            ),
+            Kind::Jwe => reject(
+                ErrorCode::DecryptFailed,
+                "A256GCM decryption fails with this connection's key",
+            ),
         }
     }
 

@@ -14,7 +14,7 @@ use crate::json;
 use crate::keystore::{ClientKeys, Keystore};
 use crate::replay::{self, Replay, ReplayCache};
 use crate::schedule::{Ekm, Fingerprint, SubKeys};
-use crate::token::{Body, Cty, Form, FormSet, Kind, Layer, MAX_CLAIMS_LEN, MAX_TOKEN_LEN};
+use crate::token::{Cty, Form, FormSet, Kind, Layer, MAX_CLAIMS_LEN, MAX_TOKEN_LEN};
 
 /// What the server accepts. Shared by all connections.
 #[derive(Debug, Clone)]
@@ -149,55 +149,22 @@ impl ConnectionVerifier {
         let mut opened = None;
         for index in 0..derived.subkeys.len() {
             let keys = derived.subkeys_at(&self.ekm, index);
-            let content = match outer.kind() {
-                Kind::Jws => outer.verify_mac(&keys.sig).then_some(None),
-                Kind::Jwe => outer.decrypt(&keys.enc).map(Some),
-            };
-            if let Some(content) = content {
+            if let Some(content) = outer.open(keys) {
                 opened = Some((index, keys.clone(), content));
                 break;
             }
         }
-        let (key_index, keys, content) = opened.ok_or(match outer.kind() {
-            Kind::Jws => reject(
-                ErrorCode::BadSignature,
-                "HS256 signature does not verify with this connection's key",
-            ),
-            Kind::Jwe => reject(
-                ErrorCode::DecryptFailed,
-                "A256GCM decryption fails with this connection's key",
-            ),
-        })?;
-        // Step 10: the inner layer, for the nested forms.
-        let claims_bytes: Vec<u8> = match form {
-            Form::Signed => match outer.body {
-                Body::Jws { payload, .. } => payload,
-                Body::Jwe { .. } => unreachable_form(),
-            },
-            Form::EncryptedThenSigned => {
-                let inner_text = match &outer.body {
-                    Body::Jws { payload, .. } => payload.as_slice(),
-                    Body::Jwe { .. } => unreachable_form(),
+        let (key_index, keys, content) = opened.ok_or_else(|| outer.open_failure())?;
+        // Step 10: the inner layer of the nested forms, opened with the same key.
+        let claims_bytes = match form {
+            Form::Signed => content,
+            Form::EncryptedThenSigned | Form::SignedThenEncrypted => {
+                let want = match form {
+                    Form::EncryptedThenSigned => Kind::Jwe,
+                    _ => Kind::Jws,
                 };
-                let inner = inner_layer(inner_text, Kind::Jwe, kid)?;
-                inner.decrypt(&keys.enc).ok_or(reject(
-                    ErrorCode::DecryptFailed,
-                    "inner A256GCM decryption fails with this connection's key",
-                ))?
-            }
-            Form::SignedThenEncrypted => {
-                let inner_text = content.unwrap_or_default();
-                let inner = inner_layer(&inner_text, Kind::Jws, kid)?;
-                if !inner.verify_mac(&keys.sig) {
-                    return Err(reject(
-                        ErrorCode::BadSignature,
-                        "inner HS256 signature does not verify with this connection's key",
-                    ));
-                }
-                match inner.body {
-                    Body::Jws { payload, .. } => payload,
-                    Body::Jwe { .. } => unreachable_form(),
-                }
+                let inner = inner_layer(&content, want, kid)?;
+                inner.open(&keys).ok_or_else(|| inner.open_failure())?
             }
         };
         // Steps 11–14.
@@ -267,10 +234,6 @@ const UNKNOWN_KID: Rejection = reject(
     ErrorCode::UnknownClient,
     "kid is absent or not a known client",
 );
-
-fn unreachable_form() -> ! {
-    unreachable!("form_of ties the form to the layer kind")
-}
 
 /// Step 7: the form follows from the outer header alone.
 fn form_of(outer: &Layer<'_>) -> Result<Form, Rejection> {

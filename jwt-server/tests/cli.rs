@@ -201,6 +201,26 @@ async fn serves_from_a_config_file_and_stops_on_sigterm() {
         "forms from the config file"
     );
 
+    // SIGHUP reloads the keystore at once.
+    let status = Command::new("kill")
+        .args(["-HUP", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut seen = Vec::new();
+    for line in lines.by_ref().map_while(Result::ok) {
+        let done = line.contains("keystore reloaded");
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    let reload_line = seen.last().expect("server log continues");
+    assert!(
+        reload_line.contains("keystore reloaded") && reload_line.contains("clients=1"),
+        "SIGHUP reload is logged: {seen:?}"
+    );
+
     // Close the client first: an open HTTP/2 connection whose peer cannot
     // answer GOAWAY (this test thread blocks below) would hold shutdown for
     // the whole grace period.
@@ -211,9 +231,9 @@ async fn serves_from_a_config_file_and_stops_on_sigterm() {
         .status()
         .unwrap();
     assert!(status.success());
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    seen.extend(lines.map_while(Result::ok));
     assert!(child.0.wait().unwrap().success(), "clean exit on SIGTERM");
-    let log = rest.join("\n");
+    let log = seen.join("\n");
     assert!(
         log.contains("outcome=ok") && log.contains("outcome=form_not_allowed"),
         "{log}"

@@ -397,3 +397,29 @@ async fn form_policy_and_client_pinning_over_the_wire() {
     assert_refused(&c.send_token(&t2).await.unwrap(), "client_mismatch");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn hybrid_post_quantum_key_exchange_is_negotiated() {
+    let server = TestServer::start(Policy::default(), fixture_keystore()).await;
+    let roots = jose_binding::tls::load_roots(&fixtures().join("ca.pem")).unwrap();
+    let cfg = jose_binding::tls::client_config(roots, HttpVersion::Auto.alpn()).unwrap();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let conn = tls.get_ref().1;
+    assert_eq!(
+        conn.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_3)
+    );
+    assert_eq!(
+        conn.negotiated_key_exchange_group().map(|g| g.name()),
+        Some(rustls::NamedGroup::X25519MLKEM768)
+    );
+    drop(tls);
+    server.stop().await;
+}

@@ -207,7 +207,20 @@ impl BoundConnection {
         let (_, conn) = tls.get_ref();
         let ekm = tls::export_ekm(conn)?;
         let h2 = conn.alpn_protocol() == Some(tls::ALPN_H2);
-        let keys = SubKeys::derive(setup.root_key.as_ref(), &ekm, &setup.client_id)?;
+        // A TPM-held root key blocks for the TPM command (or for as long as a
+        // broken TPM hangs): run it off the async threads, under the timeout.
+        let (root, id, ekm_for_key) =
+            (setup.root_key.clone(), setup.client_id.clone(), ekm.clone());
+        let derive =
+            tokio::task::spawn_blocking(move || SubKeys::derive(root.as_ref(), &ekm_for_key, &id));
+        let keys = tokio::time::timeout(timeout, derive)
+            .await
+            .map_err(|_| ClientError::Timeout("root key (PRK) computation"))?
+            .map_err(|_| {
+                ClientError::RootKey(RootKeyError::Unavailable(
+                    "key derivation task failed".into(),
+                ))
+            })??;
         let (sig_fp, enc_fp) = (keys.sig.fingerprint(), keys.enc.fingerprint());
         let audience = setup
             .audience

@@ -21,6 +21,8 @@ pub mod schedule;
 pub mod server;
 pub mod tls;
 pub mod token;
+#[cfg(feature = "tpm")]
+pub mod tpm;
 pub mod verifier;
 
 pub use client_id::ClientId;

@@ -1,6 +1,9 @@
 //! Support for the end-to-end tests in tests/tests/: a real jwt-server stack
 //! on an ephemeral loopback port, and bound client connections to it.
 
+#[cfg(feature = "tpm")]
+pub mod swtpm;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;

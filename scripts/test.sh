@@ -7,8 +7,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # build-essential: a C compiler for aws-lc-sys (rustls' crypto provider);
-# pkg-config + libssl-dev: OpenSSL for josekit, used only by the cross-check tests.
-packages=(build-essential pkg-config libssl-dev)
+# pkg-config + libssl-dev: OpenSSL for josekit, used only by the cross-check tests;
+# libtss2-dev: the TPM feature (tss-esapi 7 against tpm2-tss 3.2);
+# swtpm + tpm2-tools: the real software TPM the TPM tests start, and the
+# tools whose key files the TPM provider must accept.
+packages=(build-essential pkg-config libssl-dev libtss2-dev swtpm tpm2-tools)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -37,7 +40,7 @@ echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 
 echo "==> cargo clippy (warnings are errors)"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
 echo "==> test vectors regenerate byte for byte"
 check_dir="target/vectors-check"
@@ -48,9 +51,10 @@ if ! cmp -s "$check_dir/vectors.json" fixtures/vectors.json; then
   exit 1
 fi
 
-echo "==> tests"
+# --all-features turns on `tpm`: the TPM tests run against swtpm, never skipped.
+echo "==> tests (all features)"
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --locked --no-fail-fast
+  cargo nextest run --workspace --all-features --locked --no-fail-fast
 else
-  cargo test --workspace --locked --no-fail-fast
+  cargo test --workspace --all-features --locked --no-fail-fast
 fi

@@ -34,7 +34,7 @@ struct Narrator {
 impl Narrator {
     fn say(&self, text: &str) {
         if !self.json {
-            println!("{text}");
+            outln!("{text}");
         }
     }
 
@@ -45,7 +45,7 @@ impl Narrator {
             self.failures += 1;
         }
         if self.json {
-            println!(
+            outln!(
                 "{}",
                 json!({"step": step, "status": reply.status, "code": code, "expected": want_code.unwrap_or("ok"), "as_expected": ok})
             );
@@ -59,12 +59,12 @@ impl Narrator {
                     reply.json().map(|v| v.to_string()).unwrap_or_default()
                 ),
             };
-            println!("    -> {what}   [{verdict}]");
+            outln!("    -> {what}   [{verdict}]");
         }
     }
 }
 
-pub async fn run(json: bool) -> Result<ExitCode, String> {
+pub async fn run(json: bool, tpm_key: Option<Arc<dyn RootKey>>) -> Result<ExitCode, String> {
     let dir = fixtures()?;
     let chain = tls::load_certs(&dir.join("server.pem")).map_err(|e| e.to_string())?;
     let key = tls::load_key(&dir.join("server.key")).map_err(|e| e.to_string())?;
@@ -87,8 +87,13 @@ pub async fn run(json: bool) -> Result<ExitCode, String> {
         },
     ));
 
-    let root: Arc<dyn RootKey> =
-        Arc::new(SoftwareRootKey::from_file(&dir.join("client1.key")).map_err(|e| e.to_string())?);
+    let in_tpm = tpm_key.is_some();
+    let root: Arc<dyn RootKey> = match tpm_key {
+        Some(k) => k,
+        None => Arc::new(
+            SoftwareRootKey::from_file(&dir.join("client1.key")).map_err(|e| e.to_string())?,
+        ),
+    };
     let roots = tls::load_roots(&dir.join("ca.pem")).map_err(|e| e.to_string())?;
     let id = ClientId::new("client1").map_err(|e| e.to_string())?;
     let setup =
@@ -98,10 +103,17 @@ pub async fn run(json: bool) -> Result<ExitCode, String> {
     let mut n = Narrator { json, failures: 0 };
 
     n.say(&format!("jwt-server started in-process on https://localhost:{port} (TLS 1.3, fixtures/keystore.toml)"));
-    n.say(&format!(
-        "client1 root key fp={} (a fingerprint; the key itself is never printed)\n",
-        root.fingerprint()
-    ));
+    if in_tpm {
+        n.say(&format!(
+            "client1 root key: inside the TPM (object fp={}); only per-connection keys exist in memory\n",
+            root.fingerprint()
+        ));
+    } else {
+        n.say(&format!(
+            "client1 root key fp={} (a fingerprint; the key itself is never printed)\n",
+            root.fingerprint()
+        ));
+    }
 
     let mut a = BoundConnection::connect(&target, &setup)
         .await

@@ -3,16 +3,27 @@
 //! Thin on purpose: connection, key schedule and token issuing live in the
 //! jose-binding library.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use jose_binding::client::{BoundConnection, ClientSetup, HttpVersion, Reply, Target};
-use jose_binding::{tls, ClientId, Form, RootKey, SoftwareRootKey};
+use jose_binding::{tls, ClientId, Form};
 use serde_json::Value;
 
+/// `println!` that ends the process quietly when stdout is gone (`| head`)
+/// instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout(), $($arg)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
 mod demo;
+mod keys;
 
 /// Client for TLS-bound JOSE tokens.
 ///
@@ -40,7 +51,15 @@ enum Command {
         /// Machine-readable result lines instead of the narrated demo.
         #[arg(long)]
         json: bool,
+        /// Use client1's root key from a TPM (import fixtures/client1.key first).
+        #[arg(long, env = "JWT_TPM_KEY")]
+        tpm_key: Option<PathBuf>,
+        #[command(flatten)]
+        tpm: keys::TpmArgs,
     },
+    /// Root keys in a TPM: import a key file, or time the TPM HMAC.
+    #[command(subcommand)]
+    Tpm(keys::TpmCommand),
 }
 
 #[derive(clap::Args, Debug)]
@@ -54,9 +73,8 @@ struct SendArgs {
     /// This client's id (the token's iss and kid).
     #[arg(long, env = "JWT_CLIENT_ID")]
     client_id: String,
-    /// Root key file: one line of base64url.
-    #[arg(long, env = "JWT_KEY_FILE")]
-    key_file: PathBuf,
+    #[command(flatten)]
+    key: keys::KeyArgs,
     /// Token form.
     #[arg(long, env = "JWT_FORM", default_value = "signed")]
     form: Form,
@@ -90,6 +108,10 @@ enum Http {
 }
 
 fn main() -> ExitCode {
+    // libtss2 logs its own errors to stderr; ours say the same in one line.
+    if std::env::var_os("TSS2_LOG").is_none() {
+        std::env::set_var("TSS2_LOG", "all+none");
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
@@ -110,7 +132,25 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Send(a) => send(a).await,
-            Command::Demo { json } => demo::run(json).await,
+            Command::Demo { json, tpm_key, tpm } => {
+                let key = match tpm_key {
+                    Some(path) => Some(
+                        keys::KeyArgs {
+                            key_file: None,
+                            tpm_key: Some(path),
+                            tpm,
+                        }
+                        .open()
+                        .await?,
+                    ),
+                    None => None,
+                };
+                demo::run(json, key).await
+            }
+            Command::Tpm(cmd) => tokio::task::spawn_blocking(move || keys::tpm_command(cmd))
+                .await
+                .map_err(|e| e.to_string())?
+                .map(|()| ExitCode::SUCCESS),
         }
     });
     match result {
@@ -134,12 +174,6 @@ fn read_claims(arg: &str) -> Result<Value, String> {
     Ok(v)
 }
 
-fn load_key(path: &Path) -> Result<Arc<dyn RootKey>, String> {
-    let key = SoftwareRootKey::from_file(path)
-        .map_err(|e| format!("--key-file {}: {e}", path.display()))?;
-    Ok(Arc::new(key))
-}
-
 async fn send(a: SendArgs) -> Result<ExitCode, String> {
     let target = Target::parse(&a.server).map_err(|e| e.to_string())?;
     let claims = read_claims(&a.claims)?;
@@ -151,7 +185,7 @@ async fn send(a: SendArgs) -> Result<ExitCode, String> {
         Http::H2 => HttpVersion::Http2,
     };
     let mut setup =
-        ClientSetup::new(roots, version, id, load_key(&a.key_file)?).map_err(|e| e.to_string())?;
+        ClientSetup::new(roots, version, id, a.key.open().await?).map_err(|e| e.to_string())?;
     setup.audience = a.audience.clone();
     setup.ttl_secs = a.ttl;
     let mut conn = BoundConnection::connect(&target, &setup)
@@ -188,11 +222,11 @@ fn print_reply(i: u32, reply: &Reply, json: bool) {
         .json()
         .unwrap_or_else(|| Value::String(String::from_utf8_lossy(&reply.body).into_owned()));
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({"request": i, "status": reply.status, "body": body})
         );
     } else {
-        println!("#{i} {} {}", reply.status, body);
+        outln!("#{i} {} {}", reply.status, body);
     }
 }

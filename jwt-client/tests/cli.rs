@@ -107,3 +107,136 @@ async fn send_with_env_vars_count_and_json() {
     assert_eq!(out.status.code(), Some(2));
     server.stop().await;
 }
+
+#[cfg(feature = "tpm")]
+#[tokio::test(flavor = "multi_thread")]
+async fn tpm_import_then_send_and_demo_with_the_tpm_key() {
+    use jose_binding_e2e::swtpm::Swtpm;
+    let tpm = Swtpm::start();
+    let tcti = tpm.tcti();
+    let dir = tpm.state.join("client");
+    std::fs::create_dir_all(&dir).unwrap();
+    let key_file = dir.join("client1.key");
+    std::fs::copy(fixtures().join("client1.key"), &key_file).unwrap();
+    let tpm_file = dir.join("client1.tpm");
+
+    let out = Command::new(BIN)
+        .args(["tpm", "import", "--delete-key-file", "--tcti", &tcti])
+        .arg("--key-file")
+        .arg(&key_file)
+        .arg("--out")
+        .arg(&tpm_file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !key_file.exists(),
+        "--delete-key-file removed the plaintext key"
+    );
+    let pem = std::fs::read_to_string(&tpm_file).unwrap();
+    assert!(pem.starts_with("-----BEGIN TSS2 PRIVATE KEY-----"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("fixedTPM|fixedParent"), "{stderr}");
+    assert!(
+        !stderr.contains("TPM2_") && !stderr.contains("ERROR:esys"),
+        "no libtss2 noise: {stderr}"
+    );
+
+    let server = TestServer::start(Policy::default(), fixture_keystore()).await;
+    let url = server.url();
+    for session in ["salted", "password"] {
+        let (tcti, tpm_file, url) = (tcti.clone(), tpm_file.clone(), url.clone());
+        let out = tokio::task::spawn_blocking(move || {
+            Command::new(BIN)
+                .args([
+                    "send",
+                    "--server",
+                    &url,
+                    "--client-id",
+                    "client1",
+                    "--form",
+                    "ES",
+                    "--count",
+                    "2",
+                    "--json",
+                ])
+                .args(["--tcti", &tcti, "--tpm-session", session])
+                .arg("--tpm-key")
+                .arg(&tpm_file)
+                .env("JWT_CA", fixtures().join("ca.pem"))
+                .env_remove("JWT_KEY_FILE")
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "{session}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout)
+                .matches("\"status\":200")
+                .count(),
+            2
+        );
+    }
+    server.stop().await;
+
+    let out = Command::new(BIN)
+        .args(["demo", "--json", "--tcti", &tcti])
+        .arg("--tpm-key")
+        .arg(&tpm_file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout)
+            .matches("\"as_expected\":true")
+            .count(),
+        6
+    );
+
+    // A TPM that is not there: a clear error, exit 2, no hang.
+    let out = Command::new(BIN)
+        .args([
+            "send",
+            "--client-id",
+            "client1",
+            "--tcti",
+            "swtpm:host=127.0.0.1,port=9",
+        ])
+        .arg("--tpm-key")
+        .arg(&tpm_file)
+        .env("JWT_CA", fixtures().join("ca.pem"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot open the TPM"), "{err}");
+}
+
+#[test]
+fn broken_stdout_pipe_is_not_a_panic() {
+    use std::process::Stdio;
+    let mut child = Command::new(BIN)
+        .arg("demo")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(out.status.success());
+}

@@ -3,6 +3,17 @@
 //! Thin on purpose: configuration and composition only; the binding, the
 //! verifier and the serving loop live in the jose-binding library.
 
+/// `println!` that ends the process quietly when stdout is gone (`| head`)
+/// instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout(), $($arg)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -447,10 +458,10 @@ fn keys(cmd: KeysCommand) -> Result<(), String> {
                     .iter()
                     .map(|(id, fps)| serde_json::json!({"client_id": id, "key_fingerprints": fps}))
                     .collect();
-                println!("{}", serde_json::Value::Array(v));
+                outln!("{}", serde_json::Value::Array(v));
             } else {
                 for (id, fps) in rows {
-                    println!(
+                    outln!(
                         "{id}\tcurrent {}\tprevious [{}]",
                         fps[0],
                         fps[1..].join(", ")
@@ -486,7 +497,12 @@ fn hand_out(
         }
         None => {
             eprintln!("client {id} {verb}: new key fp={fp}; its key file follows on stdout (shown once, store it now)");
-            print!("{line}");
+            let mut out = std::io::stdout();
+            if std::io::Write::write_all(&mut out, line.as_bytes()).is_err() {
+                return Err(
+                    "cannot write the key to stdout; the keystore has it, rotate again".into(),
+                );
+            }
         }
     }
     Ok(())

@@ -18,6 +18,11 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 const USAGE: &str = "usage: cargo xtask fixtures [--dir DIR] [--vectors-only]
+       cargo xtask bench-report
+
+bench-report reads the medians of the last
+`cargo bench -p jose-binding --bench verify` run (target/criterion) and prints
+the docs/BENCHMARKS.md table: each median, and each target ratio.
 
 Regenerates the test fixtures (default DIR: fixtures/ at the workspace root):
   ca.pem, server.pem, server.key   test CA and a server certificate for
@@ -45,6 +50,7 @@ fn run(args: &[String]) -> Result<(), String> {
     let mut it = args.iter();
     match it.next().map(String::as_str) {
         Some("fixtures") => {}
+        Some("bench-report") => return bench_report(),
         _ => return Err(USAGE.to_owned()),
     }
     while let Some(a) = it.next() {
@@ -220,4 +226,94 @@ fn vectors() -> String {
     let mut s = serde_json::to_string_pretty(&doc).expect("JSON");
     s.push('\n');
     s
+}
+
+/// Median of one criterion benchmark, in nanoseconds.
+fn median_ns(dir: &Path, id: &str) -> Result<f64, String> {
+    let path = dir.join(id).join("new/estimates.json");
+    let text = fs::read_to_string(&path).map_err(|e| {
+        format!(
+            "{}: {e} (run `cargo bench -p jose-binding --bench verify` first)",
+            path.display()
+        )
+    })?;
+    let v: Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    v["median"]["point_estimate"]
+        .as_f64()
+        .ok_or_else(|| format!("{}: no median", path.display()))
+}
+
+fn bench_report() -> Result<(), String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/criterion");
+    let ids = [
+        "key_schedule_software",
+        "issue_S",
+        "verify_S",
+        "issue_ES",
+        "verify_ES",
+        "issue_SE",
+        "verify_SE",
+        "floor_base64url_decode",
+        "floor_hmac_sha256_verify",
+        "floor_json_parse_claims",
+        "josekit_decode_with_verifier_S",
+        "josekit_jwe_decrypt",
+        "dpop_es256_sign_and_verify",
+    ];
+    let mut m = std::collections::BTreeMap::new();
+    println!("| benchmark | median |\n| --- | ---: |");
+    for id in ids {
+        let ns = median_ns(&dir, id)?;
+        println!("| `{}` | {} |", id, human(ns));
+        m.insert(id, ns);
+    }
+    let floor =
+        m["floor_base64url_decode"] + m["floor_hmac_sha256_verify"] + m["floor_json_parse_claims"];
+    let per_request = m["issue_S"] + m["verify_S"];
+    let rows = [
+        (
+            "verify S / raw-primitive floor",
+            m["verify_S"] / floor,
+            "<= 2.0",
+            m["verify_S"] / floor <= 2.0,
+        ),
+        (
+            "verify S / josekit decode_with_verifier",
+            m["verify_S"] / m["josekit_decode_with_verifier_S"],
+            "<= 0.5",
+            m["verify_S"] / m["josekit_decode_with_verifier_S"] <= 0.5,
+        ),
+        (
+            "(issue S + verify S) / ES256 proof sign+verify",
+            per_request / m["dpop_es256_sign_and_verify"],
+            "<= 0.1",
+            per_request / m["dpop_es256_sign_and_verify"] <= 0.1,
+        ),
+        (
+            "key schedule (us)",
+            m["key_schedule_software"] / 1000.0,
+            "<= 5",
+            m["key_schedule_software"] <= 5000.0,
+        ),
+    ];
+    println!(
+        "\nfloor = base64url decode + HMAC-SHA256 verify + JSON parse = {}\n",
+        human(floor)
+    );
+    println!("| target | measured | target | met |\n| --- | ---: | --- | --- |");
+    for (name, value, target, met) in rows {
+        println!(
+            "| {name} | {value:.3} | {target} | {} |",
+            if met { "yes" } else { "**no**" }
+        );
+    }
+    Ok(())
+}
+
+fn human(ns: f64) -> String {
+    if ns >= 1000.0 {
+        format!("{:.2} us", ns / 1000.0)
+    } else {
+        format!("{ns:.0} ns")
+    }
 }

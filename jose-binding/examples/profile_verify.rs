@@ -1,0 +1,40 @@
+//! Runs form-S verification in a loop for a profiler (docs/BENCHMARKS.md):
+//! `valgrind --tool=callgrind target/release/examples/profile_verify 20000`.
+
+use std::sync::Arc;
+
+use jose_binding::issuer::{seal, Issuer};
+use jose_binding::schedule::{Ekm, SoftwareRootKey, SubKeys};
+use jose_binding::{ClientId, ConnectionVerifier, Form, Keystore, Policy};
+use serde_json::json;
+
+fn main() {
+    let n: u64 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(20_000);
+    let id = ClientId::new("client1").expect("id");
+    let root = SoftwareRootKey::new(&[7u8; 32]).expect("key");
+    let ekm = Ekm::from_bytes([9u8; 32]);
+    let keys = SubKeys::derive(&root, &ekm, &id).expect("derive");
+    let mut ks = Keystore::default();
+    ks.set(id.clone(), vec![root]);
+    let issuer = Issuer::new(id.clone(), "localhost", keys.clone());
+    let app = json!({"role": "ops", "scope": "config:read config:write metrics:read",
+        "tenant": "eu-west-1/prod", "session": "7f3c2a9e-51b4-4d0e-9a8b-2c6f1e0d4b7a", "device": "linux"});
+    let tokens: Vec<(String, f64)> = (0..n)
+        .map(|i| {
+            let iat = 1_767_225_600 + (i / 1000) as i64;
+            let claims = issuer
+                .claims(&app, iat, &format!("jti-{i:016}"))
+                .expect("claims");
+            (seal(Form::Signed, &id, &claims, &keys, [0; 12]), iat as f64)
+        })
+        .collect();
+    let mut conn = ConnectionVerifier::new(ekm, Arc::new(Policy::default()));
+    let mut ok = 0;
+    for (t, now) in &tokens {
+        ok += conn.verify_at(&ks, t, *now).is_ok() as u64;
+    }
+    println!("{ok}/{n} verified");
+}

@@ -109,29 +109,7 @@ impl ConnectionVerifier {
         token: &str,
         now: f64,
     ) -> Result<Verified, Rejection> {
-        // Step 1 (no token at all) belongs to the transport; an empty string here is malformed.
-        if token.is_empty() {
-            return Err(reject(ErrorCode::Malformed, "empty bearer token"));
-        }
-        // Step 2.
-        // §7 counts characters; only a token over the limit in bytes can be
-        // over it in characters, so the count runs only then.
-        if token.len() > MAX_TOKEN_LEN && token.chars().count() > MAX_TOKEN_LEN {
-            return Err(reject(
-                ErrorCode::TooLarge,
-                "token is longer than 16384 characters",
-            ));
-        }
-        // Steps 3–6.
-        let outer = Layer::parse(token)?;
-        // Step 7.
-        let form = form_of(&outer)?;
-        if !self.policy.forms.contains(form) {
-            return Err(reject(
-                ErrorCode::FormNotAllowed,
-                "this server does not accept this token form",
-            ));
-        }
+        let (outer, form) = precheck(token, &self.policy)?;
         // Step 8.
         let client = keystore
             .get(outer.kid().ok_or(UNKNOWN_KID)?)
@@ -155,20 +133,8 @@ impl ConnectionVerifier {
             }
         }
         let (key_index, keys, content) = opened.ok_or_else(|| outer.open_failure())?;
-        // Step 10: the inner layer of the nested forms, opened with the same key.
-        let claims_bytes = match form {
-            Form::Signed => content,
-            Form::EncryptedThenSigned | Form::SignedThenEncrypted => {
-                let want = match form {
-                    Form::EncryptedThenSigned => Kind::Jwe,
-                    _ => Kind::Jws,
-                };
-                let inner = inner_layer(&content, want, kid)?;
-                inner.open(&keys).ok_or_else(|| inner.open_failure())?
-            }
-        };
-        // Steps 11–14.
-        let claims = check_claims(&claims_bytes, kid, &self.policy, now)?;
+        // Steps 10–14 except the replay cache.
+        let claims = open_inner_and_check(form, &content, &keys, kid, &self.policy, now)?;
         let jti = claims
             .get("jti")
             .and_then(Value::as_str)
@@ -203,6 +169,90 @@ impl ConnectionVerifier {
             key_index,
         })
     }
+}
+
+/// The §7 checks for one token against explicitly given subkeys instead of
+/// an EKM and a keystore, as if `client_id` were the only known client:
+/// every step of [`ConnectionVerifier::verify_at`], through the same code,
+/// except those that need a connection's state (pinning, the replay cache).
+/// For debugging tools; servers use [`ConnectionVerifier`].
+pub fn verify_with_subkeys(
+    token: &str,
+    client_id: &ClientId,
+    keys: &SubKeys,
+    policy: &Policy,
+    now: f64,
+) -> Result<Verified, Rejection> {
+    let (outer, form) = precheck(token, policy)?;
+    // Step 8.
+    if outer.kid() != Some(client_id.as_str()) {
+        return Err(UNKNOWN_KID);
+    }
+    // Step 9.
+    let content = outer.open(keys).ok_or_else(|| outer.open_failure())?;
+    let claims = open_inner_and_check(form, &content, keys, client_id.as_str(), policy, now)?;
+    Ok(Verified {
+        client_id: client_id.clone(),
+        form,
+        claims,
+        key_index: 0,
+    })
+}
+
+/// Steps 1–7: everything that runs before a key is touched.
+fn precheck<'a>(token: &'a str, policy: &Policy) -> Result<(Layer<'a>, Form), Rejection> {
+    // Step 1 (no token at all) belongs to the transport; an empty string here is malformed.
+    if token.is_empty() {
+        return Err(reject(ErrorCode::Malformed, "empty bearer token"));
+    }
+    // Step 2.
+    // §7 counts characters; only a token over the limit in bytes can be
+    // over it in characters, so the count runs only then.
+    if token.len() > MAX_TOKEN_LEN && token.chars().count() > MAX_TOKEN_LEN {
+        return Err(reject(
+            ErrorCode::TooLarge,
+            "token is longer than 16384 characters",
+        ));
+    }
+    // Steps 3–6.
+    let outer = Layer::parse(token)?;
+    // Step 7.
+    let form = form_of(&outer)?;
+    if !policy.forms.contains(form) {
+        return Err(reject(
+            ErrorCode::FormNotAllowed,
+            "this server does not accept this token form",
+        ));
+    }
+    Ok((outer, form))
+}
+
+/// Steps 10–14 except the replay cache, once the outer layer opened to
+/// `content` with `keys`.
+fn open_inner_and_check(
+    form: Form,
+    content: &[u8],
+    keys: &SubKeys,
+    kid: &str,
+    policy: &Policy,
+    now: f64,
+) -> Result<Map<String, Value>, Rejection> {
+    // Step 10: the inner layer of the nested forms, opened with the same key.
+    let opened;
+    let claims_bytes = match form {
+        Form::Signed => content,
+        Form::EncryptedThenSigned | Form::SignedThenEncrypted => {
+            let want = match form {
+                Form::EncryptedThenSigned => Kind::Jwe,
+                _ => Kind::Jws,
+            };
+            let inner = inner_layer(content, want, kid)?;
+            opened = inner.open(keys).ok_or_else(|| inner.open_failure())?;
+            &opened[..]
+        }
+    };
+    // Steps 11–14.
+    check_claims(claims_bytes, kid, policy, now)
 }
 
 /// The connection's derived subkeys for `client`. One client at a time keeps

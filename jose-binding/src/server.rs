@@ -171,23 +171,91 @@ pub async fn serve<M: MakeApp>(
 
 /// The reference application (§6): `POST /v1/claims` behind the binding,
 /// `GET /healthz` open, everything else 404. Logs one line per request.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ReferenceApp;
+///
+/// For benchmarks only, [`ReferenceApp::with_baseline`] adds
+/// `POST /v1/baseline`: the same stack with the binding replaced by a
+/// constant-time compare against one static bearer token, so load runs can
+/// measure what binding costs. Off unless configured.
+#[derive(Clone, Default)]
+pub struct ReferenceApp {
+    baseline: Option<Arc<zeroize::Zeroizing<Vec<u8>>>>,
+}
+
+impl std::fmt::Debug for ReferenceApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReferenceApp")
+            .field("baseline", &self.baseline.is_some())
+            .finish()
+    }
+}
+
+impl ReferenceApp {
+    /// Enables `POST /v1/baseline` with this static bearer token.
+    pub fn with_baseline(token: &[u8]) -> Self {
+        ReferenceApp {
+            baseline: Some(Arc::new(zeroize::Zeroizing::new(token.to_vec()))),
+        }
+    }
+}
 
 impl MakeApp for ReferenceApp {
     type Service = ReferenceService;
     fn make(&self, binding: BindingLayer, peer: SocketAddr) -> ReferenceService {
         ReferenceService {
             claims: binding.layer(EchoClaims),
+            baseline: self.baseline.clone(),
             peer,
         }
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ReferenceService {
     claims: crate::layer::BindingService<EchoClaims>,
+    baseline: Option<Arc<zeroize::Zeroizing<Vec<u8>>>>,
     peer: SocketAddr,
+}
+
+impl std::fmt::Debug for ReferenceService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReferenceService")
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The baseline route: a static bearer token compared in constant time.
+fn baseline_answer(expected: &[u8], headers: &http::HeaderMap) -> Response<Body> {
+    use subtle::ConstantTimeEq;
+    let ok = match crate::layer::bearer_token(headers) {
+        Ok(t) => bool::from(t.as_bytes().ct_eq(expected)),
+        Err(_) => false,
+    };
+    let mut resp = if ok {
+        // The same work as the echo route after verification: serialize a
+        // claims set of the size a bound token carries, so the comparison
+        // isolates the binding.
+        let claims = serde_json::json!({
+            "iss": "baseline", "aud": "localhost", "iat": 1767225600, "exp": 1767225660,
+            "jti": "AAAAAAAAAAAAAAAAAAAAAA", "role": "bench",
+        });
+        json(
+            StatusCode::OK,
+            serde_json::json!({"client_id": "baseline", "form": "static", "claims": claims})
+                .to_string(),
+        )
+    } else {
+        crate::layer::unauthorized(crate::error::Rejection::new(
+            crate::ErrorCode::BadSignature,
+            "not the static baseline token",
+        ))
+    };
+    resp.extensions_mut().insert(Outcome {
+        client_id: None,
+        form: None,
+        code: (!ok).then_some(crate::ErrorCode::BadSignature),
+    });
+    resp
 }
 
 impl Service<Request<Incoming>> for ReferenceService {
@@ -207,21 +275,28 @@ impl Service<Request<Incoming>> for ReferenceService {
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
         let peer = self.peer;
+        let baseline = match (&self.baseline, req.method(), req.uri().path()) {
+            (Some(expected), &Method::POST, "/v1/baseline") => {
+                Some(baseline_answer(expected, req.headers()))
+            }
+            _ => None,
+        };
         let fut = match (req.method(), req.uri().path()) {
             (&Method::POST, "/v1/claims") => Some(self.claims.call(req.map(|_| ()))),
             _ => None,
         };
         Box::pin(async move {
-            let resp = match fut {
-                Some(f) => f.await?,
-                None if path == "/healthz" && method == Method::GET => {
+            let resp = match (fut, baseline) {
+                (Some(f), _) => f.await?,
+                (None, Some(resp)) => resp,
+                (None, None) if path == "/healthz" && method == Method::GET => {
                     json(StatusCode::OK, r#"{"status":"ok"}"#.into())
                 }
-                None if path == "/v1/claims" || path == "/healthz" => json(
+                (None, None) if path == "/v1/claims" || path == "/healthz" => json(
                     StatusCode::METHOD_NOT_ALLOWED,
                     r#"{"error":"method_not_allowed"}"#.into(),
                 ),
-                None => json(StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#.into()),
+                (None, None) => json(StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#.into()),
             };
             log_request(peer, &method, &path, &resp, start.elapsed());
             Ok(resp)

@@ -80,7 +80,7 @@ pub async fn run(json: bool, tpm_key: Option<Arc<dyn RootKey>>) -> Result<ExitCo
         listener,
         tls_config,
         binding,
-        ReferenceApp,
+        ReferenceApp::default(),
         ServerOptions::default(),
         async {
             let _ = stopped.await;

@@ -22,6 +22,7 @@ macro_rules! outln {
     }};
 }
 
+mod bench;
 mod demo;
 mod keys;
 
@@ -57,6 +58,9 @@ enum Command {
         #[command(flatten)]
         tpm: keys::TpmArgs,
     },
+    /// Load a running server: M connections x N requests, bound and (with
+    /// --baseline-token-file) the static-bearer baseline in the same run.
+    Bench(bench::BenchArgs),
     /// Root keys in a TPM: import a key file, or time the TPM HMAC.
     #[command(subcommand)]
     Tpm(keys::TpmCommand),
@@ -99,7 +103,7 @@ struct SendArgs {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
-enum Http {
+pub(crate) enum Http {
     Auto,
     #[value(name = "1.1")]
     H1,
@@ -132,6 +136,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Send(a) => send(a).await,
+            Command::Bench(a) => bench::run(a).await,
             Command::Demo { json, tpm_key, tpm } => {
                 let key = match tpm_key {
                     Some(path) => Some(

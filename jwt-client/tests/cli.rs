@@ -240,3 +240,96 @@ fn broken_stdout_pipe_is_not_a_panic() {
     assert!(!err.contains("panicked"), "{err}");
     assert!(out.status.success());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bench_runs_bound_and_baseline_and_reports_json() {
+    use jose_binding::server::{ReferenceApp, ServerOptions};
+    let token = "bench-baseline-token-0123456789";
+    let server = TestServer::start_with(
+        Policy::default(),
+        fixture_keystore(),
+        ServerOptions::default(),
+        ReferenceApp::with_baseline(token.as_bytes()),
+    )
+    .await;
+    let dir = std::env::temp_dir().join(format!("jwt-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let token_file = dir.join("baseline.token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let port = server.port;
+    let tf = token_file.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .args([
+                "bench",
+                "--server",
+                &format!("https://localhost:{port}"),
+                "--client-id",
+                "client1",
+            ])
+            .args([
+                "--connections",
+                "3",
+                "--requests",
+                "20",
+                "--rounds",
+                "2",
+                "--json",
+                "--form",
+                "ES",
+            ])
+            .arg("--baseline-token-file")
+            .arg(&tf)
+            .env("JWT_CA", fixtures().join("ca.pem"))
+            .env("JWT_KEY_FILE", fixtures().join("client1.key"))
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["rounds"].as_array().unwrap().len(), 2);
+    for run in v["median_runs"].as_array().unwrap() {
+        assert_eq!(run["ok"], 60, "{run}");
+        assert_eq!(run["errors"], 0, "{run}");
+    }
+    assert!(v["bound_over_baseline_throughput"].as_f64().unwrap() > 0.0);
+
+    // A wrong baseline token: every request refused, exit status 1.
+    std::fs::write(&token_file, "not-the-token-at-all-00000000").unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .args([
+                "bench",
+                "--server",
+                &format!("https://localhost:{port}"),
+                "--client-id",
+                "client1",
+            ])
+            .args([
+                "--connections",
+                "1",
+                "--requests",
+                "3",
+                "--rounds",
+                "1",
+                "--json",
+            ])
+            .arg("--baseline-token-file")
+            .arg(&token_file)
+            .env("JWT_CA", fixtures().join("ca.pem"))
+            .env("JWT_KEY_FILE", fixtures().join("client1.key"))
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -145,6 +145,11 @@ struct ServeArgs {
     /// Replay-cache entries per connection [default: 8192].
     #[arg(long, env = "JWT_REPLAY_CAPACITY")]
     replay_capacity: Option<usize>,
+    /// Benchmarks only: enable POST /v1/baseline, which accepts the static
+    /// bearer token in this file instead of a bound token (`jwt-client bench`
+    /// compares the two). Never enable in production.
+    #[arg(long, env = "JWT_BASELINE_TOKEN_FILE")]
+    baseline_token_file: Option<PathBuf>,
     /// Log format: text or json (flag or env only) [default: text].
     #[arg(long, env = "JWT_LOG_FORMAT")]
     log_format: Option<String>,
@@ -316,6 +321,21 @@ fn run_server(args: &ServeArgs) -> Result<(), String> {
     let keystore = Keystore::load(&s.keystore).map_err(|e| e.to_string())?;
     warn_if_readable(&s.keystore);
     let handle = KeystoreHandle::new(keystore);
+    let app = match &args.baseline_token_file {
+        Some(p) => {
+            let token = zeroize::Zeroizing::new(
+                std::fs::read_to_string(p)
+                    .map_err(|e| format!("--baseline-token-file {}: {e}", p.display()))?,
+            );
+            let token = token.trim();
+            if token.len() < 16 {
+                return Err("--baseline-token-file: use a token of at least 16 characters".into());
+            }
+            tracing::warn!("POST /v1/baseline is enabled (static bearer token, no binding): for benchmarks only");
+            ReferenceApp::with_baseline(token.as_bytes())
+        }
+        None => ReferenceApp::default(),
+    };
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("tokio runtime: {e}"))?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(s.listen)
@@ -340,7 +360,7 @@ fn run_server(args: &ServeArgs) -> Result<(), String> {
             listener,
             tls_config,
             binding,
-            ReferenceApp,
+            app,
             s.opts,
             shutdown_signal(),
         )

@@ -37,7 +37,13 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(policy: Policy, keystore: Keystore) -> TestServer {
-        Self::start_with(policy, keystore, ServerOptions::default(), ReferenceApp).await
+        Self::start_with(
+            policy,
+            keystore,
+            ServerOptions::default(),
+            ReferenceApp::default(),
+        )
+        .await
     }
 
     pub async fn start_with<M: MakeApp>(

@@ -1,0 +1,317 @@
+//! `jwt-client bench`: a bounded load run against a jwt-server, with the
+//! binding and, in the same run, the static-bearer baseline route, so the
+//! ratio is the cost of binding on the same server, stack and machine.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::Method;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use jose_binding::client::{BoundConnection, ClientSetup, HttpVersion, Target};
+use jose_binding::{tls, ClientId, Form};
+use serde_json::{json, Value};
+
+use crate::keys::KeyArgs;
+use crate::Http;
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Server URL (loopback or your own test host only).
+    #[arg(long, env = "JWT_SERVER", default_value = "https://localhost:8443")]
+    server: String,
+    #[arg(long, env = "JWT_CA", default_value = "fixtures/ca.pem")]
+    ca: PathBuf,
+    #[arg(long, env = "JWT_CLIENT_ID")]
+    client_id: String,
+    #[command(flatten)]
+    key: KeyArgs,
+    /// Token form for the bound run.
+    #[arg(long, default_value = "signed")]
+    form: Form,
+    /// HTTP version to offer.
+    #[arg(long, value_enum, default_value_t = Http::H1)]
+    http: Http,
+    /// Concurrent connections.
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+    /// Requests per connection.
+    #[arg(long, default_value_t = 500)]
+    requests: usize,
+    /// Each request on a fresh connection (handshake + key schedule every time)
+    /// instead of keep-alive.
+    #[arg(long)]
+    new_connections: bool,
+    /// Also run the baseline: the server's POST /v1/baseline with the static
+    /// token in this file (start jwt-server with the same --baseline-token-file).
+    #[arg(long, env = "JWT_BASELINE_TOKEN_FILE")]
+    baseline_token_file: Option<PathBuf>,
+    /// Rounds of (bound, baseline) runs, interleaved; medians are reported.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Stop each run after this many seconds even if requests remain.
+    #[arg(long, default_value_t = 120)]
+    max_seconds: u64,
+    /// PID of a jwt-server on this machine: report its CPU time per request
+    /// for each run (from /proc), which separates server cost from client cost.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Results as JSON on stdout (no progress bar).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone)]
+enum Kind {
+    Bound(Form),
+    Baseline(Arc<String>),
+}
+
+impl Kind {
+    fn name(&self) -> String {
+        match self {
+            Kind::Bound(f) => format!("bound {f}"),
+            Kind::Baseline(_) => "baseline (static bearer)".to_owned(),
+        }
+    }
+}
+
+struct Stats {
+    name: String,
+    /// Server CPU (user + system) per successful request, if --server-pid.
+    server_cpu_us: Option<f64>,
+    ok: usize,
+    errors: usize,
+    elapsed: Duration,
+    latencies_us: Vec<u32>,
+}
+
+impl Stats {
+    fn rps(&self) -> f64 {
+        self.ok as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+    fn pct(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return 0.0;
+        }
+        let i = ((self.latencies_us.len() - 1) as f64 * p).round() as usize;
+        self.latencies_us[i] as f64 / 1000.0
+    }
+    fn json(&self) -> Value {
+        json!({
+            "run": self.name, "ok": self.ok, "errors": self.errors,
+            "seconds": self.elapsed.as_secs_f64(), "requests_per_s": self.rps(),
+            "p50_ms": self.pct(0.5), "p99_ms": self.pct(0.99), "p999_ms": self.pct(0.999),
+            "server_cpu_us_per_request": self.server_cpu_us,
+        })
+    }
+}
+
+pub async fn run(a: BenchArgs) -> Result<ExitCode, String> {
+    let target = Target::parse(&a.server).map_err(|e| e.to_string())?;
+    let id = ClientId::new(&a.client_id).map_err(|e| format!("--client-id: {e}"))?;
+    let roots = tls::load_roots(&a.ca).map_err(|e| format!("--ca: {e}"))?;
+    let version = match a.http {
+        Http::Auto => HttpVersion::Auto,
+        Http::H1 => HttpVersion::Http1,
+        Http::H2 => HttpVersion::Http2,
+    };
+    let setup = Arc::new(
+        ClientSetup::new(roots, version, id, a.key.open().await?).map_err(|e| e.to_string())?,
+    );
+    let mut kinds = vec![Kind::Bound(a.form)];
+    if let Some(p) = &a.baseline_token_file {
+        let t = std::fs::read_to_string(p)
+            .map_err(|e| format!("--baseline-token-file {}: {e}", p.display()))?;
+        kinds.push(Kind::Baseline(Arc::new(t.trim().to_owned())));
+    }
+    // Interleave the kinds round by round so drift on a shared machine hits both alike.
+    let mut rounds: Vec<Vec<Stats>> = Vec::new();
+    for round in 0..a.rounds.max(1) {
+        let mut this = Vec::new();
+        for kind in &kinds {
+            if !a.json {
+                eprintln!("round {}/{}: {}", round + 1, a.rounds.max(1), kind.name());
+            }
+            this.push(load(&a, &target, &setup, kind.clone()).await);
+        }
+        rounds.push(this);
+    }
+    let failed = rounds.iter().flatten().any(|s| s.errors > 0);
+    // Per kind, the round with the median throughput; the ratio is the median of per-round ratios.
+    let medians: Vec<&Stats> = (0..kinds.len())
+        .map(|k| {
+            let mut col: Vec<&Stats> = rounds.iter().map(|r| &r[k]).collect();
+            col.sort_by(|x, y| x.rps().total_cmp(&y.rps()));
+            col[col.len() / 2]
+        })
+        .collect();
+    let ratios: Vec<f64> = rounds
+        .iter()
+        .filter(|r| r.len() == 2)
+        .map(|r| r[0].rps() / r[1].rps().max(1e-9))
+        .collect();
+    let median_ratio = {
+        let mut v = ratios.clone();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied()
+    };
+    if a.json {
+        let all: Vec<Vec<Value>> = rounds
+            .iter()
+            .map(|r| r.iter().map(Stats::json).collect())
+            .collect();
+        let med: Vec<Value> = medians.iter().map(|s| s.json()).collect();
+        outln!(
+            "{}",
+            json!({"connections": a.connections, "requests_per_connection": a.requests,
+                   "new_connections": a.new_connections, "http": format!("{:?}", a.http),
+                   "rounds": all, "median_runs": med, "ratios": ratios,
+                   "bound_over_baseline_throughput": median_ratio})
+        );
+    } else {
+        outln!(
+            "{} connections x {} requests{}, {:?}, {} rounds (medians)",
+            a.connections,
+            a.requests,
+            if a.new_connections {
+                " (a new connection each)"
+            } else {
+                " (keep-alive)"
+            },
+            a.http,
+            rounds.len()
+        );
+        outln!(
+            "{:<28} {:>10} {:>7} {:>9} {:>9} {:>9} {:>14}",
+            "run",
+            "req/s",
+            "errors",
+            "p50 ms",
+            "p99 ms",
+            "p99.9 ms",
+            "server us/req"
+        );
+        for s in &medians {
+            let cpu = s
+                .server_cpu_us
+                .map(|c| format!("{c:.1}"))
+                .unwrap_or_else(|| "-".into());
+            outln!(
+                "{:<28} {:>10.0} {:>7} {:>9.3} {:>9.3} {:>9.3} {:>14}",
+                s.name,
+                s.rps(),
+                s.errors,
+                s.pct(0.5),
+                s.pct(0.99),
+                s.pct(0.999),
+                cpu
+            );
+        }
+        if let Some(r) = median_ratio {
+            let each: Vec<String> = ratios.iter().map(|r| format!("{r:.3}")).collect();
+            outln!(
+                "bound / baseline throughput: {r:.3} (median of rounds: {})",
+                each.join(", ")
+            );
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn load(a: &BenchArgs, target: &Target, setup: &Arc<ClientSetup>, kind: Kind) -> Stats {
+    let total = (a.connections * a.requests) as u64;
+    let bar = if a.json || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden())
+    } else {
+        ProgressBar::new(total)
+    };
+    if let Ok(style) =
+        ProgressStyle::with_template("{msg:28} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(kind.name());
+    let deadline = Instant::now() + Duration::from_secs(a.max_seconds);
+    let cpu_before = a.server_pid.and_then(process_cpu_us);
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(a.connections);
+    for _ in 0..a.connections {
+        let (target, setup, kind, bar) = (target.clone(), setup.clone(), kind.clone(), bar.clone());
+        let (n, fresh) = (a.requests, a.new_connections);
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(n);
+            let mut errors = 0usize;
+            let mut conn: Option<BoundConnection> = None;
+            for _ in 0..n {
+                if Instant::now() > deadline {
+                    break;
+                }
+                let t = Instant::now();
+                if fresh || conn.is_none() {
+                    conn = BoundConnection::connect(&target, &setup).await.ok();
+                }
+                let ok = match conn.as_mut() {
+                    Some(c) => one_request(c, &kind).await,
+                    None => false,
+                };
+                if ok {
+                    lat.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                } else {
+                    errors += 1;
+                    conn = None;
+                }
+                bar.inc(1);
+            }
+            (lat, errors)
+        }));
+    }
+    let mut latencies_us = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        match t.await {
+            Ok((l, e)) => {
+                latencies_us.extend(l);
+                errors += e;
+            }
+            Err(_) => errors += a.requests,
+        }
+    }
+    let elapsed = started.elapsed();
+    let cpu_after = a.server_pid.and_then(process_cpu_us);
+    bar.finish_and_clear();
+    latencies_us.sort_unstable();
+    let ok = latencies_us.len().max(1) as f64;
+    Stats {
+        server_cpu_us: cpu_before.zip(cpu_after).map(|(b, e)| (e - b) / ok),
+        name: kind.name(),
+        ok: latencies_us.len(),
+        errors,
+        elapsed,
+        latencies_us,
+    }
+}
+
+async fn one_request(c: &mut BoundConnection, kind: &Kind) -> bool {
+    let reply = match kind {
+        Kind::Bound(form) => c.send(*form, &json!({"role": "bench"})).await,
+        Kind::Baseline(token) => c.request(Method::POST, "/v1/baseline", Some(token)).await,
+    };
+    matches!(reply, Ok(r) if r.status == 200)
+}
+
+/// User + system CPU time of a process, in microseconds (Linux /proc).
+fn process_cpu_us(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are 14th and 15th.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    // The kernel's USER_HZ is 100 on every Linux architecture we run on.
+    Some(ticks * 10_000.0)
+}

@@ -9,7 +9,6 @@
 use aes_gcm::aead::AeadInPlace;
 use aes_gcm::{Aes256Gcm, KeyInit, Nonce, Tag};
 use hmac::{Hmac, Mac};
-use serde_json::{Map, Value};
 use sha2::Sha256;
 
 use crate::b64;
@@ -158,7 +157,8 @@ pub enum Body<'a> {
 /// One JWS or JWE layer that passed steps 3–6.
 #[derive(Debug)]
 pub struct Layer<'a> {
-    pub header: Map<String, Value>,
+    /// The header's `kid` when it is a string.
+    kid: Option<String>,
     pub cty: Cty,
     pub body: Body<'a>,
 }
@@ -173,19 +173,15 @@ impl<'a> Layer<'a> {
 
     /// `kid` when it is a string.
     pub fn kid(&self) -> Option<&str> {
-        self.header.get("kid").and_then(Value::as_str)
+        self.kid.as_deref()
     }
 
     /// Steps 3–6 on one compact token (the caller applies step 2).
     pub fn parse(token: &'a str) -> Result<Layer<'a>, Rejection> {
         let (kind, header) = Layer::parse_header(token)?;
         let body = Layer::decode_body(token, kind)?;
-        let header = analyse_header(&header, kind)?;
-        Ok(Layer {
-            cty: cty_of(&header),
-            header,
-            body,
-        })
+        let (cty, kid) = analyse_header(&header, kind)?;
+        Ok(Layer { kid, cty, body })
     }
 
     /// Step 3 for the whole token and the header bytes; the remaining parts
@@ -252,10 +248,13 @@ impl<'a> Layer<'a> {
 
     /// Opens the layer with one connection's subkeys (step 9): the JWS
     /// payload if its MAC verifies, or the JWE plaintext if it decrypts.
-    pub fn open(&self, keys: &SubKeys) -> Option<Vec<u8>> {
+    pub fn open(&self, keys: &SubKeys) -> Option<std::borrow::Cow<'_, [u8]>> {
+        use std::borrow::Cow;
         match &self.body {
-            Body::Jws { payload, .. } => self.verify_mac(&keys.sig).then(|| payload.clone()),
-            Body::Jwe { .. } => self.decrypt(&keys.enc),
+            Body::Jws { payload, .. } => self
+                .verify_mac(&keys.sig)
+                .then_some(Cow::Borrowed(payload.as_slice())),
+            Body::Jwe { .. } => self.decrypt(&keys.enc).map(Cow::Owned),
         }
     }
 
@@ -321,51 +320,56 @@ const NON_CANONICAL: Rejection = reject(
     "a part is not canonical unpadded base64url",
 );
 
-/// Steps 4–6 on a decoded protected header of a layer of `kind`.
-pub fn analyse_header(bytes: &[u8], kind: Kind) -> Result<Map<String, Value>, Rejection> {
+/// Steps 4–6 on a decoded protected header of a layer of `kind`; gives the
+/// header's `cty` and string `kid`, the only members read after step 6.
+pub fn analyse_header(bytes: &[u8], kind: Kind) -> Result<(Cty, Option<String>), Rejection> {
     if bytes.len() > MAX_HEADER_LEN {
         return Err(reject(
             ErrorCode::TooLarge,
             "protected header is larger than 1024 bytes",
         ));
     }
-    let header = json::parse_object(bytes).map_err(|e| reject(ErrorCode::Malformed, e.detail()))?;
-    if FORBIDDEN_HEADERS.iter().any(|h| header.contains_key(*h)) {
+    let h = json::parse_header(bytes, &FORBIDDEN_HEADERS)
+        .map_err(|e| reject(ErrorCode::Malformed, e.detail()))?;
+    if h.forbidden {
         return Err(reject(
             ErrorCode::UnsupportedHeader,
             "header has a member this protocol forbids (crit, zip, jku, jwk, x5u, x5c, x5t, x5t#S256, b64)",
         ));
     }
-    if header.get("typ").and_then(Value::as_str) != Some("JWT") {
+    if h.typ.as_str() != Some("JWT") {
         return Err(reject(
             ErrorCode::UnsupportedHeader,
             "header typ is absent or not exactly \"JWT\"",
         ));
     }
-    let alg = header.get("alg").and_then(Value::as_str);
     match kind {
-        Kind::Jws if alg != Some("HS256") => Err(reject(
-            ErrorCode::UnsupportedAlg,
-            "JWS alg is not exactly HS256",
-        )),
-        Kind::Jwe if alg != Some("dir") => Err(reject(
-            ErrorCode::UnsupportedAlg,
-            "JWE alg is not exactly dir",
-        )),
-        Kind::Jwe if header.get("enc").and_then(Value::as_str) != Some("A256GCM") => Err(reject(
-            ErrorCode::UnsupportedAlg,
-            "JWE enc is not exactly A256GCM",
-        )),
-        _ => Ok(header),
+        Kind::Jws if h.alg.as_str() != Some("HS256") => {
+            return Err(reject(
+                ErrorCode::UnsupportedAlg,
+                "JWS alg is not exactly HS256",
+            ))
+        }
+        Kind::Jwe if h.alg.as_str() != Some("dir") => {
+            return Err(reject(
+                ErrorCode::UnsupportedAlg,
+                "JWE alg is not exactly dir",
+            ))
+        }
+        Kind::Jwe if h.enc.as_str() != Some("A256GCM") => {
+            return Err(reject(
+                ErrorCode::UnsupportedAlg,
+                "JWE enc is not exactly A256GCM",
+            ))
+        }
+        _ => {}
     }
-}
-
-fn cty_of(header: &Map<String, Value>) -> Cty {
-    match header.get("cty") {
-        None => Cty::Absent,
-        Some(Value::String(s)) if s == "JWT" => Cty::Jwt,
-        Some(_) => Cty::Other,
-    }
+    let cty = match &h.cty {
+        json::Member::Absent => Cty::Absent,
+        json::Member::Str(s) if s == "JWT" => Cty::Jwt,
+        _ => Cty::Other,
+    };
+    Ok((cty, h.kid.as_str().map(str::to_owned)))
 }
 
 fn hmac_sha256(key: &SigKey) -> Hmac<Sha256> {

@@ -238,21 +238,15 @@ fn open_inner_and_check(
     now: f64,
 ) -> Result<Map<String, Value>, Rejection> {
     // Step 10: the inner layer of the nested forms, opened with the same key.
-    let opened;
-    let claims_bytes = match form {
-        Form::Signed => content,
-        Form::EncryptedThenSigned | Form::SignedThenEncrypted => {
-            let want = match form {
-                Form::EncryptedThenSigned => Kind::Jwe,
-                _ => Kind::Jws,
-            };
-            let inner = inner_layer(content, want, kid)?;
-            opened = inner.open(keys).ok_or_else(|| inner.open_failure())?;
-            &opened[..]
-        }
+    let want = match form {
+        Form::Signed => return check_claims(content, kid, policy, now),
+        Form::EncryptedThenSigned => Kind::Jwe,
+        Form::SignedThenEncrypted => Kind::Jws,
     };
+    let inner = inner_layer(content, want, kid)?;
+    let claims_bytes = inner.open(keys).ok_or_else(|| inner.open_failure())?;
     // Steps 11–14.
-    check_claims(claims_bytes, kid, policy, now)
+    check_claims(&claims_bytes, kid, policy, now)
 }
 
 /// The connection's derived subkeys for `client`. One client at a time keeps
@@ -340,16 +334,16 @@ fn check_claims(
         ));
     }
     let claims = json::parse_object(bytes).map_err(|e| reject(ErrorCode::Malformed, e.detail()))?;
-    let number = |name: &str| claims.get(name).and_then(Value::as_f64);
-    let iat = number("iat").ok_or(reject(
+    let r = Registered::of(&claims);
+    let iat = r.iat.and_then(Value::as_f64).ok_or(reject(
         ErrorCode::Malformed,
         "iat is absent or not a number",
     ))?;
-    let exp = number("exp").ok_or(reject(
+    let exp = r.exp.and_then(Value::as_f64).ok_or(reject(
         ErrorCode::Malformed,
         "exp is absent or not a number",
     ))?;
-    let nbf = match claims.get("nbf") {
+    let nbf = match r.nbf {
         None => None,
         Some(v) => Some(
             v.as_f64()
@@ -357,13 +351,13 @@ fn check_claims(
         ),
     };
     // Step 12.
-    if claims.get("iss").and_then(Value::as_str) != Some(kid) {
+    if r.iss.and_then(Value::as_str) != Some(kid) {
         return Err(reject(
             ErrorCode::UnknownClient,
             "iss is absent or differs from kid",
         ));
     }
-    if claims.get("aud").and_then(Value::as_str) != Some(policy.audience.as_str()) {
+    if r.aud.and_then(Value::as_str) != Some(policy.audience.as_str()) {
         return Err(reject(
             ErrorCode::WrongAudience,
             "aud is absent, not a string, or not this server's audience",
@@ -387,12 +381,43 @@ fn check_claims(
         ));
     }
     // Step 14 (syntax; the cache is the caller's).
-    match claims.get("jti").and_then(Value::as_str) {
+    match r.jti.and_then(Value::as_str) {
         Some(j) if !j.is_empty() && j.len() <= 64 => Ok(claims),
         _ => Err(reject(
             ErrorCode::BadJti,
             "jti is absent, not a string, empty or longer than 64 bytes",
         )),
+    }
+}
+
+/// The registered claims §7 reads, found in one pass over the claims
+/// (names are unique after the strict parse), instead of a hashed lookup each.
+#[derive(Default)]
+struct Registered<'c> {
+    iat: Option<&'c Value>,
+    exp: Option<&'c Value>,
+    nbf: Option<&'c Value>,
+    iss: Option<&'c Value>,
+    aud: Option<&'c Value>,
+    jti: Option<&'c Value>,
+}
+
+impl<'c> Registered<'c> {
+    fn of(claims: &'c Map<String, Value>) -> Self {
+        let mut r = Registered::default();
+        for (name, value) in claims {
+            let slot = match name.as_str() {
+                "iat" => &mut r.iat,
+                "exp" => &mut r.exp,
+                "nbf" => &mut r.nbf,
+                "iss" => &mut r.iss,
+                "aud" => &mut r.aud,
+                "jti" => &mut r.jti,
+                _ => continue,
+            };
+            *slot = Some(value);
+        }
+        r
     }
 }
 

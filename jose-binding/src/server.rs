@@ -41,6 +41,10 @@ pub struct ServerOptions {
     pub header_read_timeout: Duration,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
+    /// A connection with no bytes read or written for this long is closed:
+    /// hyper's header timeout does not cover the wait between keep-alive
+    /// requests, so without it idle clients could hold every slot.
+    pub idle_timeout: Duration,
     /// HTTP/2 streams per connection.
     pub max_concurrent_streams: u32,
     /// Largest request head (HTTP/1.1 buffer, HTTP/2 header list).
@@ -54,6 +58,7 @@ impl Default for ServerOptions {
             handshake_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
             max_concurrent_streams: 128,
             max_header_bytes: 64 * 1024,
         }
@@ -125,6 +130,7 @@ pub async fn serve<M: MakeApp>(
         let http = http.clone();
         let watcher = graceful.watcher();
         let handshake_timeout = opts.handshake_timeout;
+        let idle_timeout = opts.idle_timeout;
         tokio::spawn(async move {
             let _permit = permit;
             let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
@@ -154,9 +160,18 @@ pub async fn serve<M: MakeApp>(
             } else {
                 http.http1_only()
             };
-            let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
-            if let Err(e) = watcher.watch(conn).await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            let activity = Activity::new(stream);
+            let last = activity.clock();
+            let conn = http.serve_connection(TokioIo::new(activity), TowerToHyperService::new(svc));
+            tokio::select! {
+                ended = watcher.watch(conn) => {
+                    if let Err(e) = ended {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                }
+                _ = last.idle_for(idle_timeout) => {
+                    tracing::debug!(%peer, "idle timeout; closing the connection");
+                }
             }
         });
     }
@@ -166,6 +181,120 @@ pub async fn serve<M: MakeApp>(
         _ = tokio::time::sleep(opts.shutdown_grace) => {
             tracing::warn!("shutdown grace period over; dropping remaining connections")
         }
+    }
+}
+
+/// Time of the last byte read or written on a connection.
+#[derive(Clone)]
+struct IdleClock {
+    base: Instant,
+    last_ms: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl IdleClock {
+    fn touch(&self) {
+        let ms = self.base.elapsed().as_millis() as u64;
+        self.last_ms.store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Resolves once nothing has moved for `limit`.
+    async fn idle_for(&self, limit: Duration) {
+        loop {
+            let last =
+                Duration::from_millis(self.last_ms.load(std::sync::atomic::Ordering::Relaxed));
+            let quiet = self.base.elapsed().saturating_sub(last);
+            if quiet >= limit {
+                return;
+            }
+            tokio::time::sleep(limit - quiet).await;
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A stream that records when bytes last moved, for the idle timeout.
+    struct Activity<S> {
+        #[pin]
+        inner: S,
+        clock: IdleClock,
+    }
+}
+
+impl<S> Activity<S> {
+    fn new(inner: S) -> Self {
+        Activity {
+            inner,
+            clock: IdleClock {
+                base: Instant::now(),
+                last_ms: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            },
+        }
+    }
+
+    fn clock(&self) -> IdleClock {
+        self.clock.clone()
+    }
+}
+
+impl<S: tokio::io::AsyncRead> tokio::io::AsyncRead for Activity<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.project();
+        let before = buf.filled().len();
+        let r = this.inner.poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.clock.touch();
+        }
+        r
+    }
+}
+
+impl<S: tokio::io::AsyncWrite> tokio::io::AsyncWrite for Activity<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.project();
+        let r = this.inner.poll_write(cx, data);
+        if matches!(r, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            this.clock.touch();
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.project();
+        let r = this.inner.poll_write_vectored(cx, bufs);
+        if matches!(r, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            this.clock.touch();
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.project().inner.poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.project().inner.poll_shutdown(cx)
     }
 }
 

@@ -10,6 +10,7 @@
 pub mod b64;
 pub mod client;
 pub mod client_id;
+pub mod custody;
 pub mod error;
 pub mod issuer;
 pub mod json;

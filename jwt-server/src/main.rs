@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use jose_binding::custody::{self, Holder, ShareFile};
 use jose_binding::layer::{Binding, KeystoreHandle};
 use jose_binding::server::{self, ReferenceApp, ServerOptions};
 use jose_binding::{tls, ClientId, Form, FormSet, Keystore, Policy, RootKey, SoftwareRootKey};
@@ -53,6 +54,8 @@ const EXAMPLES: &str = "Examples:
   jwt-server                                   # fixtures, 127.0.0.1:8443
   jwt-server --listen 0.0.0.0:443 --cert chain.pem --key key.pem --keystore /etc/jwt/keystore.toml
   jwt-server keys add client7 --keystore /etc/jwt/keystore.toml > client7.key
+  jwt-server keys split client7 --threshold 2 --holder alice=age1... --holder bob=age1... --holder carol=age1...
+  jwt-server keys combine client7 client7-alice.share client7-carol.share --identity alice.key --identity carol.key
   kill -HUP $(pidof jwt-server)                # reload the keystore now
 
 Logs go to stderr; RUST_LOG=debug adds key fingerprints (never keys).";
@@ -85,6 +88,18 @@ enum KeysCommand {
         #[arg(long)]
         previous: bool,
     },
+    /// Split a client's current root key into one share per holder, each
+    /// encrypted to the holder's age public key; any --threshold of them
+    /// rebuild it (Shamir over GF(256)). Writes <client>-<holder>.share files.
+    Split(SplitArgs),
+    /// Rebuild a client's root key from share files (encrypted ones with the
+    /// holders' --identity files, or shares their holders decrypted), check
+    /// it against the commitment the shares carry, and put it into the
+    /// keystore (or a key file with --key-out).
+    Combine(CombineArgs),
+    /// Decrypt your own share with your age identity, to hand it to the
+    /// operator who combines. The output is the share in the clear.
+    ShareDecrypt(ShareDecryptArgs),
     /// List clients with key fingerprints (never keys).
     List {
         #[arg(long, env = "JWT_KEYSTORE", default_value = "fixtures/keystore.toml")]
@@ -105,6 +120,67 @@ struct KeyTarget {
     /// Write the new key file here (mode 0600) instead of printing it.
     #[arg(long)]
     key_out: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct SplitArgs {
+    /// The client whose current root key is split.
+    client_id: String,
+    /// The keystore holding the key.
+    #[arg(long, env = "JWT_KEYSTORE", default_value = "fixtures/keystore.toml")]
+    keystore: PathBuf,
+    /// How many shares rebuild the key: 2 to the number of holders.
+    #[arg(long, short = 't')]
+    threshold: usize,
+    /// A holder and their age public key (age-keygen prints it), as
+    /// NAME=age1...; once per holder (2 to 255). Share indexes follow this order.
+    #[arg(long = "holder", value_name = "NAME=age1...", required = true)]
+    holders: Vec<String>,
+    /// Directory for the share files (created if missing; files are mode 0600
+    /// and never overwritten).
+    #[arg(long, default_value = ".")]
+    out_dir: PathBuf,
+    /// Remove the client from the keystore once every share file is written.
+    #[arg(long)]
+    remove: bool,
+}
+
+#[derive(Args, Debug)]
+struct CombineArgs {
+    /// The client whose key the shares rebuild.
+    client_id: String,
+    /// Share files: as `keys split` wrote them, or decrypted by their holders
+    /// (`keys share-decrypt`). At least the split's threshold.
+    #[arg(required = true, value_name = "SHARE_FILE")]
+    shares: Vec<PathBuf>,
+    /// An age identity file (AGE-SECRET-KEY-1... lines, as age-keygen writes
+    /// them); repeat for each holder whose encrypted share is given.
+    #[arg(long = "identity", value_name = "AGE_IDENTITY_FILE")]
+    identities: Vec<PathBuf>,
+    /// The keystore to put the rebuilt key into (created, mode 0600, if absent).
+    #[arg(long, env = "JWT_KEYSTORE", default_value = "fixtures/keystore.toml")]
+    keystore: PathBuf,
+    /// Write the rebuilt key to this file (mode 0600, key file format) instead
+    /// of the keystore; e.g. for `jwt-client tpm import --key-file FILE`.
+    #[arg(long)]
+    key_out: Option<PathBuf>,
+    /// If the client is already in the keystore, replace its keys with the
+    /// rebuilt key (without it, combine refuses).
+    #[arg(long, conflicts_with = "key_out")]
+    replace: bool,
+}
+
+#[derive(Args, Debug)]
+struct ShareDecryptArgs {
+    /// Your encrypted share file.
+    share: PathBuf,
+    /// Your age identity file (AGE-SECRET-KEY-1... lines).
+    #[arg(long = "identity", value_name = "AGE_IDENTITY_FILE", required = true)]
+    identities: Vec<PathBuf>,
+    /// Where to write the decrypted share (mode 0600, never overwritten);
+    /// `-` prints it to stdout.
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Args, Debug, Default)]
@@ -460,6 +536,9 @@ fn keys(cmd: KeysCommand) -> Result<(), String> {
             }
             save(&ks, &t.keystore)
         }
+        KeysCommand::Split(a) => split(a),
+        KeysCommand::Combine(a) => combine(a),
+        KeysCommand::ShareDecrypt(a) => share_decrypt(a),
         KeysCommand::List { keystore, json } => {
             let ks = Keystore::load(&keystore).map_err(|e| e.to_string())?;
             let rows: Vec<_> = ks
@@ -538,4 +617,224 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
         opts.mode(0o600);
     }
     opts.open(path)?.write_all(text.as_bytes())
+}
+
+/// `keys split`: shares to files first, then (with --remove) the keystore.
+fn split(a: SplitArgs) -> Result<(), String> {
+    let id = ClientId::new(&a.client_id).map_err(|e| e.to_string())?;
+    if !a.keystore.exists() {
+        return Err(missing_hint("keystore", &a.keystore));
+    }
+    let mut ks = Keystore::load(&a.keystore).map_err(|e| e.to_string())?;
+    let entry = ks
+        .get(id.as_str())
+        .ok_or_else(|| format!("no client {id} in {}", a.keystore.display()))?
+        .clone();
+    // Parsed here, not by clap, whose errors would echo a mistaken value
+    // (a secret key pasted instead of a public one).
+    let holders = a
+        .holders
+        .iter()
+        .map(|h| h.parse::<Holder>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    let split =
+        custody::split(&id, &entry.keys[0], a.threshold, &holders).map_err(|e| e.to_string())?;
+    let paths: Vec<PathBuf> = holders
+        .iter()
+        .map(|h| a.out_dir.join(format!("{id}-{}.share", h.name())))
+        .collect();
+    if let Some(p) = paths.iter().find(|p| p.exists()) {
+        return Err(format!(
+            "{} already exists; move it away or choose another --out-dir (nothing written)",
+            p.display()
+        ));
+    }
+    std::fs::create_dir_all(&a.out_dir)
+        .map_err(|e| format!("--out-dir {}: {e}", a.out_dir.display()))?;
+    let mut written: Vec<&Path> = Vec::with_capacity(paths.len());
+    for (share, path) in split.shares.iter().zip(&paths) {
+        if let Err(e) = write_new_private(path, share.to_text().as_bytes()) {
+            for w in &written {
+                let _ = std::fs::remove_file(w);
+            }
+            return Err(format!(
+                "cannot write {}: {e}; the share files written so far were removed",
+                path.display()
+            ));
+        }
+        written.push(path);
+    }
+    let n = split.shares.len();
+    outln!(
+        "{id}: current key fp={} split into {n} shares, any {} of which rebuild it",
+        split.key_fingerprint,
+        split.threshold
+    );
+    outln!("group {}", split.group);
+    let width = paths
+        .iter()
+        .map(|p| p.display().to_string().len())
+        .max()
+        .unwrap_or(0);
+    let iw = n.to_string().len();
+    for (share, path) in split.shares.iter().zip(&paths) {
+        outln!(
+            "  #{:<iw$}  {:<width$}  encrypted to {} ({})",
+            share.meta.index,
+            path.display().to_string(),
+            share.meta.recipient,
+            share.meta.holder
+        );
+    }
+    let previous = entry.keys.len() - 1;
+    if previous > 0 {
+        eprintln!(
+            "note: {id} also has {previous} previous key(s), still accepted; they are not in the shares{}",
+            if a.remove { " and --remove drops them" } else { "" }
+        );
+    }
+    if a.remove {
+        ks.remove(id.as_str());
+        save(&ks, &a.keystore)?;
+        outln!(
+            "{id} removed from {}; rebuild it with `jwt-server keys combine {id} SHARE_FILE...`",
+            a.keystore.display()
+        );
+    }
+    Ok(())
+}
+
+/// Where `keys combine` puts the rebuilt key.
+enum Destination<'a> {
+    KeyFile(&'a Path),
+    Keystore(Keystore),
+}
+
+/// `keys combine`: read, decrypt, check and rebuild; write only a checked key.
+fn combine(a: CombineArgs) -> Result<(), String> {
+    let id = ClientId::new(&a.client_id).map_err(|e| e.to_string())?;
+    // Refuse before anything is decrypted if the result could not be stored.
+    let destination = match &a.key_out {
+        Some(p) => Destination::KeyFile(p),
+        None => {
+            let ks = load_or_empty(&a.keystore)?;
+            if let Some(old) = ks.get(id.as_str()) {
+                if !a.replace {
+                    return Err(format!(
+                        "client {id} is already in {} (current key fp={}); pass --replace to replace its keys with the rebuilt one, or --key-out FILE",
+                        a.keystore.display(),
+                        RootKey::fingerprint(&old.keys[0])
+                    ));
+                }
+            }
+            Destination::Keystore(ks)
+        }
+    };
+    let files = a
+        .shares
+        .iter()
+        .map(|p| ShareFile::read(p))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    let mut identities = Vec::new();
+    for p in &a.identities {
+        identities.extend(custody::read_identities(p).map_err(|e| e.to_string())?);
+    }
+    let plain = files
+        .iter()
+        .map(|f| f.open(&identities))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    let rebuilt = custody::combine(&id, &plain).map_err(|e| e.to_string())?;
+    drop(plain);
+    let fp = RootKey::fingerprint(&rebuilt.key);
+    let used: Vec<String> = rebuilt
+        .used
+        .iter()
+        .map(|(i, holder)| format!("#{i} {holder}"))
+        .collect();
+    let summary = format!(
+        "{id}: key fp={fp} rebuilt from shares {} of group {} ({} of {} needed); commitment verified",
+        used.join(", "),
+        rebuilt.group,
+        rebuilt.threshold,
+        rebuilt.shares
+    );
+    match destination {
+        Destination::KeyFile(p) => {
+            write_private(
+                p,
+                &zeroize::Zeroizing::new(format!("{}\n", &*rebuilt.key.to_b64url())),
+            )
+            .map_err(|e| format!("cannot write {}: {e}", p.display()))?;
+            outln!("{summary}");
+            outln!(
+                "{id}: key written to {} (mode 0600); e.g. jwt-client tpm import --key-file {} --out {id}.tpm.pem --delete-key-file",
+                p.display(),
+                p.display()
+            );
+        }
+        Destination::Keystore(mut ks) => {
+            ks.set(id.clone(), vec![rebuilt.key.clone()]);
+            save(&ks, &a.keystore)?;
+            outln!("{summary}");
+            outln!(
+                "{id}: put into {} as its current key; a running server picks it up within 2 s",
+                a.keystore.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `keys share-decrypt`: a holder's own share, in the clear, to a new file.
+fn share_decrypt(a: ShareDecryptArgs) -> Result<(), String> {
+    let file = ShareFile::read(&a.share).map_err(|e| e.to_string())?;
+    if matches!(file, ShareFile::Plain(_)) {
+        return Err(format!("{} is already decrypted", a.share.display()));
+    }
+    let mut identities = Vec::new();
+    for p in &a.identities {
+        identities.extend(custody::read_identities(p).map_err(|e| e.to_string())?);
+    }
+    let plain = file.open(&identities).map_err(|e| e.to_string())?;
+    let text = plain.to_text();
+    let m = &plain.meta;
+    if a.out.as_os_str() == "-" {
+        let mut out = std::io::stdout();
+        std::io::Write::write_all(&mut out, text.as_bytes())
+            .map_err(|e| format!("cannot write to stdout: {e}"))?;
+    } else {
+        write_new_private(&a.out, text.as_bytes())
+            .map_err(|e| format!("cannot write {}: {e}", a.out.display()))?;
+    }
+    eprintln!(
+        "share #{} of {}'s key (holder {}, group {}) decrypted{}: it is no longer encrypted; hand it to the operator who combines over a trusted channel, and delete it afterwards",
+        m.index,
+        m.client,
+        m.holder,
+        m.group,
+        if a.out.as_os_str() == "-" {
+            " to stdout".to_owned()
+        } else {
+            format!(" to {} (mode 0600)", a.out.display())
+        }
+    );
+    Ok(())
+}
+
+/// A new 0600 file, synced to disk; never replaces an existing one.
+fn write_new_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
 }

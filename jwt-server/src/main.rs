@@ -40,7 +40,8 @@ use serde::Deserialize;
 /// Settings come from flags, then environment variables, then the --config
 /// TOML file (same names with underscores: listen, cert, key, keystore,
 /// audience, forms, skew_secs, max_ttl_secs, max_connections,
-/// header_read_timeout_secs, replay_capacity), then the defaults shown.
+/// header_read_timeout_secs, idle_timeout_secs, replay_capacity), then the
+/// defaults shown.
 #[derive(Parser, Debug)]
 #[command(name = "jwt-server", version, about, long_about, after_help = EXAMPLES)]
 struct Cli {
@@ -218,6 +219,10 @@ struct ServeArgs {
     /// Seconds a client has to send a request head (and to finish TLS) [default: 10].
     #[arg(long, env = "JWT_HEADER_READ_TIMEOUT_SECS")]
     header_read_timeout_secs: Option<u64>,
+    /// Seconds a connection may stay silent (no byte read or written) before
+    /// it is closed, between keep-alive requests too [default: 60].
+    #[arg(long, env = "JWT_IDLE_TIMEOUT_SECS")]
+    idle_timeout_secs: Option<u64>,
     /// Replay-cache entries per connection [default: 8192].
     #[arg(long, env = "JWT_REPLAY_CAPACITY")]
     replay_capacity: Option<usize>,
@@ -245,6 +250,7 @@ struct FileConfig {
     max_ttl_secs: Option<u64>,
     max_connections: Option<usize>,
     header_read_timeout_secs: Option<u64>,
+    idle_timeout_secs: Option<u64>,
     replay_capacity: Option<usize>,
 }
 
@@ -330,6 +336,12 @@ fn settings(a: &ServeArgs) -> Result<Settings, String> {
             max_connections,
             handshake_timeout: header_timeout,
             header_read_timeout: header_timeout,
+            idle_timeout: Duration::from_secs(
+                a.idle_timeout_secs
+                    .or(file.idle_timeout_secs)
+                    .unwrap_or(60)
+                    .max(1),
+            ),
             ..ServerOptions::default()
         },
     })

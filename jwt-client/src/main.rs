@@ -85,9 +85,13 @@ struct SendArgs {
     /// Application claims: a JSON object, or @file.json.
     #[arg(long, env = "JWT_CLAIMS", default_value = "{}")]
     claims: String,
-    /// Requests on the one connection, each with a fresh token.
+    /// Requests on the one connection, each with a fresh token. If the
+    /// connection breaks, the client reconnects (fresh keys) and goes on.
     #[arg(long, default_value_t = 1)]
     count: u32,
+    /// Pause between requests, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    interval_ms: u64,
     /// `aud` claim [default: the host in --server].
     #[arg(long, env = "JWT_AUDIENCE")]
     audience: Option<String>,
@@ -196,20 +200,28 @@ async fn send(a: SendArgs) -> Result<ExitCode, String> {
     let mut conn = BoundConnection::connect(&target, &setup)
         .await
         .map_err(|e| e.to_string())?;
-    let (ekm_fp, sig_fp, enc_fp) = conn.fingerprints();
-    if !a.json {
-        eprintln!(
-            "connected to {} over {} (TLS 1.3); ekm fp={ekm_fp} sig_key fp={sig_fp} enc_key fp={enc_fp}",
-            target.authority,
-            if conn.is_h2() { "HTTP/2" } else { "HTTP/1.1" }
-        );
-    }
+    announce(&conn, &target, a.json, "connected to");
     let mut refused = 0u32;
     for i in 1..=a.count {
-        let reply = conn
-            .send(a.form, &claims)
-            .await
-            .map_err(|e| e.to_string())?;
+        if i > 1 && a.interval_ms > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(a.interval_ms)).await;
+        }
+        let reply = match conn.send(a.form, &claims).await {
+            Ok(r) => r,
+            // The connection broke (server restarted, network): a token is
+            // bound to its connection, so reconnect, derive fresh keys and
+            // send the request again with a fresh token.
+            Err(e) => {
+                if !a.json {
+                    eprintln!("request #{i} failed ({e}); reconnecting");
+                }
+                conn = reconnect(&target, &setup).await?;
+                announce(&conn, &target, a.json, "reconnected to");
+                conn.send(a.form, &claims)
+                    .await
+                    .map_err(|e| e.to_string())?
+            }
+        };
         if reply.status != 200 {
             refused += 1;
         }
@@ -220,6 +232,31 @@ async fn send(a: SendArgs) -> Result<ExitCode, String> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Up to 10 attempts over about 10 s, so a restarting server is waited for.
+async fn reconnect(target: &Target, setup: &ClientSetup) -> Result<BoundConnection, String> {
+    let mut last = String::new();
+    for attempt in 1..=10u64 {
+        match BoundConnection::connect(target, setup).await {
+            Ok(c) => return Ok(c),
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200 * attempt)).await;
+    }
+    Err(format!("cannot reconnect: {last}"))
+}
+
+fn announce(conn: &BoundConnection, target: &Target, json: bool, what: &str) {
+    if json {
+        return;
+    }
+    let (ekm_fp, sig_fp, enc_fp) = conn.fingerprints();
+    eprintln!(
+        "{what} {} over {} (TLS 1.3); ekm fp={ekm_fp} sig_key fp={sig_fp} enc_key fp={enc_fp}",
+        target.authority,
+        if conn.is_h2() { "HTTP/2" } else { "HTTP/1.1" }
+    );
 }
 
 fn print_reply(i: u32, reply: &Reply, json: bool) {

@@ -333,3 +333,52 @@ async fn bench_runs_bound_and_baseline_and_reports_json() {
     server.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The server restarts under a running client: the client reconnects,
+/// derives fresh keys and every request is answered.
+#[tokio::test(flavor = "multi_thread")]
+async fn send_survives_a_server_restart() {
+    use jose_binding::server::{ReferenceApp, ServerOptions};
+    let first = TestServer::start(Policy::default(), fixture_keystore()).await;
+    let port = first.port;
+    let client = tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .args([
+                "send",
+                "--server",
+                &format!("https://localhost:{port}"),
+                "--client-id",
+                "client1",
+            ])
+            .args(["--count", "8", "--interval-ms", "250", "--http", "1.1"])
+            .env("JWT_CA", fixtures().join("ca.pem"))
+            .env("JWT_KEY_FILE", fixtures().join("client1.key"))
+            .output()
+            .unwrap()
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    first.stop().await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let second = TestServer::start_on(
+        port,
+        Policy::default(),
+        fixture_keystore(),
+        ServerOptions::default(),
+        ReferenceApp::default(),
+    )
+    .await;
+    let out = client.await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(stdout.matches(" 200 ").count(), 8, "{stdout}");
+    assert!(stderr.contains("reconnected to"), "{stderr}");
+    // Fresh keys: the EKM fingerprint changed with the connection.
+    let fps: Vec<&str> = stderr
+        .lines()
+        .filter_map(|l| l.split("ekm fp=").nth(1))
+        .filter_map(|r| r.split_whitespace().next())
+        .collect();
+    assert!(fps.len() >= 2 && fps[0] != fps[fps.len() - 1], "{stderr}");
+    second.stop().await;
+}

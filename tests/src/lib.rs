@@ -52,10 +52,21 @@ impl TestServer {
         opts: ServerOptions,
         app: M,
     ) -> TestServer {
+        Self::start_on(0, policy, keystore, opts, app).await
+    }
+
+    /// As [`TestServer::start_with`] on a given port (0: any free one).
+    pub async fn start_on<M: MakeApp>(
+        port: u16,
+        policy: Policy,
+        keystore: Keystore,
+        opts: ServerOptions,
+        app: M,
+    ) -> TestServer {
         let chain = tls::load_certs(&fixtures().join("server.pem")).expect("cert");
         let key = tls::load_key(&fixtures().join("server.key")).expect("key");
         let cfg = Arc::new(tls::server_config(chain, key).expect("tls config"));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
             .expect("bind");
         let port = listener.local_addr().expect("addr").port();

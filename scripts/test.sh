@@ -51,6 +51,31 @@ if ! cmp -s "$check_dir/vectors.json" fixtures/vectors.json; then
   exit 1
 fi
 
+# Coverage-guided fuzzing smoke run: each target for a bounded time, starting
+# from the seeds in fuzz/seeds. cargo-fuzz needs nightly flags for its
+# sanitizers; RUSTC_BOOTSTRAP=1 lets this stable toolchain accept them.
+# A crash or a failed build fails the run. FUZZ_SECONDS=0 skips it.
+fuzz_seconds="${FUZZ_SECONDS:-60}"
+if [ "$fuzz_seconds" != "0" ]; then
+  if ! cargo fuzz --version >/dev/null 2>&1; then
+    echo "==> installing cargo-fuzz"
+    cargo install cargo-fuzz --locked --quiet
+  fi
+  mkdir -p target
+  for target in verify keystore keylog; do
+    echo "==> fuzz $target for ${fuzz_seconds}s"
+    mkdir -p "fuzz/corpus/$target"
+    log="target/fuzz-$target.log"
+    if ! (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -O "$target" "corpus/$target" "seeds/$target" -- \
+      -max_total_time="$fuzz_seconds" -max_len=20000 -print_final_stats=1) >"$log" 2>&1; then
+      tail -40 "$log" >&2
+      echo "error: fuzz target $target failed (crash or build error); see $log" >&2
+      exit 1
+    fi
+    grep -E "^Done|stat::number_of_executed_units" "$log" || true
+  done
+fi
+
 # --all-features turns on `tpm`: the TPM tests run against swtpm, never skipped.
 echo "==> tests (all features)"
 if cargo nextest --version >/dev/null 2>&1; then
@@ -58,3 +83,4 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --all-features --locked --no-fail-fast
 fi
+

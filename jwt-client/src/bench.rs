@@ -9,24 +9,17 @@ use std::time::{Duration, Instant};
 
 use http::Method;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use jose_binding::client::{BoundConnection, ClientSetup, HttpVersion, Target};
-use jose_binding::{tls, ClientId, Form};
+use jose_binding::client::{BoundConnection, ClientSetup, Target};
+use jose_binding::Form;
 use serde_json::{json, Value};
 
-use crate::keys::KeyArgs;
-use crate::Http;
+use crate::{ConnArgs, Http};
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
-    /// Server URL (loopback or your own test host only).
-    #[arg(long, env = "JWT_SERVER", default_value = "https://localhost:8443")]
-    server: String,
-    #[arg(long, env = "JWT_CA", default_value = "fixtures/ca.pem")]
-    ca: PathBuf,
-    #[arg(long, env = "JWT_CLIENT_ID")]
-    client_id: String,
+    /// Server, CA, client and root key (load only loopback or your own test hosts).
     #[command(flatten)]
-    key: KeyArgs,
+    conn: ConnArgs,
     /// Token form for the bound run.
     #[arg(long, default_value = "signed")]
     form: Form,
@@ -109,17 +102,8 @@ impl Stats {
 }
 
 pub async fn run(a: BenchArgs) -> Result<ExitCode, String> {
-    let target = Target::parse(&a.server).map_err(|e| e.to_string())?;
-    let id = ClientId::new(&a.client_id).map_err(|e| format!("--client-id: {e}"))?;
-    let roots = tls::load_roots(&a.ca).map_err(|e| format!("--ca: {e}"))?;
-    let version = match a.http {
-        Http::Auto => HttpVersion::Auto,
-        Http::H1 => HttpVersion::Http1,
-        Http::H2 => HttpVersion::Http2,
-    };
-    let setup = Arc::new(
-        ClientSetup::new(roots, version, id, a.key.open().await?).map_err(|e| e.to_string())?,
-    );
+    let (target, setup) = a.conn.setup(a.http).await?;
+    let setup = Arc::new(setup);
     let mut kinds = vec![Kind::Bound(a.form)];
     if let Some(p) = &a.baseline_token_file {
         let t = std::fs::read_to_string(p)

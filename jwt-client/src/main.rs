@@ -66,8 +66,9 @@ enum Command {
     Tpm(keys::TpmCommand),
 }
 
+/// Where to connect and as whom: shared by `send` and `bench`.
 #[derive(clap::Args, Debug)]
-struct SendArgs {
+pub(crate) struct ConnArgs {
     /// Server URL.
     #[arg(long, env = "JWT_SERVER", default_value = "https://localhost:8443")]
     server: String,
@@ -79,6 +80,29 @@ struct SendArgs {
     client_id: String,
     #[command(flatten)]
     key: keys::KeyArgs,
+}
+
+impl ConnArgs {
+    /// The target and the client setup (root key opened, TLS configured).
+    pub(crate) async fn setup(&self, http: Http) -> Result<(Target, ClientSetup), String> {
+        let target = Target::parse(&self.server).map_err(|e| e.to_string())?;
+        let id = ClientId::new(&self.client_id).map_err(|e| format!("--client-id: {e}"))?;
+        let roots = tls::load_roots(&self.ca).map_err(|e| format!("--ca: {e}"))?;
+        let version = match http {
+            Http::Auto => HttpVersion::Auto,
+            Http::H1 => HttpVersion::Http1,
+            Http::H2 => HttpVersion::Http2,
+        };
+        let setup = ClientSetup::new(roots, version, id, self.key.open().await?)
+            .map_err(|e| e.to_string())?;
+        Ok((target, setup))
+    }
+}
+
+#[derive(clap::Args, Debug)]
+struct SendArgs {
+    #[command(flatten)]
+    conn: ConnArgs,
     /// Token form.
     #[arg(long, env = "JWT_FORM", default_value = "signed")]
     form: Form,
@@ -184,17 +208,8 @@ fn read_claims(arg: &str) -> Result<Value, String> {
 }
 
 async fn send(a: SendArgs) -> Result<ExitCode, String> {
-    let target = Target::parse(&a.server).map_err(|e| e.to_string())?;
     let claims = read_claims(&a.claims)?;
-    let id = ClientId::new(&a.client_id).map_err(|e| format!("--client-id: {e}"))?;
-    let roots = tls::load_roots(&a.ca).map_err(|e| format!("--ca: {e}"))?;
-    let version = match a.http {
-        Http::Auto => HttpVersion::Auto,
-        Http::H1 => HttpVersion::Http1,
-        Http::H2 => HttpVersion::Http2,
-    };
-    let mut setup =
-        ClientSetup::new(roots, version, id, a.key.open().await?).map_err(|e| e.to_string())?;
+    let (target, mut setup) = a.conn.setup(a.http).await?;
     setup.audience = a.audience.clone();
     setup.ttl_secs = a.ttl;
     let mut conn = BoundConnection::connect(&target, &setup)

@@ -5,10 +5,12 @@
 //! until its token could no longer pass the expiry check (`exp ≤ now − skew`),
 //! after which a replay is refused as `expired` anyway.
 //!
-//! When the cache is full it evicts the entry that expires first and raises a
-//! *floor* to that expiry; from then on any token whose `exp` is at or below
-//! the floor is refused as `replayed`, because it might be one that was
-//! evicted. So the bound never lets a replay through. A client that issues
+//! When the cache is full, a token expiring later than the oldest entry
+//! evicts it and raises a *floor* to the evicted expiry; from then on any
+//! token whose `exp` is at or below the floor is refused as `replayed`,
+//! because it might be one that was evicted. A token expiring no later than
+//! the oldest entry of a full cache is refused the same way, without
+//! evicting anything. So the bound never lets a replay through. A client that issues
 //! fresh tokens never meets the floor unless it sends more than `capacity`
 //! tokens expiring in the same second on one connection.
 

@@ -190,3 +190,53 @@ async fn connection_limit_refuses_extra_connections_cleanly() {
         200
     );
 }
+
+/// A flood of unique `jti`s on one connection: the replay cache is bounded
+/// (2048 entries here), so the server's memory stops growing. An unbounded
+/// cache would hold all 20,000 entries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_cache_memory_stays_bounded_under_a_jti_flood() {
+    const TOKENS: usize = 20_000;
+    let server = start(&["--replay-capacity", "2048"]);
+    let pid = server.child.id();
+    let target = Target::parse(&format!("https://localhost:{}", server.port)).unwrap();
+    let setup = setup("client1", HttpVersion::Http1);
+    let mut conn = BoundConnection::connect(&target, &setup).await.unwrap();
+    // Fill the cache and warm the allocator up, then take the baseline.
+    for _ in 0..2_500 {
+        assert_eq!(
+            conn.send(Form::Signed, &serde_json::json!({}))
+                .await
+                .unwrap()
+                .status,
+            200
+        );
+    }
+    let rss_before = proc_status(pid, "VmRSS:");
+    let mut refused = 0usize;
+    for _ in 0..TOKENS {
+        let r = conn
+            .send(Form::Signed, &serde_json::json!({}))
+            .await
+            .unwrap();
+        match r.status {
+            200 => {}
+            401 => {
+                // Only the documented bound may refuse: more than the capacity
+                // of tokens expiring in one second on one connection.
+                assert_eq!(r.error_code().as_deref(), Some("replayed"));
+                refused += 1;
+            }
+            s => panic!("status {s}"),
+        }
+    }
+    let rss_after = proc_status(pid, "VmRSS:");
+    let grew_kib = rss_after.saturating_sub(rss_before);
+    eprintln!(
+        "jti flood: {TOKENS} unique tokens on one connection, {refused} refused at the bound; \
+         server RSS {rss_before} KiB -> {rss_after} KiB (+{grew_kib} KiB)"
+    );
+    // A full cache already sits in the baseline; 20,000 more unbounded entries
+    // would add about 1 MiB (measured: ~58 bytes per entry).
+    assert!(grew_kib < 512, "RSS grew by {grew_kib} KiB");
+}

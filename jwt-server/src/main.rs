@@ -596,11 +596,12 @@ fn hand_out(
     out: Option<&Path>,
     verb: &str,
 ) -> Result<(), String> {
-    let line = format!("{}\n", &*key.to_b64url());
+    let line = zeroize::Zeroizing::new(format!("{}\n", &*key.to_b64url()));
     let fp = RootKey::fingerprint(key);
     match out {
         Some(p) => {
-            write_private(p, &line).map_err(|e| format!("cannot write {}: {e}", p.display()))?;
+            write_private(p, line.as_bytes(), Existing::Replace)
+                .map_err(|e| format!("cannot write {}: {e}", p.display()))?;
             eprintln!(
                 "client {id} {verb}: new key fp={fp} written to {}",
                 p.display()
@@ -617,18 +618,6 @@ fn hand_out(
         }
     }
     Ok(())
-}
-
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    opts.open(path)?.write_all(text.as_bytes())
 }
 
 /// `keys split`: shares to files first, then (with --remove) the keystore.
@@ -666,7 +655,7 @@ fn split(a: SplitArgs) -> Result<(), String> {
         .map_err(|e| format!("--out-dir {}: {e}", a.out_dir.display()))?;
     let mut written: Vec<&Path> = Vec::with_capacity(paths.len());
     for (share, path) in split.shares.iter().zip(&paths) {
-        if let Err(e) = write_new_private(path, share.to_text().as_bytes()) {
+        if let Err(e) = write_private(path, share.to_text().as_bytes(), Existing::Refuse) {
             for w in &written {
                 let _ = std::fs::remove_file(w);
             }
@@ -777,7 +766,8 @@ fn combine(a: CombineArgs) -> Result<(), String> {
         Destination::KeyFile(p) => {
             write_private(
                 p,
-                &zeroize::Zeroizing::new(format!("{}\n", &*rebuilt.key.to_b64url())),
+                zeroize::Zeroizing::new(format!("{}\n", &*rebuilt.key.to_b64url())).as_bytes(),
+                Existing::Replace,
             )
             .map_err(|e| format!("cannot write {}: {e}", p.display()))?;
             outln!("{summary}");
@@ -818,7 +808,7 @@ fn share_decrypt(a: ShareDecryptArgs) -> Result<(), String> {
         std::io::Write::write_all(&mut out, text.as_bytes())
             .map_err(|e| format!("cannot write to stdout: {e}"))?;
     } else {
-        write_new_private(&a.out, text.as_bytes())
+        write_private(&a.out, text.as_bytes(), Existing::Refuse)
             .map_err(|e| format!("cannot write {}: {e}", a.out.display()))?;
     }
     eprintln!(
@@ -836,17 +826,36 @@ fn share_decrypt(a: ShareDecryptArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// A new 0600 file, synced to disk; never replaces an existing one.
-fn write_new_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Whether [`write_private`] may replace an existing file.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Existing {
+    Replace,
+    Refuse,
+}
+
+/// Writes a secret to a file with mode 0600, synced to disk. A replaced file
+/// is tightened to 0600 before it is truncated and written: the mode given
+/// at open applies only to files it creates.
+fn write_private(path: &Path, bytes: &[u8], existing: Existing) -> std::io::Result<()> {
     use std::io::Write;
     let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
+    opts.write(true);
+    match existing {
+        Existing::Replace => opts.create(true),
+        Existing::Refuse => opts.create_new(true),
+    };
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
     let mut f = opts.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    f.set_len(0)?;
     f.write_all(bytes)?;
     f.sync_all()
 }

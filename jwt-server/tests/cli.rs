@@ -56,6 +56,18 @@ fn keys_add_rotate_list_remove() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
 
     let key_out = dir.join("c9.key");
+    // An existing, world-readable file at the target: the key must not land
+    // in it with that mode.
+    std::fs::write(
+        &key_out,
+        "old contents that are longer than a key line, to check truncation\n",
+    )
+    .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key_out, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
     let out = run(
         &[
             "keys",
@@ -72,6 +84,12 @@ fn keys_add_rotate_list_remove() {
         "with --key-out nothing secret goes to stdout"
     );
     let rotated = SoftwareRootKey::from_file(&key_out).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_out).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "an existing key file is tightened to 0600");
+    }
     let store = Keystore::load(&ks).unwrap();
     let keys = &store.get("c9").unwrap().keys;
     assert_eq!(keys.len(), 2);

@@ -6,6 +6,7 @@
 //! repeated names at any depth and caps nesting, and otherwise builds an
 //! ordinary `serde_json::Value` (member order preserved).
 
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::collections::HashSet;
 use std::fmt;
@@ -164,12 +165,12 @@ impl<'de> Visitor<'de> for StrictVisitor<'_> {
     }
 }
 
-/// A header member the verifier reads, as found.
+/// A string member the verifier reads, as found.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Member<'a> {
     #[default]
     Absent,
-    Str(std::borrow::Cow<'a, str>),
+    Str(Cow<'a, str>),
     /// Present but not a string.
     Other,
 }
@@ -178,6 +179,25 @@ impl Member<'_> {
     pub fn as_str(&self) -> Option<&str> {
         match self {
             Member::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// A numeric member (a NumericDate) the verifier reads, as found.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum Num {
+    #[default]
+    Absent,
+    Num(f64),
+    /// Present but not a number.
+    Other,
+}
+
+impl Num {
+    pub fn as_f64(self) -> Option<f64> {
+        match self {
+            Num::Num(n) => Some(n),
             _ => None,
         }
     }
@@ -204,105 +224,269 @@ pub fn parse_header<'a>(
     bytes: &'a [u8],
     forbidden: &[&str],
 ) -> Result<HeaderMembers<'a>, JsonError> {
-    let why = Cell::new(None);
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let visitor = HeaderVisitor {
-        why: &why,
+    let slots = HeaderSlots {
+        out: HeaderMembers::default(),
         forbidden,
     };
-    let members = match serde::Deserializer::deserialize_any(&mut de, visitor) {
-        Ok(m) => m,
+    read_object(bytes, slots).map(|s| s.out)
+}
+
+/// The registered claims §7 reads (steps 11–14), from a claims set parsed
+/// under exactly the rules of [`parse_object`] but without building a map:
+/// the verified claims reach the application as the JSON text itself.
+#[derive(Debug, Default)]
+pub struct ClaimMembers<'a> {
+    pub iss: Member<'a>,
+    pub aud: Member<'a>,
+    pub jti: Member<'a>,
+    pub iat: Num,
+    pub exp: Num,
+    pub nbf: Num,
+}
+
+/// Checks `bytes` is one JSON object under the strict rules and reads its
+/// registered claims.
+pub fn parse_claims(bytes: &[u8]) -> Result<ClaimMembers<'_>, JsonError> {
+    read_object(bytes, ClaimMembers::default())
+}
+
+/// Where a top-level member's value goes.
+enum Slot<'s, 'de> {
+    Str(&'s mut Member<'de>),
+    Num(&'s mut Num),
+}
+
+/// The top-level members one kind of document keeps; the others are
+/// validated and dropped.
+trait Slots<'de> {
+    fn slot(&mut self, name: &str) -> Option<Slot<'_, 'de>>;
+    /// Called for every member name, kept or not.
+    fn saw(&mut self, _name: &str) {}
+}
+
+struct HeaderSlots<'de, 'f> {
+    out: HeaderMembers<'de>,
+    forbidden: &'f [&'f str],
+}
+
+impl<'de> Slots<'de> for HeaderSlots<'de, '_> {
+    fn slot(&mut self, name: &str) -> Option<Slot<'_, 'de>> {
+        let o = &mut self.out;
+        Some(Slot::Str(match name {
+            "alg" => &mut o.alg,
+            "enc" => &mut o.enc,
+            "typ" => &mut o.typ,
+            "cty" => &mut o.cty,
+            "kid" => &mut o.kid,
+            _ => return None,
+        }))
+    }
+    fn saw(&mut self, name: &str) {
+        if self.forbidden.contains(&name) {
+            self.out.forbidden = true;
+        }
+    }
+}
+
+impl<'de> Slots<'de> for ClaimMembers<'de> {
+    fn slot(&mut self, name: &str) -> Option<Slot<'_, 'de>> {
+        Some(match name {
+            "iss" => Slot::Str(&mut self.iss),
+            "aud" => Slot::Str(&mut self.aud),
+            "jti" => Slot::Str(&mut self.jti),
+            "iat" => Slot::Num(&mut self.iat),
+            "exp" => Slot::Num(&mut self.exp),
+            "nbf" => Slot::Num(&mut self.nbf),
+            _ => return None,
+        })
+    }
+}
+
+fn read_object<'de, S: Slots<'de>>(bytes: &'de [u8], slots: S) -> Result<S, JsonError> {
+    let why = Cell::new(None);
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let visitor = TopVisitor { why: &why, slots };
+    let slots = match serde::Deserializer::deserialize_any(&mut de, visitor) {
+        Ok(s) => s,
         Err(_) => return Err(why.get().unwrap_or(JsonError::Syntax)),
     };
     if de.end().is_err() {
         return Err(JsonError::Syntax);
     }
-    Ok(members)
+    Ok(slots)
 }
 
-struct HeaderVisitor<'w, 'f> {
+struct TopVisitor<'w, S> {
     why: &'w Cell<Option<JsonError>>,
-    forbidden: &'f [&'f str],
+    slots: S,
 }
 
-impl<'de> Visitor<'de> for HeaderVisitor<'_, '_> {
-    type Value = HeaderMembers<'de>;
+impl<'de, S: Slots<'de>> Visitor<'de> for TopVisitor<'_, S> {
+    type Value = S;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let child = StrictSeed {
+    fn visit_map<A: MapAccess<'de>>(mut self, map: A) -> Result<S, A::Error> {
+        let child = Validate {
             depth: 1,
             why: self.why,
         };
-        let mut out = HeaderMembers::default();
-        let mut seen: Vec<std::borrow::Cow<'de, str>> = Vec::new();
-        while let Some(key) = map.next_key_seed(CowStr)? {
-            // Headers are at most 1 KiB, so a linear scan stays small.
-            if seen.contains(&key) {
-                self.why.set(Some(JsonError::DuplicateMember));
-                return Err(serde::de::Error::custom(
-                    JsonError::DuplicateMember.detail(),
-                ));
+        let slots = &mut self.slots;
+        child.members(map, |name, map| {
+            match slots.slot(name) {
+                Some(Slot::Str(m)) => *m = map.next_value_seed(StrSeed(child))?,
+                Some(Slot::Num(n)) => *n = map.next_value_seed(NumSeed(child))?,
+                None => map.next_value_seed(child)?,
             }
-            let slot = match &*key {
-                "alg" => Some(&mut out.alg),
-                "enc" => Some(&mut out.enc),
-                "typ" => Some(&mut out.typ),
-                "cty" => Some(&mut out.cty),
-                "kid" => Some(&mut out.kid),
-                _ => None,
-            };
-            match slot {
-                Some(slot) => *slot = map.next_value_seed(MemberSeed(child))?,
-                None => {
-                    map.next_value_seed(child)?;
-                }
-            }
-            if self.forbidden.contains(&&*key) {
-                out.forbidden = true;
-            }
-            seen.push(key);
-        }
-        Ok(out)
+            slots.saw(name);
+            Ok(())
+        })?;
+        Ok(self.slots)
     }
 
     // Any other top-level value is valid JSON but not an object.
-    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Self::Value, E> {
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<S, E> {
         Err(self.not_object())
     }
-    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Self::Value, E> {
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<S, E> {
         Err(self.not_object())
     }
-    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Self::Value, E> {
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<S, E> {
         Err(self.not_object())
     }
-    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Self::Value, E> {
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<S, E> {
         Err(self.not_object())
     }
-    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Self::Value, E> {
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<S, E> {
         Err(self.not_object())
     }
-    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+    fn visit_unit<E: serde::de::Error>(self) -> Result<S, E> {
         Err(self.not_object())
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        // Validate the array (it must still be valid JSON to be "not an object").
-        let child = StrictSeed {
-            depth: 1,
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<S, A::Error> {
+        // The array must still be valid JSON to be "not an object".
+        Validate {
+            depth: 0,
             why: self.why,
-        };
-        while seq.next_element_seed(child)?.is_some() {}
+        }
+        .visit_seq(seq)?;
         Err(self.not_object())
     }
 }
 
-impl HeaderVisitor<'_, '_> {
+impl<S> TopVisitor<'_, S> {
     fn not_object<E: serde::de::Error>(&self) -> E {
         self.why.set(Some(JsonError::NotObject));
         E::custom(JsonError::NotObject.detail())
+    }
+}
+
+/// Checks a value under the strict rules without building it.
+#[derive(Clone, Copy)]
+struct Validate<'w> {
+    depth: usize,
+    why: &'w Cell<Option<JsonError>>,
+}
+
+impl<'w> Validate<'w> {
+    fn refuse<E: serde::de::Error>(&self, why: JsonError) -> E {
+        self.why.set(Some(why));
+        E::custom(why.detail())
+    }
+
+    fn child<E: serde::de::Error>(&self) -> Result<Validate<'w>, E> {
+        if self.depth + 1 > MAX_DEPTH {
+            return Err(self.refuse(JsonError::TooDeep));
+        }
+        Ok(Validate {
+            depth: self.depth + 1,
+            why: self.why,
+        })
+    }
+
+    /// Walks an object's members, refusing a repeated name before its value
+    /// is read; `value` must consume each member's value.
+    fn members<'de, A: MapAccess<'de>>(
+        &self,
+        mut map: A,
+        mut value: impl FnMut(&str, &mut A) -> Result<(), A::Error>,
+    ) -> Result<(), A::Error> {
+        let mut names: Vec<Cow<'de, str>> = Vec::new();
+        let mut set: Option<HashSet<Cow<'de, str>>> = None;
+        while let Some(name) = map.next_key_seed(CowStr)? {
+            // Small objects (every header) check with a linear scan; large
+            // ones switch to a set so a member flood stays linear.
+            if set.is_none() && names.len() >= 16 {
+                set = Some(std::mem::take(&mut names).into_iter().collect());
+            }
+            let dup = match &set {
+                Some(s) => s.contains(&name),
+                None => names.contains(&name),
+            };
+            if dup {
+                return Err(self.refuse(JsonError::DuplicateMember));
+            }
+            value(&name, &mut map)?;
+            match &mut set {
+                Some(s) => {
+                    s.insert(name);
+                }
+                None => names.push(name),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Validate<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Validate<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<(), E> {
+        finite(v).map(drop)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let child = self.child()?;
+        while seq.next_element_seed(child)?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        let child = self.child()?;
+        self.members(map, |_, map| map.next_value_seed(child))
+    }
+}
+
+fn finite<E: serde::de::Error>(v: f64) -> Result<f64, E> {
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err(E::custom("non-finite number"))
     }
 }
 
@@ -310,7 +494,7 @@ impl HeaderVisitor<'_, '_> {
 struct CowStr;
 
 impl<'de> DeserializeSeed<'de> for CowStr {
-    type Value = std::borrow::Cow<'de, str>;
+    type Value = Cow<'de, str>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_str(CowStrVisitor)
     }
@@ -319,77 +503,100 @@ impl<'de> DeserializeSeed<'de> for CowStr {
 struct CowStrVisitor;
 
 impl<'de> Visitor<'de> for CowStrVisitor {
-    type Value = std::borrow::Cow<'de, str>;
+    type Value = Cow<'de, str>;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a string")
     }
     fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(std::borrow::Cow::Borrowed(v))
+        Ok(Cow::Borrowed(v))
     }
     fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(std::borrow::Cow::Owned(v.to_owned()))
+        Ok(Cow::Owned(v.to_owned()))
     }
     fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-        Ok(std::borrow::Cow::Owned(v))
+        Ok(Cow::Owned(v))
     }
 }
 
-/// A member value: kept when it is a string, validated strictly otherwise.
-struct MemberSeed<'w>(StrictSeed<'w>);
+/// A kept member's value: read when it has the slot's type, validated
+/// strictly and marked `Other` when not.
+struct StrSeed<'w>(Validate<'w>);
+struct NumSeed<'w>(Validate<'w>);
 
-impl<'de> DeserializeSeed<'de> for MemberSeed<'_> {
+impl<'de> DeserializeSeed<'de> for StrSeed<'_> {
     type Value = Member<'de>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(MemberVisitor(self.0))
+        d.deserialize_any(self)
     }
 }
 
-struct MemberVisitor<'w>(StrictSeed<'w>);
+impl<'de> DeserializeSeed<'de> for NumSeed<'_> {
+    type Value = Num;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
 
-impl<'de> Visitor<'de> for MemberVisitor<'_> {
+/// Visitor methods for the values a slot does not keep: validated by
+/// [`Validate`], then marked `Other`.
+macro_rules! other_values {
+    ($($name:ident($($arg:ty)?)),*) => {$(
+        fn $name<E: serde::de::Error>(self $(, v: $arg)?) -> Result<Self::Value, E> {
+            self.0.$name($(v as $arg)?)?;
+            Ok(Self::Value::Other)
+        }
+    )*};
+}
+
+impl<'de> Visitor<'de> for StrSeed<'_> {
     type Value = Member<'de>;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON value")
     }
     fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Member::Str(std::borrow::Cow::Borrowed(v)))
+        Ok(Member::Str(Cow::Borrowed(v)))
     }
     fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Member::Str(std::borrow::Cow::Owned(v.to_owned())))
+        Ok(Member::Str(Cow::Owned(v.to_owned())))
     }
     fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-        Ok(Member::Str(std::borrow::Cow::Owned(v)))
+        Ok(Member::Str(Cow::Owned(v)))
     }
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(Member::Other)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(Member::Other)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(Member::Other)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(Member::Other)
-    }
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(Member::Other)
-    }
+    other_values!(
+        visit_bool(bool),
+        visit_i64(i64),
+        visit_u64(u64),
+        visit_f64(f64),
+        visit_unit()
+    );
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        StrictVisitor {
-            depth: self.0.depth,
-            why: self.0.why,
-        }
-        .visit_seq(seq)
-        .map(|_| Member::Other)
+        self.0.visit_seq(seq).map(|()| Member::Other)
     }
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        StrictVisitor {
-            depth: self.0.depth,
-            why: self.0.why,
-        }
-        .visit_map(map)
-        .map(|_| Member::Other)
+        self.0.visit_map(map).map(|()| Member::Other)
+    }
+}
+
+impl<'de> Visitor<'de> for NumSeed<'_> {
+    type Value = Num;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Num, E> {
+        Ok(Num::Num(v as f64))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Num, E> {
+        Ok(Num::Num(v as f64))
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Num, E> {
+        finite(v).map(Num::Num)
+    }
+    other_values!(visit_bool(bool), visit_str(&str), visit_unit());
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Num, A::Error> {
+        self.0.visit_seq(seq).map(|()| Num::Other)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Num, A::Error> {
+        self.0.visit_map(map).map(|()| Num::Other)
     }
 }
 
@@ -483,6 +690,61 @@ mod tests {
         );
         let ok = format!("{{\"kid\":{}1{}}}", "[".repeat(31), "]".repeat(31));
         assert!(parse_header(ok.as_bytes(), &[]).is_ok());
+    }
+
+    /// The claims parser accepts and refuses exactly what `parse_object`
+    /// does, with the same reason, and reads the registered claims as found.
+    #[test]
+    fn claims_parser_agrees_with_parse_object() {
+        let mut cases: Vec<Vec<u8>> = [
+            &br#"{"iss":"c","aud":"a","iat":1,"exp":2.5,"jti":"j","x":[1,{"y":null}]}"#[..],
+            br#"{"jti":"a","jti":"b"}"#,
+            br#"{"x":{"jti":1,"\u006ati":2}}"#,
+            br#"{"iat":{"a":1,"a":2}}"#,
+            br#"{"iat":[1,{"a":[{"b":1,"b":2}]}]}"#,
+            br#"{"jti":"\ud800"}"#,
+            br#"{"jti":"\udc00x"}"#,
+            br#"{"exp":1e400}"#,
+            br#"{"exp":"1"}"#,
+            br#"{"a":true,"b":false,"c":-1,"d":18446744073709551615}"#,
+            b"[1,2]",
+            b"[1,{\"a\":1,\"a\":2}]",
+            b"\"x\"",
+            b"1",
+            b"null",
+            b"{} x",
+            b"",
+            b"{\"a\":\"\xff\"}",
+        ]
+        .iter()
+        .map(|c| c.to_vec())
+        .collect();
+        let mut big = String::from("{");
+        for i in 0..40 {
+            big.push_str(&format!("\"k{i}\":{{\"n\":{i}}},"));
+        }
+        cases.push(format!("{big}\"k0\":0}}").into_bytes());
+        cases.push(format!("{big}\"k40\":0}}").into_bytes());
+        for depth in [31, 32] {
+            let nest = format!("{{\"iat\":{}1{}}}", "[".repeat(depth), "]".repeat(depth));
+            cases.push(nest.into_bytes());
+        }
+        for c in &cases {
+            let a = parse_object(c).map(|_| ());
+            let b = parse_claims(c).map(|_| ());
+            assert_eq!(a, b, "{}", String::from_utf8_lossy(c));
+        }
+        let r = parse_claims(br#"{"iss":"c\u0031","aud":7,"iat":1,"exp":2.5,"nbf":"0","jti":"j"}"#)
+            .unwrap();
+        assert_eq!(r.iss.as_str(), Some("c1"));
+        assert_eq!(r.aud, Member::Other);
+        assert_eq!(r.jti.as_str(), Some("j"));
+        assert_eq!(
+            (r.iat, r.exp, r.nbf),
+            (Num::Num(1.0), Num::Num(2.5), Num::Other)
+        );
+        let r = parse_claims(b"{}").unwrap();
+        assert_eq!((r.iat, r.iss), (Num::Absent, Member::Absent));
     }
 
     #[test]

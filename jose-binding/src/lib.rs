@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod b64;
+pub mod claims;
 pub mod client;
 pub mod client_id;
 pub mod custody;
@@ -26,6 +27,7 @@ pub mod token;
 pub mod tpm;
 pub mod verifier;
 
+pub use claims::Claims;
 pub use client_id::ClientId;
 pub use error::{ErrorCode, Rejection};
 pub use issuer::Issuer;

@@ -353,6 +353,9 @@ impl std::fmt::Debug for ReferenceService {
     }
 }
 
+/// The claims the baseline route echoes: the size of a `jwt-client bench` token's.
+const BASELINE_CLAIMS: &str = r#"{"iss":"baseline","aud":"localhost","iat":1767225600,"exp":1767225660,"jti":"AAAAAAAAAAAAAAAAAAAAAA","role":"bench"}"#;
+
 /// The baseline route: a static bearer token compared in constant time.
 fn baseline_answer(expected: &[u8], headers: &http::HeaderMap) -> Response<Body> {
     use subtle::ConstantTimeEq;
@@ -361,17 +364,12 @@ fn baseline_answer(expected: &[u8], headers: &http::HeaderMap) -> Response<Body>
         Err(_) => false,
     };
     let mut resp = if ok {
-        // The same work as the echo route after verification: serialize a
+        // The same work as the echo route after verification: the echo of a
         // claims set of the size a bound token carries, so the comparison
         // isolates the binding.
-        let claims = serde_json::json!({
-            "iss": "baseline", "aud": "localhost", "iat": 1767225600, "exp": 1767225660,
-            "jti": "AAAAAAAAAAAAAAAAAAAAAA", "role": "bench",
-        });
         json(
             StatusCode::OK,
-            serde_json::json!({"client_id": "baseline", "form": "static", "claims": claims})
-                .to_string(),
+            echo_body("baseline", "static", BASELINE_CLAIMS),
         )
     } else {
         crate::layer::unauthorized(crate::error::Rejection::new(
@@ -419,13 +417,13 @@ impl Service<Request<Incoming>> for ReferenceService {
                 (Some(f), _) => f.await?,
                 (None, Some(resp)) => resp,
                 (None, None) if path == "/healthz" && method == Method::GET => {
-                    json(StatusCode::OK, r#"{"status":"ok"}"#.into())
+                    json(StatusCode::OK, r#"{"status":"ok"}"#)
                 }
                 (None, None) if path == "/v1/claims" || path == "/healthz" => json(
                     StatusCode::METHOD_NOT_ALLOWED,
-                    r#"{"error":"method_not_allowed"}"#.into(),
+                    r#"{"error":"method_not_allowed"}"#,
                 ),
-                (None, None) => json(StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#.into()),
+                (None, None) => json(StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#),
             };
             log_request(peer, &method, &path, &resp, start.elapsed());
             Ok(resp)
@@ -487,25 +485,32 @@ impl Service<Request<()>> for EchoClaims {
         let resp = match req.extensions().get::<Verified>() {
             Some(v) => json(
                 StatusCode::OK,
-                serde_json::json!({
-                    "client_id": v.client_id.as_str(),
-                    "form": v.form.as_str(),
-                    "claims": v.claims,
-                })
-                .to_string(),
+                echo_body(v.client_id.as_str(), v.form.as_str(), v.claims.as_json()),
             ),
             // Unreachable behind the layer; never a 5xx for client input.
-            None => json(
-                StatusCode::UNAUTHORIZED,
-                r#"{"error":"missing_token"}"#.into(),
-            ),
+            None => json(StatusCode::UNAUTHORIZED, r#"{"error":"missing_token"}"#),
         };
         std::future::ready(Ok(resp))
     }
 }
 
-pub fn json(status: StatusCode, body: String) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+/// `{"client_id", "form", "claims"}` (§6), with the verified claims text
+/// written as it is: it passed the strict parse, so it is one JSON object.
+fn echo_body(client_id: &str, form: &str, claims_json: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(40 + client_id.len() + form.len() + claims_json.len());
+    out.extend_from_slice(br#"{"client_id":"#);
+    // Writing a string into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut out, client_id);
+    out.extend_from_slice(br#","form":"#);
+    let _ = serde_json::to_writer(&mut out, form);
+    out.extend_from_slice(br#","claims":"#);
+    out.extend_from_slice(claims_json.as_bytes());
+    out.push(b'}');
+    out
+}
+
+pub fn json(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

@@ -6,8 +6,7 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde_json::{Map, Value};
-
+use crate::claims::Claims;
 use crate::client_id::ClientId;
 use crate::error::{reject, ErrorCode, Rejection};
 use crate::json;
@@ -49,7 +48,7 @@ pub struct Verified {
     pub client_id: ClientId,
     pub form: Form,
     /// The whole verified claims set.
-    pub claims: Map<String, Value>,
+    pub claims: Claims,
     /// Which of the client's root keys opened it (0 = current).
     pub key_index: usize,
 }
@@ -134,18 +133,11 @@ impl ConnectionVerifier {
         }
         let (key_index, keys, content) = opened.ok_or_else(|| outer.open_failure())?;
         // Steps 10–14 except the replay cache.
-        let claims = open_inner_and_check(form, &content, &keys, kid, &self.policy, now)?;
-        let jti = claims
-            .get("jti")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let exp = claims
-            .get("exp")
-            .and_then(Value::as_f64)
-            .unwrap_or_default();
+        let bytes = open_inner(form, content, &keys, kid)?;
+        let checked = check_claims(&bytes, kid, &self.policy, now)?;
         let horizon = now - self.policy.skew_secs as f64;
         self.replay
-            .check_and_insert(jti, exp, horizon)
+            .check_and_insert(&checked.jti, checked.exp, horizon)
             .map_err(|r| match r {
                 Replay::Seen => reject(
                     ErrorCode::Replayed,
@@ -156,6 +148,8 @@ impl ConnectionVerifier {
                     "replay cache full: tokens expiring this early are refused on this connection",
                 ),
             })?;
+        let (iat, exp) = (checked.iat, checked.exp);
+        let claims = into_claims(bytes, iat, exp)?;
         // Accepted: the first accepted token pins the connection.
         let client_id = client.id.clone();
         drop(client);
@@ -190,7 +184,10 @@ pub fn verify_with_subkeys(
     }
     // Step 9.
     let content = outer.open(keys).ok_or_else(|| outer.open_failure())?;
-    let claims = open_inner_and_check(form, &content, keys, client_id.as_str(), policy, now)?;
+    let bytes = open_inner(form, content, keys, client_id.as_str())?;
+    let checked = check_claims(&bytes, client_id.as_str(), policy, now)?;
+    let (iat, exp) = (checked.iat, checked.exp);
+    let claims = into_claims(bytes, iat, exp)?;
     Ok(Verified {
         client_id: client_id.clone(),
         form,
@@ -227,26 +224,30 @@ fn precheck<'a>(token: &'a str, policy: &Policy) -> Result<(Layer<'a>, Form), Re
     Ok((outer, form))
 }
 
-/// Steps 10–14 except the replay cache, once the outer layer opened to
-/// `content` with `keys`.
-fn open_inner_and_check(
+/// Step 10: the claims set inside `content`, what the outer layer opened
+/// to with `keys`; for the nested forms, its inner layer opened with the
+/// same keys.
+fn open_inner(
     form: Form,
-    content: &[u8],
+    content: std::borrow::Cow<'_, [u8]>,
     keys: &SubKeys,
     kid: &str,
-    policy: &Policy,
-    now: f64,
-) -> Result<Map<String, Value>, Rejection> {
-    // Step 10: the inner layer of the nested forms, opened with the same key.
+) -> Result<Vec<u8>, Rejection> {
     let want = match form {
-        Form::Signed => return check_claims(content, kid, policy, now),
+        Form::Signed => return Ok(content.into_owned()),
         Form::EncryptedThenSigned => Kind::Jwe,
         Form::SignedThenEncrypted => Kind::Jws,
     };
-    let inner = inner_layer(content, want, kid)?;
-    let claims_bytes = inner.open(keys).ok_or_else(|| inner.open_failure())?;
-    // Steps 11–14.
-    check_claims(&claims_bytes, kid, policy, now)
+    let inner = inner_layer(&content, want, kid)?;
+    let claims = inner.open(keys).ok_or_else(|| inner.open_failure())?;
+    Ok(claims.into_owned())
+}
+
+/// The claims text, once checked: the strict parse proved it UTF-8.
+fn into_claims(bytes: Vec<u8>, iat: f64, exp: f64) -> Result<Claims, Rejection> {
+    let text = String::from_utf8(bytes)
+        .map_err(|_| reject(ErrorCode::Malformed, "claims set is not UTF-8"))?;
+    Ok(Claims::new(text.into_boxed_str(), iat, exp))
 }
 
 /// The connection's derived subkeys for `client`. One client at a time keeps
@@ -320,44 +321,48 @@ fn inner_layer<'a>(bytes: &'a [u8], want: Kind, kid: &str) -> Result<Layer<'a>, 
     Ok(inner)
 }
 
+/// What steps 11–14 read from a claims set that passed them.
+struct Checked<'c> {
+    iat: f64,
+    exp: f64,
+    jti: std::borrow::Cow<'c, str>,
+}
+
 /// Steps 11–14 except the replay cache.
-fn check_claims(
-    bytes: &[u8],
+fn check_claims<'c>(
+    bytes: &'c [u8],
     kid: &str,
     policy: &Policy,
     now: f64,
-) -> Result<Map<String, Value>, Rejection> {
+) -> Result<Checked<'c>, Rejection> {
     if bytes.len() > MAX_CLAIMS_LEN {
         return Err(reject(
             ErrorCode::TooLarge,
             "claims set is larger than 8192 bytes",
         ));
     }
-    let claims = json::parse_object(bytes).map_err(|e| reject(ErrorCode::Malformed, e.detail()))?;
-    let r = Registered::of(&claims);
-    let iat = r.iat.and_then(Value::as_f64).ok_or(reject(
+    let r = json::parse_claims(bytes).map_err(|e| reject(ErrorCode::Malformed, e.detail()))?;
+    let iat = r.iat.as_f64().ok_or(reject(
         ErrorCode::Malformed,
         "iat is absent or not a number",
     ))?;
-    let exp = r.exp.and_then(Value::as_f64).ok_or(reject(
+    let exp = r.exp.as_f64().ok_or(reject(
         ErrorCode::Malformed,
         "exp is absent or not a number",
     ))?;
     let nbf = match r.nbf {
-        None => None,
-        Some(v) => Some(
-            v.as_f64()
-                .ok_or(reject(ErrorCode::Malformed, "nbf is not a number"))?,
-        ),
+        json::Num::Absent => None,
+        json::Num::Num(n) => Some(n),
+        json::Num::Other => return Err(reject(ErrorCode::Malformed, "nbf is not a number")),
     };
     // Step 12.
-    if r.iss.and_then(Value::as_str) != Some(kid) {
+    if r.iss.as_str() != Some(kid) {
         return Err(reject(
             ErrorCode::UnknownClient,
             "iss is absent or differs from kid",
         ));
     }
-    if r.aud.and_then(Value::as_str) != Some(policy.audience.as_str()) {
+    if r.aud.as_str() != Some(policy.audience.as_str()) {
         return Err(reject(
             ErrorCode::WrongAudience,
             "aud is absent, not a string, or not this server's audience",
@@ -381,43 +386,14 @@ fn check_claims(
         ));
     }
     // Step 14 (syntax; the cache is the caller's).
-    match r.jti.and_then(Value::as_str) {
-        Some(j) if !j.is_empty() && j.len() <= 64 => Ok(claims),
+    match r.jti {
+        json::Member::Str(jti) if !jti.is_empty() && jti.len() <= 64 => {
+            Ok(Checked { iat, exp, jti })
+        }
         _ => Err(reject(
             ErrorCode::BadJti,
             "jti is absent, not a string, empty or longer than 64 bytes",
         )),
-    }
-}
-
-/// The registered claims §7 reads, found in one pass over the claims
-/// (names are unique after the strict parse), instead of a hashed lookup each.
-#[derive(Default)]
-struct Registered<'c> {
-    iat: Option<&'c Value>,
-    exp: Option<&'c Value>,
-    nbf: Option<&'c Value>,
-    iss: Option<&'c Value>,
-    aud: Option<&'c Value>,
-    jti: Option<&'c Value>,
-}
-
-impl<'c> Registered<'c> {
-    fn of(claims: &'c Map<String, Value>) -> Self {
-        let mut r = Registered::default();
-        for (name, value) in claims {
-            let slot = match name.as_str() {
-                "iat" => &mut r.iat,
-                "exp" => &mut r.exp,
-                "nbf" => &mut r.nbf,
-                "iss" => &mut r.iss,
-                "aud" => &mut r.aud,
-                "jti" => &mut r.jti,
-                _ => continue,
-            };
-            *slot = Some(value);
-        }
-        r
     }
 }
 

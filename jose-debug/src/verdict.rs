@@ -86,7 +86,7 @@ impl Verdict {
             form: Some(v.form.as_str()),
             client_id: Some(v.client_id.as_str().to_owned()),
             root_key_index: with_index.then_some(v.key_index),
-            claims: Some(v.claims),
+            claims: Some(v.claims.to_map()),
             computed_by,
             notes: Vec::new(),
         }

@@ -33,7 +33,7 @@ impl Service<Request<Incoming>> for Slow {
     fn call(&mut self, _req: Request<Incoming>) -> AppFuture {
         Box::pin(async {
             tokio::time::sleep(Duration::from_millis(500)).await;
-            Ok(json(StatusCode::OK, r#"{"slow":true}"#.into()))
+            Ok(json(StatusCode::OK, r#"{"slow":true}"#))
         })
     }
 }

@@ -101,16 +101,86 @@ secret_32!(
     Prk,
     "prk"
 );
-secret_32!(
-    /// HS256 key for this connection and client.
-    SigKey,
-    "sig"
-);
-secret_32!(
-    /// A256GCM key for this connection and client.
-    EncKey,
-    "enc"
-);
+/// HS256 key for this connection and client, with its HMAC state (the
+/// hashed inner and outer pads) computed once per connection rather than per
+/// token. The state lives in aws-lc, which wipes it when dropped
+/// (`HMAC_CTX_cleanup`); the bytes are zeroized here.
+#[derive(Clone)]
+pub struct SigKey {
+    bytes: Zeroizing<[u8; 32]>,
+    mac: aws_lc_rs::hmac::Key,
+}
+
+impl SigKey {
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        let mac = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &bytes);
+        SigKey {
+            bytes: Zeroizing::new(bytes),
+            mac,
+        }
+    }
+    /// The secret bytes; callers must not log them.
+    pub fn expose(&self) -> &[u8; 32] {
+        &self.bytes
+    }
+    pub fn fingerprint(&self) -> Fingerprint {
+        Fingerprint::of("sig", &*self.bytes)
+    }
+    /// HMAC-SHA256 of `data` under this key.
+    pub fn sign(&self, data: &[u8]) -> aws_lc_rs::hmac::Tag {
+        aws_lc_rs::hmac::sign(&self.mac, data)
+    }
+    /// Whether `tag` is the HMAC-SHA256 of `data`, compared in constant time
+    /// (aws-lc's `CRYPTO_memcmp`).
+    pub fn verify(&self, data: &[u8], tag: &[u8]) -> bool {
+        aws_lc_rs::hmac::verify(&self.mac, data, tag).is_ok()
+    }
+}
+
+impl fmt::Debug for SigKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SigKey(fp={})", self.fingerprint())
+    }
+}
+
+/// A256GCM key for this connection and client, with its AES key schedule
+/// and GHASH key expanded once per connection. aws-lc wipes that state when
+/// it is freed (`OPENSSL_free` cleanses); the bytes are zeroized here.
+#[derive(Clone)]
+pub struct EncKey {
+    bytes: Zeroizing<[u8; 32]>,
+    aead: std::sync::Arc<aws_lc_rs::aead::LessSafeKey>,
+}
+
+impl EncKey {
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        use aws_lc_rs::aead::{LessSafeKey, UnboundKey, AES_256_GCM};
+        // AES-256-GCM takes any 32-byte key: this cannot fail.
+        let key = UnboundKey::new(&AES_256_GCM, &bytes)
+            .unwrap_or_else(|_| unreachable!("a 32-byte key is an AES-256 key"));
+        EncKey {
+            bytes: Zeroizing::new(bytes),
+            aead: std::sync::Arc::new(LessSafeKey::new(key)),
+        }
+    }
+    /// The secret bytes; callers must not log them.
+    pub fn expose(&self) -> &[u8; 32] {
+        &self.bytes
+    }
+    pub fn fingerprint(&self) -> Fingerprint {
+        Fingerprint::of("enc", &*self.bytes)
+    }
+    /// The expanded AES-256-GCM key.
+    pub fn aead(&self) -> &aws_lc_rs::aead::LessSafeKey {
+        &self.aead
+    }
+}
+
+impl fmt::Debug for EncKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EncKey(fp={})", self.fingerprint())
+    }
+}
 
 /// The two subkeys a connection uses for one client.
 #[derive(Clone, Debug)]
@@ -133,8 +203,8 @@ impl SubKeys {
         hk.expand_multi_info(&[ENC_INFO, &[0], id], &mut enc)
             .unwrap_or_else(|_| unreachable!());
         let keys = SubKeys {
-            sig: SigKey(sig),
-            enc: EncKey(enc),
+            sig: SigKey::from_bytes(sig),
+            enc: EncKey::from_bytes(enc),
         };
         sig.zeroize();
         enc.zeroize();

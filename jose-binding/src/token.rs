@@ -6,10 +6,7 @@
 //! refusal that josekit 0.10 does not give, and the vectors need a fixed IV.
 //! josekit stays in the tests as an independent cross-check.
 
-use aes_gcm::aead::AeadInPlace;
-use aes_gcm::{Aes256Gcm, KeyInit, Nonce, Tag};
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use aws_lc_rs::aead;
 
 use crate::b64;
 use crate::error::{reject, ErrorCode, Rejection};
@@ -279,12 +276,7 @@ impl<'a> Layer<'a> {
                 signing_input,
                 signature: Some(sig),
                 ..
-            } => {
-                let mut mac = hmac_sha256(key);
-                mac.update(signing_input.as_bytes());
-                // `verify_slice` compares with `subtle::ConstantTimeEq`.
-                mac.verify_slice(sig).is_ok()
-            }
+            } => key.verify(signing_input.as_bytes(), sig),
             _ => false,
         }
     }
@@ -298,17 +290,18 @@ impl<'a> Layer<'a> {
                 ciphertext,
                 tag: Some(tag),
             } => {
-                let cipher = Aes256Gcm::new(key.expose().into());
-                let mut buf = ciphertext.clone();
-                cipher
-                    .decrypt_in_place_detached(
-                        Nonce::from_slice(iv),
-                        aad.as_bytes(),
-                        &mut buf,
-                        Tag::from_slice(tag),
+                let iv: [u8; 12] = iv.as_slice().try_into().ok()?;
+                let mut out = vec![0u8; ciphertext.len()];
+                key.aead()
+                    .open_separate_gather(
+                        aead::Nonce::assume_unique_for_key(iv),
+                        aead::Aad::from(aad.as_bytes()),
+                        ciphertext,
+                        tag,
+                        &mut out,
                     )
                     .ok()?;
-                Some(buf)
+                Some(out)
             }
             _ => None,
         }
@@ -372,30 +365,28 @@ pub fn analyse_header(bytes: &[u8], kind: Kind) -> Result<(Cty, Option<String>),
     Ok((cty, h.kid.as_str().map(str::to_owned)))
 }
 
-fn hmac_sha256(key: &SigKey) -> Hmac<Sha256> {
-    <Hmac<Sha256> as Mac>::new_from_slice(key.expose())
-        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"))
-}
-
 /// Produces a compact JWS over `payload` with the given header JSON.
 pub fn sign_jws(header_json: &str, payload: &[u8], key: &SigKey) -> String {
     let mut out = b64::encode(header_json.as_bytes());
     out.push('.');
     out.push_str(&b64::encode(payload));
-    let mut mac = hmac_sha256(key);
-    mac.update(out.as_bytes());
+    let tag = key.sign(out.as_bytes());
     out.push('.');
-    out.push_str(&b64::encode(&mac.finalize().into_bytes()));
+    out.push_str(&b64::encode(tag.as_ref()));
     out
 }
 
 /// Produces a compact dir/A256GCM JWE; `iv` must never repeat under one key.
 pub fn encrypt_jwe(header_json: &str, plaintext: &[u8], key: &EncKey, iv: [u8; 12]) -> String {
     let header_b64 = b64::encode(header_json.as_bytes());
-    let cipher = Aes256Gcm::new(key.expose().into());
     let mut buf = plaintext.to_vec();
-    let tag = cipher
-        .encrypt_in_place_detached(Nonce::from_slice(&iv), header_b64.as_bytes(), &mut buf)
+    let tag = key
+        .aead()
+        .seal_in_place_separate_tag(
+            aead::Nonce::assume_unique_for_key(iv),
+            aead::Aad::from(header_b64.as_bytes()),
+            &mut buf,
+        )
         .unwrap_or_else(|_| unreachable!("plaintext far below the A256GCM limit"));
     let mut out = header_b64;
     out.push_str("..");
@@ -403,7 +394,7 @@ pub fn encrypt_jwe(header_json: &str, plaintext: &[u8], key: &EncKey, iv: [u8; 1
     out.push('.');
     out.push_str(&b64::encode(&buf));
     out.push('.');
-    out.push_str(&b64::encode(&tag));
+    out.push_str(&b64::encode(tag.as_ref()));
     out
 }
 

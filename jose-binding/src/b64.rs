@@ -39,6 +39,16 @@ pub fn encode(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// Appends the encoding of `bytes` to `out`.
+pub fn encode_into(bytes: &[u8], out: &mut String) {
+    URL_SAFE_NO_PAD.encode_string(bytes, out)
+}
+
+/// Characters in the unpadded encoding of `n` bytes.
+pub const fn encoded_len(n: usize) -> usize {
+    (n * 4).div_ceil(3)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, HOST, WWW_AUTHENTICATE};
-use http::{Method, Request, Uri};
+use http::{HeaderValue, Method, Request, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -293,7 +293,7 @@ impl BoundConnection {
     ) -> Result<Reply, ClientError> {
         let mut req = self.request_builder(method, path);
         if let Some(t) = token {
-            req = req.header(AUTHORIZATION, format!("Bearer {t}"));
+            req = req.header(AUTHORIZATION, bearer(t)?);
         }
         let req = req
             .body(Full::new(Bytes::new()))
@@ -351,9 +351,27 @@ impl BoundConnection {
     }
 }
 
+/// `Bearer <token>`, marked sensitive: a bearer token must not enter HPACK's
+/// dynamic table (RFC 7541 §7.1.3), so HTTP/2 sends it as a never-indexed
+/// literal.
+fn bearer(token: &str) -> Result<HeaderValue, ClientError> {
+    let mut value = HeaderValue::try_from(format!("Bearer {token}"))
+        .map_err(|_| ClientError::Http("token is not a valid header value".into()))?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bearer_header_is_never_indexed() {
+        let v = bearer("abc.def.ghi").unwrap();
+        assert_eq!(v.to_str().unwrap(), "Bearer abc.def.ghi");
+        assert!(v.is_sensitive());
+        assert!(bearer("a\nb").is_err());
+    }
 
     #[test]
     fn target_parsing() {

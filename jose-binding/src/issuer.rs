@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use crate::b64;
 use crate::client_id::ClientId;
 use crate::schedule::SubKeys;
-use crate::token::{encrypt_jwe, headers, sign_jws, Form};
+use crate::token::{encrypt_jwe_encoded, headers, sign_jws_encoded, Form};
 
 /// Default token lifetime (§4).
 pub const DEFAULT_TTL_SECS: u64 = 60;
@@ -29,13 +29,15 @@ pub struct Issuer {
     audience: String,
     keys: SubKeys,
     ttl_secs: u64,
+    headers: EncodedHeaders,
 }
 
 impl Issuer {
     pub fn new(client_id: ClientId, audience: impl Into<String>, keys: SubKeys) -> Self {
         Issuer {
-            client_id,
             audience: audience.into(),
+            headers: EncodedHeaders::for_kid(client_id.as_str()),
+            client_id,
             keys,
             ttl_secs: DEFAULT_TTL_SECS,
         }
@@ -64,7 +66,7 @@ impl Issuer {
         let mut iv = [0u8; 12];
         rng.fill_bytes(&mut iv);
         let claims = self.claims(app_claims, now, &b64::encode(&jti))?;
-        Ok(seal(form, &self.client_id, &claims, &self.keys, iv))
+        Ok(self.headers.seal(form, &claims, &self.keys, iv))
     }
 
     /// The claims set: registered claims first, then the application's.
@@ -105,16 +107,40 @@ fn member(out: &mut Vec<u8>, name: &str, value: impl serde::Serialize) {
 /// Wraps a serialized claims set in `form` with explicit IV (deterministic,
 /// for vectors and tests; [`Issuer::issue`] draws the IV at random).
 pub fn seal(form: Form, kid: &ClientId, claims: &[u8], keys: &SubKeys, iv: [u8; 12]) -> String {
-    let kid = kid.as_str();
-    match form {
-        Form::Signed => sign_jws(&headers::jws(kid), claims, &keys.sig),
-        Form::EncryptedThenSigned => {
-            let inner = encrypt_jwe(&headers::jwe(kid), claims, &keys.enc, iv);
-            sign_jws(&headers::jws_nested(kid), inner.as_bytes(), &keys.sig)
+    EncodedHeaders::for_kid(kid.as_str()).seal(form, claims, keys, iv)
+}
+
+/// The four protected headers of §5 for one `kid`, base64url-encoded.
+#[derive(Debug, Clone)]
+struct EncodedHeaders {
+    jws: String,
+    jws_nested: String,
+    jwe: String,
+    jwe_nested: String,
+}
+
+impl EncodedHeaders {
+    fn for_kid(kid: &str) -> Self {
+        let enc = |h: String| b64::encode(h.as_bytes());
+        EncodedHeaders {
+            jws: enc(headers::jws(kid)),
+            jws_nested: enc(headers::jws_nested(kid)),
+            jwe: enc(headers::jwe(kid)),
+            jwe_nested: enc(headers::jwe_nested(kid)),
         }
-        Form::SignedThenEncrypted => {
-            let inner = sign_jws(&headers::jws(kid), claims, &keys.sig);
-            encrypt_jwe(&headers::jwe_nested(kid), inner.as_bytes(), &keys.enc, iv)
+    }
+
+    fn seal(&self, form: Form, claims: &[u8], keys: &SubKeys, iv: [u8; 12]) -> String {
+        match form {
+            Form::Signed => sign_jws_encoded(&self.jws, claims, &keys.sig),
+            Form::EncryptedThenSigned => {
+                let inner = encrypt_jwe_encoded(&self.jwe, claims, &keys.enc, iv);
+                sign_jws_encoded(&self.jws_nested, inner.as_bytes(), &keys.sig)
+            }
+            Form::SignedThenEncrypted => {
+                let inner = sign_jws_encoded(&self.jws, claims, &keys.sig);
+                encrypt_jwe_encoded(&self.jwe_nested, inner.as_bytes(), &keys.enc, iv)
+            }
         }
     }
 }

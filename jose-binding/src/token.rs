@@ -367,18 +367,34 @@ pub fn analyse_header(bytes: &[u8], kind: Kind) -> Result<(Cty, Option<String>),
 
 /// Produces a compact JWS over `payload` with the given header JSON.
 pub fn sign_jws(header_json: &str, payload: &[u8], key: &SigKey) -> String {
-    let mut out = b64::encode(header_json.as_bytes());
+    sign_jws_encoded(&b64::encode(header_json.as_bytes()), payload, key)
+}
+
+/// [`sign_jws`] with the header already base64url-encoded (an issuer encodes
+/// its few headers once per connection).
+pub fn sign_jws_encoded(header_b64: &str, payload: &[u8], key: &SigKey) -> String {
+    let mut out = String::with_capacity(header_b64.len() + b64::encoded_len(payload.len()) + 45);
+    out.push_str(header_b64);
     out.push('.');
-    out.push_str(&b64::encode(payload));
+    b64::encode_into(payload, &mut out);
     let tag = key.sign(out.as_bytes());
     out.push('.');
-    out.push_str(&b64::encode(tag.as_ref()));
+    b64::encode_into(tag.as_ref(), &mut out);
     out
 }
 
 /// Produces a compact dir/A256GCM JWE; `iv` must never repeat under one key.
 pub fn encrypt_jwe(header_json: &str, plaintext: &[u8], key: &EncKey, iv: [u8; 12]) -> String {
-    let header_b64 = b64::encode(header_json.as_bytes());
+    encrypt_jwe_encoded(&b64::encode(header_json.as_bytes()), plaintext, key, iv)
+}
+
+/// [`encrypt_jwe`] with the header already base64url-encoded.
+pub fn encrypt_jwe_encoded(
+    header_b64: &str,
+    plaintext: &[u8],
+    key: &EncKey,
+    iv: [u8; 12],
+) -> String {
     let mut buf = plaintext.to_vec();
     let tag = key
         .aead()
@@ -388,13 +404,14 @@ pub fn encrypt_jwe(header_json: &str, plaintext: &[u8], key: &EncKey, iv: [u8; 1
             &mut buf,
         )
         .unwrap_or_else(|_| unreachable!("plaintext far below the A256GCM limit"));
-    let mut out = header_b64;
+    let mut out = String::with_capacity(header_b64.len() + b64::encoded_len(buf.len()) + 44);
+    out.push_str(header_b64);
     out.push_str("..");
-    out.push_str(&b64::encode(&iv));
+    b64::encode_into(&iv, &mut out);
     out.push('.');
-    out.push_str(&b64::encode(&buf));
+    b64::encode_into(&buf, &mut out);
     out.push('.');
-    out.push_str(&b64::encode(tag.as_ref()));
+    b64::encode_into(tag.as_ref(), &mut out);
     out
 }
 

@@ -6,6 +6,8 @@
 //! refusal that josekit 0.10 does not give, and the vectors need a fixed IV.
 //! josekit stays in the tests as an independent cross-check.
 
+use std::sync::Arc;
+
 use aws_lc_rs::aead;
 
 use crate::b64;
@@ -155,7 +157,7 @@ pub enum Body<'a> {
 #[derive(Debug)]
 pub struct Layer<'a> {
     /// The header's `kid` when it is a string.
-    kid: Option<String>,
+    kid: Option<Arc<str>>,
     pub cty: Cty,
     pub body: Body<'a>,
 }
@@ -175,29 +177,42 @@ impl<'a> Layer<'a> {
 
     /// Steps 3–6 on one compact token (the caller applies step 2).
     pub fn parse(token: &'a str) -> Result<Layer<'a>, Rejection> {
-        let (kind, header) = Layer::parse_header(token)?;
+        Layer::parse_with(token, None)
+    }
+
+    /// [`Layer::parse`], skipping the header's decode and analysis when
+    /// `memo` holds the same header text: the result is the same, as the
+    /// analysis depends on nothing else.
+    pub fn parse_with(
+        token: &'a str,
+        memo: Option<&mut HeaderMemo>,
+    ) -> Result<Layer<'a>, Rejection> {
+        let kind = Layer::kind_of(token)?;
+        let header_b64 = token.split('.').next().unwrap_or_default();
+        if let Some((cty, kid)) = memo.as_deref().and_then(|m| m.get(header_b64, kind)) {
+            let body = Layer::decode_body(token, kind)?;
+            return Ok(Layer { kid, cty, body });
+        }
+        let header = b64::decode(header_b64).ok_or(NON_CANONICAL)?;
         let body = Layer::decode_body(token, kind)?;
         let (cty, kid) = analyse_header(&header, kind)?;
+        let kid: Option<Arc<str>> = kid.map(Arc::from);
+        if let Some(m) = memo {
+            m.put(header_b64, kind, cty, kid.clone());
+        }
         Ok(Layer { kid, cty, body })
     }
 
-    /// Step 3 for the whole token and the header bytes; the remaining parts
-    /// are decoded by [`Layer::decode_body`].
-    fn parse_header(token: &str) -> Result<(Kind, Vec<u8>), Rejection> {
-        let dots = token.bytes().filter(|&b| b == b'.').count();
-        let kind = match dots {
-            2 => Kind::Jws,
-            4 => Kind::Jwe,
-            _ => {
-                return Err(reject(
-                    ErrorCode::Malformed,
-                    "not 3 (JWS) or 5 (JWE) dot-separated parts",
-                ))
-            }
-        };
-        let header_b64 = token.split('.').next().unwrap_or_default();
-        let header = b64::decode(header_b64).ok_or(NON_CANONICAL)?;
-        Ok((kind, header))
+    /// Step 3's part count: the kind of layer.
+    fn kind_of(token: &str) -> Result<Kind, Rejection> {
+        match token.bytes().filter(|&b| b == b'.').count() {
+            2 => Ok(Kind::Jws),
+            4 => Ok(Kind::Jwe),
+            _ => Err(reject(
+                ErrorCode::Malformed,
+                "not 3 (JWS) or 5 (JWE) dot-separated parts",
+            )),
+        }
     }
 
     fn decode_body(token: &'a str, kind: Kind) -> Result<Body<'a>, Rejection> {
@@ -304,6 +319,52 @@ impl<'a> Layer<'a> {
                 Some(out)
             }
             _ => None,
+        }
+    }
+}
+
+/// Protected headers that passed steps 4–6 on one connection, by their exact
+/// encoded text and layer kind. A client sends the same few headers with
+/// every token, and their analysis depends on nothing but the text and the
+/// kind, so a repeat skips the base64 decode and the JSON parse. Holds at
+/// most four headers (the two layers of a nested form, and room for a
+/// rotation), replaced oldest first; only headers that passed are held.
+#[derive(Debug, Default)]
+pub struct HeaderMemo {
+    entries: Vec<MemoEntry>,
+    next: usize,
+}
+
+#[derive(Debug)]
+struct MemoEntry {
+    text: Box<str>,
+    kind: Kind,
+    cty: Cty,
+    kid: Option<Arc<str>>,
+}
+
+impl HeaderMemo {
+    const SLOTS: usize = 4;
+
+    fn get(&self, text: &str, kind: Kind) -> Option<(Cty, Option<Arc<str>>)> {
+        self.entries
+            .iter()
+            .find(|e| e.kind == kind && *e.text == *text)
+            .map(|e| (e.cty, e.kid.clone()))
+    }
+
+    fn put(&mut self, text: &str, kind: Kind, cty: Cty, kid: Option<Arc<str>>) {
+        let entry = MemoEntry {
+            text: text.into(),
+            kind,
+            cty,
+            kid,
+        };
+        if self.entries.len() < Self::SLOTS {
+            self.entries.push(entry);
+        } else {
+            self.entries[self.next] = entry;
+            self.next = (self.next + 1) % Self::SLOTS;
         }
     }
 }
@@ -466,5 +527,45 @@ mod tests {
         let layer = Layer::parse(&t).unwrap();
         assert_eq!(layer.decrypt(&key).as_deref(), Some(&b"hello"[..]));
         assert!(layer.decrypt(&EncKey::from_bytes([8; 32])).is_none());
+    }
+
+    /// With a memo, parsing gives exactly what it gives without one, in
+    /// any order of good and bad tokens sharing headers; the memo stays at
+    /// four headers and never holds one that failed.
+    #[test]
+    fn header_memo_changes_no_result() {
+        let sig = SigKey::from_bytes([9; 32]);
+        let enc = EncKey::from_bytes([9; 32]);
+        let b = |json: &str| b64::encode(json.as_bytes());
+        let good = sign_jws(&headers::jws("c"), b"{}", &sig);
+        let h = good.split('.').next().unwrap().to_owned();
+        let jwe_h = b(&headers::jwe("c"));
+        let zip = b(r#"{"alg":"HS256","typ":"JWT","kid":"c","zip":"DEF"}"#);
+        let mut tokens = vec![
+            good.clone(),
+            format!("{h}.e30.AAAA"),
+            format!("{h}.e30="),
+            format!("{h}..{}", b64::encode(&[0; 32])),
+            format!("{h}.e30.{}", b64::encode(&[0; 31])),
+            format!("{h}.e30.{}.x.y", b64::encode(&[0; 32])),
+            // The same header text in a JWE and then in a JWS.
+            encrypt_jwe(&headers::jwe("c"), b"x", &enc, [1; 12]),
+            format!("{jwe_h}.e30.{}", b64::encode(&[0; 32])),
+            format!("{zip}.e30.{}", b64::encode(&[0; 32])),
+            format!("{h}x.e30.{}", b64::encode(&[0; 32])),
+        ];
+        for kid in ["d", "e", "f", "g", "h"] {
+            tokens.push(sign_jws(&headers::jws(kid), b"{}", &sig));
+        }
+        let mut memo = HeaderMemo::default();
+        for round in 0..3 {
+            for t in &tokens {
+                let plain = format!("{:?}", Layer::parse(t));
+                let memoized = format!("{:?}", Layer::parse_with(t, Some(&mut memo)));
+                assert_eq!(plain, memoized, "round {round}: {t}");
+                assert!(memo.entries.len() <= HeaderMemo::SLOTS);
+                assert!(memo.entries.iter().all(|e| *e.text != *zip));
+            }
+        }
     }
 }

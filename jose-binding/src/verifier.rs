@@ -13,7 +13,7 @@ use crate::json;
 use crate::keystore::{ClientKeys, Keystore};
 use crate::replay::{self, Replay, ReplayCache};
 use crate::schedule::{Ekm, Fingerprint, SubKeys};
-use crate::token::{Cty, Form, FormSet, Kind, Layer, MAX_CLAIMS_LEN, MAX_TOKEN_LEN};
+use crate::token::{Cty, Form, FormSet, HeaderMemo, Kind, Layer, MAX_CLAIMS_LEN, MAX_TOKEN_LEN};
 
 /// What the server accepts. Shared by all connections.
 #[derive(Debug, Clone)]
@@ -69,6 +69,7 @@ pub struct ConnectionVerifier {
     pinned: Option<ClientId>,
     derived: Option<Derived>,
     replay: ReplayCache,
+    headers: HeaderMemo,
 }
 
 impl ConnectionVerifier {
@@ -80,6 +81,7 @@ impl ConnectionVerifier {
             pinned: None,
             derived: None,
             replay,
+            headers: HeaderMemo::default(),
         }
     }
 
@@ -108,7 +110,7 @@ impl ConnectionVerifier {
         token: &str,
         now: f64,
     ) -> Result<Verified, Rejection> {
-        let (outer, form) = precheck(token, &self.policy)?;
+        let (outer, form) = precheck(token, &self.policy, Some(&mut self.headers))?;
         // Step 8.
         let client = keystore
             .get(outer.kid().ok_or(UNKNOWN_KID)?)
@@ -133,7 +135,7 @@ impl ConnectionVerifier {
         }
         let (key_index, keys, content) = opened.ok_or_else(|| outer.open_failure())?;
         // Steps 10–14 except the replay cache.
-        let bytes = open_inner(form, content, &keys, kid)?;
+        let bytes = open_inner(form, content, &keys, kid, Some(&mut self.headers))?;
         let checked = check_claims(&bytes, kid, &self.policy, now)?;
         let horizon = now - self.policy.skew_secs as f64;
         self.replay
@@ -177,14 +179,14 @@ pub fn verify_with_subkeys(
     policy: &Policy,
     now: f64,
 ) -> Result<Verified, Rejection> {
-    let (outer, form) = precheck(token, policy)?;
+    let (outer, form) = precheck(token, policy, None)?;
     // Step 8.
     if outer.kid() != Some(client_id.as_str()) {
         return Err(UNKNOWN_KID);
     }
     // Step 9.
     let content = outer.open(keys).ok_or_else(|| outer.open_failure())?;
-    let bytes = open_inner(form, content, keys, client_id.as_str())?;
+    let bytes = open_inner(form, content, keys, client_id.as_str(), None)?;
     let checked = check_claims(&bytes, client_id.as_str(), policy, now)?;
     let (iat, exp) = (checked.iat, checked.exp);
     let claims = into_claims(bytes, iat, exp)?;
@@ -197,7 +199,11 @@ pub fn verify_with_subkeys(
 }
 
 /// Steps 1–7: everything that runs before a key is touched.
-fn precheck<'a>(token: &'a str, policy: &Policy) -> Result<(Layer<'a>, Form), Rejection> {
+fn precheck<'a>(
+    token: &'a str,
+    policy: &Policy,
+    memo: Option<&mut HeaderMemo>,
+) -> Result<(Layer<'a>, Form), Rejection> {
     // Step 1 (no token at all) belongs to the transport; an empty string here is malformed.
     if token.is_empty() {
         return Err(reject(ErrorCode::Malformed, "empty bearer token"));
@@ -212,7 +218,7 @@ fn precheck<'a>(token: &'a str, policy: &Policy) -> Result<(Layer<'a>, Form), Re
         ));
     }
     // Steps 3–6.
-    let outer = Layer::parse(token)?;
+    let outer = Layer::parse_with(token, memo)?;
     // Step 7.
     let form = form_of(&outer)?;
     if !policy.forms.contains(form) {
@@ -232,13 +238,14 @@ fn open_inner(
     content: std::borrow::Cow<'_, [u8]>,
     keys: &SubKeys,
     kid: &str,
+    memo: Option<&mut HeaderMemo>,
 ) -> Result<Vec<u8>, Rejection> {
     let want = match form {
         Form::Signed => return Ok(content.into_owned()),
         Form::EncryptedThenSigned => Kind::Jwe,
         Form::SignedThenEncrypted => Kind::Jws,
     };
-    let inner = inner_layer(&content, want, kid)?;
+    let inner = inner_layer(&content, want, kid, memo)?;
     let claims = inner.open(keys).ok_or_else(|| inner.open_failure())?;
     Ok(claims.into_owned())
 }
@@ -298,14 +305,19 @@ fn form_of(outer: &Layer<'_>) -> Result<Form, Rejection> {
 }
 
 /// Step 10 up to opening: steps 3–6 on the inner token, its kind, its `kid`.
-fn inner_layer<'a>(bytes: &'a [u8], want: Kind, kid: &str) -> Result<Layer<'a>, Rejection> {
+fn inner_layer<'a>(
+    bytes: &'a [u8],
+    want: Kind,
+    kid: &str,
+    memo: Option<&mut HeaderMemo>,
+) -> Result<Layer<'a>, Rejection> {
     let text = std::str::from_utf8(bytes).map_err(|_| {
         reject(
             ErrorCode::Malformed,
             "nested content is not a compact token",
         )
     })?;
-    let inner = Layer::parse(text)?;
+    let inner = Layer::parse_with(text, memo)?;
     if inner.kind() != want || inner.cty != Cty::Absent {
         return Err(reject(
             ErrorCode::BadNesting,

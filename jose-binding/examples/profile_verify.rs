@@ -1,5 +1,5 @@
-//! Runs form-S verification in a loop for a profiler (docs/BENCHMARKS.md):
-//! `valgrind --tool=callgrind target/release/examples/profile_verify 20000`.
+//! Runs verification in a loop for a profiler (docs/BENCHMARKS.md):
+//! `valgrind --tool=callgrind target/release/examples/profile_verify 20000 [S|ES|SE]`.
 
 use std::sync::Arc;
 
@@ -13,6 +13,10 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(20_000);
+    let form: Form = std::env::args()
+        .nth(2)
+        .map(|f| f.parse().expect("form: S, ES or SE"))
+        .unwrap_or(Form::Signed);
     let id = ClientId::new("client1").expect("id");
     let root = SoftwareRootKey::new(&[7u8; 32]).expect("key");
     let ekm = Ekm::from_bytes([9u8; 32]);
@@ -28,7 +32,9 @@ fn main() {
             let claims = issuer
                 .claims(&app, iat, &format!("jti-{i:016}"))
                 .expect("claims");
-            (seal(Form::Signed, &id, &claims, &keys, [0; 12]), iat as f64)
+            let mut iv = [0u8; 12];
+            iv[..8].copy_from_slice(&i.to_be_bytes());
+            (seal(form, &id, &claims, &keys, iv), iat as f64)
         })
         .collect();
     let mut conn = ConnectionVerifier::new(ekm, Arc::new(Policy::default()));

@@ -21,7 +21,7 @@ pub struct NonCanonical;
 /// `Ok(None)` when it is canonical but of another length (a cryptographic
 /// failure later, not a syntax error).
 pub fn decode_fixed<const N: usize>(s: &str) -> Result<Option<[u8; N]>, NonCanonical> {
-    if s.len() != (N * 4).div_ceil(3) {
+    if s.len() != encoded_len(N) {
         return match decode(s) {
             Some(_) => Ok(None),
             None => Err(NonCanonical),

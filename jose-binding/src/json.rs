@@ -43,68 +43,44 @@ impl JsonError {
 
 /// Parses `bytes` as one JSON object under the strict rules.
 pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, JsonError> {
-    let why = Cell::new(None);
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = match (StrictSeed {
-        depth: 0,
-        why: &why,
-    })
-    .deserialize(&mut de)
-    {
-        Ok(v) => v,
-        Err(_) => return Err(why.get().unwrap_or(JsonError::Syntax)),
-    };
-    if de.end().is_err() {
-        return Err(JsonError::Syntax);
-    }
+    let value = strict(bytes, |de, why| {
+        StrictSeed(Validate { depth: 0, why }).deserialize(de)
+    })?;
     match value {
         Value::Object(map) => Ok(map),
         _ => Err(JsonError::NotObject),
     }
 }
 
-/// Carries the depth down and our own reason for refusing back up, so the
-/// refusal path needs no error-message formatting.
-#[derive(Clone, Copy)]
-struct StrictSeed<'a> {
-    depth: usize,
-    why: &'a Cell<Option<JsonError>>,
+/// Runs one strict read over the whole of `bytes`. The `Cell` carries our
+/// own reason for refusing back up, so the refusal path needs no
+/// error-message formatting; any other failure is a syntax error.
+fn strict<'de, T>(
+    bytes: &'de [u8],
+    read: impl FnOnce(
+        &mut serde_json::Deserializer<serde_json::de::SliceRead<'de>>,
+        &Cell<Option<JsonError>>,
+    ) -> Result<T, serde_json::Error>,
+) -> Result<T, JsonError> {
+    let why = Cell::new(None);
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = read(&mut de, &why).map_err(|_| why.get().unwrap_or(JsonError::Syntax))?;
+    de.end().map_err(|_| JsonError::Syntax)?;
+    Ok(value)
 }
+
+/// Builds a `Value` under the rules [`Validate`] checks.
+#[derive(Clone, Copy)]
+struct StrictSeed<'a>(Validate<'a>);
 
 impl<'de> DeserializeSeed<'de> for StrictSeed<'_> {
     type Value = Value;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        d.deserialize_any(StrictVisitor {
-            depth: self.depth,
-            why: self.why,
-        })
+        d.deserialize_any(self)
     }
 }
 
-struct StrictVisitor<'a> {
-    depth: usize,
-    why: &'a Cell<Option<JsonError>>,
-}
-
-impl<'a> StrictVisitor<'a> {
-    fn refuse<E: serde::de::Error>(&self, why: JsonError) -> E {
-        self.why.set(Some(why));
-        E::custom(why.detail())
-    }
-
-    fn child<E: serde::de::Error>(&self) -> Result<StrictSeed<'a>, E> {
-        let depth = self.depth + 1;
-        if depth > MAX_DEPTH {
-            return Err(self.refuse(JsonError::TooDeep));
-        }
-        Ok(StrictSeed {
-            depth,
-            why: self.why,
-        })
-    }
-}
-
-impl<'de> Visitor<'de> for StrictVisitor<'_> {
+impl<'de> Visitor<'de> for StrictSeed<'_> {
     type Value = Value;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -120,9 +96,7 @@ impl<'de> Visitor<'de> for StrictVisitor<'_> {
         Ok(Value::from(v))
     }
     fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Value, E> {
-        serde_json::Number::from_f64(v)
-            .map(Value::Number)
-            .ok_or_else(|| E::custom("non-finite number"))
+        finite(v).map(Value::from)
     }
     fn visit_str<E>(self, v: &str) -> Result<Value, E> {
         Ok(Value::String(v.to_owned()))
@@ -134,33 +108,20 @@ impl<'de> Visitor<'de> for StrictVisitor<'_> {
         Ok(Value::Null)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let seed = self.child()?;
+        let seed = StrictSeed(self.0.child()?);
         let mut out = Vec::new();
         while let Some(v) = seq.next_element_seed(seed)? {
             out.push(v);
         }
         Ok(Value::Array(out))
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let seed = self.child()?;
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Value, A::Error> {
+        let seed = StrictSeed(self.0.child()?);
         let mut out = Map::new();
-        let mut names: Option<HashSet<String>> = None;
-        while let Some(key) = map.next_key::<String>()? {
-            // Small objects (every header) check with a linear scan; large ones
-            // switch to a set so a member flood stays linear.
-            let dup = if out.len() < 16 {
-                // A scan over a few keys is cheaper than hashing the name.
-                out.keys().any(|k| *k == key)
-            } else {
-                let set = names.get_or_insert_with(|| out.keys().cloned().collect());
-                !set.insert(key.clone())
-            };
-            if dup {
-                return Err(self.refuse(JsonError::DuplicateMember));
-            }
-            let value = map.next_value_seed(seed)?;
-            out.insert(key, value);
-        }
+        self.0.members(map, |name, map| {
+            out.insert(name.to_owned(), map.next_value_seed(seed)?);
+            Ok(())
+        })?;
         Ok(Value::Object(out))
     }
 }
@@ -303,17 +264,9 @@ impl<'de> Slots<'de> for ClaimMembers<'de> {
 }
 
 fn read_object<'de, S: Slots<'de>>(bytes: &'de [u8], slots: S) -> Result<S, JsonError> {
-    let why = Cell::new(None);
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let visitor = TopVisitor { why: &why, slots };
-    let slots = match serde::Deserializer::deserialize_any(&mut de, visitor) {
-        Ok(s) => s,
-        Err(_) => return Err(why.get().unwrap_or(JsonError::Syntax)),
-    };
-    if de.end().is_err() {
-        return Err(JsonError::Syntax);
-    }
-    Ok(slots)
+    strict(bytes, |de, why| {
+        serde::Deserializer::deserialize_any(de, TopVisitor { why, slots })
+    })
 }
 
 struct TopVisitor<'w, S> {

@@ -153,6 +153,44 @@ pub enum Body<'a> {
     },
 }
 
+/// The dot-separated parts of one compact layer, found in one pass.
+struct Parts<'a> {
+    kind: Kind,
+    parts: [&'a str; 5],
+}
+
+impl<'a> Parts<'a> {
+    /// Step 3's part count: 3 parts make a JWS, 5 a JWE, anything else is
+    /// malformed.
+    fn split(token: &'a str) -> Result<Parts<'a>, Rejection> {
+        let mut parts = [""; 5];
+        let mut n = 0;
+        for part in token.split('.') {
+            if n == parts.len() {
+                n += 1;
+                break;
+            }
+            parts[n] = part;
+            n += 1;
+        }
+        let kind = match n {
+            3 => Kind::Jws,
+            5 => Kind::Jwe,
+            _ => {
+                return Err(reject(
+                    ErrorCode::Malformed,
+                    "not 3 (JWS) or 5 (JWE) dot-separated parts",
+                ))
+            }
+        };
+        Ok(Parts { kind, parts })
+    }
+
+    fn get(&self, i: usize) -> &'a str {
+        self.parts[i]
+    }
+}
+
 /// One JWS or JWE layer that passed steps 3–6.
 #[derive(Debug)]
 pub struct Layer<'a> {
@@ -187,14 +225,14 @@ impl<'a> Layer<'a> {
         token: &'a str,
         memo: Option<&mut HeaderMemo>,
     ) -> Result<Layer<'a>, Rejection> {
-        let kind = Layer::kind_of(token)?;
-        let header_b64 = token.split('.').next().unwrap_or_default();
+        let parts = Parts::split(token)?;
+        let (header_b64, kind) = (parts.get(0), parts.kind);
         if let Some((cty, kid)) = memo.as_deref().and_then(|m| m.get(header_b64, kind)) {
-            let body = Layer::decode_body(token, kind)?;
+            let body = Layer::decode_body(token, &parts)?;
             return Ok(Layer { kid, cty, body });
         }
         let header = b64::decode(header_b64).ok_or(NON_CANONICAL)?;
-        let body = Layer::decode_body(token, kind)?;
+        let body = Layer::decode_body(token, &parts)?;
         let (cty, kid) = analyse_header(&header, kind)?;
         let kid: Option<Arc<str>> = kid.map(Arc::from);
         if let Some(m) = memo {
@@ -203,42 +241,26 @@ impl<'a> Layer<'a> {
         Ok(Layer { kid, cty, body })
     }
 
-    /// Step 3's part count: the kind of layer.
-    fn kind_of(token: &str) -> Result<Kind, Rejection> {
-        match token.bytes().filter(|&b| b == b'.').count() {
-            2 => Ok(Kind::Jws),
-            4 => Ok(Kind::Jwe),
-            _ => Err(reject(
-                ErrorCode::Malformed,
-                "not 3 (JWS) or 5 (JWE) dot-separated parts",
-            )),
-        }
-    }
-
-    fn decode_body(token: &'a str, kind: Kind) -> Result<Body<'a>, Rejection> {
-        let mut parts = token.split('.');
-        let header_b64 = parts.next().unwrap_or_default();
-        let mut next = || parts.next().unwrap_or_default();
-        match kind {
+    fn decode_body(token: &'a str, parts: &Parts<'a>) -> Result<Body<'a>, Rejection> {
+        match parts.kind {
             Kind::Jws => {
-                let payload_b64 = next();
-                let sig_b64 = next();
+                let (payload_b64, sig_b64) = (parts.get(1), parts.get(2));
                 let payload = b64::decode(payload_b64).ok_or(NON_CANONICAL)?;
                 let signature = b64::decode_fixed::<32>(sig_b64).map_err(|_| NON_CANONICAL)?;
                 if payload.is_empty() {
                     return Err(reject(ErrorCode::Malformed, "empty JWS payload"));
                 }
                 Ok(Body::Jws {
-                    signing_input: &token[..header_b64.len() + 1 + payload_b64.len()],
+                    signing_input: &token[..parts.get(0).len() + 1 + payload_b64.len()],
                     payload,
                     signature,
                 })
             }
             Kind::Jwe => {
-                let ek_b64 = next();
-                let iv = b64::decode_fixed::<12>(next()).map_err(|_| NON_CANONICAL)?;
-                let ciphertext = b64::decode(next()).ok_or(NON_CANONICAL)?;
-                let tag = b64::decode_fixed::<16>(next()).map_err(|_| NON_CANONICAL)?;
+                let ek_b64 = parts.get(1);
+                let iv = b64::decode_fixed::<12>(parts.get(2)).map_err(|_| NON_CANONICAL)?;
+                let ciphertext = b64::decode(parts.get(3)).ok_or(NON_CANONICAL)?;
+                let tag = b64::decode_fixed::<16>(parts.get(4)).map_err(|_| NON_CANONICAL)?;
                 if b64::decode(ek_b64).is_none() {
                     return Err(NON_CANONICAL);
                 }
@@ -249,7 +271,7 @@ impl<'a> Layer<'a> {
                     ));
                 }
                 Ok(Body::Jwe {
-                    aad: header_b64,
+                    aad: parts.get(0),
                     iv,
                     ciphertext,
                     tag,

@@ -144,3 +144,43 @@ impl EncodedHeaders {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schedule::{EncKey, SigKey};
+    use proptest::prelude::*;
+
+    fn keys() -> SubKeys {
+        SubKeys {
+            sig: SigKey::from_bytes([1; 32]),
+            enc: EncKey::from_bytes([2; 32]),
+        }
+    }
+
+    proptest! {
+        /// The claims set is exactly what serde_json writes for the same
+        /// members in the same order, whatever the audience needs escaped.
+        #[test]
+        fn claims_are_serde_json_bytes(
+            aud in "\\PC{0,40}|[\"\\\\\u{0}-\u{1f}\u{7f}\u{2028}]{1,8}",
+            role in "\\PC{0,20}",
+            iat in 0i64..=i64::from(u32::MAX),
+            ttl in 1u64..100_000,
+            jti in "[A-Za-z0-9_-]{22}",
+        ) {
+            let id = ClientId::new("client-1.a_b").unwrap();
+            let issuer = Issuer::new(id.clone(), aud.clone(), keys()).with_ttl(ttl);
+            let app = serde_json::json!({"role": role, "n": [1, {"x": null}]});
+            let got = issuer.claims(&app, iat, &jti).unwrap();
+            let mut m = Map::new();
+            m.insert("iss".into(), id.as_str().into());
+            m.insert("aud".into(), aud.into());
+            m.insert("iat".into(), iat.into());
+            m.insert("exp".into(), (iat + ttl as i64).into());
+            m.insert("jti".into(), jti.into());
+            m.extend(app.as_object().unwrap().clone());
+            prop_assert_eq!(got, serde_json::to_vec(&Value::Object(m)).unwrap());
+        }
+    }
+}

@@ -40,6 +40,10 @@ pub struct BenchArgs {
     /// token in this file (start jwt-server with the same --baseline-token-file).
     #[arg(long, env = "JWT_BASELINE_TOKEN_FILE")]
     baseline_token_file: Option<PathBuf>,
+    /// Run only one kind: `bound`, or `baseline` (needs --baseline-token-file),
+    /// e.g. to profile each alone (scripts/profile-e2e.sh).
+    #[arg(long, value_enum)]
+    only: Option<Only>,
     /// Rounds of (bound, baseline) runs, interleaved; medians are reported.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
@@ -47,12 +51,21 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 120)]
     max_seconds: u64,
     /// PID of a jwt-server on this machine: report its CPU time per request
-    /// for each run (from /proc), which separates server cost from client cost.
+    /// for each run (from /proc), beside this tool's own. When the two
+    /// processes saturate the cores between them, each gets the scheduler's
+    /// share and the columns come out alike: they then show the split of the
+    /// machine, not of the cost (scripts/profile-e2e.sh splits that by function).
     #[arg(long)]
     server_pid: Option<u32>,
     /// Results as JSON on stdout (no progress bar).
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Only {
+    Bound,
+    Baseline,
 }
 
 #[derive(Clone)]
@@ -74,6 +87,8 @@ struct Stats {
     name: String,
     /// Server CPU (user + system) per successful request, if --server-pid.
     server_cpu_us: Option<f64>,
+    /// This process's CPU per successful request: the client's share.
+    client_cpu_us: Option<f64>,
     ok: usize,
     errors: usize,
     elapsed: Duration,
@@ -97,6 +112,7 @@ impl Stats {
             "seconds": self.elapsed.as_secs_f64(), "requests_per_s": self.rps(),
             "p50_ms": self.pct(0.5), "p99_ms": self.pct(0.99), "p999_ms": self.pct(0.999),
             "server_cpu_us_per_request": self.server_cpu_us,
+            "client_cpu_us_per_request": self.client_cpu_us,
         })
     }
 }
@@ -104,11 +120,21 @@ impl Stats {
 pub async fn run(a: BenchArgs) -> Result<ExitCode, String> {
     let (target, setup) = a.conn.setup(a.http).await?;
     let setup = Arc::new(setup);
-    let mut kinds = vec![Kind::Bound(a.form)];
-    if let Some(p) = &a.baseline_token_file {
-        let t = std::fs::read_to_string(p)
-            .map_err(|e| format!("--baseline-token-file {}: {e}", p.display()))?;
-        kinds.push(Kind::Baseline(Arc::new(t.trim().to_owned())));
+    let mut kinds = Vec::new();
+    if a.only != Some(Only::Baseline) {
+        kinds.push(Kind::Bound(a.form));
+    }
+    match (&a.baseline_token_file, a.only) {
+        (_, Some(Only::Bound)) => {}
+        (Some(p), _) => {
+            let t = std::fs::read_to_string(p)
+                .map_err(|e| format!("--baseline-token-file {}: {e}", p.display()))?;
+            kinds.push(Kind::Baseline(Arc::new(t.trim().to_owned())));
+        }
+        (None, Some(Only::Baseline)) => {
+            return Err("--only baseline needs --baseline-token-file".into());
+        }
+        (None, None) => {}
     }
     // Interleave the kinds round by round so drift on a shared machine hits both alike.
     let mut rounds: Vec<Vec<Stats>> = Vec::new();
@@ -168,29 +194,28 @@ pub async fn run(a: BenchArgs) -> Result<ExitCode, String> {
             rounds.len()
         );
         outln!(
-            "{:<28} {:>10} {:>7} {:>9} {:>9} {:>9} {:>14}",
+            "{:<28} {:>10} {:>7} {:>9} {:>9} {:>9} {:>14} {:>14}",
             "run",
             "req/s",
             "errors",
             "p50 ms",
             "p99 ms",
             "p99.9 ms",
-            "server us/req"
+            "server us/req",
+            "client us/req"
         );
+        let us = |c: Option<f64>| c.map(|c| format!("{c:.1}")).unwrap_or_else(|| "-".into());
         for s in &medians {
-            let cpu = s
-                .server_cpu_us
-                .map(|c| format!("{c:.1}"))
-                .unwrap_or_else(|| "-".into());
             outln!(
-                "{:<28} {:>10.0} {:>7} {:>9.3} {:>9.3} {:>9.3} {:>14}",
+                "{:<28} {:>10.0} {:>7} {:>9.3} {:>9.3} {:>9.3} {:>14} {:>14}",
                 s.name,
                 s.rps(),
                 s.errors,
                 s.pct(0.5),
                 s.pct(0.99),
                 s.pct(0.999),
-                cpu
+                us(s.server_cpu_us),
+                us(s.client_cpu_us)
             );
         }
         if let Some(r) = median_ratio {
@@ -223,6 +248,7 @@ async fn load(a: &BenchArgs, target: &Target, setup: &Arc<ClientSetup>, kind: Ki
     bar.set_message(kind.name());
     let deadline = Instant::now() + Duration::from_secs(a.max_seconds);
     let cpu_before = a.server_pid.and_then(process_cpu_us);
+    let own_before = process_cpu_us(std::process::id());
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(a.connections);
     for _ in 0..a.connections {
@@ -268,11 +294,13 @@ async fn load(a: &BenchArgs, target: &Target, setup: &Arc<ClientSetup>, kind: Ki
     }
     let elapsed = started.elapsed();
     let cpu_after = a.server_pid.and_then(process_cpu_us);
+    let own_after = process_cpu_us(std::process::id());
     bar.finish_and_clear();
     latencies_us.sort_unstable();
     let ok = latencies_us.len().max(1) as f64;
     Stats {
         server_cpu_us: cpu_before.zip(cpu_after).map(|(b, e)| (e - b) / ok),
+        client_cpu_us: own_before.zip(own_after).map(|(b, e)| (e - b) / ok),
         name: kind.name(),
         ok: latencies_us.len(),
         errors,

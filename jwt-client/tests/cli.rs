@@ -299,6 +299,61 @@ async fn bench_runs_bound_and_baseline_and_reports_json() {
         assert_eq!(run["errors"], 0, "{run}");
     }
     assert!(v["bound_over_baseline_throughput"].as_f64().unwrap() > 0.0);
+    let client_cpu = &v["median_runs"][0]["client_cpu_us_per_request"];
+    assert!(
+        client_cpu.as_f64().is_some_and(|c| c >= 0.0),
+        "{client_cpu}"
+    );
+
+    // `--only baseline`: one run per round, and no ratio to report.
+    let only = |args: &'static [&'static str]| {
+        let tf = token_file.clone();
+        tokio::task::spawn_blocking(move || {
+            Command::new(BIN)
+                .args(["bench", "--server", &format!("https://localhost:{port}")])
+                .args(["--client-id", "client1", "--connections", "2"])
+                .args(["--requests", "5", "--rounds", "1", "--json"])
+                .args(args)
+                .arg("--baseline-token-file")
+                .arg(&tf)
+                .env("JWT_CA", fixtures().join("ca.pem"))
+                .env("JWT_KEY_FILE", fixtures().join("client1.key"))
+                .output()
+                .unwrap()
+        })
+    };
+    for (arg, name) in [
+        ("baseline", "baseline (static bearer)"),
+        ("bound", "bound signed"),
+    ] {
+        let args: &'static [&'static str] = if arg == "baseline" {
+            &["--only", "baseline"]
+        } else {
+            &["--only", "bound"]
+        };
+        let out = only(args).await.unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let runs = v["rounds"][0].as_array().unwrap();
+        assert_eq!(runs.len(), 1, "{v}");
+        assert_eq!(runs[0]["run"], name);
+        assert_eq!(runs[0]["ok"], 10);
+        assert!(v["bound_over_baseline_throughput"].is_null(), "{v}");
+    }
+    let out = Command::new(BIN)
+        .args(["bench", "--server", &format!("https://localhost:{port}")])
+        .args(["--client-id", "client1", "--only", "baseline"])
+        .env_remove("JWT_BASELINE_TOKEN_FILE")
+        .env("JWT_CA", fixtures().join("ca.pem"))
+        .env("JWT_KEY_FILE", fixtures().join("client1.key"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--baseline-token-file"));
 
     // A wrong baseline token: every request refused, exit status 1.
     std::fs::write(&token_file, "not-the-token-at-all-00000000").unwrap();

@@ -7,7 +7,7 @@
 #   scripts/profile-e2e.sh encrypted-then-signed 2 16 15000
 #
 # The totals per side move with the machine's state between the two runs
-# (this VM has a fast and a ~25% slower mode, whatever the load); the sum of
+# (this VM has a fast and a ~35% slower state, whatever the load); the sum of
 # the functions that appear only in the bound run is the steadier figure.
 #
 # Defaults: signed, 1.1, 16 connections, 10000 requests each. Needs perf and

@@ -241,6 +241,31 @@ fn broken_stdout_pipe_is_not_a_panic() {
     assert!(out.status.success());
 }
 
+/// `jwt-client bench --json` against the local server with the fixture CA
+/// and key, run off the async threads (the server shares the runtime).
+async fn bench(port: u16, token_file: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["bench", "--server", &format!("https://localhost:{port}")])
+        .args(["--client-id", "client1", "--json"])
+        .args(args)
+        .arg("--baseline-token-file")
+        .arg(token_file)
+        .env("JWT_CA", fixtures().join("ca.pem"))
+        .env("JWT_KEY_FILE", fixtures().join("client1.key"));
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
+}
+
+fn stdout_json(out: &std::process::Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn bench_runs_bound_and_baseline_and_reports_json() {
     use jose_binding::server::{ReferenceApp, ServerOptions};
@@ -257,42 +282,9 @@ async fn bench_runs_bound_and_baseline_and_reports_json() {
     let token_file = dir.join("baseline.token");
     std::fs::write(&token_file, format!("{token}\n")).unwrap();
     let port = server.port;
-    let tf = token_file.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(BIN)
-            .args([
-                "bench",
-                "--server",
-                &format!("https://localhost:{port}"),
-                "--client-id",
-                "client1",
-            ])
-            .args([
-                "--connections",
-                "3",
-                "--requests",
-                "20",
-                "--rounds",
-                "2",
-                "--json",
-                "--form",
-                "ES",
-            ])
-            .arg("--baseline-token-file")
-            .arg(&tf)
-            .env("JWT_CA", fixtures().join("ca.pem"))
-            .env("JWT_KEY_FILE", fixtures().join("client1.key"))
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    let args = ["--connections", "3", "--requests", "20", "--rounds", "2"];
+    let v = stdout_json(&bench(port, &token_file, &[&args[..], &["--form", "ES"]].concat()).await);
     assert_eq!(v["rounds"].as_array().unwrap().len(), 2);
     for run in v["median_runs"].as_array().unwrap() {
         assert_eq!(run["ok"], 60, "{run}");
@@ -305,39 +297,14 @@ async fn bench_runs_bound_and_baseline_and_reports_json() {
         "{client_cpu}"
     );
 
-    // `--only baseline`: one run per round, and no ratio to report.
-    let only = |args: &'static [&'static str]| {
-        let tf = token_file.clone();
-        tokio::task::spawn_blocking(move || {
-            Command::new(BIN)
-                .args(["bench", "--server", &format!("https://localhost:{port}")])
-                .args(["--client-id", "client1", "--connections", "2"])
-                .args(["--requests", "5", "--rounds", "1", "--json"])
-                .args(args)
-                .arg("--baseline-token-file")
-                .arg(&tf)
-                .env("JWT_CA", fixtures().join("ca.pem"))
-                .env("JWT_KEY_FILE", fixtures().join("client1.key"))
-                .output()
-                .unwrap()
-        })
-    };
-    for (arg, name) in [
+    // `--only`: one run per round, and no ratio to report.
+    for (only, name) in [
         ("baseline", "baseline (static bearer)"),
         ("bound", "bound signed"),
     ] {
-        let args: &'static [&'static str] = if arg == "baseline" {
-            &["--only", "baseline"]
-        } else {
-            &["--only", "bound"]
-        };
-        let out = only(args).await.unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let args = ["--connections", "2", "--requests", "5", "--rounds", "1"];
+        let v =
+            stdout_json(&bench(port, &token_file, &[&args[..], &["--only", only]].concat()).await);
         let runs = v["rounds"][0].as_array().unwrap();
         assert_eq!(runs.len(), 1, "{v}");
         assert_eq!(runs[0]["run"], name);
@@ -357,34 +324,8 @@ async fn bench_runs_bound_and_baseline_and_reports_json() {
 
     // A wrong baseline token: every request refused, exit status 1.
     std::fs::write(&token_file, "not-the-token-at-all-00000000").unwrap();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(BIN)
-            .args([
-                "bench",
-                "--server",
-                &format!("https://localhost:{port}"),
-                "--client-id",
-                "client1",
-            ])
-            .args([
-                "--connections",
-                "1",
-                "--requests",
-                "3",
-                "--rounds",
-                "1",
-                "--json",
-            ])
-            .arg("--baseline-token-file")
-            .arg(&token_file)
-            .env("JWT_CA", fixtures().join("ca.pem"))
-            .env("JWT_KEY_FILE", fixtures().join("client1.key"))
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    let args = ["--connections", "1", "--requests", "3", "--rounds", "1"];
+    assert_eq!(bench(port, &token_file, &args).await.status.code(), Some(1));
     server.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

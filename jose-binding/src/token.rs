@@ -167,6 +167,7 @@ impl<'a> Parts<'a> {
         let mut n = 0;
         for part in token.split('.') {
             if n == parts.len() {
+                // A sixth part: more than any layer has; stop counting.
                 n += 1;
                 break;
             }

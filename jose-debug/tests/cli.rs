@@ -6,6 +6,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
+use jose_binding_e2e::TempDir;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_jose-debug");
@@ -642,8 +643,7 @@ fn colour_only_when_asked_or_on_a_terminal() {
 fn secrets_paths_come_from_the_environment() {
     let v = vectors();
     let t = &v["tokens"][0];
-    let dir = std::env::temp_dir().join(format!("jose-debug-env-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("jose-debug-env");
     let key_file = dir.join("root.key");
     std::fs::write(
         &key_file,
@@ -668,15 +668,13 @@ fn secrets_paths_come_from_the_environment() {
     let r = json(&o);
     assert_eq!(code(&o), 0, "{r:#}");
     assert_eq!(r["keys"]["source"], "derived");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn keystore_with_rotation_names_the_key_that_opened_it() {
     let v = vectors();
     let t = &v["tokens"][0];
-    let dir = std::env::temp_dir().join(format!("jose-debug-ks-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("jose-debug-ks");
     let ks = dir.join("keystore.toml");
     // A new current key first; the vector's key is the previous one, still accepted.
     std::fs::write(
@@ -735,5 +733,4 @@ fn keystore_with_rotation_names_the_key_that_opened_it() {
         .as_str()
         .unwrap()
         .contains("no client client1"));
-    std::fs::remove_dir_all(&dir).unwrap();
 }

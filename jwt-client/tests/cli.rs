@@ -1,11 +1,22 @@
 //! The jwt-client binary as a user runs it.
 
-use std::process::Command;
+use std::process::{Command, Output};
 
 use jose_binding::Policy;
-use jose_binding_e2e::{fixture_keystore, fixtures, TestServer};
+use jose_binding_e2e::{fixture_keystore, fixtures, TempDir, TestServer};
 
 const BIN: &str = env!("CARGO_BIN_EXE_jwt-client");
+
+/// Asserts the command succeeded, showing its output if not.
+#[track_caller]
+fn ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
 
 #[test]
 fn demo_shows_the_binding_and_prints_no_key() {
@@ -15,11 +26,7 @@ fn demo_shows_the_binding_and_prints_no_key() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ok(&out);
     assert_eq!(text.matches("[as expected]").count(), 6, "{text}");
     assert!(
         text.contains("401 bad_signature") && text.contains("401 replayed"),
@@ -77,11 +84,7 @@ async fn send_with_env_vars_count_and_json() {
     })
     .await
     .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ok(&out);
     let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -128,11 +131,7 @@ async fn tpm_import_then_send_and_demo_with_the_tpm_key() {
         .arg(&tpm_file)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ok(&out);
     assert!(
         !key_file.exists(),
         "--delete-key-file removed the plaintext key"
@@ -194,11 +193,7 @@ async fn tpm_import_then_send_and_demo_with_the_tpm_key() {
         .arg(&tpm_file)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ok(&out);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout)
             .matches("\"as_expected\":true")
@@ -243,7 +238,7 @@ fn broken_stdout_pipe_is_not_a_panic() {
 
 /// `jwt-client bench --json` against the local server with the fixture CA
 /// and key, run off the async threads (the server shares the runtime).
-async fn bench(port: u16, token_file: &std::path::Path, args: &[&str]) -> std::process::Output {
+async fn bench(port: u16, token_file: &std::path::Path, args: &[&str]) -> Output {
     let mut cmd = Command::new(BIN);
     cmd.args(["bench", "--server", &format!("https://localhost:{port}")])
         .args(["--client-id", "client1", "--json"])
@@ -257,12 +252,9 @@ async fn bench(port: u16, token_file: &std::path::Path, args: &[&str]) -> std::p
         .unwrap()
 }
 
-fn stdout_json(out: &std::process::Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+#[track_caller]
+fn stdout_json(out: &Output) -> serde_json::Value {
+    ok(out);
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -277,8 +269,7 @@ async fn bench_runs_bound_and_baseline_and_reports_json() {
         ReferenceApp::with_baseline(token.as_bytes()),
     )
     .await;
-    let dir = std::env::temp_dir().join(format!("jwt-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("bench");
     let token_file = dir.join("baseline.token");
     std::fs::write(&token_file, format!("{token}\n")).unwrap();
     let port = server.port;
@@ -327,7 +318,6 @@ async fn bench_runs_bound_and_baseline_and_reports_json() {
     let args = ["--connections", "1", "--requests", "3", "--rounds", "1"];
     assert_eq!(bench(port, &token_file, &args).await.status.code(), Some(1));
     server.stop().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The server restarts under a running client: the client reconnects,
@@ -366,7 +356,7 @@ async fn send_survives_a_server_restart() {
     let out = client.await.unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
+    ok(&out);
     assert_eq!(stdout.matches(" 200 ").count(), 8, "{stdout}");
     assert!(stderr.contains("reconnected to"), "{stderr}");
     // Fresh keys: the EKM fingerprint changed with the connection.

@@ -1,21 +1,14 @@
 //! The jwt-server binary as an operator runs it.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use jose_binding::client::{BoundConnection, ClientSetup, HttpVersion, Target};
 use jose_binding::{tls, ClientId, Form, Keystore, SoftwareRootKey};
-use jose_binding_e2e::fixtures;
+use jose_binding_e2e::{fixtures, TempDir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_jwt-server");
-
-fn tempdir(name: &str) -> PathBuf {
-    let p = std::env::temp_dir().join(format!("jwt-server-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&p);
-    std::fs::create_dir_all(&p).unwrap();
-    p
-}
 
 fn run(args: &[&str], keystore: &Path) -> std::process::Output {
     Command::new(BIN)
@@ -28,7 +21,7 @@ fn run(args: &[&str], keystore: &Path) -> std::process::Output {
 
 #[test]
 fn keys_add_rotate_list_remove() {
-    let dir = tempdir("keys");
+    let dir = TempDir::new("keys");
     let ks = dir.join("keystore.toml");
 
     let out = run(&["keys", "add", "c9"], &ks);
@@ -116,7 +109,6 @@ fn keys_add_rotate_list_remove() {
     assert!(run(&["keys", "remove", "c9"], &ks).status.success());
     assert!(Keystore::load(&ks).unwrap().get("c9").is_none());
     assert_eq!(run(&["keys", "add", "bad id"], &ks).status.code(), Some(2));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -130,12 +122,11 @@ fn help_teaches() {
 
 #[test]
 fn missing_fixtures_give_a_hint_not_a_panic() {
-    let dir = tempdir("nofix");
+    let dir = TempDir::new("nofix");
     let out = Command::new(BIN).current_dir(&dir).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("run from the repository root"), "{err}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Kills the server if the test fails before stopping it.
@@ -150,7 +141,7 @@ impl Drop for KillOnDrop {
 
 #[tokio::test]
 async fn serves_from_a_config_file_and_stops_on_sigterm() {
-    let dir = tempdir("serve");
+    let dir = TempDir::new("serve");
     let ks_path = dir.join("keystore.toml");
     let out = run(&["keys", "add", "svc"], &ks_path);
     let key = SoftwareRootKey::from_b64url(&String::from_utf8(out.stdout).unwrap()).unwrap();
@@ -261,5 +252,4 @@ async fn serves_from_a_config_file_and_stops_on_sigterm() {
         !log.contains(&*key.to_b64url()),
         "the log never holds the key"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -7,18 +7,11 @@ use std::process::{Command, Output};
 use age::secrecy::ExposeSecret;
 use jose_binding::client::HttpVersion;
 use jose_binding::{Form, Keystore, Policy, SoftwareRootKey};
-use jose_binding_e2e::{connect, setup_with_key, TestServer};
+use jose_binding_e2e::{connect, setup_with_key, TempDir, TestServer};
 
 const BIN: &str = env!("CARGO_BIN_EXE_jwt-server");
 const CLIENT: &str = "client7";
 const NAMES: [&str; 5] = ["alice", "bob", "carol", "dave", "erin"];
-
-fn tempdir(name: &str) -> PathBuf {
-    let p = std::env::temp_dir().join(format!("jwt-server-custody-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&p);
-    std::fs::create_dir_all(&p).unwrap();
-    p
-}
 
 fn run(args: &[&str], keystore: &Path) -> Output {
     Command::new(BIN)
@@ -60,7 +53,7 @@ fn refused(o: &Output, want: &str, key: &SoftwareRootKey) {
 /// One operator setup: a keystore with client7, and five holders with
 /// age identity files (as age-keygen writes them).
 struct Ceremony {
-    dir: PathBuf,
+    dir: TempDir,
     keystore: PathBuf,
     key: SoftwareRootKey,
     identity_files: Vec<PathBuf>,
@@ -69,7 +62,7 @@ struct Ceremony {
 
 impl Ceremony {
     fn new(name: &str) -> Ceremony {
-        let dir = tempdir(name);
+        let dir = TempDir::new(&format!("custody-{name}"));
         let keystore = dir.join("keystore.toml");
         let key_file = dir.join("client7.key");
         ok(&run(
@@ -152,10 +145,6 @@ impl Ceremony {
     fn key_out(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
-
-    fn done(self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 fn subsets_of_5(t: usize) -> Vec<Vec<usize>> {
@@ -236,7 +225,6 @@ async fn every_3_of_5_subset_rebuilds_a_key_the_server_accepts() {
     // check above is not vacuous).
     assert_eq!(accepted(&server, SoftwareRootKey::generate()).await, 401);
     server.stop().await;
-    c.done();
 }
 
 #[test]
@@ -308,7 +296,6 @@ fn too_few_mixed_and_duplicate_shares_refuse() {
         &c.key,
     );
     assert!(!key_out.exists(), "nothing is written on refusal");
-    c.done();
 }
 
 /// Flips one bit of `text` at byte `pos`.
@@ -514,7 +501,6 @@ fn flipped_bits_altered_headers_and_wrong_identities_refuse() {
         "the same decrypted share as the file"
     );
     assert!(!key_out.exists(), "nothing is written on refusal");
-    c.done();
 }
 
 #[tokio::test]
@@ -572,7 +558,6 @@ async fn split_remove_then_combine_brings_the_client_back() {
         .clone();
     assert_eq!(keys.len(), 1, "--replace leaves the rebuilt key alone");
     assert_eq!(keys[0].expose(), c.key.expose());
-    c.done();
 }
 
 #[test]
@@ -714,5 +699,4 @@ fn split_refuses_bad_requests_and_never_overwrites() {
         before,
         "keystore untouched"
     );
-    c.done();
 }

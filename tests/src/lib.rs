@@ -4,7 +4,7 @@
 #[cfg(feature = "tpm")]
 pub mod swtpm;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +25,38 @@ pub fn fixture_keystore() -> Keystore {
 
 pub fn fixture_key(client: &str) -> SoftwareRootKey {
     SoftwareRootKey::from_file(&fixtures().join(format!("{client}.key"))).expect("fixture key")
+}
+
+/// A fresh, empty directory for one test, unique to this process and
+/// removed when dropped (also when the test fails).
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!("jose-binding-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for TempDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// A running server; stops (gracefully) on `stop()` or drop.

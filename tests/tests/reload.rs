@@ -1,30 +1,12 @@
 //! Keystore hot reload under a running server: rotation keeps the previous
 //! key working, removal refuses it, a bad file keeps the keys in force.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use jose_binding::client::HttpVersion;
 use jose_binding::{ClientId, Form, Keystore, Policy, SoftwareRootKey};
-use jose_binding_e2e::{connect, setup_with_key, TestServer};
+use jose_binding_e2e::{connect, setup_with_key, TempDir, TestServer};
 use serde_json::json;
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!("jb-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Polls `f` until it returns true or 5 s pass.
 async fn eventually<F: AsyncFnMut() -> bool>(mut f: F) -> bool {
@@ -49,7 +31,7 @@ async fn status_with(server: &TestServer, key: &SoftwareRootKey) -> u16 {
 #[tokio::test]
 async fn rotate_then_remove_previous_then_survive_garbage() {
     let dir = TempDir::new("reload");
-    let path = dir.0.join("keystore.toml");
+    let path = dir.join("keystore.toml");
     let id = ClientId::new("c1").unwrap();
     let old = SoftwareRootKey::generate();
     let mut ks = Keystore::default();
@@ -139,7 +121,7 @@ async fn rotate_then_remove_previous_then_survive_garbage() {
 #[tokio::test]
 async fn reload_returns_false_and_keeps_keys_on_a_bad_file() {
     let dir = TempDir::new("reload-fn");
-    let path = dir.0.join("ks.toml");
+    let path = dir.join("ks.toml");
     let key = SoftwareRootKey::generate();
     let mut ks = Keystore::default();
     ks.set(ClientId::new("c1").unwrap(), vec![key]);

@@ -107,7 +107,7 @@ pub struct KeylogReport {
     pub other_lines: usize,
     pub tls12_lines: usize,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub skipped: Vec<SkippedLine>,
+    pub skipped: Vec<keylog::Skipped>,
     /// The connection the token was made on (client_random), if found.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub matched: Option<String>,
@@ -129,12 +129,6 @@ pub struct ConnectionReport {
     /// Which root key opened it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub root_key_index: Option<usize>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct SkippedLine {
-    pub line: usize,
-    pub why: &'static str,
 }
 
 fn read_keylog(path: &Path) -> Result<KeyLog, UsageError> {
@@ -172,14 +166,7 @@ fn keylog_report(path: &Path, log: &KeyLog, show: bool) -> KeylogReport {
             .collect(),
         other_lines: log.other_lines,
         tls12_lines: log.tls12_lines,
-        skipped: log
-            .skipped
-            .iter()
-            .map(|s| SkippedLine {
-                line: s.line,
-                why: s.why,
-            })
-            .collect(),
+        skipped: log.skipped.clone(),
         matched: None,
     }
 }

@@ -140,7 +140,7 @@ impl Connection {
 }
 
 /// A line that was not used, and why (never quotes secrets).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Skipped {
     pub line: usize,
     pub why: &'static str,

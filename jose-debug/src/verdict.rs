@@ -78,37 +78,10 @@ impl Verdict {
         matches!(self.outcome, Outcome::Accept)
     }
 
-    fn accept(v: Verified, computed_by: &'static str, with_index: bool) -> Verdict {
+    /// A verdict of `outcome` with nothing but its detail filled in.
+    fn bare(outcome: Outcome, detail: String, computed_by: &'static str) -> Verdict {
         Verdict {
-            outcome: Outcome::Accept,
-            code: None,
-            detail: "every check of §7 passes".to_owned(),
-            form: Some(v.form.as_str()),
-            client_id: Some(v.client_id.as_str().to_owned()),
-            root_key_index: with_index.then_some(v.key_index),
-            claims: Some(v.claims.to_map()),
-            computed_by,
-            notes: Vec::new(),
-        }
-    }
-
-    fn reject(r: Rejection, computed_by: &'static str) -> Verdict {
-        Verdict {
-            outcome: Outcome::Reject,
-            code: Some(r.code.as_str()),
-            detail: r.detail.to_owned(),
-            form: None,
-            client_id: None,
-            root_key_index: None,
-            claims: None,
-            computed_by,
-            notes: Vec::new(),
-        }
-    }
-
-    fn undetermined(detail: String, computed_by: &'static str) -> Verdict {
-        Verdict {
-            outcome: Outcome::Undetermined,
+            outcome,
             code: None,
             detail,
             form: None,
@@ -118,6 +91,31 @@ impl Verdict {
             computed_by,
             notes: Vec::new(),
         }
+    }
+
+    fn accept(v: Verified, computed_by: &'static str, with_index: bool) -> Verdict {
+        Verdict {
+            form: Some(v.form.as_str()),
+            client_id: Some(v.client_id.as_str().to_owned()),
+            root_key_index: with_index.then_some(v.key_index),
+            claims: Some(v.claims.to_map()),
+            ..Verdict::bare(
+                Outcome::Accept,
+                "every check of §7 passes".to_owned(),
+                computed_by,
+            )
+        }
+    }
+
+    fn reject(r: Rejection, computed_by: &'static str) -> Verdict {
+        Verdict {
+            code: Some(r.code.as_str()),
+            ..Verdict::bare(Outcome::Reject, r.detail.to_owned(), computed_by)
+        }
+    }
+
+    fn undetermined(detail: String, computed_by: &'static str) -> Verdict {
+        Verdict::bare(Outcome::Undetermined, detail, computed_by)
     }
 
     /// Input that never reaches the verifier: the HTTP layer refuses a

@@ -39,7 +39,7 @@ impl TpmArgs {
             .clone()
             .or_else(|| std::env::var("JWT_TPM_TCTI").ok())
             .or_else(|| std::env::var("TPM2TOOLS_TCTI").ok())
-            .unwrap_or_else(|| "device:/dev/tpmrm0".to_owned())
+            .unwrap_or_else(|| jose_binding::tpm::DEFAULT_TCTI.to_owned())
     }
 }
 

@@ -286,12 +286,16 @@ fn settings(a: &ServeArgs) -> Result<Settings, String> {
         return Err("--forms names no form".into());
     }
     let defaults = Policy::default();
-    let header_timeout = Duration::from_secs(
-        a.header_read_timeout_secs
-            .or(file.header_read_timeout_secs)
-            .unwrap_or(10),
-    );
-    let max_connections = a.max_connections.or(file.max_connections).unwrap_or(1024);
+    let opts = ServerOptions::default();
+    let header_timeout = a
+        .header_read_timeout_secs
+        .or(file.header_read_timeout_secs)
+        .map(Duration::from_secs)
+        .unwrap_or(opts.header_read_timeout);
+    let max_connections = a
+        .max_connections
+        .or(file.max_connections)
+        .unwrap_or(opts.max_connections);
     if max_connections == 0 {
         return Err("--max-connections must be at least 1".into());
     }
@@ -336,13 +340,12 @@ fn settings(a: &ServeArgs) -> Result<Settings, String> {
             max_connections,
             handshake_timeout: header_timeout,
             header_read_timeout: header_timeout,
-            idle_timeout: Duration::from_secs(
-                a.idle_timeout_secs
-                    .or(file.idle_timeout_secs)
-                    .unwrap_or(60)
-                    .max(1),
-            ),
-            ..ServerOptions::default()
+            idle_timeout: a
+                .idle_timeout_secs
+                .or(file.idle_timeout_secs)
+                .map(|s| Duration::from_secs(s.max(1)))
+                .unwrap_or(opts.idle_timeout),
+            ..opts
         },
     })
 }

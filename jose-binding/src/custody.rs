@@ -834,11 +834,17 @@ pub fn parse_identities(
     Ok(out)
 }
 
-/// Reads an age identity file (see [`parse_identities`]).
-pub fn read_identities(path: &Path) -> Result<Vec<age::x25519::Identity>, CustodyError> {
-    let origin = path.display().to_string();
-    let text = read_small(path, &origin)?;
-    parse_identities(&text, &origin)
+/// Reads age identity files, all identities of each (see [`parse_identities`]).
+pub fn read_identities(
+    paths: &[impl AsRef<Path>],
+) -> Result<Vec<age::x25519::Identity>, CustodyError> {
+    let mut identities = Vec::new();
+    for path in paths {
+        let origin = path.as_ref().display().to_string();
+        let text = read_small(path.as_ref(), &origin)?;
+        identities.extend(parse_identities(&text, &origin)?);
+    }
+    Ok(identities)
 }
 
 /// HMAC-SHA256(key, label || 0x00 || group id || client id).

@@ -282,9 +282,20 @@ impl SoftwareRootKey {
         SoftwareRootKey::from_b64url(&text)
     }
 
-    /// The key file content; the caller decides where it may go.
+    /// The key in base64url; the caller decides where it may go.
     pub fn to_b64url(&self) -> Zeroizing<String> {
         Zeroizing::new(crate::b64::encode(&self.bytes))
+    }
+
+    /// The key file's text, the line [`SoftwareRootKey::from_file`] reads.
+    /// Sized up front so no reallocation leaves a copy behind.
+    pub fn to_key_file(&self) -> Zeroizing<String> {
+        let mut text = Zeroizing::new(String::with_capacity(
+            crate::b64::encoded_len(self.bytes.len()) + 1,
+        ));
+        crate::b64::encode_into(&self.bytes, &mut text);
+        text.push('\n');
+        text
     }
 
     /// The raw bytes, for moving the key into a TPM.
@@ -346,6 +357,18 @@ mod tests {
             SoftwareRootKey::new(&[0u8; 65]).unwrap_err(),
             RootKeyLength(65)
         );
+    }
+
+    #[test]
+    fn key_file_text_is_one_line_that_reads_back() {
+        for len in [32, 33, 64] {
+            let k = SoftwareRootKey::new(&vec![0x5A; len]).unwrap();
+            let text = k.to_key_file();
+            assert_eq!(&*text, &format!("{}\n", &*k.to_b64url()));
+            assert_eq!(text.capacity(), text.len(), "sized up front");
+            let back = SoftwareRootKey::from_b64url(&text).unwrap();
+            assert_eq!(back.expose(), k.expose());
+        }
     }
 
     #[test]

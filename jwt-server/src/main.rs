@@ -599,7 +599,7 @@ fn hand_out(
     out: Option<&Path>,
     verb: &str,
 ) -> Result<(), String> {
-    let line = zeroize::Zeroizing::new(format!("{}\n", &*key.to_b64url()));
+    let line = key.to_key_file();
     let fp = RootKey::fingerprint(key);
     match out {
         Some(p) => {
@@ -741,10 +741,7 @@ fn combine(a: CombineArgs) -> Result<(), String> {
         .map(|p| ShareFile::read(p))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())?;
-    let mut identities = Vec::new();
-    for p in &a.identities {
-        identities.extend(custody::read_identities(p).map_err(|e| e.to_string())?);
-    }
+    let identities = custody::read_identities(&a.identities).map_err(|e| e.to_string())?;
     let plain = files
         .iter()
         .map(|f| f.open(&identities))
@@ -767,12 +764,8 @@ fn combine(a: CombineArgs) -> Result<(), String> {
     );
     match destination {
         Destination::KeyFile(p) => {
-            write_private(
-                p,
-                zeroize::Zeroizing::new(format!("{}\n", &*rebuilt.key.to_b64url())).as_bytes(),
-                Existing::Replace,
-            )
-            .map_err(|e| format!("cannot write {}: {e}", p.display()))?;
+            write_private(p, rebuilt.key.to_key_file().as_bytes(), Existing::Replace)
+                .map_err(|e| format!("cannot write {}: {e}", p.display()))?;
             outln!("{summary}");
             outln!(
                 "{id}: key written to {} (mode 0600); e.g. jwt-client tpm import --key-file {} --out {id}.tpm.pem --delete-key-file",
@@ -799,10 +792,7 @@ fn share_decrypt(a: ShareDecryptArgs) -> Result<(), String> {
     if matches!(file, ShareFile::Plain(_)) {
         return Err(format!("{} is already decrypted", a.share.display()));
     }
-    let mut identities = Vec::new();
-    for p in &a.identities {
-        identities.extend(custody::read_identities(p).map_err(|e| e.to_string())?);
-    }
+    let identities = custody::read_identities(&a.identities).map_err(|e| e.to_string())?;
     let plain = file.open(&identities).map_err(|e| e.to_string())?;
     let text = plain.to_text();
     let m = &plain.meta;

@@ -134,10 +134,7 @@ fn write_keys(dir: &Path) -> Result<(), String> {
     let mut ks = Keystore::default();
     for name in ["client1", "client2"] {
         let key = SoftwareRootKey::generate();
-        write_secret(
-            &dir.join(format!("{name}.key")),
-            &format!("{}\n", &*key.to_b64url()),
-        )?;
+        write_secret(&dir.join(format!("{name}.key")), &key.to_key_file())?;
         let id = ClientId::new(name).map_err(|e| e.to_string())?;
         ks.set(id, vec![key]);
     }

@@ -114,8 +114,7 @@ impl ConnectionVerifier {
         // Step 8.
         let client = keystore
             .get(outer.kid().ok_or(UNKNOWN_KID)?)
-            .ok_or(UNKNOWN_KID)?
-            .clone();
+            .ok_or(UNKNOWN_KID)?;
         let kid = client.id.as_str();
         if self.pinned.as_ref().is_some_and(|p| p.as_str() != kid) {
             return Err(reject(
@@ -124,18 +123,14 @@ impl ConnectionVerifier {
             ));
         }
         // Step 9: try each root key; the one that opens the outer layer is the only one used after.
-        let derived = derived_for(&mut self.derived, &client);
-        let mut opened = None;
-        for index in 0..derived.subkeys.len() {
-            let keys = derived.subkeys_at(&self.ekm, index);
-            if let Some(content) = outer.open(keys) {
-                opened = Some((index, keys.clone(), content));
-                break;
-            }
-        }
-        let (key_index, keys, content) = opened.ok_or_else(|| outer.open_failure())?;
+        let derived = derived_for(&mut self.derived, client);
+        let (key_index, content) = (0..derived.subkeys.len())
+            .find_map(|i| outer.open(derived.subkeys_at(&self.ekm, i)).map(|c| (i, c)))
+            .ok_or_else(|| outer.open_failure())?;
+        // Already derived above: a lookup, not a derivation.
+        let keys = derived.subkeys_at(&self.ekm, key_index);
         // Steps 10–14 except the replay cache.
-        let bytes = open_inner(form, content, &keys, kid, Some(&mut self.headers))?;
+        let bytes = open_inner(form, content, keys, kid, Some(&mut self.headers))?;
         let checked = check_claims(&bytes, kid, &self.policy, now)?;
         let horizon = now - self.policy.skew_secs as f64;
         self.replay
@@ -154,7 +149,6 @@ impl ConnectionVerifier {
         let claims = into_claims(bytes, iat, exp)?;
         // Accepted: the first accepted token pins the connection.
         let client_id = client.id.clone();
-        drop(client);
         if self.pinned.is_none() {
             self.pinned = Some(client_id.clone());
         }

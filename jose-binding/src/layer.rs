@@ -155,11 +155,7 @@ const MISSING: Rejection = Rejection::new(
 
 /// The §7 answer to a refused request.
 pub fn unauthorized<B: From<Bytes>>(r: Rejection) -> Response<B> {
-    let challenge = match r.code {
-        // RFC 6750 §3.1: no error parameters when the request had no credentials.
-        ErrorCode::MissingToken => HeaderValue::from_static("Bearer realm=\"jose-binding\""),
-        code => HeaderValue::from_static(challenge_for(code)),
-    };
+    let challenge = HeaderValue::from_static(challenge_for(r.code));
     let body = serde_json::json!({"error": r.code.as_str(), "message": r.detail});
     let mut resp = Response::new(B::from(Bytes::from(body.to_string())));
     *resp.status_mut() = StatusCode::UNAUTHORIZED;
@@ -170,7 +166,9 @@ pub fn unauthorized<B: From<Bytes>>(r: Rejection) -> Response<B> {
     resp
 }
 
-/// `Bearer error="invalid_token", error_description="<code>"`, as static text.
+/// `Bearer error="invalid_token", error_description="<code>"`, as static
+/// text; a request without credentials gets no error parameters (RFC 6750
+/// §3.1).
 const fn challenge_for(code: ErrorCode) -> &'static str {
     macro_rules! c {
         ($s:literal) => {
@@ -182,7 +180,7 @@ const fn challenge_for(code: ErrorCode) -> &'static str {
         };
     }
     match code {
-        ErrorCode::MissingToken => c!("missing_token"),
+        ErrorCode::MissingToken => "Bearer realm=\"jose-binding\"",
         ErrorCode::Malformed => c!("malformed"),
         ErrorCode::TooLarge => c!("too_large"),
         ErrorCode::UnsupportedHeader => c!("unsupported_header"),
@@ -321,6 +319,7 @@ mod tests {
     fn challenge_text_is_exact() {
         for code in ErrorCode::ALL {
             if code == ErrorCode::MissingToken {
+                assert_eq!(challenge_for(code), "Bearer realm=\"jose-binding\"");
                 continue;
             }
             assert_eq!(

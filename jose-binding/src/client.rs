@@ -134,8 +134,6 @@ pub struct BoundConnection {
     issuer: Issuer,
     target: Target,
     ekm_fp: Fingerprint,
-    sig_fp: Fingerprint,
-    enc_fp: Fingerprint,
     timeout: Duration,
 }
 
@@ -206,13 +204,12 @@ impl BoundConnection {
         .map_err(|source| ClientError::Handshake { addr, source })?;
         let (_, conn) = tls.get_ref();
         let ekm = tls::export_ekm(conn)?;
+        let ekm_fp = ekm.fingerprint();
         let h2 = conn.alpn_protocol() == Some(tls::ALPN_H2);
         // A TPM-held root key blocks for the TPM command (or for as long as a
         // broken TPM hangs): run it off the async threads, under the timeout.
-        let (root, id, ekm_for_key) =
-            (setup.root_key.clone(), setup.client_id.clone(), ekm.clone());
-        let derive =
-            tokio::task::spawn_blocking(move || SubKeys::derive(root.as_ref(), &ekm_for_key, &id));
+        let (root, id) = (setup.root_key.clone(), setup.client_id.clone());
+        let derive = tokio::task::spawn_blocking(move || SubKeys::derive(root.as_ref(), &ekm, &id));
         let keys = tokio::time::timeout(timeout, derive)
             .await
             .map_err(|_| ClientError::Timeout("root key (PRK) computation"))?
@@ -221,7 +218,6 @@ impl BoundConnection {
                     "key derivation task failed".into(),
                 ))
             })??;
-        let (sig_fp, enc_fp) = (keys.sig.fingerprint(), keys.enc.fingerprint());
         let audience = setup
             .audience
             .clone()
@@ -248,9 +244,7 @@ impl BoundConnection {
             sender,
             issuer,
             target: target.clone(),
-            ekm_fp: ekm.fingerprint(),
-            sig_fp,
-            enc_fp,
+            ekm_fp,
             timeout,
         })
     }
@@ -261,7 +255,8 @@ impl BoundConnection {
 
     /// Fingerprints of this connection's EKM and subkeys (never the keys).
     pub fn fingerprints(&self) -> (Fingerprint, Fingerprint, Fingerprint) {
-        (self.ekm_fp, self.sig_fp, self.enc_fp)
+        let keys = self.issuer.subkeys();
+        (self.ekm_fp, keys.sig.fingerprint(), keys.enc.fingerprint())
     }
 
     pub fn issuer(&self) -> &Issuer {

@@ -328,11 +328,10 @@ impl<'a> Layer<'a> {
                 ciphertext,
                 tag: Some(tag),
             } => {
-                let iv: [u8; 12] = iv.as_slice().try_into().ok()?;
                 let mut out = vec![0u8; ciphertext.len()];
                 key.aead()
                     .open_separate_gather(
-                        aead::Nonce::assume_unique_for_key(iv),
+                        aead::Nonce::assume_unique_for_key(*iv),
                         aead::Aad::from(aad.as_bytes()),
                         ciphertext,
                         tag,

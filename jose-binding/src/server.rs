@@ -402,28 +402,29 @@ impl Service<Request<Incoming>> for ReferenceService {
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
         let peer = self.peer;
-        let baseline = match (&self.baseline, req.method(), req.uri().path()) {
-            (Some(expected), &Method::POST, "/v1/baseline") => {
-                Some(baseline_answer(expected, req.headers()))
+        /// The claims route answers later; every other route at once.
+        enum Answer<F> {
+            Later(F),
+            Now(Response<Body>),
+        }
+        let answer = match (req.method(), req.uri().path(), &self.baseline) {
+            (&Method::POST, "/v1/claims", _) => Answer::Later(self.claims.call(req.map(|_| ()))),
+            (&Method::POST, "/v1/baseline", Some(expected)) => {
+                Answer::Now(baseline_answer(expected, req.headers()))
             }
-            _ => None,
-        };
-        let fut = match (req.method(), req.uri().path()) {
-            (&Method::POST, "/v1/claims") => Some(self.claims.call(req.map(|_| ()))),
-            _ => None,
+            (&Method::GET, "/healthz", _) => {
+                Answer::Now(json(StatusCode::OK, r#"{"status":"ok"}"#))
+            }
+            (_, "/v1/claims" | "/healthz", _) => Answer::Now(json(
+                StatusCode::METHOD_NOT_ALLOWED,
+                r#"{"error":"method_not_allowed"}"#,
+            )),
+            _ => Answer::Now(json(StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#)),
         };
         Box::pin(async move {
-            let resp = match (fut, baseline) {
-                (Some(f), _) => f.await?,
-                (None, Some(resp)) => resp,
-                (None, None) if path == "/healthz" && method == Method::GET => {
-                    json(StatusCode::OK, r#"{"status":"ok"}"#)
-                }
-                (None, None) if path == "/v1/claims" || path == "/healthz" => json(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    r#"{"error":"method_not_allowed"}"#,
-                ),
-                (None, None) => json(StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#),
+            let resp = match answer {
+                Answer::Later(f) => f.await?,
+                Answer::Now(resp) => resp,
             };
             log_request(peer, &method, &path, &resp, start.elapsed());
             Ok(resp)

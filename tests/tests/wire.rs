@@ -168,6 +168,11 @@ async fn open_routes_and_unknown_routes() {
         assert_eq!(r.status, 404);
         let r = c.request(Method::GET, "/v1/claims", None).await.unwrap();
         assert_eq!(r.status, 405);
+        let r = c.request(Method::POST, "/healthz", None).await.unwrap();
+        assert_eq!(r.status, 405);
+        // The baseline route exists only when the server is given its token.
+        let r = c.request(Method::POST, "/v1/baseline", None).await.unwrap();
+        assert_eq!(r.status, 404);
         assert_refused(
             &c.request(Method::POST, "/v1/claims", None).await.unwrap(),
             "missing_token",

@@ -270,17 +270,21 @@ struct Loaded {
     session: AuthSession,
 }
 
+/// Wraps a TSS error with the TPM it came from and what was being done.
+fn tpm_err<'a>(
+    tcti: &'a str,
+    what: &'static str,
+) -> impl FnOnce(tss_esapi::Error) -> TpmError + 'a {
+    move |error| TpmError::Tpm {
+        tcti: tcti.to_owned(),
+        what,
+        error,
+    }
+}
+
 fn open_context(tcti: &str) -> Result<Context, TpmError> {
-    let conf = TctiNameConf::from_str(tcti).map_err(|error| TpmError::Tpm {
-        tcti: tcti.to_owned(),
-        what: "bad TCTI",
-        error,
-    })?;
-    Context::new(conf).map_err(|error| TpmError::Tpm {
-        tcti: tcti.to_owned(),
-        what: "cannot open the TPM",
-        error,
-    })
+    let conf = TctiNameConf::from_str(tcti).map_err(tpm_err(tcti, "bad TCTI"))?;
+    Context::new(conf).map_err(tpm_err(tcti, "cannot open the TPM"))
 }
 
 /// A salted HMAC session with parameter encryption both ways.
@@ -362,12 +366,17 @@ impl TpmRootKey {
         }
     }
 
-    fn err(&self, what: &'static str) -> impl Fn(tss_esapi::Error) -> TpmError + '_ {
-        move |error| TpmError::Tpm {
-            tcti: self.tcti.clone(),
-            what,
-            error,
-        }
+    fn err(&self, what: &'static str) -> impl FnOnce(tss_esapi::Error) -> TpmError + '_ {
+        tpm_err(&self.tcti, what)
+    }
+
+    /// The open TPM with the key loaded, loading it first if it is not.
+    fn loaded<'g>(&self, state: &'g mut Option<Loaded>) -> Result<&'g mut Loaded, TpmError> {
+        let loaded = match state.take() {
+            Some(l) => l,
+            None => self.load()?,
+        };
+        Ok(state.insert(loaded))
     }
 
     fn load(&self) -> Result<Loaded, TpmError> {
@@ -401,11 +410,12 @@ impl TpmRootKey {
                 }
             }
         }
-        Err(TpmError::Tpm {
-            tcti: self.tcti.clone(),
-            what: "cannot load the key under the owner storage primary (wrong TPM, or a key made for another parent)",
-            error: last.unwrap_or(tss_esapi::Error::WrapperError(tss_esapi::WrapperErrorKind::WrongValueFromTpm)),
-        })
+        let error = last.unwrap_or(tss_esapi::Error::WrapperError(
+            tss_esapi::WrapperErrorKind::WrongValueFromTpm,
+        ));
+        Err(self.err(
+            "cannot load the key under the owner storage primary (wrong TPM, or a key made for another parent)",
+        )(error))
     }
 
     /// One TPM2_HMAC, retried a few times if the TPM says to retry.
@@ -440,12 +450,7 @@ impl TpmRootKey {
     /// ReadPublic of the loaded key: what the TPM says the object is.
     pub fn read_public_attributes(&self) -> Result<ObjectAttributes, TpmError> {
         let mut guard = self.lock();
-        if guard.is_none() {
-            *guard = Some(self.load()?);
-        }
-        let loaded = guard
-            .as_mut()
-            .ok_or_else(|| TpmError::Usage("TPM state missing".into()))?;
+        let loaded = self.loaded(&mut guard)?;
         let key = loaded.key;
         let (public, _, _) = loaded
             .ctx
@@ -458,15 +463,9 @@ impl TpmRootKey {
 impl RootKey for TpmRootKey {
     fn prk(&self, ekm: &Ekm) -> Result<Prk, RootKeyError> {
         let mut guard = self.lock();
-        if guard.is_none() {
-            *guard = Some(
-                self.load()
-                    .map_err(|e| RootKeyError::Unavailable(e.to_string()))?,
-            );
-        }
-        let loaded = guard
-            .as_mut()
-            .ok_or_else(|| RootKeyError::Unavailable("TPM state missing".into()))?;
+        let loaded = self
+            .loaded(&mut guard)
+            .map_err(|e| RootKeyError::Unavailable(e.to_string()))?;
         match Self::hmac(loaded, ekm) {
             Ok(d) => {
                 let bytes: Zeroizing<Vec<u8>> = Zeroizing::new(d.value().to_vec());
@@ -478,11 +477,7 @@ impl RootKey for TpmRootKey {
             Err(error) => {
                 // Drop the context: the next connection reconnects and reloads.
                 *guard = None;
-                let e = TpmError::Tpm {
-                    tcti: self.tcti.clone(),
-                    what: "TPM2_HMAC failed",
-                    error,
-                };
+                let e = self.err("TPM2_HMAC failed")(error);
                 Err(match error {
                     tss_esapi::Error::Tss2Error(rc)
                         if rc.kind() == Some(Tss2ResponseCodeKind::Lockout) =>
@@ -509,13 +504,7 @@ impl RootKey for TpmRootKey {
 /// `fixedTPM | fixedParent`: it cannot be read back or duplicated.
 pub fn import(tcti: &str, key: &SoftwareRootKey) -> Result<TpmKeyFile, TpmError> {
     let mut ctx = open_context(tcti)?;
-    let e = |what: &'static str| {
-        move |error| TpmError::Tpm {
-            tcti: tcti.to_owned(),
-            what,
-            error,
-        }
-    };
+    let e = |what| tpm_err(tcti, what);
     let parent = primary(&mut ctx, PrimaryTemplate::EccSrk)
         .map_err(e("cannot create the storage primary"))?;
     let result = (|| {

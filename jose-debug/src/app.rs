@@ -570,6 +570,7 @@ pub fn decode(args: &DecodeArgs) -> Result<DecodeReport, UsageError> {
                 None => (Vec::new(), None),
             };
         // Which (connection, root key) opens the outer layer.
+        let outer = inspect::OuterLayer::read(token);
         let mut found: Option<(usize, usize, SubKeys)> = None;
         let mut first: Option<(usize, SubKeys)> = None;
         for (ci, (ekm, _)) in candidates.iter().enumerate() {
@@ -577,7 +578,7 @@ pub fn decode(args: &DecodeArgs) -> Result<DecodeReport, UsageError> {
             for (ki, root) in roots.keys.iter().enumerate() {
                 let prk = root.compute_prk(ekm);
                 let keys = SubKeys::expand(&prk, &roots.client_id);
-                if inspect::outer_opens(token, keys.sig.expose(), keys.enc.expose()) {
+                if outer.opens(keys.sig.expose(), keys.enc.expose()) {
                     opened_by = Some(ki);
                     if found.is_none() {
                         found = Some((ci, ki, keys));

@@ -417,6 +417,61 @@ fn form_of_structure(layers: &[LayerView]) -> Option<&'static str> {
     }
 }
 
+/// One layer's text split into parts, each decoded, and its header read:
+/// everything about a layer that does not depend on keys.
+struct RawLayer<'a> {
+    pieces: Vec<&'a str>,
+    kind: &'static str,
+    parts: Vec<Part>,
+    header: Header,
+}
+
+impl<'a> RawLayer<'a> {
+    fn read(text: &'a str) -> RawLayer<'a> {
+        let pieces: Vec<&str> = text.split('.').collect();
+        let kind = match pieces.len() {
+            3 => "JWS",
+            5 => "JWE",
+            _ => "unknown",
+        };
+        let names: &[&'static str] = match kind {
+            "JWS" => &["header", "payload", "signature"],
+            "JWE" => &["header", "encrypted_key", "iv", "ciphertext", "tag"],
+            _ => &[],
+        };
+        let parts: Vec<Part> = pieces
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let name = names
+                    .get(i)
+                    .copied()
+                    .unwrap_or(if i == 0 { "header" } else { "part" });
+                decode_part(name, p)
+            })
+            .collect();
+        let header = match parts.first() {
+            Some(p) => read_header(p),
+            None => read_header(&decode_part("header", "")),
+        };
+        RawLayer {
+            pieces,
+            kind,
+            parts,
+            header,
+        }
+    }
+
+    /// The layer's MAC or AEAD with these keys, and the content it gives.
+    fn crypto(&self, keys: &DecodeKeys) -> Option<(Crypto, Option<Vec<u8>>)> {
+        match self.kind {
+            "JWS" => Some(jws(&self.pieces, &self.parts, &self.header, keys)),
+            "JWE" => Some(jwe(&self.pieces, &self.parts, &self.header, keys)),
+            _ => None,
+        }
+    }
+}
+
 /// Decodes one layer; returns the next layer's text when the content is a
 /// nested token.
 fn decode_layer(
@@ -425,55 +480,18 @@ fn decode_layer(
     keys: &DecodeKeys,
     now: f64,
 ) -> (LayerView, Option<String>) {
-    let pieces: Vec<&str> = text.split('.').collect();
-    let kind = match pieces.len() {
-        3 => "JWS",
-        5 => "JWE",
-        _ => "unknown",
-    };
-    let names: &[&'static str] = match kind {
-        "JWS" => &["header", "payload", "signature"],
-        "JWE" => &["header", "encrypted_key", "iv", "ciphertext", "tag"],
-        _ => &[],
-    };
-    let parts: Vec<Part> = pieces
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let name = names
-                .get(i)
-                .copied()
-                .unwrap_or(if i == 0 { "header" } else { "part" });
-            decode_part(name, p)
-        })
-        .collect();
-    let header = match parts.first() {
-        Some(p) => read_header(p),
-        None => read_header(&decode_part("header", "")),
-    };
+    let raw = RawLayer::read(text);
     let mut notes = Vec::new();
-    let forbidden_members = header
-        .json
-        .as_ref()
-        .map(|m| {
-            FORBIDDEN_HEADERS
-                .iter()
-                .filter(|h| m.contains_key(**h))
-                .map(|h| (*h).to_owned())
-                .collect()
-        })
-        .unwrap_or_default();
     let server_syntax = StrictLayer::parse(text).err().map(ServerRefusal::from);
-    let (crypto, content_bytes) = match kind {
-        "JWS" => jws(&pieces, &parts, &header, keys),
-        "JWE" => jwe(&pieces, &parts, &header, keys),
-        _ => {
+    let (crypto, content_bytes) = match raw.crypto(keys) {
+        Some(c) => c,
+        None => {
             notes.push(format!(
                 "{} dot-separated part(s): a compact JWS has 3, a JWE 5{}",
-                pieces.len(),
+                raw.pieces.len(),
                 if text.trim_start().starts_with('{') {
                     " (JSON serialization is not supported)"
-                } else if pieces.len() < 3 {
+                } else if raw.pieces.len() < 3 {
                     " (truncated?)"
                 } else {
                     ""
@@ -487,6 +505,23 @@ fn decode_layer(
             )
         }
     };
+    let RawLayer {
+        kind,
+        parts,
+        header,
+        ..
+    } = raw;
+    let forbidden_members = header
+        .json
+        .as_ref()
+        .map(|m| {
+            FORBIDDEN_HEADERS
+                .iter()
+                .filter(|h| m.contains_key(**h))
+                .map(|h| (*h).to_owned())
+                .collect()
+        })
+        .unwrap_or_default();
     if header.str_member("zip").is_some() {
         notes.push("zip is set: the content is compressed; it is not inflated here".to_owned());
     }
@@ -678,15 +713,25 @@ fn aes_gcm_open(key: &[u8], aad: &[u8], iv: &[u8], ct: &[u8], tag: &[u8]) -> Opt
     ok.ok().map(|()| buf)
 }
 
-/// Whether a compact token's outer layer opens with these keys (its HMAC
-/// verifies, or it decrypts): how a token's connection is recognised.
-pub fn outer_opens(token: &str, sig: &[u8], enc: &[u8]) -> bool {
-    let keys = DecodeKeys {
-        sig: Some(Zeroizing::new(sig.to_vec())),
-        enc: Some(Zeroizing::new(enc.to_vec())),
-    };
-    let (view, _) = decode_layer(token, 1, &keys, 0.0);
-    view.crypto.is_verified()
+/// A token's outer layer, read once to try many keys on it: how a token's
+/// connection is recognised among those of a key log.
+pub struct OuterLayer<'a>(RawLayer<'a>);
+
+impl<'a> OuterLayer<'a> {
+    pub fn read(token: &'a str) -> OuterLayer<'a> {
+        OuterLayer(RawLayer::read(token))
+    }
+
+    /// Whether the layer opens with these keys: its HMAC verifies, or it decrypts.
+    pub fn opens(&self, sig: &[u8], enc: &[u8]) -> bool {
+        let keys = DecodeKeys {
+            sig: Some(Zeroizing::new(sig.to_vec())),
+            enc: Some(Zeroizing::new(enc.to_vec())),
+        };
+        self.0
+            .crypto(&keys)
+            .is_some_and(|(crypto, _)| crypto.is_verified())
+    }
 }
 
 /// Looks like a compact token: base64url characters and 2 or 4 dots, with
@@ -867,8 +912,8 @@ mod tests {
             assert_eq!(c.times[0].rfc3339.as_deref(), Some("2026-01-01T00:00:00Z"));
             assert!(d.layers.iter().all(|l| l.server_syntax.is_none()));
             assert_eq!(d.outer_kid(), Some("c"));
-            assert!(outer_opens(t, &s, &e));
-            assert!(!outer_opens(t, &[9; 32], &[9; 32]));
+            assert!(OuterLayer::read(t).opens(&s, &e));
+            assert!(!OuterLayer::read(t).opens(&[9; 32], &[9; 32]));
         }
         // Without keys: JWS payloads are visible, JWE contents are not.
         let d = decode(&es, &DecodeKeys::default(), NOW);

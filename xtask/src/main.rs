@@ -80,14 +80,24 @@ fn write(path: &Path, text: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Writes a private key: created 0600, and an existing file tightened to
+/// 0600 before any of the key is written, so others never can read it.
 fn write_secret(path: &Path, text: &str) -> Result<(), String> {
-    write(path, text)?;
+    use std::io::Write;
+    let err = |e: std::io::Error| format!("{}: {e}", path.display());
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(err)?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(path, fs::Permissions::from_mode(0o600))
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        file.set_permissions(fs::Permissions::from_mode(0o600))
+            .map_err(err)?;
     }
+    file.write_all(text.as_bytes()).map_err(err)?;
+    eprintln!("  wrote {}", path.display());
     Ok(())
 }
 

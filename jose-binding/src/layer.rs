@@ -17,6 +17,7 @@ use http::{HeaderValue, Request, Response, StatusCode};
 pub use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::admission::Ticket;
 use crate::error::{ErrorCode, Rejection};
 use crate::keystore::Keystore;
 use crate::schedule::Ekm;
@@ -70,6 +71,7 @@ impl Binding {
                 ekm,
                 self.policy.clone(),
             ))),
+            ticket: None,
         }
     }
 }
@@ -79,6 +81,9 @@ impl Binding {
 pub struct BindingLayer {
     keystore: KeystoreHandle,
     conn: Arc<Mutex<ConnectionVerifier>>,
+    /// The connection's place in the server's table: the first accepted
+    /// token makes it authenticated, safe from eviction and deadlines.
+    ticket: Option<Arc<Ticket>>,
 }
 
 impl<S> Layer<S> for BindingLayer {
@@ -107,6 +112,12 @@ pub struct BindingService<S> {
 }
 
 impl BindingLayer {
+    /// Reports the first accepted token on this connection to `ticket`.
+    pub fn admitted_as(mut self, ticket: Arc<Ticket>) -> Self {
+        self.ticket = Some(ticket);
+        self
+    }
+
     /// Steps 1–14 for one request's headers.
     pub fn check(&self, headers: &http::HeaderMap) -> Result<Verified, Rejection> {
         let token = bearer_token(headers)?;
@@ -115,7 +126,11 @@ impl BindingLayer {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         };
-        conn.verify(&keystore, token)
+        let verified = conn.verify(&keystore, token)?;
+        if let Some(t) = &self.ticket {
+            t.authenticate();
+        }
+        Ok(verified)
     }
 }
 

@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod b64;
 pub mod claims;
 pub mod client;
@@ -21,6 +22,7 @@ pub mod reload;
 pub mod replay;
 pub mod schedule;
 pub mod server;
+pub mod throttle;
 pub mod tls;
 pub mod token;
 #[cfg(feature = "tpm")]

@@ -18,49 +18,90 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::Poll;
+
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::admission::{Admission, Budgets, Refused, Ticket};
 use crate::layer::{Binding, BindingLayer, Outcome};
+use crate::throttle::{Counters, Dropped, LogBudget};
 use crate::tls;
 use crate::verifier::Verified;
 
 pub type Body = Full<Bytes>;
 
-/// Limits of the serving loop.
+/// Limits of the serving loop. The defaults suit a 2-core box serving about
+/// a thousand clients; docs/SECURITY.md says what each one stops.
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
-    /// Connections served at once; further ones are closed on accept.
+    /// Connections served at once. When full, the oldest connection that
+    /// has not yet presented an accepted token is closed to admit a new one
+    /// ([`admission`](crate::admission)); authenticated ones never are.
     pub max_connections: usize,
+    /// Connections in the TLS handshake at once.
+    pub max_handshakes: usize,
+    /// Unauthenticated connections from one source address at once.
+    pub max_pending_per_source: usize,
+    /// How long an unauthenticated connection is safe from eviction.
+    pub eviction_min_age: Duration,
     /// Time a client has to finish the TLS handshake.
     pub handshake_timeout: Duration,
+    /// Time from accept to the first accepted token; nothing else (PING,
+    /// SETTINGS, WINDOW_UPDATE, unauthenticated requests) extends it.
+    pub auth_timeout: Duration,
     /// Time a client has to send a complete HTTP/1.1 request head.
     pub header_read_timeout: Duration,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
-    /// A connection with no bytes read or written for this long is closed:
-    /// hyper's header timeout does not cover the wait between keep-alive
-    /// requests, so without it idle clients could hold every slot.
+    /// A connection with no request or response traffic for this long is
+    /// closed. Only requests arriving, handlers at work and response bytes
+    /// accepted by the peer count: HTTP/2 PING, SETTINGS and WINDOW_UPDATE
+    /// frames do not, nor does a response the peer never reads.
     pub idle_timeout: Duration,
     /// HTTP/2 streams per connection.
     pub max_concurrent_streams: u32,
     /// Largest request head (HTTP/1.1 buffer, HTTP/2 header list).
     pub max_header_bytes: usize,
+    /// Bytes of response data HTTP/2 buffers per stream for a peer that
+    /// does not read (hyper's default is 400 KiB).
+    pub max_send_buf_size: usize,
+    /// Log lines a second for refused requests and dropped connections;
+    /// the rest are counted in a summary line.
+    pub refusal_log_per_sec: u32,
 }
 
 impl Default for ServerOptions {
     fn default() -> Self {
+        let budgets = Budgets::default();
         ServerOptions {
-            max_connections: 1024,
-            handshake_timeout: Duration::from_secs(10),
+            max_connections: budgets.max_connections,
+            max_handshakes: budgets.max_handshakes,
+            max_pending_per_source: budgets.max_pending_per_source,
+            eviction_min_age: budgets.eviction_min_age,
+            handshake_timeout: Duration::from_secs(5),
+            auth_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
-            max_concurrent_streams: 128,
+            max_concurrent_streams: 8,
             max_header_bytes: 64 * 1024,
+            max_send_buf_size: 64 * 1024,
+            refusal_log_per_sec: 10,
+        }
+    }
+}
+
+impl ServerOptions {
+    fn budgets(&self) -> Budgets {
+        Budgets {
+            max_connections: self.max_connections,
+            max_handshakes: self.max_handshakes,
+            max_pending_per_source: self.max_pending_per_source,
+            eviction_min_age: self.eviction_min_age,
         }
     }
 }
@@ -81,6 +122,34 @@ pub trait MakeApp: Send + Sync + 'static {
     fn make(&self, binding: BindingLayer, peer: SocketAddr) -> Self::Service;
 }
 
+/// What the accept loop and every connection task share.
+struct Shared<M> {
+    acceptor: TlsAcceptor,
+    binding: Binding,
+    app: M,
+    /// Protocol chosen by ALPN: one builder each, made once.
+    http1: auto::Builder<TokioExecutor>,
+    http2: auto::Builder<TokioExecutor>,
+    opts: ServerOptions,
+    log: Arc<Log>,
+}
+
+/// The counters, and the log budget that refusals and drops share.
+struct Log {
+    counters: Arc<Counters>,
+    budget: LogBudget,
+}
+
+impl<M> Shared<M> {
+    /// Counts a connection the server closes, and logs it within the budget.
+    fn dropped(&self, peer: SocketAddr, why: Dropped, detail: &dyn std::fmt::Display) {
+        self.log.counters.count_dropped(why);
+        if self.log.budget.allow() {
+            tracing::info!(%peer, reason = why.as_str(), %detail, "connection dropped");
+        }
+    }
+}
+
 /// Serves until `shutdown` resolves, then lets in-flight requests finish
 /// (up to `shutdown_grace`).
 pub async fn serve<M: MakeApp>(
@@ -91,9 +160,29 @@ pub async fn serve<M: MakeApp>(
     opts: ServerOptions,
     shutdown: impl Future<Output = ()>,
 ) {
-    let acceptor = TlsAcceptor::from(tls_config);
-    let app = Arc::new(app);
-    let permits = Arc::new(Semaphore::new(opts.max_connections));
+    serve_counted(
+        listener,
+        tls_config,
+        binding,
+        app,
+        opts,
+        Arc::new(Counters::default()),
+        shutdown,
+    )
+    .await
+}
+
+/// [`serve`], counting into `counters` (for metrics or tests).
+pub async fn serve_counted<M: MakeApp>(
+    listener: TcpListener,
+    tls_config: Arc<rustls::ServerConfig>,
+    binding: Binding,
+    app: M,
+    opts: ServerOptions,
+    counters: Arc<Counters>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let admission = Admission::new(opts.budgets());
     let graceful = GracefulShutdown::new();
     let mut http = auto::Builder::new(TokioExecutor::new());
     http.http1()
@@ -103,7 +192,21 @@ pub async fn serve<M: MakeApp>(
     http.http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(opts.max_concurrent_streams)
-        .max_header_list_size(opts.max_header_bytes as u32);
+        .max_header_list_size(opts.max_header_bytes as u32)
+        .max_send_buf_size(opts.max_send_buf_size);
+    let shared = Arc::new(Shared {
+        acceptor: TlsAcceptor::from(tls_config),
+        binding,
+        app,
+        http1: http.clone().http1_only(),
+        http2: http.http2_only(),
+        log: Arc::new(Log {
+            counters,
+            budget: LogBudget::new(opts.refusal_log_per_sec),
+        }),
+        opts,
+    });
+    let reporter = tokio::spawn(report_suppressed(shared.clone()));
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -112,189 +215,291 @@ pub async fn serve<M: MakeApp>(
                 Ok(a) => a,
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
+                    if shared.log.budget.allow() {
+                        tracing::warn!(error = %e, "accept failed");
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, limit = opts.max_connections, "connection limit reached; closing");
-            drop(tcp);
-            continue;
+        shared.log.counters.accepted.fetch_add(1, Ordering::Relaxed);
+        let ticket = match admission.admit(peer.ip()) {
+            Ok((ticket, _)) => ticket,
+            Err(Refused(budget)) => {
+                shared.dropped(peer, Dropped::Refused, &budget.as_str());
+                continue;
+            }
         };
         let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let binding = binding.clone();
-        let app = app.clone();
-        let http = http.clone();
         let watcher = graceful.watcher();
-        let handshake_timeout = opts.handshake_timeout;
-        let idle_timeout = opts.idle_timeout;
-        tokio::spawn(async move {
-            let _permit = permit;
-            let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    return;
-                }
-            };
-            let (_, conn) = stream.get_ref();
-            let ekm = match tls::export_ekm(conn) {
-                Ok(ekm) => ekm,
-                Err(e) => {
-                    tracing::warn!(%peer, error = %e, "no EKM; closing");
-                    return;
-                }
-            };
-            let h2 = conn.alpn_protocol() == Some(tls::ALPN_H2);
-            tracing::debug!(%peer, ekm_fp = %ekm.fingerprint(), h2, "connection bound");
-            let svc = app.make(binding.layer_for(ekm), peer);
-            let http = if h2 {
-                http.http2_only()
-            } else {
-                http.http1_only()
-            };
-            let activity = Activity::new(stream);
-            let last = activity.clock();
-            let conn = http.serve_connection(TokioIo::new(activity), TowerToHyperService::new(svc));
-            tokio::select! {
-                ended = watcher.watch(conn) => {
-                    if let Err(e) = ended {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                }
-                _ = last.idle_for(idle_timeout) => {
-                    tracing::debug!(%peer, "idle timeout; closing the connection");
-                }
-            }
-        });
+        tokio::spawn(serve_connection(shared.clone(), tcp, peer, ticket, watcher));
     }
     drop(listener);
+    reporter.abort();
     tokio::select! {
         _ = graceful.shutdown() => tracing::info!("all connections closed"),
-        _ = tokio::time::sleep(opts.shutdown_grace) => {
+        _ = tokio::time::sleep(shared.opts.shutdown_grace) => {
             tracing::warn!("shutdown grace period over; dropping remaining connections")
         }
     }
 }
 
-/// Time of the last byte read or written on a connection.
-#[derive(Clone)]
-struct IdleClock {
-    base: Instant,
-    last_ms: Arc<std::sync::atomic::AtomicU64>,
+/// Once a second, if the log budget suppressed anything, one line with how
+/// many and the running totals.
+async fn report_suppressed<M>(shared: Arc<Shared<M>>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let suppressed = shared.log.budget.take_suppressed();
+        if suppressed == 0 {
+            continue;
+        }
+        let c = &shared.log.counters;
+        let n = |why| c.dropped(why).load(Ordering::Relaxed);
+        tracing::warn!(
+            suppressed,
+            accepted = c.accepted.load(Ordering::Relaxed),
+            refused = n(Dropped::Refused),
+            evicted = n(Dropped::Evicted),
+            handshake = n(Dropped::Handshake),
+            auth_deadline = n(Dropped::AuthDeadline),
+            idle = n(Dropped::Idle),
+            requests_refused = c.requests_refused.load(Ordering::Relaxed),
+            "log lines suppressed in the last second; totals since start follow"
+        );
+    }
 }
 
-impl IdleClock {
-    fn touch(&self) {
-        let ms = self.base.elapsed().as_millis() as u64;
-        self.last_ms.store(ms, std::sync::atomic::Ordering::Relaxed);
+/// One connection: handshake, then HTTP until the peer leaves, the server
+/// shuts down, or a limit closes it.
+async fn serve_connection<M: MakeApp>(
+    shared: Arc<Shared<M>>,
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    ticket: Ticket,
+    watcher: hyper_util::server::graceful::Watcher,
+) {
+    let ticket = Arc::new(ticket);
+    let opts = &shared.opts;
+    let auth_deadline = tokio::time::Instant::now() + opts.auth_timeout;
+    let handshake = tokio::time::timeout(opts.handshake_timeout, shared.acceptor.accept(tcp));
+    let stream = tokio::select! {
+        r = handshake => match r {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return shared.dropped(peer, Dropped::Handshake, &e),
+            Err(_) => return shared.dropped(peer, Dropped::Handshake, &"timed out"),
+        },
+        _ = ticket.evicted() => return shared.dropped(peer, Dropped::Evicted, &"in the handshake"),
+    };
+    ticket.handshake_done();
+    let (_, conn) = stream.get_ref();
+    let ekm = match tls::export_ekm(conn) {
+        Ok(ekm) => ekm,
+        Err(e) => return shared.dropped(peer, Dropped::Handshake, &e),
+    };
+    let h2 = conn.alpn_protocol() == Some(tls::ALPN_H2);
+    tracing::debug!(%peer, ekm_fp = %ekm.fingerprint(), h2, "connection bound");
+    let layer = shared.binding.layer_for(ekm).admitted_as(ticket.clone());
+    let clock = TrafficClock::new();
+    let svc = Tracked {
+        inner: shared.app.make(layer, peer),
+        clock: clock.clone(),
+        log: shared.log.clone(),
+        peer,
+    };
+    let http = if h2 { &shared.http2 } else { &shared.http1 };
+    let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
+    tokio::select! {
+        ended = watcher.watch(conn) => {
+            if let Err(e) = ended {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        }
+        _ = clock.idle_for(opts.idle_timeout) => {
+            shared.dropped(peer, Dropped::Idle, &"no request or response traffic");
+        }
+        _ = ticket.evicted() => shared.dropped(peer, Dropped::Evicted, &"no token yet"),
+        _ = unauthenticated_at(auth_deadline, &ticket) => {
+            shared.dropped(peer, Dropped::AuthDeadline, &"no accepted token in time");
+        }
+    }
+}
+
+/// Resolves at `deadline` if the connection has not authenticated by then;
+/// never otherwise.
+async fn unauthenticated_at(deadline: tokio::time::Instant, ticket: &Ticket) {
+    tokio::time::sleep_until(deadline).await;
+    if ticket.is_authenticated() {
+        std::future::pending::<()>().await
+    }
+}
+
+/// When request or response traffic last moved on a connection, and how
+/// many handlers are at work on it.
+#[derive(Clone)]
+struct TrafficClock(Arc<ClockState>);
+
+struct ClockState {
+    base: Instant,
+    last_ms: AtomicU64,
+    busy: AtomicUsize,
+}
+
+impl TrafficClock {
+    fn new() -> Self {
+        TrafficClock(Arc::new(ClockState {
+            base: Instant::now(),
+            last_ms: AtomicU64::new(0),
+            busy: AtomicUsize::new(0),
+        }))
     }
 
-    /// Resolves once nothing has moved for `limit`.
+    fn touch(&self) {
+        let ms = self.0.base.elapsed().as_millis() as u64;
+        self.0.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Resolves once no handler has worked and nothing has moved for `limit`.
     async fn idle_for(&self, limit: Duration) {
         loop {
-            let last =
-                Duration::from_millis(self.last_ms.load(std::sync::atomic::Ordering::Relaxed));
-            let quiet = self.base.elapsed().saturating_sub(last);
-            if quiet >= limit {
+            let last = Duration::from_millis(self.0.last_ms.load(Ordering::Relaxed));
+            let quiet = self.0.base.elapsed().saturating_sub(last);
+            if quiet >= limit && self.0.busy.load(Ordering::Relaxed) == 0 {
                 return;
             }
-            tokio::time::sleep(limit - quiet).await;
+            tokio::time::sleep(limit.saturating_sub(quiet).max(Duration::from_millis(100))).await;
         }
+    }
+}
+
+/// A handler at work: counted busy from the request's arrival to its
+/// response head (or the handler's future being dropped).
+struct Busy(TrafficClock);
+
+impl Busy {
+    fn new(clock: TrafficClock) -> Self {
+        clock.touch();
+        clock.0.busy.fetch_add(1, Ordering::Relaxed);
+        Busy(clock)
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0 .0.busy.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The application service with its traffic counted on the connection's
+/// clock, and one access line per request: always for a success, within
+/// the log budget for a refusal.
+#[derive(Clone)]
+struct Tracked<S> {
+    inner: S,
+    clock: TrafficClock,
+    log: Arc<Log>,
+    peer: SocketAddr,
+}
+
+impl<S> Service<Request<Incoming>> for Tracked<S>
+where
+    S: Service<
+        Request<Incoming>,
+        Response = Response<Body>,
+        Error = Infallible,
+        Future = AppFuture,
+    >,
+{
+    type Response = Response<TrackedBody<Body>>;
+    type Error = Infallible;
+    type Future = TrackedFuture;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> TrackedFuture {
+        TrackedFuture {
+            busy: Some(Busy::new(self.clock.clone())),
+            access: Access {
+                start: Instant::now(),
+                method: req.method().clone(),
+                path: req.uri().path().to_owned(),
+                peer: self.peer,
+                log: self.log.clone(),
+            },
+            inner: self.inner.call(req),
+        }
+    }
+}
+
+/// What the access line says of a request besides its response.
+struct Access {
+    start: Instant,
+    method: Method,
+    path: String,
+    peer: SocketAddr,
+    log: Arc<Log>,
+}
+
+pin_project_lite::pin_project! {
+    struct TrackedFuture {
+        #[pin]
+        inner: AppFuture,
+        busy: Option<Busy>,
+        access: Access,
+    }
+}
+
+impl Future for TrackedFuture {
+    type Output = Result<Response<TrackedBody<Body>>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Poll::Ready(Ok(resp)) = this.inner.poll(cx) else {
+            return Poll::Pending;
+        };
+        this.access.log(&resp);
+        let clock = this.busy.take().map(|b| b.0.clone());
+        Poll::Ready(Ok(resp.map(|body| TrackedBody { inner: body, clock })))
     }
 }
 
 pin_project_lite::pin_project! {
-    /// A stream that records when bytes last moved, for the idle timeout.
-    struct Activity<S> {
+    /// A response body that marks the connection active whenever the peer
+    /// takes a frame of it; one the peer never reads leaves it quiet.
+    pub struct TrackedBody<B> {
         #[pin]
-        inner: S,
-        clock: IdleClock,
+        inner: B,
+        clock: Option<TrafficClock>,
     }
 }
 
-impl<S> Activity<S> {
-    fn new(inner: S) -> Self {
-        Activity {
-            inner,
-            clock: IdleClock {
-                base: Instant::now(),
-                last_ms: Arc::new(std::sync::atomic::AtomicU64::new(0)),
-            },
-        }
-    }
+impl<B: hyper::body::Body> hyper::body::Body for TrackedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
 
-    fn clock(&self) -> IdleClock {
-        self.clock.clone()
-    }
-}
-
-impl<S: tokio::io::AsyncRead> tokio::io::AsyncRead for Activity<S> {
-    fn poll_read(
+    fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
+    ) -> Poll<Option<Result<hyper::body::Frame<B::Data>, B::Error>>> {
         let this = self.project();
-        let before = buf.filled().len();
-        let r = this.inner.poll_read(cx, buf);
-        if buf.filled().len() > before {
-            this.clock.touch();
-        }
-        r
-    }
-}
-
-impl<S: tokio::io::AsyncWrite> tokio::io::AsyncWrite for Activity<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        data: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        let this = self.project();
-        let r = this.inner.poll_write(cx, data);
-        if matches!(r, std::task::Poll::Ready(Ok(n)) if n > 0) {
-            this.clock.touch();
+        let r = this.inner.poll_frame(cx);
+        if let (Poll::Ready(Some(Ok(_))), Some(clock)) = (&r, this.clock.as_ref()) {
+            clock.touch();
         }
         r
     }
 
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        let this = self.project();
-        let r = this.inner.poll_write_vectored(cx, bufs);
-        if matches!(r, std::task::Poll::Ready(Ok(n)) if n > 0) {
-            this.clock.touch();
-        }
-        r
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
     }
 
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(
-        self: Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        self.project().inner.poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        self: Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        self.project().inner.poll_shutdown(cx)
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -398,10 +603,6 @@ impl Service<Request<Incoming>> for ReferenceService {
     }
 
     fn call(&mut self, req: Request<Incoming>) -> Self::Future {
-        let start = Instant::now();
-        let method = req.method().clone();
-        let path = req.uri().path().to_owned();
-        let peer = self.peer;
         /// The claims route answers later; every other route at once.
         enum Answer<F> {
             Later(F),
@@ -422,48 +623,52 @@ impl Service<Request<Incoming>> for ReferenceService {
             _ => Answer::Now(json(StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#)),
         };
         Box::pin(async move {
-            let resp = match answer {
-                Answer::Later(f) => f.await?,
-                Answer::Now(resp) => resp,
-            };
-            log_request(peer, &method, &path, &resp, start.elapsed());
-            Ok(resp)
+            match answer {
+                Answer::Later(f) => f.await,
+                Answer::Now(resp) => Ok(resp),
+            }
         })
     }
 }
 
-fn log_request(
-    peer: SocketAddr,
-    method: &Method,
-    path: &str,
-    resp: &Response<Body>,
-    latency: Duration,
-) {
-    let outcome = resp.extensions().get::<Outcome>();
-    let client = outcome
-        .and_then(|o| o.client_id.as_ref())
-        .map(|c| c.as_str())
-        .unwrap_or("-");
-    let form = outcome
-        .and_then(|o| o.form)
-        .map(|f| f.as_str())
-        .unwrap_or("-");
-    let code = match outcome {
-        Some(Outcome { code: Some(c), .. }) => c.as_str(),
-        Some(_) => "ok",
-        None => "-",
-    };
-    tracing::info!(
-        target: "jose_binding::access",
-        %peer,
-        %method,
-        path,
-        status = resp.status().as_u16(),
-        %client,
-        %form,
-        outcome = %code,
-        latency_us = latency.as_micros() as u64,
-    );
+impl Access {
+    fn log(&self, resp: &Response<Body>) {
+        let refused = !resp.status().is_success();
+        if refused {
+            self.log
+                .counters
+                .requests_refused
+                .fetch_add(1, Ordering::Relaxed);
+            if !self.log.budget.allow() {
+                return;
+            }
+        }
+        let outcome = resp.extensions().get::<Outcome>();
+        let client = outcome
+            .and_then(|o| o.client_id.as_ref())
+            .map(|c| c.as_str())
+            .unwrap_or("-");
+        let form = outcome
+            .and_then(|o| o.form)
+            .map(|f| f.as_str())
+            .unwrap_or("-");
+        let code = match outcome {
+            Some(Outcome { code: Some(c), .. }) => c.as_str(),
+            Some(_) => "ok",
+            None => "-",
+        };
+        tracing::info!(
+            target: "jose_binding::access",
+            peer = %self.peer,
+            method = %self.method,
+            path = self.path,
+            status = resp.status().as_u16(),
+            %client,
+            %form,
+            outcome = %code,
+            latency_us = self.start.elapsed().as_micros() as u64,
+        );
+    }
 }
 
 /// The echo handler: `{"client_id", "form", "claims"}` of the verified token.

@@ -39,9 +39,11 @@ use serde::Deserialize;
 ///
 /// Settings come from flags, then environment variables, then the --config
 /// TOML file (same names with underscores: listen, cert, key, keystore,
-/// audience, forms, skew_secs, max_ttl_secs, max_connections,
-/// header_read_timeout_secs, idle_timeout_secs, replay_capacity), then the
-/// defaults shown.
+/// audience, forms, skew_secs, max_ttl_secs, replay_capacity, and the
+/// limits: max_connections, max_handshakes, max_pending_per_source,
+/// eviction_min_age_ms, handshake_timeout_secs, auth_timeout_secs,
+/// header_read_timeout_secs, idle_timeout_secs, max_streams,
+/// max_send_buf_bytes, refusal_log_per_sec), then the defaults shown.
 #[derive(Parser, Debug)]
 #[command(name = "jwt-server", version, about, long_about, after_help = EXAMPLES)]
 struct Cli {
@@ -213,16 +215,52 @@ struct ServeArgs {
     /// Longest accepted token lifetime exp - iat, seconds [default: 300].
     #[arg(long, env = "JWT_MAX_TTL_SECS")]
     max_ttl_secs: Option<u64>,
-    /// Connections served at once; more are closed [default: 1024].
-    #[arg(long, env = "JWT_MAX_CONNECTIONS")]
+    /// Connections served at once. When full, the oldest connection that has
+    /// not yet presented an accepted token (and is older than
+    /// --eviction-min-age-ms) is closed to admit the new one; authenticated
+    /// connections are never closed for it [default: 1024].
+    #[arg(long, env = "JWT_MAX_CONNECTIONS", help_heading = "Limits")]
     max_connections: Option<usize>,
-    /// Seconds a client has to send a request head (and to finish TLS) [default: 10].
-    #[arg(long, env = "JWT_HEADER_READ_TIMEOUT_SECS")]
+    /// Connections in the TLS handshake at once; when full, the oldest one
+    /// is closed as above [default: 256].
+    #[arg(long, env = "JWT_MAX_HANDSHAKES", help_heading = "Limits")]
+    max_handshakes: Option<usize>,
+    /// Connections without an accepted token from one source address at
+    /// once; when full, that address's oldest one is closed as above
+    /// [default: 256].
+    #[arg(long, env = "JWT_MAX_PENDING_PER_SOURCE", help_heading = "Limits")]
+    max_pending_per_source: Option<usize>,
+    /// Milliseconds a new connection is safe from being closed to make room;
+    /// a real client has its first token accepted well within it
+    /// [default: 1000].
+    #[arg(long, env = "JWT_EVICTION_MIN_AGE_MS", help_heading = "Limits")]
+    eviction_min_age_ms: Option<u64>,
+    /// Seconds a client has to finish the TLS handshake [default: 5].
+    #[arg(long, env = "JWT_HANDSHAKE_TIMEOUT_SECS", help_heading = "Limits")]
+    handshake_timeout_secs: Option<u64>,
+    /// Seconds from accept to the first accepted token; PING, SETTINGS and
+    /// unauthenticated requests do not extend it [default: 10].
+    #[arg(long, env = "JWT_AUTH_TIMEOUT_SECS", help_heading = "Limits")]
+    auth_timeout_secs: Option<u64>,
+    /// Seconds a client has to send an HTTP/1.1 request head [default: 10].
+    #[arg(long, env = "JWT_HEADER_READ_TIMEOUT_SECS", help_heading = "Limits")]
     header_read_timeout_secs: Option<u64>,
-    /// Seconds a connection may stay silent (no byte read or written) before
-    /// it is closed, between keep-alive requests too [default: 60].
-    #[arg(long, env = "JWT_IDLE_TIMEOUT_SECS")]
+    /// Seconds a connection may go without request or response traffic
+    /// before it is closed, between keep-alive requests too; HTTP/2 PINGs
+    /// and a response the client does not read do not count [default: 60].
+    #[arg(long, env = "JWT_IDLE_TIMEOUT_SECS", help_heading = "Limits")]
     idle_timeout_secs: Option<u64>,
+    /// HTTP/2 streams per connection at once [default: 8].
+    #[arg(long, env = "JWT_MAX_STREAMS", help_heading = "Limits")]
+    max_streams: Option<u32>,
+    /// Bytes of response data HTTP/2 buffers per stream for a client that
+    /// does not read [default: 65536].
+    #[arg(long, env = "JWT_MAX_SEND_BUF_BYTES", help_heading = "Limits")]
+    max_send_buf_bytes: Option<usize>,
+    /// Log lines a second for refused requests and dropped connections; the
+    /// rest are counted in one summary line a second [default: 10].
+    #[arg(long, env = "JWT_REFUSAL_LOG_PER_SEC", help_heading = "Limits")]
+    refusal_log_per_sec: Option<u32>,
     /// Replay-cache entries per connection [default: 8192].
     #[arg(long, env = "JWT_REPLAY_CAPACITY")]
     replay_capacity: Option<usize>,
@@ -249,8 +287,16 @@ struct FileConfig {
     skew_secs: Option<u64>,
     max_ttl_secs: Option<u64>,
     max_connections: Option<usize>,
+    max_handshakes: Option<usize>,
+    max_pending_per_source: Option<usize>,
+    eviction_min_age_ms: Option<u64>,
+    handshake_timeout_secs: Option<u64>,
+    auth_timeout_secs: Option<u64>,
     header_read_timeout_secs: Option<u64>,
     idle_timeout_secs: Option<u64>,
+    max_streams: Option<u32>,
+    max_send_buf_bytes: Option<usize>,
+    refusal_log_per_sec: Option<u32>,
     replay_capacity: Option<usize>,
 }
 
@@ -287,17 +333,72 @@ fn settings(a: &ServeArgs) -> Result<Settings, String> {
     }
     let defaults = Policy::default();
     let opts = ServerOptions::default();
-    let header_timeout = a
-        .header_read_timeout_secs
-        .or(file.header_read_timeout_secs)
-        .map(Duration::from_secs)
-        .unwrap_or(opts.header_read_timeout);
-    let max_connections = a
-        .max_connections
-        .or(file.max_connections)
-        .unwrap_or(opts.max_connections);
-    if max_connections == 0 {
-        return Err("--max-connections must be at least 1".into());
+    let secs = |flag: Option<u64>, file: Option<u64>, default: Duration| {
+        flag.or(file)
+            .map(|s| Duration::from_secs(s.max(1)))
+            .unwrap_or(default)
+    };
+    let opts = ServerOptions {
+        max_connections: a
+            .max_connections
+            .or(file.max_connections)
+            .unwrap_or(opts.max_connections),
+        max_handshakes: a
+            .max_handshakes
+            .or(file.max_handshakes)
+            .unwrap_or(opts.max_handshakes),
+        max_pending_per_source: a
+            .max_pending_per_source
+            .or(file.max_pending_per_source)
+            .unwrap_or(opts.max_pending_per_source),
+        eviction_min_age: a
+            .eviction_min_age_ms
+            .or(file.eviction_min_age_ms)
+            .map(Duration::from_millis)
+            .unwrap_or(opts.eviction_min_age),
+        handshake_timeout: secs(
+            a.handshake_timeout_secs,
+            file.handshake_timeout_secs,
+            opts.handshake_timeout,
+        ),
+        auth_timeout: secs(
+            a.auth_timeout_secs,
+            file.auth_timeout_secs,
+            opts.auth_timeout,
+        ),
+        header_read_timeout: secs(
+            a.header_read_timeout_secs,
+            file.header_read_timeout_secs,
+            opts.header_read_timeout,
+        ),
+        idle_timeout: secs(
+            a.idle_timeout_secs,
+            file.idle_timeout_secs,
+            opts.idle_timeout,
+        ),
+        max_concurrent_streams: a
+            .max_streams
+            .or(file.max_streams)
+            .unwrap_or(opts.max_concurrent_streams),
+        max_send_buf_size: a
+            .max_send_buf_bytes
+            .or(file.max_send_buf_bytes)
+            .unwrap_or(opts.max_send_buf_size),
+        refusal_log_per_sec: a
+            .refusal_log_per_sec
+            .or(file.refusal_log_per_sec)
+            .unwrap_or(opts.refusal_log_per_sec),
+        ..opts
+    };
+    for (name, value) in [
+        ("--max-connections", opts.max_connections),
+        ("--max-handshakes", opts.max_handshakes),
+        ("--max-pending-per-source", opts.max_pending_per_source),
+        ("--max-streams", opts.max_concurrent_streams as usize),
+    ] {
+        if value == 0 {
+            return Err(format!("{name} must be at least 1"));
+        }
     }
     Ok(Settings {
         listen: a
@@ -336,17 +437,7 @@ fn settings(a: &ServeArgs) -> Result<Settings, String> {
                 .or(file.replay_capacity)
                 .unwrap_or(defaults.replay_capacity),
         },
-        opts: ServerOptions {
-            max_connections,
-            handshake_timeout: header_timeout,
-            header_read_timeout: header_timeout,
-            idle_timeout: a
-                .idle_timeout_secs
-                .or(file.idle_timeout_secs)
-                .map(|s| Duration::from_secs(s.max(1)))
-                .unwrap_or(opts.idle_timeout),
-            ..opts
-        },
+        opts,
     })
 }
 

@@ -253,3 +253,77 @@ async fn serves_from_a_config_file_and_stops_on_sigterm() {
         "the log never holds the key"
     );
 }
+
+/// The limits are read from the config file and the environment: a
+/// handshake timeout of 1 s (env) closes a silent TCP connection, an
+/// authentication deadline of 2 s (file) closes a TLS connection that
+/// presents no token, and a connection with an accepted token outlives it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_come_from_the_config_file_and_the_environment() {
+    use std::time::{Duration, Instant};
+    use tokio::io::AsyncReadExt;
+    let dir = TempDir::new("limits");
+    let config = dir.join("server.toml");
+    std::fs::write(&config, "auth_timeout_secs = 2\n").unwrap();
+    let server = jose_binding_e2e::process::ServerProcess::start_with_env(
+        BIN.as_ref(),
+        &["--config", config.to_str().unwrap()],
+        &[("JWT_HANDSHAKE_TIMEOUT_SECS", "1")],
+        "info",
+    );
+    let port = server.port;
+    let closed_after = async |mut s: tokio::net::TcpStream| {
+        let t = Instant::now();
+        let mut b = [0u8; 64];
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), s.read(&mut b)).await {
+                Ok(Ok(0) | Err(_)) => return t.elapsed(),
+                Ok(Ok(_)) => continue,
+                Err(_) => panic!("not closed within 10 s"),
+            }
+        }
+    };
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let held = closed_after(tcp).await;
+    assert!(
+        held >= Duration::from_millis(800) && held < Duration::from_millis(2500),
+        "silent TCP held {held:?}"
+    );
+
+    let setup = jose_binding_e2e::setup("client1", HttpVersion::Http1);
+    let target = Target::parse(&format!("https://localhost:{port}")).unwrap();
+    let started = Instant::now();
+    let mut quiet = BoundConnection::connect(&target, &setup).await.unwrap();
+    let mut busy = BoundConnection::connect(&target, &setup).await.unwrap();
+    assert_eq!(
+        busy.send(Form::Signed, &serde_json::json!({}))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    // /healthz needs no token, and does not count as one.
+    let r = quiet
+        .request(http::Method::GET, "/healthz", None)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    tokio::time::sleep(Duration::from_millis(2500).saturating_sub(started.elapsed())).await;
+    assert!(
+        quiet
+            .send(Form::Signed, &serde_json::json!({}))
+            .await
+            .is_err(),
+        "no token within the deadline: closed"
+    );
+    assert_eq!(
+        busy.send(Form::Signed, &serde_json::json!({}))
+            .await
+            .unwrap()
+            .status,
+        200,
+        "authenticated before the deadline: kept"
+    );
+}

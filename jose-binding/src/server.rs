@@ -6,7 +6,9 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -18,9 +20,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::task::Poll;
-
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower_layer::Layer;
@@ -136,7 +135,7 @@ struct Shared<M> {
 
 /// The counters, and the log budget that refusals and drops share.
 struct Log {
-    counters: Arc<Counters>,
+    counters: Counters,
     budget: LogBudget,
 }
 
@@ -160,28 +159,6 @@ pub async fn serve<M: MakeApp>(
     opts: ServerOptions,
     shutdown: impl Future<Output = ()>,
 ) {
-    serve_counted(
-        listener,
-        tls_config,
-        binding,
-        app,
-        opts,
-        Arc::new(Counters::default()),
-        shutdown,
-    )
-    .await
-}
-
-/// [`serve`], counting into `counters` (for metrics or tests).
-pub async fn serve_counted<M: MakeApp>(
-    listener: TcpListener,
-    tls_config: Arc<rustls::ServerConfig>,
-    binding: Binding,
-    app: M,
-    opts: ServerOptions,
-    counters: Arc<Counters>,
-    shutdown: impl Future<Output = ()>,
-) {
     let admission = Admission::new(opts.budgets());
     let graceful = GracefulShutdown::new();
     let mut http = auto::Builder::new(TokioExecutor::new());
@@ -201,7 +178,7 @@ pub async fn serve_counted<M: MakeApp>(
         http1: http.clone().http1_only(),
         http2: http.http2_only(),
         log: Arc::new(Log {
-            counters,
+            counters: Counters::default(),
             budget: LogBudget::new(opts.refusal_log_per_sec),
         }),
         opts,

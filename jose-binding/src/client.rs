@@ -16,6 +16,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use crate::client_id::ClientId;
+use crate::error::ErrorCode;
 use crate::issuer::{IssueError, Issuer};
 use crate::schedule::{Fingerprint, RootKey, RootKeyError, SubKeys};
 use crate::tls::{self, TlsError};
@@ -122,9 +123,10 @@ impl Reply {
     pub fn json(&self) -> Option<Value> {
         serde_json::from_slice(&self.body).ok()
     }
-    /// The §7 code of a 401, from the JSON body.
-    pub fn error_code(&self) -> Option<String> {
-        self.json()?.get("error")?.as_str().map(str::to_owned)
+    /// The §7 code of a 401, from the JSON body; `None` for a body that
+    /// names no §7 code.
+    pub fn error_code(&self) -> Option<ErrorCode> {
+        ErrorCode::from_code(self.json()?.get("error")?.as_str()?)
     }
 }
 
@@ -264,12 +266,18 @@ impl BoundConnection {
     }
 
     /// A fresh token of `form` for `claims`, bound to this connection.
-    pub fn token(&self, form: Form, claims: &Value) -> Result<String, ClientError> {
+    pub fn token<C>(&self, form: Form, claims: &C) -> Result<String, ClientError>
+    where
+        C: serde::Serialize + ?Sized,
+    {
         Ok(self.issuer.issue(form, claims)?)
     }
 
     /// `POST /v1/claims` with a fresh token.
-    pub async fn send(&mut self, form: Form, claims: &Value) -> Result<Reply, ClientError> {
+    pub async fn send<C>(&mut self, form: Form, claims: &C) -> Result<Reply, ClientError>
+    where
+        C: serde::Serialize + ?Sized,
+    {
         let token = self.token(form, claims)?;
         self.send_token(&token).await
     }

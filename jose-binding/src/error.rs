@@ -5,73 +5,69 @@
 
 use std::fmt;
 
-/// The stable error codes of §7, in the order the checks run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorCode {
-    MissingToken,
-    Malformed,
-    TooLarge,
-    UnsupportedHeader,
-    UnsupportedAlg,
-    BadNesting,
-    FormNotAllowed,
-    UnknownClient,
-    ClientMismatch,
-    BadSignature,
-    DecryptFailed,
-    WrongAudience,
-    Expired,
-    NotYetValid,
-    TtlTooLong,
-    BadJti,
-    Replayed,
+/// One table gives the enum, [`ErrorCode::ALL`], the wire strings and the
+/// `WWW-Authenticate` challenges, so they cannot drift apart.
+macro_rules! error_codes {
+    ($($(#[$doc:meta])* $name:ident = $wire:literal,)+) => {
+        /// The stable error codes of §7, in the order the checks run.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ErrorCode {
+            $($(#[$doc])* $name,)+
+        }
+
+        impl ErrorCode {
+            /// Every code, for documentation and exhaustive tests.
+            pub const ALL: [ErrorCode; [$($wire),+].len()] = [$(ErrorCode::$name),+];
+
+            /// The wire code, exactly as in the §7 table.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$name => $wire,)+
+                }
+            }
+
+            /// The `WWW-Authenticate` value of a 401 with this code (§7):
+            /// `Bearer error="invalid_token", error_description="<code>"`,
+            /// except that a request without credentials gets no error
+            /// parameters (RFC 6750 §3.1).
+            pub const fn challenge(self) -> &'static str {
+                if matches!(self, ErrorCode::MissingToken) {
+                    return "Bearer realm=\"jose-binding\"";
+                }
+                match self {
+                    $(ErrorCode::$name => concat!(
+                        "Bearer error=\"invalid_token\", error_description=\"",
+                        $wire,
+                        "\""
+                    ),)+
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
+    /// No `Authorization: Bearer` header.
+    MissingToken = "missing_token",
+    Malformed = "malformed",
+    TooLarge = "too_large",
+    UnsupportedHeader = "unsupported_header",
+    UnsupportedAlg = "unsupported_alg",
+    BadNesting = "bad_nesting",
+    FormNotAllowed = "form_not_allowed",
+    UnknownClient = "unknown_client",
+    ClientMismatch = "client_mismatch",
+    BadSignature = "bad_signature",
+    DecryptFailed = "decrypt_failed",
+    WrongAudience = "wrong_audience",
+    Expired = "expired",
+    NotYetValid = "not_yet_valid",
+    TtlTooLong = "ttl_too_long",
+    BadJti = "bad_jti",
+    Replayed = "replayed",
 }
 
 impl ErrorCode {
-    /// Every code, for documentation and exhaustive tests.
-    pub const ALL: [ErrorCode; 17] = [
-        ErrorCode::MissingToken,
-        ErrorCode::Malformed,
-        ErrorCode::TooLarge,
-        ErrorCode::UnsupportedHeader,
-        ErrorCode::UnsupportedAlg,
-        ErrorCode::BadNesting,
-        ErrorCode::FormNotAllowed,
-        ErrorCode::UnknownClient,
-        ErrorCode::ClientMismatch,
-        ErrorCode::BadSignature,
-        ErrorCode::DecryptFailed,
-        ErrorCode::WrongAudience,
-        ErrorCode::Expired,
-        ErrorCode::NotYetValid,
-        ErrorCode::TtlTooLong,
-        ErrorCode::BadJti,
-        ErrorCode::Replayed,
-    ];
-
-    /// The wire code, exactly as in the §7 table.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::MissingToken => "missing_token",
-            ErrorCode::Malformed => "malformed",
-            ErrorCode::TooLarge => "too_large",
-            ErrorCode::UnsupportedHeader => "unsupported_header",
-            ErrorCode::UnsupportedAlg => "unsupported_alg",
-            ErrorCode::BadNesting => "bad_nesting",
-            ErrorCode::FormNotAllowed => "form_not_allowed",
-            ErrorCode::UnknownClient => "unknown_client",
-            ErrorCode::ClientMismatch => "client_mismatch",
-            ErrorCode::BadSignature => "bad_signature",
-            ErrorCode::DecryptFailed => "decrypt_failed",
-            ErrorCode::WrongAudience => "wrong_audience",
-            ErrorCode::Expired => "expired",
-            ErrorCode::NotYetValid => "not_yet_valid",
-            ErrorCode::TtlTooLong => "ttl_too_long",
-            ErrorCode::BadJti => "bad_jti",
-            ErrorCode::Replayed => "replayed",
-        }
-    }
-
     /// Parses a wire code back (used by clients and the debug tool).
     pub fn from_code(s: &str) -> Option<ErrorCode> {
         ErrorCode::ALL.into_iter().find(|c| c.as_str() == s)

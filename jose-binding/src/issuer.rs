@@ -20,6 +20,8 @@ pub enum IssueError {
     Reserved(String),
     #[error("claims must be a JSON object")]
     NotObject,
+    #[error("claims cannot be written as JSON: {0}")]
+    Serialize(String),
 }
 
 /// Issues tokens for one client on one connection.
@@ -57,15 +59,22 @@ impl Issuer {
         &self.keys
     }
 
-    /// A fresh token (new `jti`, `iat`, `exp`, IV) of `form` over `app_claims`.
-    pub fn issue(&self, form: Form, app_claims: &Value) -> Result<String, IssueError> {
+    /// A fresh token (new `jti`, `iat`, `exp`, IV) of `form` over
+    /// `app_claims`: anything that serializes to a JSON object (a struct, a
+    /// map, a `serde_json::Value`), or to `null` for no application claims.
+    pub fn issue<C>(&self, form: Form, app_claims: &C) -> Result<String, IssueError>
+    where
+        C: serde::Serialize + ?Sized,
+    {
+        let app_claims =
+            serde_json::to_value(app_claims).map_err(|e| IssueError::Serialize(e.to_string()))?;
         let now = crate::verifier::unix_now().floor() as i64;
         let mut rng = rand::thread_rng();
         let mut jti = [0u8; 16];
         rng.fill_bytes(&mut jti);
         let mut iv = [0u8; 12];
         rng.fill_bytes(&mut iv);
-        let claims = self.claims(app_claims, now, &b64::encode(&jti))?;
+        let claims = self.claims(&app_claims, now, &b64::encode(&jti))?;
         Ok(self.headers.seal(form, &claims, &self.keys, iv))
     }
 
@@ -104,8 +113,10 @@ fn member(out: &mut Vec<u8>, name: &str, value: impl serde::Serialize) {
     let _ = serde_json::to_writer(&mut *out, &value);
 }
 
-/// Wraps a serialized claims set in `form` with explicit IV (deterministic,
-/// for vectors and tests; [`Issuer::issue`] draws the IV at random).
+/// Wraps a serialized claims set in `form` with the IV given: for
+/// reproducible vectors and tests only (feature `test-vectors`);
+/// [`Issuer::issue`] draws the IV at random, as it must never repeat.
+#[cfg(any(test, feature = "test-vectors"))]
 pub fn seal(form: Form, kid: &ClientId, claims: &[u8], keys: &SubKeys, iv: [u8; 12]) -> String {
     EncodedHeaders::for_kid(kid.as_str()).seal(form, claims, keys, iv)
 }

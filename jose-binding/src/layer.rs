@@ -170,7 +170,7 @@ const MISSING: Rejection = Rejection::new(
 
 /// The §7 answer to a refused request.
 pub fn unauthorized<B: From<Bytes>>(r: Rejection) -> Response<B> {
-    let challenge = HeaderValue::from_static(challenge_for(r.code));
+    let challenge = HeaderValue::from_static(r.code.challenge());
     let body = serde_json::json!({"error": r.code.as_str(), "message": r.detail});
     let mut resp = Response::new(B::from(Bytes::from(body.to_string())));
     *resp.status_mut() = StatusCode::UNAUTHORIZED;
@@ -179,40 +179,6 @@ pub fn unauthorized<B: From<Bytes>>(r: Rejection) -> Response<B> {
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
-}
-
-/// `Bearer error="invalid_token", error_description="<code>"`, as static
-/// text; a request without credentials gets no error parameters (RFC 6750
-/// §3.1).
-const fn challenge_for(code: ErrorCode) -> &'static str {
-    macro_rules! c {
-        ($s:literal) => {
-            concat!(
-                "Bearer error=\"invalid_token\", error_description=\"",
-                $s,
-                "\""
-            )
-        };
-    }
-    match code {
-        ErrorCode::MissingToken => "Bearer realm=\"jose-binding\"",
-        ErrorCode::Malformed => c!("malformed"),
-        ErrorCode::TooLarge => c!("too_large"),
-        ErrorCode::UnsupportedHeader => c!("unsupported_header"),
-        ErrorCode::UnsupportedAlg => c!("unsupported_alg"),
-        ErrorCode::BadNesting => c!("bad_nesting"),
-        ErrorCode::FormNotAllowed => c!("form_not_allowed"),
-        ErrorCode::UnknownClient => c!("unknown_client"),
-        ErrorCode::ClientMismatch => c!("client_mismatch"),
-        ErrorCode::BadSignature => c!("bad_signature"),
-        ErrorCode::DecryptFailed => c!("decrypt_failed"),
-        ErrorCode::WrongAudience => c!("wrong_audience"),
-        ErrorCode::Expired => c!("expired"),
-        ErrorCode::NotYetValid => c!("not_yet_valid"),
-        ErrorCode::TtlTooLong => c!("ttl_too_long"),
-        ErrorCode::BadJti => c!("bad_jti"),
-        ErrorCode::Replayed => c!("replayed"),
-    }
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for BindingService<S>
@@ -242,17 +208,10 @@ where
                     outcome: Some(outcome),
                 }
             }
-            Err(rejection) => {
-                let mut resp = unauthorized(rejection);
-                resp.extensions_mut().insert(Outcome {
-                    client_id: None,
-                    form: None,
-                    code: Some(rejection.code),
-                });
-                BindingFuture::Refused {
-                    response: Some(resp),
-                }
-            }
+            Err(rejection) => BindingFuture::Refused {
+                rejection,
+                body: std::marker::PhantomData,
+            },
         }
     }
 }
@@ -262,13 +221,17 @@ pin_project_lite::pin_project! {
     #[project = BindingFutureProj]
     pub enum BindingFuture<F, B> {
         Inner { #[pin] future: F, outcome: Option<Outcome> },
-        Refused { response: Option<Response<B>> },
+        // The answer is made when polled, from a `Copy` rejection, so a
+        // future polled again after completion answers again instead of
+        // hanging.
+        Refused { rejection: Rejection, body: std::marker::PhantomData<fn() -> B> },
     }
 }
 
 impl<F, B, E> Future for BindingFuture<F, B>
 where
     F: Future<Output = Result<Response<B>, E>>,
+    B: From<Bytes>,
 {
     type Output = Result<Response<B>, E>;
 
@@ -283,10 +246,15 @@ where
                 }
                 other => other,
             },
-            BindingFutureProj::Refused { response } => match response.take() {
-                Some(r) => Poll::Ready(Ok(r)),
-                None => Poll::Pending,
-            },
+            BindingFutureProj::Refused { rejection, .. } => {
+                let mut resp = unauthorized(*rejection);
+                resp.extensions_mut().insert(Outcome {
+                    client_id: None,
+                    form: None,
+                    code: Some(rejection.code),
+                });
+                Poll::Ready(Ok(resp))
+            }
         }
     }
 }
@@ -330,15 +298,55 @@ mod tests {
         );
     }
 
+    /// A refused request's future, polled again after it answered, answers
+    /// again; it used to return `Pending` with no waker registered, which
+    /// hangs whoever polls it.
+    #[test]
+    fn refused_future_answers_every_poll() {
+        let binding = Binding::new(KeystoreHandle::default(), crate::Policy::default());
+        let ekm = crate::Ekm::from_bytes([7; 32]);
+        let mut svc = binding.layer_for(ekm).layer(Unreachable);
+        let fut = svc.call(Request::new(()));
+        let mut fut = std::pin::pin!(fut);
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        for _ in 0..2 {
+            match fut.as_mut().poll(&mut cx) {
+                Poll::Ready(Ok(resp)) => {
+                    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+                    let o = resp.extensions().get::<Outcome>().unwrap();
+                    assert_eq!(o.code, Some(ErrorCode::MissingToken));
+                }
+                other => panic!("not ready: {:?}", other.is_pending()),
+            }
+        }
+    }
+
+    /// An inner service that must never be reached.
+    #[derive(Clone)]
+    struct Unreachable;
+
+    impl Service<Request<()>> for Unreachable {
+        type Response = Response<Bytes>;
+        type Error = std::convert::Infallible;
+        type Future = std::future::Ready<Result<Response<Bytes>, Self::Error>>;
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, _: Request<()>) -> Self::Future {
+            unreachable!("a request without a token reached the inner service")
+        }
+    }
+
     #[test]
     fn challenge_text_is_exact() {
         for code in ErrorCode::ALL {
             if code == ErrorCode::MissingToken {
-                assert_eq!(challenge_for(code), "Bearer realm=\"jose-binding\"");
+                assert_eq!(code.challenge(), "Bearer realm=\"jose-binding\"");
                 continue;
             }
             assert_eq!(
-                challenge_for(code),
+                code.challenge(),
                 format!(
                     "Bearer error=\"invalid_token\", error_description=\"{}\"",
                     code.as_str()

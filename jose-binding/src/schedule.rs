@@ -127,8 +127,11 @@ impl SigKey {
         Fingerprint::of("sig", &*self.bytes)
     }
     /// HMAC-SHA256 of `data` under this key.
-    pub fn sign(&self, data: &[u8]) -> aws_lc_rs::hmac::Tag {
-        aws_lc_rs::hmac::sign(&self.mac, data)
+    pub fn sign(&self, data: &[u8]) -> [u8; 32] {
+        let tag = aws_lc_rs::hmac::sign(&self.mac, data);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(tag.as_ref());
+        out
     }
     /// Whether `tag` is the HMAC-SHA256 of `data`, compared in constant time
     /// (aws-lc's `CRYPTO_memcmp`).
@@ -171,7 +174,7 @@ impl EncKey {
         Fingerprint::of("enc", &*self.bytes)
     }
     /// The expanded AES-256-GCM key.
-    pub fn aead(&self) -> &aws_lc_rs::aead::LessSafeKey {
+    pub(crate) fn aead(&self) -> &aws_lc_rs::aead::LessSafeKey {
         &self.aead
     }
 }

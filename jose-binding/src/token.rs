@@ -466,13 +466,17 @@ pub fn sign_jws_encoded(header_b64: &str, payload: &[u8], key: &SigKey) -> Strin
     out
 }
 
-/// Produces a compact dir/A256GCM JWE; `iv` must never repeat under one key.
+/// Produces a compact dir/A256GCM JWE with the IV given. For reproducible
+/// vectors and tests only (feature `test-vectors`): an IV must never repeat
+/// under one key, which only a random IV ([`crate::Issuer::issue`]) ensures.
+#[cfg(any(test, feature = "test-vectors"))]
 pub fn encrypt_jwe(header_json: &str, plaintext: &[u8], key: &EncKey, iv: [u8; 12]) -> String {
     encrypt_jwe_encoded(&b64::encode(header_json.as_bytes()), plaintext, key, iv)
 }
 
-/// [`encrypt_jwe`] with the header already base64url-encoded.
-pub fn encrypt_jwe_encoded(
+/// A compact dir/A256GCM JWE, the header already base64url-encoded; `iv`
+/// must never repeat under one key.
+pub(crate) fn encrypt_jwe_encoded(
     header_b64: &str,
     plaintext: &[u8],
     key: &EncKey,

@@ -316,7 +316,7 @@ static CLAIMS: std::sync::LazyLock<serde_json::Value> =
 
 async fn one_request(c: &mut BoundConnection, kind: &Kind) -> bool {
     let reply = match kind {
-        Kind::Bound(form) => c.send(*form, &CLAIMS).await,
+        Kind::Bound(form) => c.send(*form, &*CLAIMS).await,
         Kind::Baseline(token) => c.request(Method::POST, "/v1/baseline", Some(token)).await,
     };
     matches!(reply, Ok(r) if r.status == 200)

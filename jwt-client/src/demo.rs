@@ -39,8 +39,8 @@ impl Narrator {
     }
 
     fn expect(&mut self, step: &str, reply: &Reply, want_status: u16, want_code: Option<&str>) {
-        let code = reply.error_code();
-        let ok = reply.status == want_status && code.as_deref() == want_code;
+        let code = reply.error_code().map(jose_binding::ErrorCode::as_str);
+        let ok = reply.status == want_status && code == want_code;
         if !ok {
             self.failures += 1;
         }

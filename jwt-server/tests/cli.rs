@@ -205,7 +205,7 @@ async fn serves_from_a_config_file_and_stops_on_sigterm() {
         .await
         .unwrap();
     assert_eq!(
-        r.error_code().as_deref(),
+        r.error_code().map(jose_binding::ErrorCode::as_str),
         Some("form_not_allowed"),
         "forms from the config file"
     );

@@ -20,7 +20,7 @@ fn now() -> i64 {
 fn assert_refused(reply: &Reply, code: &str) {
     assert_eq!(reply.status, 401, "{code}: body {:?}", reply.body);
     assert_eq!(
-        reply.error_code().as_deref(),
+        reply.error_code().map(jose_binding::ErrorCode::as_str),
         Some(code),
         "body {:?}",
         reply.body

@@ -1,10 +1,13 @@
-//! The verifier as a tower [`Layer`] any hyper service can mount.
+//! The verifier as a tower [`Layer`] any hyper service can mount, an axum
+//! `Router` included.
 //!
-//! The layer is built per TLS connection with that connection's EKM; every
-//! request on the connection (HTTP/1.1 keep-alive or HTTP/2 streams) shares
-//! one [`ConnectionVerifier`]. Verified claims reach the inner service as a
-//! [`Verified`] request extension; refused requests never reach it and get
-//! the §7 answer (401, `WWW-Authenticate`, JSON body).
+//! The layer is mounted once. What is particular to a TLS connection, its
+//! [`ConnectionBinding`] (the verifier made from that connection's EKM,
+//! shared by every request on it), reaches the layer as a request extension
+//! put there by the acceptor ([`crate::server::serve`], or your own accept
+//! loop with [`Binding::connection`]). Verified claims reach the inner
+//! service as a [`Verified`] request extension; refused requests never reach
+//! it and get the §7 answer (401, `WWW-Authenticate`, JSON body).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -63,27 +66,68 @@ impl Binding {
         }
     }
 
-    /// The layer for one connection, given the EKM exported after its handshake.
-    pub fn layer_for(&self, ekm: Ekm) -> BindingLayer {
-        BindingLayer {
-            keystore: self.keystore.clone(),
-            conn: Arc::new(Mutex::new(ConnectionVerifier::new(
+    /// The state of one connection, given the EKM exported after its
+    /// handshake; put a clone into every request's extensions.
+    pub fn connection(&self, ekm: Ekm) -> ConnectionBinding {
+        ConnectionBinding {
+            verifier: Arc::new(Mutex::new(ConnectionVerifier::new(
                 ekm,
                 self.policy.clone(),
             ))),
             ticket: None,
         }
     }
+
+    /// The layer to mount once on the application (or on its protected
+    /// routes).
+    pub fn layer(&self) -> BindingLayer {
+        BindingLayer {
+            keystore: self.keystore.clone(),
+        }
+    }
 }
 
-/// Per-connection layer; cloning shares the connection's verifier.
+/// One TLS connection's binding: its verifier (subkeys, pinned client,
+/// replay cache), shared by every request on the connection. Cloning shares
+/// it.
 #[derive(Debug, Clone)]
-pub struct BindingLayer {
-    keystore: KeystoreHandle,
-    conn: Arc<Mutex<ConnectionVerifier>>,
+pub struct ConnectionBinding {
+    verifier: Arc<Mutex<ConnectionVerifier>>,
     /// The connection's place in the server's table: the first accepted
     /// token makes it authenticated, safe from eviction and deadlines.
     ticket: Option<Arc<Ticket>>,
+}
+
+impl ConnectionBinding {
+    /// Reports the first accepted token on this connection to `ticket`.
+    pub fn admitted_as(mut self, ticket: Arc<Ticket>) -> Self {
+        self.ticket = Some(ticket);
+        self
+    }
+
+    /// Steps 1–14 for one request's headers.
+    pub fn check(
+        &self,
+        keystore: &Keystore,
+        headers: &http::HeaderMap,
+    ) -> Result<Verified, Rejection> {
+        let token = bearer_token(headers)?;
+        let mut conn = match self.verifier.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let verified = conn.verify(keystore, token)?;
+        if let Some(t) = &self.ticket {
+            t.authenticate();
+        }
+        Ok(verified)
+    }
+}
+
+/// The verifier as a layer; mount it once. Cloning is cheap.
+#[derive(Debug, Clone)]
+pub struct BindingLayer {
+    keystore: KeystoreHandle,
 }
 
 impl<S> Layer<S> for BindingLayer {
@@ -112,26 +156,25 @@ pub struct BindingService<S> {
 }
 
 impl BindingLayer {
-    /// Reports the first accepted token on this connection to `ticket`.
-    pub fn admitted_as(mut self, ticket: Arc<Ticket>) -> Self {
-        self.ticket = Some(ticket);
-        self
+    /// Steps 1–14 for a request, on the connection its extensions name.
+    fn check(&self, req: &http::request::Parts) -> Result<Verified, Refusal> {
+        let conn = req
+            .extensions
+            .get::<ConnectionBinding>()
+            .ok_or(Refusal::Unbound)?;
+        conn.check(&self.keystore.snapshot(), &req.headers)
+            .map_err(Refusal::Token)
     }
+}
 
-    /// Steps 1–14 for one request's headers.
-    pub fn check(&self, headers: &http::HeaderMap) -> Result<Verified, Rejection> {
-        let token = bearer_token(headers)?;
-        let keystore = self.keystore.snapshot();
-        let mut conn = match self.conn.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        let verified = conn.verify(&keystore, token)?;
-        if let Some(t) = &self.ticket {
-            t.authenticate();
-        }
-        Ok(verified)
-    }
+/// Why a request does not reach the inner service.
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    /// A §7 refusal of the token.
+    Token(Rejection),
+    /// The request came through no binding acceptor: a deployment error
+    /// (the layer mounted behind a plain listener), never client input.
+    Unbound,
 }
 
 /// Step 1: exactly one `Authorization: Bearer <token>`.
@@ -194,22 +237,23 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        match self.layer.check(req.headers()) {
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let (mut parts, body) = req.into_parts();
+        match self.layer.check(&parts) {
             Ok(verified) => {
                 let outcome = Outcome {
                     client_id: Some(verified.client_id.clone()),
                     form: Some(verified.form),
                     code: None,
                 };
-                req.extensions_mut().insert(verified);
+                parts.extensions.insert(verified);
                 BindingFuture::Inner {
-                    future: self.inner.call(req),
+                    future: self.inner.call(Request::from_parts(parts, body)),
                     outcome: Some(outcome),
                 }
             }
-            Err(rejection) => BindingFuture::Refused {
-                rejection,
+            Err(refusal) => BindingFuture::Refused {
+                refusal,
                 body: std::marker::PhantomData,
             },
         }
@@ -219,12 +263,13 @@ where
 pin_project_lite::pin_project! {
     /// Either the inner service's future or an immediate 401.
     #[project = BindingFutureProj]
+    #[allow(private_interfaces)]
     pub enum BindingFuture<F, B> {
         Inner { #[pin] future: F, outcome: Option<Outcome> },
         // The answer is made when polled, from a `Copy` rejection, so a
         // future polled again after completion answers again instead of
         // hanging.
-        Refused { rejection: Rejection, body: std::marker::PhantomData<fn() -> B> },
+        Refused { refusal: Refusal, body: std::marker::PhantomData<fn() -> B> },
     }
 }
 
@@ -246,17 +291,36 @@ where
                 }
                 other => other,
             },
-            BindingFutureProj::Refused { rejection, .. } => {
-                let mut resp = unauthorized(*rejection);
-                resp.extensions_mut().insert(Outcome {
-                    client_id: None,
-                    form: None,
-                    code: Some(rejection.code),
-                });
-                Poll::Ready(Ok(resp))
-            }
+            BindingFutureProj::Refused { refusal, .. } => Poll::Ready(Ok(match *refusal {
+                Refusal::Token(rejection) => {
+                    let mut resp = unauthorized(rejection);
+                    resp.extensions_mut().insert(Outcome {
+                        client_id: None,
+                        form: None,
+                        code: Some(rejection.code),
+                    });
+                    resp
+                }
+                Refusal::Unbound => unbound(),
+            })),
         }
     }
+}
+
+/// The answer when the layer sees a request no binding acceptor passed:
+/// 500, logged, since the deployment is wrong and no token could verify.
+fn unbound<B: From<Bytes>>() -> Response<B> {
+    tracing::error!(
+        "a request reached the binding layer without a ConnectionBinding extension: \
+         serve the app with jose_binding::server::serve, or insert Binding::connection(ekm) \
+         into each request's extensions"
+    );
+    let body = Bytes::from_static(br#"{"error":"not_bound"}"#);
+    let mut resp = Response::new(B::from(body));
+    *resp.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
 }
 
 #[cfg(test)]
@@ -304,9 +368,11 @@ mod tests {
     #[test]
     fn refused_future_answers_every_poll() {
         let binding = Binding::new(KeystoreHandle::default(), crate::Policy::default());
-        let ekm = crate::Ekm::from_bytes([7; 32]);
-        let mut svc = binding.layer_for(ekm).layer(Unreachable);
-        let fut = svc.call(Request::new(()));
+        let conn = binding.connection(crate::Ekm::from_bytes([7; 32]));
+        let mut svc = binding.layer().layer(Unreachable);
+        let mut req = Request::new(());
+        req.extensions_mut().insert(conn);
+        let fut = svc.call(req);
         let mut fut = std::pin::pin!(fut);
         let waker = std::task::Waker::noop();
         let mut cx = Context::from_waker(waker);
@@ -319,6 +385,27 @@ mod tests {
                 }
                 other => panic!("not ready: {:?}", other.is_pending()),
             }
+        }
+    }
+
+    /// A request no binding acceptor passed (the layer mounted behind a
+    /// plain listener) is a deployment error: 500, never the inner service.
+    #[test]
+    fn request_without_a_connection_binding_is_refused() {
+        let binding = Binding::new(KeystoreHandle::default(), crate::Policy::default());
+        let mut svc = binding.layer().layer(Unreachable);
+        let mut req = Request::new(());
+        req.headers_mut()
+            .insert(AUTHORIZATION, HeaderValue::from_static("Bearer a.b.c"));
+        let fut = svc.call(req);
+        let mut fut = std::pin::pin!(fut);
+        let waker = std::task::Waker::noop();
+        match fut.as_mut().poll(&mut Context::from_waker(waker)) {
+            Poll::Ready(Ok(resp)) => {
+                assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+                assert_eq!(&resp.body()[..], br#"{"error":"not_bound"}"#);
+            }
+            _ => panic!("answered at once"),
         }
     }
 

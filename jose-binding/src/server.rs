@@ -1,8 +1,10 @@
-//! Serving: TLS 1.3 accept loop, EKM capture, the binding layer mounted on
-//! an application service, HTTP/1.1 or HTTP/2 by ALPN, limits, and graceful
-//! shutdown. Also the reference application of PROTOCOL.md §6.
+//! Serving: the TLS 1.3 accept loop. It admits connections within the
+//! budgets of [`crate::admission`], exports each one's EKM into a
+//! [`ConnectionBinding`] that every request carries as an extension (where
+//! the [`crate::layer::BindingLayer`] finds it), serves any tower service
+//! over HTTP/1.1 or HTTP/2 by ALPN, enforces the deadlines, logs one line
+//! per request within the log budget, and shuts down gracefully.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -11,10 +13,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::header::CONTENT_TYPE;
-use http::{HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::Full;
+use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -22,16 +21,12 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
-use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::admission::{Admission, Budgets, Refused, Ticket};
-use crate::layer::{Binding, BindingLayer, Outcome};
+use crate::layer::{Binding, ConnectionBinding, Outcome};
 use crate::throttle::{Counters, Dropped, LogBudget};
 use crate::tls;
-use crate::verifier::Verified;
-
-pub type Body = Full<Bytes>;
 
 /// Limits of the serving loop. The defaults suit a 2-core box serving about
 /// a thousand clients; docs/SECURITY.md says what each one stops.
@@ -105,27 +100,18 @@ impl ServerOptions {
     }
 }
 
-/// The future of an application service: boxed, so any handler fits.
-pub type AppFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+/// The error type hyper accepts from a service or a body.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Builds the application service of one connection around its binding layer.
-pub trait MakeApp: Send + Sync + 'static {
-    type Service: Service<
-            Request<Incoming>,
-            Response = Response<Body>,
-            Error = Infallible,
-            Future = AppFuture,
-        > + Clone
-        + Send
-        + 'static;
-    fn make(&self, binding: BindingLayer, peer: SocketAddr) -> Self::Service;
-}
+/// The peer's address, as a request extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub SocketAddr);
 
 /// What the accept loop and every connection task share.
-struct Shared<M> {
+struct Shared<S> {
     acceptor: TlsAcceptor,
     binding: Binding,
-    app: M,
+    app: S,
     /// Protocol chosen by ALPN: one builder each, made once.
     http1: auto::Builder<TokioExecutor>,
     http2: auto::Builder<TokioExecutor>,
@@ -139,7 +125,7 @@ struct Log {
     budget: LogBudget,
 }
 
-impl<M> Shared<M> {
+impl<S> Shared<S> {
     /// Counts a connection the server closes, and logs it within the budget.
     fn dropped(&self, peer: SocketAddr, why: Dropped, detail: &dyn std::fmt::Display) {
         self.log.counters.count_dropped(why);
@@ -149,16 +135,28 @@ impl<M> Shared<M> {
     }
 }
 
-/// Serves until `shutdown` resolves, then lets in-flight requests finish
-/// (up to `shutdown_grace`).
-pub async fn serve<M: MakeApp>(
+/// Serves `app` until `shutdown` resolves, then lets in-flight requests
+/// finish (up to `shutdown_grace`).
+///
+/// `app` is any tower service over hyper requests, with any body: mount
+/// `binding.layer()` on it (or on its protected routes) once, and every
+/// request reaches it with this connection's [`ConnectionBinding`] and
+/// [`PeerAddr`] as extensions.
+pub async fn serve<S, B>(
     listener: TcpListener,
     tls_config: Arc<rustls::ServerConfig>,
     binding: Binding,
-    app: M,
+    app: S,
     opts: ServerOptions,
     shutdown: impl Future<Output = ()>,
-) {
+) where
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
     let admission = Admission::new(opts.budgets());
     let graceful = GracefulShutdown::new();
     let mut http = auto::Builder::new(TokioExecutor::new());
@@ -224,7 +222,7 @@ pub async fn serve<M: MakeApp>(
 
 /// Once a second, if the log budget suppressed anything, one line with how
 /// many and the running totals.
-async fn report_suppressed<M>(shared: Arc<Shared<M>>) {
+async fn report_suppressed<S>(shared: Arc<Shared<S>>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -251,13 +249,20 @@ async fn report_suppressed<M>(shared: Arc<Shared<M>>) {
 
 /// One connection: handshake, then HTTP until the peer leaves, the server
 /// shuts down, or a limit closes it.
-async fn serve_connection<M: MakeApp>(
-    shared: Arc<Shared<M>>,
+async fn serve_connection<S, B>(
+    shared: Arc<Shared<S>>,
     tcp: tokio::net::TcpStream,
     peer: SocketAddr,
     ticket: Ticket,
     watcher: hyper_util::server::graceful::Watcher,
-) {
+) where
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
     let ticket = Arc::new(ticket);
     let opts = &shared.opts;
     let auth_deadline = tokio::time::Instant::now() + opts.auth_timeout;
@@ -278,10 +283,11 @@ async fn serve_connection<M: MakeApp>(
     };
     let h2 = conn.alpn_protocol() == Some(tls::ALPN_H2);
     tracing::debug!(%peer, ekm_fp = %ekm.fingerprint(), h2, "connection bound");
-    let layer = shared.binding.layer_for(ekm).admitted_as(ticket.clone());
+    let conn = shared.binding.connection(ekm).admitted_as(ticket.clone());
     let clock = TrafficClock::new();
     let svc = Tracked {
-        inner: shared.app.make(layer, peer),
+        inner: shared.app.clone(),
+        conn,
         clock: clock.clone(),
         log: shared.log.clone(),
         peer,
@@ -376,38 +382,38 @@ impl Drop for Busy {
 #[derive(Clone)]
 struct Tracked<S> {
     inner: S,
+    conn: ConnectionBinding,
     clock: TrafficClock,
     log: Arc<Log>,
     peer: SocketAddr,
 }
 
-impl<S> Service<Request<Incoming>> for Tracked<S>
+impl<S, B> Service<Request<Incoming>> for Tracked<S>
 where
-    S: Service<
-        Request<Incoming>,
-        Response = Response<Body>,
-        Error = Infallible,
-        Future = AppFuture,
-    >,
+    S: Service<Request<Incoming>, Response = Response<B>>,
 {
-    type Response = Response<TrackedBody<Body>>;
-    type Error = Infallible;
-    type Future = TrackedFuture;
+    type Response = Response<TrackedBody<B>>;
+    type Error = S::Error;
+    type Future = TrackedFuture<S::Future>;
 
-    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Result<(), Infallible>> {
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<Incoming>) -> TrackedFuture {
+    fn call(&mut self, mut req: Request<Incoming>) -> Self::Future {
+        let access = Access {
+            start: Instant::now(),
+            method: req.method().clone(),
+            path: req.uri().path().to_owned(),
+            peer: self.peer,
+            log: self.log.clone(),
+        };
+        let ext = req.extensions_mut();
+        ext.insert(self.conn.clone());
+        ext.insert(PeerAddr(self.peer));
         TrackedFuture {
             busy: Some(Busy::new(self.clock.clone())),
-            access: Access {
-                start: Instant::now(),
-                method: req.method().clone(),
-                path: req.uri().path().to_owned(),
-                peer: self.peer,
-                log: self.log.clone(),
-            },
+            access,
             inner: self.inner.call(req),
         }
     }
@@ -423,21 +429,26 @@ struct Access {
 }
 
 pin_project_lite::pin_project! {
-    struct TrackedFuture {
+    struct TrackedFuture<F> {
         #[pin]
-        inner: AppFuture,
+        inner: F,
         busy: Option<Busy>,
         access: Access,
     }
 }
 
-impl Future for TrackedFuture {
-    type Output = Result<Response<TrackedBody<Body>>, Infallible>;
+impl<F, B, E> Future for TrackedFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<TrackedBody<B>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let Poll::Ready(Ok(resp)) = this.inner.poll(cx) else {
-            return Poll::Pending;
+        let resp = match this.inner.poll(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Ready(Ok(resp)) => resp,
         };
         this.access.log(&resp);
         let clock = this.busy.take().map(|b| b.0.clone());
@@ -480,136 +491,8 @@ impl<B: hyper::body::Body> hyper::body::Body for TrackedBody<B> {
     }
 }
 
-/// The reference application (§6): `POST /v1/claims` behind the binding,
-/// `GET /healthz` open, everything else 404. Logs one line per request.
-///
-/// For benchmarks only, [`ReferenceApp::with_baseline`] adds
-/// `POST /v1/baseline`: the same stack with the binding replaced by a
-/// constant-time compare against one static bearer token, so load runs can
-/// measure what binding costs. Off unless configured.
-#[derive(Clone, Default)]
-pub struct ReferenceApp {
-    baseline: Option<Arc<zeroize::Zeroizing<Vec<u8>>>>,
-}
-
-impl std::fmt::Debug for ReferenceApp {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReferenceApp")
-            .field("baseline", &self.baseline.is_some())
-            .finish()
-    }
-}
-
-impl ReferenceApp {
-    /// Enables `POST /v1/baseline` with this static bearer token.
-    pub fn with_baseline(token: &[u8]) -> Self {
-        ReferenceApp {
-            baseline: Some(Arc::new(zeroize::Zeroizing::new(token.to_vec()))),
-        }
-    }
-}
-
-impl MakeApp for ReferenceApp {
-    type Service = ReferenceService;
-    fn make(&self, binding: BindingLayer, peer: SocketAddr) -> ReferenceService {
-        ReferenceService {
-            claims: binding.layer(EchoClaims),
-            baseline: self.baseline.clone(),
-            peer,
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct ReferenceService {
-    claims: crate::layer::BindingService<EchoClaims>,
-    baseline: Option<Arc<zeroize::Zeroizing<Vec<u8>>>>,
-    peer: SocketAddr,
-}
-
-impl std::fmt::Debug for ReferenceService {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReferenceService")
-            .field("peer", &self.peer)
-            .finish_non_exhaustive()
-    }
-}
-
-/// The claims the baseline route echoes: the size of a `jwt-client bench` token's.
-const BASELINE_CLAIMS: &str = r#"{"iss":"baseline","aud":"localhost","iat":1767225600,"exp":1767225660,"jti":"AAAAAAAAAAAAAAAAAAAAAA","role":"bench"}"#;
-
-/// The baseline route: a static bearer token compared in constant time.
-fn baseline_answer(expected: &[u8], headers: &http::HeaderMap) -> Response<Body> {
-    use subtle::ConstantTimeEq;
-    let ok = match crate::layer::bearer_token(headers) {
-        Ok(t) => bool::from(t.as_bytes().ct_eq(expected)),
-        Err(_) => false,
-    };
-    let mut resp = if ok {
-        // The same work as the echo route after verification: the echo of a
-        // claims set of the size a bound token carries, so the comparison
-        // isolates the binding.
-        json(
-            StatusCode::OK,
-            echo_body("baseline", "static", BASELINE_CLAIMS),
-        )
-    } else {
-        crate::layer::unauthorized(crate::error::Rejection::new(
-            crate::ErrorCode::BadSignature,
-            "not the static baseline token",
-        ))
-    };
-    resp.extensions_mut().insert(Outcome {
-        client_id: None,
-        form: None,
-        code: (!ok).then_some(crate::ErrorCode::BadSignature),
-    });
-    resp
-}
-
-impl Service<Request<Incoming>> for ReferenceService {
-    type Response = Response<Body>;
-    type Error = Infallible;
-    type Future = AppFuture;
-
-    fn poll_ready(
-        &mut self,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Infallible>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
-        /// The claims route answers later; every other route at once.
-        enum Answer<F> {
-            Later(F),
-            Now(Response<Body>),
-        }
-        let answer = match (req.method(), req.uri().path(), &self.baseline) {
-            (&Method::POST, "/v1/claims", _) => Answer::Later(self.claims.call(req.map(|_| ()))),
-            (&Method::POST, "/v1/baseline", Some(expected)) => {
-                Answer::Now(baseline_answer(expected, req.headers()))
-            }
-            (&Method::GET, "/healthz", _) => {
-                Answer::Now(json(StatusCode::OK, r#"{"status":"ok"}"#))
-            }
-            (_, "/v1/claims" | "/healthz", _) => Answer::Now(json(
-                StatusCode::METHOD_NOT_ALLOWED,
-                r#"{"error":"method_not_allowed"}"#,
-            )),
-            _ => Answer::Now(json(StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#)),
-        };
-        Box::pin(async move {
-            match answer {
-                Answer::Later(f) => f.await,
-                Answer::Now(resp) => Ok(resp),
-            }
-        })
-    }
-}
-
 impl Access {
-    fn log(&self, resp: &Response<Body>) {
+    fn log<B>(&self, resp: &Response<B>) {
         let refused = !resp.status().is_success();
         if refused {
             self.log
@@ -646,56 +529,4 @@ impl Access {
             latency_us = self.start.elapsed().as_micros() as u64,
         );
     }
-}
-
-/// The echo handler: `{"client_id", "form", "claims"}` of the verified token.
-#[derive(Debug, Clone, Copy)]
-pub struct EchoClaims;
-
-impl Service<Request<()>> for EchoClaims {
-    type Response = Response<Body>;
-    type Error = Infallible;
-    type Future = std::future::Ready<Result<Response<Body>, Infallible>>;
-
-    fn poll_ready(
-        &mut self,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Infallible>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request<()>) -> Self::Future {
-        let resp = match req.extensions().get::<Verified>() {
-            Some(v) => json(
-                StatusCode::OK,
-                echo_body(v.client_id.as_str(), v.form.as_str(), v.claims.as_json()),
-            ),
-            // Unreachable behind the layer; never a 5xx for client input.
-            None => json(StatusCode::UNAUTHORIZED, r#"{"error":"missing_token"}"#),
-        };
-        std::future::ready(Ok(resp))
-    }
-}
-
-/// `{"client_id", "form", "claims"}` (§6), with the verified claims text
-/// written as it is: it passed the strict parse, so it is one JSON object.
-fn echo_body(client_id: &str, form: &str, claims_json: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(40 + client_id.len() + form.len() + claims_json.len());
-    out.extend_from_slice(br#"{"client_id":"#);
-    // Writing a string into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut out, client_id);
-    out.extend_from_slice(br#","form":"#);
-    let _ = serde_json::to_writer(&mut out, form);
-    out.extend_from_slice(br#","claims":"#);
-    out.extend_from_slice(claims_json.as_bytes());
-    out.push(b'}');
-    out
-}
-
-pub fn json(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
-    let mut r = Response::new(Full::new(body.into()));
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    r
 }

@@ -10,8 +10,9 @@ use std::sync::Arc;
 
 use jose_binding::client::{BoundConnection, ClientSetup, HttpVersion, Reply, Target};
 use jose_binding::layer::{Binding, KeystoreHandle};
-use jose_binding::server::{self, ReferenceApp, ServerOptions};
+use jose_binding::server::{self, ServerOptions};
 use jose_binding::{tls, ClientId, Form, Keystore, Policy, RootKey, SoftwareRootKey};
+use jwt_server::app::EchoApp;
 use serde_json::json;
 
 /// Finds fixtures/ from the current directory or the workspace this binary was built in.
@@ -79,8 +80,8 @@ pub async fn run(json: bool, tpm_key: Option<Arc<dyn RootKey>>) -> Result<ExitCo
     let server = tokio::spawn(server::serve(
         listener,
         tls_config,
-        binding,
-        ReferenceApp::default(),
+        binding.clone(),
+        EchoApp::new(&binding.layer()),
         ServerOptions::default(),
         async {
             let _ = stopped.await;

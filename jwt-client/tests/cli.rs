@@ -260,13 +260,14 @@ fn stdout_json(out: &Output) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bench_runs_bound_and_baseline_and_reports_json() {
-    use jose_binding::server::{ReferenceApp, ServerOptions};
+    use jose_binding::server::ServerOptions;
+    use jwt_server::app::EchoApp;
     let token = "bench-baseline-token-0123456789";
     let server = TestServer::start_with(
         Policy::default(),
         fixture_keystore(),
         ServerOptions::default(),
-        ReferenceApp::with_baseline(token.as_bytes()),
+        |l| EchoApp::new(l).with_baseline(token.as_bytes()),
     )
     .await;
     let dir = TempDir::new("bench");
@@ -324,7 +325,8 @@ async fn bench_runs_bound_and_baseline_and_reports_json() {
 /// derives fresh keys and every request is answered.
 #[tokio::test(flavor = "multi_thread")]
 async fn send_survives_a_server_restart() {
-    use jose_binding::server::{ReferenceApp, ServerOptions};
+    use jose_binding::server::ServerOptions;
+    use jwt_server::app::EchoApp;
     let first = TestServer::start(Policy::default(), fixture_keystore()).await;
     let port = first.port;
     let client = tokio::task::spawn_blocking(move || {
@@ -350,7 +352,7 @@ async fn send_survives_a_server_restart() {
         Policy::default(),
         fixture_keystore(),
         ServerOptions::default(),
-        ReferenceApp::default(),
+        EchoApp::new,
     )
     .await;
     let out = client.await.unwrap();

@@ -23,8 +23,9 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use jose_binding::custody::{self, Holder, ShareFile};
 use jose_binding::layer::{Binding, KeystoreHandle};
-use jose_binding::server::{self, ReferenceApp, ServerOptions};
+use jose_binding::server::{self, ServerOptions};
 use jose_binding::{tls, ClientId, Form, FormSet, Keystore, Policy, RootKey, SoftwareRootKey};
+use jwt_server::app::EchoApp;
 use serde::Deserialize;
 
 /// Serves POST /v1/claims behind TLS-bound JOSE verification.
@@ -503,6 +504,8 @@ fn run_server(args: &ServeArgs) -> Result<(), String> {
     let keystore = Keystore::load(&s.keystore).map_err(|e| e.to_string())?;
     warn_if_readable(&s.keystore);
     let handle = KeystoreHandle::new(keystore);
+    let binding = Binding::new(handle.clone(), s.policy.clone());
+    let app = EchoApp::new(&binding.layer());
     let app = match &args.baseline_token_file {
         Some(p) => {
             let token = zeroize::Zeroizing::new(
@@ -514,9 +517,9 @@ fn run_server(args: &ServeArgs) -> Result<(), String> {
                 return Err("--baseline-token-file: use a token of at least 16 characters".into());
             }
             tracing::warn!("POST /v1/baseline is enabled (static bearer token, no binding): for benchmarks only");
-            ReferenceApp::with_baseline(token.as_bytes())
+            app.with_baseline(token.as_bytes())
         }
-        None => ReferenceApp::default(),
+        None => app,
     };
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("tokio runtime: {e}"))?;
     runtime.block_on(async move {
@@ -537,7 +540,6 @@ fn run_server(args: &ServeArgs) -> Result<(), String> {
             s.keystore.clone(),
             Duration::from_secs(2),
         ));
-        let binding = Binding::new(handle, s.policy);
         server::serve(
             listener,
             tls_config,

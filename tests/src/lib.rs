@@ -9,12 +9,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::{Request, Response};
+use hyper::body::Incoming;
 use jose_binding::client::{BoundConnection, ClientSetup, HttpVersion, Target};
-use jose_binding::layer::{Binding, KeystoreHandle};
-use jose_binding::server::{self, MakeApp, ReferenceApp, ServerOptions};
+use jose_binding::layer::{Binding, BindingLayer, KeystoreHandle};
+use jose_binding::server::{self, BoxError, ServerOptions};
 use jose_binding::{tls, ClientId, Keystore, Policy, SoftwareRootKey};
+use jwt_server::app::EchoApp;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tower_service::Service;
 
 pub fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
@@ -70,32 +74,43 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(policy: Policy, keystore: Keystore) -> TestServer {
-        Self::start_with(
-            policy,
-            keystore,
-            ServerOptions::default(),
-            ReferenceApp::default(),
-        )
-        .await
+        Self::start_with(policy, keystore, ServerOptions::default(), EchoApp::new).await
     }
 
-    pub async fn start_with<M: MakeApp>(
+    /// A server of the app `make` builds around the binding layer.
+    pub async fn start_with<S, B>(
         policy: Policy,
         keystore: Keystore,
         opts: ServerOptions,
-        app: M,
-    ) -> TestServer {
-        Self::start_on(0, policy, keystore, opts, app).await
+        make: impl FnOnce(&BindingLayer) -> S,
+    ) -> TestServer
+    where
+        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: hyper::body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        Self::start_on(0, policy, keystore, opts, make).await
     }
 
     /// As [`TestServer::start_with`] on a given port (0: any free one).
-    pub async fn start_on<M: MakeApp>(
+    pub async fn start_on<S, B>(
         port: u16,
         policy: Policy,
         keystore: Keystore,
         opts: ServerOptions,
-        app: M,
-    ) -> TestServer {
+        make: impl FnOnce(&BindingLayer) -> S,
+    ) -> TestServer
+    where
+        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: hyper::body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
         let chain = tls::load_certs(&fixtures().join("server.pem")).expect("cert");
         let key = tls::load_key(&fixtures().join("server.key")).expect("key");
         let cfg = Arc::new(tls::server_config(chain, key).expect("tls config"));
@@ -105,6 +120,7 @@ impl TestServer {
         let port = listener.local_addr().expect("addr").port();
         let handle = KeystoreHandle::new(keystore);
         let binding = Binding::new(handle.clone(), policy);
+        let app = make(&binding.layer());
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server::serve(listener, cfg, binding, app, opts, async {
             let _ = stopped.await;

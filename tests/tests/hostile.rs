@@ -311,7 +311,7 @@ async fn http_level_abuse() {
         Policy::default(),
         fixture_keystore(),
         opts,
-        jose_binding::server::ReferenceApp::default(),
+        jwt_server::app::EchoApp::new,
     )
     .await;
     let port = server.port;
@@ -446,7 +446,7 @@ async fn idle_keep_alive_connections_are_closed() {
         Policy::default(),
         fixture_keystore(),
         opts,
-        jose_binding::server::ReferenceApp::default(),
+        jwt_server::app::EchoApp::new,
     )
     .await;
     // Quiet right after the handshake.

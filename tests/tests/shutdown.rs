@@ -2,64 +2,38 @@
 //! new connections are refused afterwards.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
 use jose_binding::client::{HttpVersion, Target};
-use jose_binding::layer::{BindingLayer, BindingService, Layer};
-use jose_binding::server::{json, AppFuture, Body, MakeApp, ServerOptions};
+use jose_binding::layer::Layer;
+use jose_binding::server::ServerOptions;
 use jose_binding::{Form, Policy};
 use jose_binding_e2e::{connect, fixture_keystore, setup, TestServer};
+use jwt_server::app::{json, Body};
 use tower_service::Service;
 
-/// An app whose protected handler takes 500 ms.
-struct SlowApp;
-
+/// A protected handler that takes 500 ms.
 #[derive(Clone)]
 struct Slow;
 
-impl Service<Request<Incoming>> for Slow {
+impl<B> Service<Request<B>> for Slow {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = AppFuture;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Response<Body>, Infallible>> + Send>,
+    >;
     fn poll_ready(
         &mut self,
         _: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Result<(), Infallible>> {
         std::task::Poll::Ready(Ok(()))
     }
-    fn call(&mut self, _req: Request<Incoming>) -> AppFuture {
+    fn call(&mut self, _req: Request<B>) -> Self::Future {
         Box::pin(async {
             tokio::time::sleep(Duration::from_millis(500)).await;
             Ok(json(StatusCode::OK, r#"{"slow":true}"#))
         })
-    }
-}
-
-#[derive(Clone)]
-struct SlowService(BindingService<Slow>);
-
-impl Service<Request<Incoming>> for SlowService {
-    type Response = Response<Body>;
-    type Error = Infallible;
-    type Future = AppFuture;
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Infallible>> {
-        self.0.poll_ready(cx)
-    }
-    fn call(&mut self, req: Request<Incoming>) -> AppFuture {
-        Box::pin(self.0.call(req))
-    }
-}
-
-impl MakeApp for SlowApp {
-    type Service = SlowService;
-    fn make(&self, binding: BindingLayer, _peer: SocketAddr) -> SlowService {
-        SlowService(binding.layer(Slow))
     }
 }
 
@@ -69,7 +43,7 @@ async fn in_flight_request_finishes_and_new_connections_are_refused() {
         Policy::default(),
         fixture_keystore(),
         ServerOptions::default(),
-        SlowApp,
+        |binding| binding.layer(Slow),
     )
     .await;
     let setup = setup("client1", HttpVersion::Http1);

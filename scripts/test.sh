@@ -42,6 +42,19 @@ cargo fmt --all -- --check
 echo "==> cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
+# The library's core builds with no IO crate, and each feature builds alone.
+echo "==> jose-binding: the core alone, then each feature alone"
+for feature in "" keystore-file net custody tpm test-vectors; do
+  cargo clippy --quiet --locked -p jose-binding --no-default-features ${feature:+--features "$feature"} -- -D warnings
+done
+core_tree=$(cargo tree --locked -p jose-binding --no-default-features -e normal --prefix none)
+for crate in tokio hyper rustls toml age vsss-rs; do
+  if grep -qE "^$crate v" <<<"$core_tree"; then
+    echo "error: the core build of jose-binding depends on $crate" >&2
+    exit 1
+  fi
+done
+
 echo "==> test vectors regenerate byte for byte"
 check_dir="target/vectors-check"
 cargo run --quiet --locked -p xtask -- fixtures --vectors-only --dir "$check_dir" 2>/dev/null

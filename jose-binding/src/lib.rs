@@ -4,25 +4,38 @@
 //! root key and derive per-connection subkeys ([`schedule`]). Tokens made
 //! with them ([`issuer`]) verify only on that connection ([`verifier`]).
 //! The wire contract is docs/PROTOCOL.md.
+//!
+//! The default build is that core alone, with no IO crate. Features add
+//! `keystore-file` (the TOML keystore), `net` (TLS 1.3, HTTP and tower
+//! glue: [`layer`], [`server`], [`client`]), `custody` and `tpm`;
+//! docs/ARCHITECTURE.md says which file holds what.
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "net")]
 pub mod admission;
 pub mod b64;
 pub mod claims;
+#[cfg(feature = "net")]
 pub mod client;
 pub mod client_id;
+#[cfg(feature = "custody")]
 pub mod custody;
 pub mod error;
 pub mod issuer;
 pub mod json;
 pub mod keystore;
+#[cfg(feature = "net")]
 pub mod layer;
+#[cfg(feature = "net")]
 pub mod reload;
 pub mod replay;
 pub mod schedule;
+#[cfg(feature = "net")]
 pub mod server;
+#[cfg(feature = "net")]
 pub mod throttle;
+#[cfg(feature = "net")]
 pub mod tls;
 pub mod token;
 #[cfg(feature = "tpm")]

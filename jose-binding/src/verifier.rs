@@ -10,7 +10,7 @@ use crate::claims::Claims;
 use crate::client_id::ClientId;
 use crate::error::{reject, ErrorCode, Rejection};
 use crate::json;
-use crate::keystore::{ClientKeys, Keystore};
+use crate::keystore::{ClientKeys, KeyLookup};
 use crate::replay::{self, Replay, ReplayCache};
 use crate::schedule::{Ekm, Fingerprint, SubKeys};
 use crate::token::{Cty, Form, FormSet, HeaderMemo, Kind, Layer, MAX_CLAIMS_LEN, MAX_TOKEN_LEN};
@@ -99,21 +99,25 @@ impl ConnectionVerifier {
     }
 
     /// Verifies against the system clock.
-    pub fn verify(&mut self, keystore: &Keystore, token: &str) -> Result<Verified, Rejection> {
-        self.verify_at(keystore, token, unix_now())
+    pub fn verify<K: KeyLookup + ?Sized>(
+        &mut self,
+        keys: &K,
+        token: &str,
+    ) -> Result<Verified, Rejection> {
+        self.verify_at(keys, token, unix_now())
     }
 
     /// Verifies at time `now` (seconds since the epoch).
-    pub fn verify_at(
+    pub fn verify_at<K: KeyLookup + ?Sized>(
         &mut self,
-        keystore: &Keystore,
+        keys: &K,
         token: &str,
         now: f64,
     ) -> Result<Verified, Rejection> {
         let (outer, form) = precheck(token, &self.policy, Some(&mut self.headers))?;
         // Step 8.
-        let client = keystore
-            .get(outer.kid().ok_or(UNKNOWN_KID)?)
+        let client = keys
+            .client_keys(outer.kid().ok_or(UNKNOWN_KID)?)
             .ok_or(UNKNOWN_KID)?;
         let kid = client.id.as_str();
         if self.pinned.as_ref().is_some_and(|p| p.as_str() != kid) {

@@ -1,13 +1,4 @@
-//! The server's keystore (TOML): client id → root keys, current first.
-//!
-//! ```toml
-//! [clients.client1]
-//! keys = ["<base64url root key>", "<previous key, still accepted>"]
-//! ```
-//!
-//! Errors name the client and the problem, never the key material: TOML
-//! syntax errors are reported by line and column only, since the parser's own
-//! message quotes the offending line.
+//! The keystore's TOML file format (feature `keystore-file`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -16,21 +7,9 @@ use std::sync::Arc;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
+use super::{ClientKeys, Keystore};
 use crate::client_id::ClientId;
 use crate::schedule::{KeyFileError, SoftwareRootKey};
-
-/// One client's root keys; `keys[0]` is current, the rest are accepted.
-#[derive(Debug)]
-pub struct ClientKeys {
-    pub id: ClientId,
-    pub keys: Vec<SoftwareRootKey>,
-}
-
-/// An immutable keystore snapshot. Reloads build a new one.
-#[derive(Debug, Default)]
-pub struct Keystore {
-    clients: BTreeMap<ClientId, Arc<ClientKeys>>,
-}
 
 /// Longest keystore file read (a keystore is a few KiB).
 pub const MAX_KEYSTORE_BYTES: u64 = 4 << 20;
@@ -133,33 +112,6 @@ impl Keystore {
         Keystore::parse(&text)
     }
 
-    pub fn get(&self, id: &str) -> Option<&Arc<ClientKeys>> {
-        // BTreeMap<ClientId, _> looks up by &str through Borrow.
-        self.clients.get(id)
-    }
-
-    pub fn clients(&self) -> impl Iterator<Item = &Arc<ClientKeys>> {
-        self.clients.values()
-    }
-
-    pub fn len(&self) -> usize {
-        self.clients.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.clients.is_empty()
-    }
-
-    /// Replaces a client's keys (current first), creating it if new.
-    pub fn set(&mut self, id: ClientId, keys: Vec<SoftwareRootKey>) {
-        self.clients
-            .insert(id.clone(), Arc::new(ClientKeys { id, keys }));
-    }
-
-    pub fn remove(&mut self, id: &str) -> bool {
-        self.clients.remove(id).is_some()
-    }
-
     /// The file form, for `jwt-server keys`; holds key material.
     pub fn to_toml(&self) -> Zeroizing<String> {
         let mut out =
@@ -221,12 +173,6 @@ impl Keystore {
             let _ = std::fs::remove_file(&tmp);
         }
         result
-    }
-}
-
-impl std::borrow::Borrow<str> for ClientId {
-    fn borrow(&self) -> &str {
-        self.as_str()
     }
 }
 

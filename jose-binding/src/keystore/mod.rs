@@ -1,0 +1,87 @@
+//! The server's keystore: client id → root keys, current first, in memory,
+//! behind the [`KeyLookup`] trait the verifier asks. With the
+//! `keystore-file` feature it also reads and writes its TOML file:
+//!
+//! ```toml
+//! [clients.client1]
+//! keys = ["<base64url root key>", "<previous key, still accepted>"]
+//! ```
+//!
+//! Errors name the client and the problem, never the key material: TOML
+//! syntax errors are reported by line and column only, since the parser's own
+//! message quotes the offending line.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::client_id::ClientId;
+use crate::schedule::SoftwareRootKey;
+
+#[cfg(feature = "keystore-file")]
+mod file;
+#[cfg(feature = "keystore-file")]
+pub use file::{KeystoreError, MAX_KEYSTORE_BYTES};
+
+/// One client's root keys; `keys[0]` is current, the rest are accepted.
+#[derive(Debug)]
+pub struct ClientKeys {
+    pub id: ClientId,
+    pub keys: Vec<SoftwareRootKey>,
+}
+
+/// Where the verifier finds a client's root keys. [`Keystore`] is the one
+/// this crate ships; another source (a secrets service, say) implements
+/// this.
+pub trait KeyLookup {
+    /// The keys of client `kid`, current first. The verifier keeps the
+    /// subkeys it derived for as long as it gets the same `Arc` back, so a
+    /// source returns a new `Arc` exactly when a client's keys change.
+    fn client_keys(&self, kid: &str) -> Option<&Arc<ClientKeys>>;
+}
+
+/// An immutable keystore snapshot. Reloads build a new one.
+#[derive(Debug, Default)]
+pub struct Keystore {
+    clients: BTreeMap<ClientId, Arc<ClientKeys>>,
+}
+
+impl KeyLookup for Keystore {
+    fn client_keys(&self, kid: &str) -> Option<&Arc<ClientKeys>> {
+        self.get(kid)
+    }
+}
+
+impl Keystore {
+    pub fn get(&self, id: &str) -> Option<&Arc<ClientKeys>> {
+        // BTreeMap<ClientId, _> looks up by &str through Borrow.
+        self.clients.get(id)
+    }
+
+    pub fn clients(&self) -> impl Iterator<Item = &Arc<ClientKeys>> {
+        self.clients.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.clients.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.clients.is_empty()
+    }
+
+    /// Replaces a client's keys (current first), creating it if new.
+    pub fn set(&mut self, id: ClientId, keys: Vec<SoftwareRootKey>) {
+        self.clients
+            .insert(id.clone(), Arc::new(ClientKeys { id, keys }));
+    }
+
+    pub fn remove(&mut self, id: &str) -> bool {
+        self.clients.remove(id).is_some()
+    }
+}
+
+impl std::borrow::Borrow<str> for ClientId {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}

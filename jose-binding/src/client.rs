@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http::header::{AUTHORIZATION, HOST, WWW_AUTHENTICATE};
 use http::{HeaderValue, Method, Request, Uri};
 use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::ServerName;
@@ -133,7 +134,7 @@ impl Reply {
 /// One bound TLS connection.
 pub struct BoundConnection {
     sender: Sender,
-    issuer: Issuer,
+    issuer: Arc<Issuer>,
     target: Target,
     ekm_fp: Fingerprint,
     timeout: Duration,
@@ -224,7 +225,8 @@ impl BoundConnection {
             .audience
             .clone()
             .unwrap_or_else(|| target.host.clone());
-        let issuer = Issuer::new(setup.client_id.clone(), audience, keys).with_ttl(setup.ttl_secs);
+        let issuer =
+            Arc::new(Issuer::new(setup.client_id.clone(), audience, keys).with_ttl(setup.ttl_secs));
         let io = TokioIo::new(tls);
         let http_err = |e: hyper::Error| ClientError::Http(e.to_string());
         let sender = if h2 {
@@ -306,15 +308,7 @@ impl BoundConnection {
 
     /// A request builder with the URI and `Host` this connection needs.
     pub fn request_builder(&self, method: Method, path: &str) -> http::request::Builder {
-        match self.sender {
-            Sender::H1(_) => Request::builder()
-                .method(method)
-                .uri(path)
-                .header(HOST, &self.target.authority),
-            Sender::H2(_) => Request::builder()
-                .method(method)
-                .uri(format!("https://{}{}", self.target.authority, path)),
-        }
+        request_builder(&self.sender, &self.target, method, path)
     }
 
     /// Sends a request as built; reads at most 1 MiB of the answer.
@@ -354,10 +348,93 @@ impl BoundConnection {
     }
 }
 
+/// A bound connection as a tower service over hyper, for [`crate::stamp`]:
+/// it sends requests as given (build them with
+/// [`BoundSender::request_builder`]) and answers hyper's response.
+pub struct BoundSender {
+    sender: Sender,
+    target: Target,
+}
+
+impl std::fmt::Debug for BoundSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BoundSender")
+            .field("target", &self.target.authority)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BoundConnection {
+    /// The connection as a tower service, and its issuer: put a
+    /// [`crate::stamp::StampLayer`] made from the issuer on the service, and
+    /// every request gets a fresh token bound to this connection.
+    pub fn into_service(self) -> (BoundSender, Arc<Issuer>) {
+        let sender = BoundSender {
+            sender: self.sender,
+            target: self.target,
+        };
+        (sender, self.issuer)
+    }
+}
+
+impl BoundSender {
+    /// A request builder with the URI and `Host` this connection needs.
+    pub fn request_builder(&self, method: Method, path: &str) -> http::request::Builder {
+        request_builder(&self.sender, &self.target, method, path)
+    }
+}
+
+/// The future of a [`BoundSender`] call.
+pub type SendFuture = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<http::Response<Incoming>, hyper::Error>> + Send>,
+>;
+
+impl tower_service::Service<Request<Full<Bytes>>> for BoundSender {
+    type Response = http::Response<Incoming>;
+    type Error = hyper::Error;
+    type Future = SendFuture;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), hyper::Error>> {
+        match &mut self.sender {
+            Sender::H1(s) => s.poll_ready(cx),
+            Sender::H2(s) => s.poll_ready(cx),
+        }
+    }
+
+    fn call(&mut self, req: Request<Full<Bytes>>) -> SendFuture {
+        match &mut self.sender {
+            Sender::H1(s) => Box::pin(s.send_request(req)),
+            Sender::H2(s) => Box::pin(s.send_request(req)),
+        }
+    }
+}
+
+/// The URI and `Host` a request needs: origin-form and `Host` on HTTP/1.1,
+/// absolute-form (`:authority`) on HTTP/2.
+fn request_builder(
+    sender: &Sender,
+    target: &Target,
+    method: Method,
+    path: &str,
+) -> http::request::Builder {
+    match sender {
+        Sender::H1(_) => Request::builder()
+            .method(method)
+            .uri(path)
+            .header(HOST, &target.authority),
+        Sender::H2(_) => Request::builder()
+            .method(method)
+            .uri(format!("https://{}{}", target.authority, path)),
+    }
+}
+
 /// `Bearer <token>`, marked sensitive: a bearer token must not enter HPACK's
 /// dynamic table (RFC 7541 §7.1.3), so HTTP/2 sends it as a never-indexed
 /// literal.
-fn bearer(token: &str) -> Result<HeaderValue, ClientError> {
+pub(crate) fn bearer(token: &str) -> Result<HeaderValue, ClientError> {
     let mut value = HeaderValue::try_from(format!("Bearer {token}"))
         .map_err(|_| ClientError::Http("token is not a valid header value".into()))?;
     value.set_sensitive(true);

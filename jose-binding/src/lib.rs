@@ -34,6 +34,8 @@ pub mod schedule;
 #[cfg(feature = "net")]
 pub mod server;
 #[cfg(feature = "net")]
+pub mod stamp;
+#[cfg(feature = "net")]
 pub mod throttle;
 #[cfg(feature = "net")]
 pub mod tls;

@@ -27,6 +27,7 @@ pub mod json;
 pub mod keystore;
 #[cfg(feature = "net")]
 pub mod layer;
+pub mod private_file;
 #[cfg(feature = "net")]
 pub mod reload;
 pub mod replay;

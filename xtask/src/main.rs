@@ -80,23 +80,11 @@ fn write(path: &Path, text: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Writes a private key: created 0600, and an existing file tightened to
-/// 0600 before any of the key is written, so others never can read it.
+/// Writes a private key with the library's 0600 writer.
 fn write_secret(path: &Path, text: &str) -> Result<(), String> {
-    use std::io::Write;
-    let err = |e: std::io::Error| format!("{}: {e}", path.display());
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path).map_err(err)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(fs::Permissions::from_mode(0o600))
-            .map_err(err)?;
-    }
-    file.write_all(text.as_bytes()).map_err(err)?;
+    use jose_binding::private_file::{write_private, Existing};
+    write_private(path, text.as_bytes(), Existing::Replace)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     eprintln!("  wrote {}", path.display());
     Ok(())
 }

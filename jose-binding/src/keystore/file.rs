@@ -9,6 +9,7 @@ use zeroize::Zeroizing;
 
 use super::{ClientKeys, Keystore};
 use crate::client_id::ClientId;
+use crate::private_file::{write_private, Existing};
 use crate::schedule::{KeyFileError, SoftwareRootKey};
 
 /// Longest keystore file read (a keystore is a few KiB).
@@ -136,7 +137,6 @@ impl Keystore {
     /// Writes the keystore atomically: a 0600 temporary file in the same
     /// directory, fsync, rename over `path`. A reader never sees a half file.
     pub fn save_atomic(&self, path: &Path) -> std::io::Result<()> {
-        use std::io::Write;
         let dir = match path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d,
             _ => Path::new("."),
@@ -152,17 +152,8 @@ impl Keystore {
             name.to_string_lossy(),
             std::process::id()
         ));
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
         let result = (|| {
-            let mut f = opts.open(&tmp)?;
-            f.write_all(self.to_toml().as_bytes())?;
-            f.sync_all()?;
+            write_private(&tmp, self.to_toml().as_bytes(), Existing::Refuse)?;
             std::fs::rename(&tmp, path)?;
             if let Ok(d) = std::fs::File::open(dir) {
                 let _ = d.sync_all();

@@ -1,0 +1,127 @@
+//! `jwt-server serve`: load the certificate and keystore, serve the echo
+//! app behind the binding until Ctrl-C or SIGTERM, reload keys on change.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jose_binding::layer::{Binding, KeystoreHandle};
+use jose_binding::server;
+use jose_binding::{tls, Form, Keystore};
+use jwt_server::app::EchoApp;
+
+use crate::cli::ServeArgs;
+use crate::config::settings;
+
+pub(crate) fn missing_hint(what: &str, path: &Path) -> String {
+    if path.starts_with("fixtures") {
+        format!(
+            "{what} {} not found: run from the repository root, or pass --{what}",
+            path.display()
+        )
+    } else {
+        format!("{what} {} not found", path.display())
+    }
+}
+
+pub(crate) fn run_server(args: &ServeArgs) -> Result<(), String> {
+    let s = settings(args)?;
+    for (what, p) in [
+        ("cert", &s.cert),
+        ("key", &s.key),
+        ("keystore", &s.keystore),
+    ] {
+        if !p.exists() {
+            return Err(missing_hint(what, p));
+        }
+    }
+    let chain = tls::load_certs(&s.cert).map_err(|e| e.to_string())?;
+    let key = tls::load_key(&s.key).map_err(|e| e.to_string())?;
+    let tls_config = Arc::new(tls::server_config(chain, key).map_err(|e| e.to_string())?);
+    let keystore = Keystore::load(&s.keystore).map_err(|e| e.to_string())?;
+    warn_if_readable(&s.keystore);
+    let handle = KeystoreHandle::new(keystore);
+    let binding = Binding::new(handle.clone(), s.policy.clone());
+    let app = EchoApp::new(&binding.layer());
+    let app = match &args.baseline_token_file {
+        Some(p) => {
+            let token = zeroize::Zeroizing::new(
+                std::fs::read_to_string(p)
+                    .map_err(|e| format!("--baseline-token-file {}: {e}", p.display()))?,
+            );
+            let token = token.trim();
+            if token.len() < 16 {
+                return Err("--baseline-token-file: use a token of at least 16 characters".into());
+            }
+            tracing::warn!("POST /v1/baseline is enabled (static bearer token, no binding): for benchmarks only");
+            app.with_baseline(token.as_bytes())
+        }
+        None => app,
+    };
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("tokio runtime: {e}"))?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(s.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", s.listen))?;
+        let local = listener.local_addr().map_err(|e| e.to_string())?;
+        tracing::info!(
+            listen = %local,
+            audience = %s.policy.audience,
+            forms = ?s.policy.forms.iter().map(Form::as_str).collect::<Vec<_>>(),
+            clients = handle.snapshot().len(),
+            keystore = %s.keystore.display(),
+            "jwt-server ready (TLS 1.3 only)"
+        );
+        let reloader = tokio::spawn(jose_binding::reload::watch(
+            handle.clone(),
+            s.keystore.clone(),
+            Duration::from_secs(2),
+        ));
+        server::serve(
+            listener,
+            tls_config,
+            binding,
+            app,
+            s.opts,
+            shutdown_signal(),
+        )
+        .await;
+        reloader.abort();
+        tracing::info!("jwt-server stopped");
+        Ok(())
+    })
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+pub(crate) fn warn_if_readable(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(m) = std::fs::metadata(path) {
+            if m.permissions().mode() & 0o077 != 0 {
+                tracing::warn!(path = %path.display(), "keystore is readable by group or others; chmod 600 it");
+            }
+        }
+    }
+}

@@ -11,7 +11,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -23,33 +23,9 @@ use tower_service::Service;
 use crate::admission::Ticket;
 use crate::error::{ErrorCode, Rejection};
 use crate::keystore::Keystore;
+pub use crate::keystore::KeystoreHandle;
 use crate::schedule::Ekm;
 use crate::verifier::{ConnectionVerifier, Policy, Verified};
-
-/// The current keystore, swapped whole on reload; requests take a snapshot.
-#[derive(Debug, Clone, Default)]
-pub struct KeystoreHandle(Arc<RwLock<Arc<Keystore>>>);
-
-impl KeystoreHandle {
-    pub fn new(ks: Keystore) -> Self {
-        KeystoreHandle(Arc::new(RwLock::new(Arc::new(ks))))
-    }
-
-    pub fn snapshot(&self) -> Arc<Keystore> {
-        match self.0.read() {
-            Ok(g) => g.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
-    }
-
-    pub fn replace(&self, ks: Keystore) {
-        let ks = Arc::new(ks);
-        match self.0.write() {
-            Ok(mut g) => *g = ks,
-            Err(poisoned) => *poisoned.into_inner() = ks,
-        }
-    }
-}
 
 /// What every connection shares: the keystore and the policy.
 #[derive(Debug, Clone)]

@@ -6,8 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use crate::keystore::Keystore;
-use crate::layer::KeystoreHandle;
+use crate::keystore::{Keystore, KeystoreHandle};
 
 /// What identifies a version of the file without reading it.
 #[derive(Debug, Clone, PartialEq, Eq)]

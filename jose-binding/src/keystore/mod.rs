@@ -12,7 +12,7 @@
 //! message quotes the offending line.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use crate::client_id::ClientId;
 use crate::schedule::SoftwareRootKey;
@@ -77,6 +77,31 @@ impl Keystore {
 
     pub fn remove(&mut self, id: &str) -> bool {
         self.clients.remove(id).is_some()
+    }
+}
+
+/// The current keystore, swapped whole on reload; requests take a snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct KeystoreHandle(Arc<RwLock<Arc<Keystore>>>);
+
+impl KeystoreHandle {
+    pub fn new(ks: Keystore) -> Self {
+        KeystoreHandle(Arc::new(RwLock::new(Arc::new(ks))))
+    }
+
+    pub fn snapshot(&self) -> Arc<Keystore> {
+        match self.0.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub fn replace(&self, ks: Keystore) {
+        let ks = Arc::new(ks);
+        match self.0.write() {
+            Ok(mut g) => *g = ks,
+            Err(poisoned) => *poisoned.into_inner() = ks,
+        }
     }
 }
 

@@ -1,17 +1,20 @@
 //! The subcommands: gather inputs, derive keys, decode, judge, and build
-//! the report that [`crate::render`] prints (or `--json` serializes).
+//! the [`crate::report`] that is printed (or serialized with `--json`).
 
 use std::io::Read;
 use std::path::Path;
 
 use jose_binding::{ClientId, Ekm, FormSet, Keystore, Policy, SoftwareRootKey, SubKeys};
-use serde::Serialize;
 use zeroize::Zeroizing;
 
 use crate::cli::{DecodeArgs, DeriveArgs, KeyArgs, PolicyArgs};
-use crate::inspect::{self, DecodeKeys, Decoded};
+use crate::inspect::{self, Cleaned, DecodeKeys, Decoded, InputError};
 use crate::keylog::{self, KeyLog};
 use crate::keys::{read_key, to_32, KeyError};
+use crate::report::{
+    ConnectionReport, DecodeReport, DeriveReport, GenericReport, InputReport, KeylogReport,
+    KeysReport, PolicyReport, Schedule, ScheduleSecrets,
+};
 use crate::time::{parse_time, rfc3339};
 use crate::verdict::{self, Verdict, VerdictKeys};
 
@@ -36,34 +39,6 @@ fn usage(msg: impl Into<String>) -> UsageError {
 // ---------------------------------------------------------------------------
 // Key schedule
 // ---------------------------------------------------------------------------
-
-/// One run of §3, as printed: fingerprints always, values on request.
-#[derive(Debug, Clone, Serialize)]
-pub struct Schedule {
-    pub client_id: String,
-    /// Position of the root key in the client's list (0 = current).
-    pub root_key_index: usize,
-    pub root_key_fp: String,
-    pub root_key_bytes: usize,
-    /// The connection (client_random, hex) when the EKM came from a key log.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub connection: Option<String>,
-    pub ekm_fp: String,
-    pub prk_fp: String,
-    pub sig_key_fp: String,
-    pub enc_key_fp: String,
-    /// Only with --show-secrets.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub secrets: Option<ScheduleSecrets>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ScheduleSecrets {
-    pub ekm_hex: String,
-    pub prk_hex: String,
-    pub sig_key_hex: String,
-    pub enc_key_hex: String,
-}
 
 fn run_schedule(
     client_id: &ClientId,
@@ -98,38 +73,6 @@ fn run_schedule(
 // ---------------------------------------------------------------------------
 // Key log
 // ---------------------------------------------------------------------------
-
-#[derive(Debug, Clone, Serialize)]
-pub struct KeylogReport {
-    pub file: String,
-    /// TLS 1.3 connections with an exporter secret, in file order.
-    pub connections: Vec<ConnectionReport>,
-    pub other_lines: usize,
-    pub tls12_lines: usize,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub skipped: Vec<keylog::Skipped>,
-    /// The connection the token was made on (client_random), if found.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub matched: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ConnectionReport {
-    /// 1-based position among the connections.
-    pub index: usize,
-    pub line: usize,
-    pub client_random: String,
-    pub hash: &'static str,
-    pub ekm_fp: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ekm_hex: Option<String>,
-    /// Whether this connection's keys open the token (decode only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub opens_token: Option<bool>,
-    /// Which root key opened it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub root_key_index: Option<usize>,
-}
 
 fn read_keylog(path: &Path) -> Result<KeyLog, UsageError> {
     let shown = path.display();
@@ -303,74 +246,45 @@ fn now(args: &PolicyArgs) -> Result<(f64, bool), UsageError> {
 // decode
 // ---------------------------------------------------------------------------
 
-#[derive(Debug, Clone, Serialize)]
-pub struct InputReport {
-    pub chars: usize,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub notes: Vec<String>,
-    /// Set when the input is not a token at all.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+/// `jose-debug decode`: the report and whether the token is valid.
+pub fn decode(args: &DecodeArgs) -> Result<DecodeReport, UsageError> {
+    let policy = policy(&args.policy);
+    let (now, now_given) = now(&args.policy)?;
+    let policy_report = policy_report(&policy, now, now_given);
+    let raw = read_input(args.token.as_deref())?;
+    check_key_flags(&args.keys)?;
+    let cleaned = match inspect::clean(&raw) {
+        Ok(cleaned) => cleaned,
+        Err(InputError::Empty) => return Err(usage("no token given (the input is empty)")),
+        Err(e @ InputError::NotUtf8(_)) => {
+            return Ok(not_text_report(raw.len(), &e, policy_report, args.generic))
+        }
+    };
+    let token = cleaned.token.as_str();
+    let keys = choose_keys(args, token, now)?;
+    let verdict = protocol_verdict(token, &keys, &policy, now);
+    let decoded = inspect::decode(token, &keys.decode, now);
+    let generic = args.generic.then(|| generic_check(&decoded, &policy, now));
+    Ok(assemble(
+        cleaned,
+        keys,
+        decoded,
+        verdict,
+        policy_report,
+        generic,
+    ))
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct KeysReport {
-    /// `none`, `explicit` (--sig-key/--enc-key) or `derived` (root key + EKM).
-    pub source: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub root_keys_from: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_id_from: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sig_key_fp: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub enc_key_fp: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sig_key_hex: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub enc_key_hex: Option<String>,
-    /// The derivations used (one per root key for --ekm; the matching
-    /// connection's for --keylog).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub schedules: Vec<Schedule>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub notes: Vec<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct PolicyReport {
-    pub audience: String,
-    pub forms: Vec<&'static str>,
-    pub skew_secs: u64,
-    pub max_ttl_secs: u64,
-    pub now: f64,
-    pub now_rfc3339: Option<String>,
-    /// Whether --now was given.
-    pub now_given: bool,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct GenericReport {
-    pub valid: bool,
-    pub reasons: Vec<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct DecodeReport {
-    pub input: InputReport,
-    pub keys: KeysReport,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub keylog: Option<KeylogReport>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub token: Option<Decoded>,
-    pub verdict: Verdict,
-    pub policy: PolicyReport,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub generic: Option<GenericReport>,
-    /// What the exit status says: 0 when true.
-    pub valid: bool,
+fn policy_report(policy: &Policy, now: f64, now_given: bool) -> PolicyReport {
+    PolicyReport {
+        audience: policy.audience.clone(),
+        forms: policy.forms.iter().map(|f| f.as_str()).collect(),
+        skew_secs: policy.skew_secs,
+        max_ttl_secs: policy.max_ttl_secs,
+        now,
+        now_rfc3339: rfc3339(now),
+        now_given,
+    }
 }
 
 fn read_input(arg: Option<&str>) -> Result<Vec<u8>, UsageError> {
@@ -396,337 +310,461 @@ fn read_input(arg: Option<&str>) -> Result<Vec<u8>, UsageError> {
     Ok(buf)
 }
 
-/// `jose-debug decode`: the report and whether the token is valid.
-pub fn decode(args: &DecodeArgs) -> Result<DecodeReport, UsageError> {
-    let show = args.output.show_secrets;
-    let policy = policy(&args.policy);
-    let (now, now_given) = now(&args.policy)?;
-    let policy_report = PolicyReport {
-        audience: policy.audience.clone(),
-        forms: policy.forms.iter().map(|f| f.as_str()).collect(),
-        skew_secs: policy.skew_secs,
-        max_ttl_secs: policy.max_ttl_secs,
-        now,
-        now_rfc3339: rfc3339(now),
-        now_given,
-    };
-    let raw = read_input(args.token.as_deref())?;
-    let explicit = args.keys.sig_key.is_some() || args.keys.enc_key.is_some();
-    let rooted = args.keys.root_key.is_some() || args.keys.keystore.is_some();
+/// Whether --sig-key or --enc-key is given: such keys are used as they are.
+fn gives_subkeys(keys: &KeyArgs) -> bool {
+    keys.sig_key.is_some() || keys.enc_key.is_some()
+}
+
+/// Refuses key flags that cannot work together, before the token is looked at.
+fn check_key_flags(keys: &KeyArgs) -> Result<(), UsageError> {
+    let explicit = gives_subkeys(keys);
+    let rooted = keys.root_key.is_some() || keys.keystore.is_some();
     if explicit && rooted {
         return Err(usage(
             "give --sig-key/--enc-key or --root-key/--keystore, not both \
              (they may come from JOSE_DEBUG_* variables)",
         ));
     }
-    if args.keys.ekm.is_some() && !rooted {
+    if keys.ekm.is_some() && !rooted {
         return Err(usage("--ekm needs --root-key or --keystore"));
     }
-    if rooted && args.keys.ekm.is_none() && args.keys.keylog.is_none() {
+    if rooted && keys.ekm.is_none() && keys.keylog.is_none() {
         return Err(usage(
             "--root-key/--keystore need the connection: --ekm HEX or --keylog FILE",
         ));
     }
-    let cleaned = match inspect::clean(&raw) {
-        Ok(c) => c,
-        Err(inspect::InputError::Empty) => {
-            return Err(usage("no token given (the input is empty)"))
-        }
-        Err(e @ inspect::InputError::NotUtf8(_)) => {
-            // Not a token at all: nothing to decode, and the server's HTTP layer refuses it.
-            return Ok(DecodeReport {
-                input: InputReport {
-                    chars: raw.len(),
-                    notes: Vec::new(),
-                    error: Some(e.to_string()),
-                },
-                keys: KeysReport::none(),
-                keylog: None,
-                token: None,
-                verdict: Verdict::not_text(),
-                policy: policy_report,
-                generic: args.generic.then(|| GenericReport {
-                    valid: false,
-                    reasons: vec!["the input is not text".to_owned()],
-                }),
-                valid: false,
-            });
-        }
-    };
-    let token = cleaned.token.as_str();
+    Ok(())
+}
+
+/// Input that is not text is no token: nothing to decode, and the server's
+/// HTTP layer refuses it before any JOSE check.
+fn not_text_report(
+    len: usize,
+    error: &InputError,
+    policy: PolicyReport,
+    generic: bool,
+) -> DecodeReport {
+    DecodeReport {
+        input: InputReport {
+            chars: len,
+            notes: Vec::new(),
+            error: Some(error.to_string()),
+        },
+        keys: KeysReport::none(),
+        keylog: None,
+        token: None,
+        verdict: Verdict::not_text(),
+        policy,
+        generic: generic.then(|| GenericReport {
+            valid: false,
+            reasons: vec!["the input is not text".to_owned()],
+        }),
+        valid: false,
+    }
+}
+
+/// The keys a decode runs with, and how they were found.
+struct ChosenKeys {
+    report: KeysReport,
+    keylog: Option<KeylogReport>,
+    /// What the layers are opened with.
+    decode: DecodeKeys,
+    verdict_on: VerdictOn,
+    /// Said with the verdict when it could not be computed on the token's own connection.
+    verdict_note: Option<String>,
+}
+
+/// What the server's verdict is computed with.
+enum VerdictOn {
+    /// The sub keys given on the command line (the decode keys).
+    GivenSubkeys { client_id: Option<ClientId> },
+    /// No key: the verdict says which one is missing.
+    Client { client_id: Option<ClientId> },
+    /// The server's own situation: a connection's EKM and the root keys.
+    Connection { ekm: Ekm, keystore: Keystore },
+}
+
+/// Sub keys given (--sig-key/--enc-key), derived (--root-key/--keystore and
+/// the connection), or none.
+fn choose_keys(args: &DecodeArgs, token: &str, now: f64) -> Result<ChosenKeys, UsageError> {
     // A first look without keys gives the kid, to pick the client.
     let first_look = inspect::decode(token, &DecodeKeys::default(), now);
-    let kid = first_look.outer_kid().map(str::to_owned);
+    let kid = first_look.outer_kid();
+    if gives_subkeys(&args.keys) {
+        return given_keys(args, kid);
+    }
+    match roots(&args.keys, kid)? {
+        Some(roots) => derived_keys(args, roots, kid, token),
+        None => no_keys(args),
+    }
+}
 
-    let mut keys_report = KeysReport::none();
-    let mut keylog_out = None;
-    let mut decode_keys = DecodeKeys::default();
-    let verdict;
-    if explicit {
-        let sig = args
-            .keys
-            .sig_key
-            .as_deref()
-            .map(|k| read_key("--sig-key", k))
-            .transpose()?;
-        let enc = args
-            .keys
-            .enc_key
-            .as_deref()
-            .map(|k| read_key("--enc-key", k))
-            .transpose()?;
-        let client_id = args
-            .keys
-            .client_id
-            .as_deref()
-            .map(parse_client_id)
-            .transpose()?;
-        decode_keys = DecodeKeys { sig, enc };
-        keys_report = KeysReport {
-            source: "explicit",
-            client_id: client_id
-                .as_ref()
-                .map(|c| c.as_str().to_owned())
-                .or_else(|| kid.clone()),
-            client_id_from: match (&client_id, &kid) {
-                (Some(_), _) => Some("--client-id"),
-                (None, Some(_)) => Some("the token's kid"),
-                (None, None) => None,
-            },
-            sig_key_fp: decode_keys.sig_fp().map(|f| f.to_string()),
-            enc_key_fp: decode_keys.enc_fp().map(|f| f.to_string()),
-            sig_key_hex: decode_keys.sig.as_ref().filter(|_| show).map(hex::encode),
-            enc_key_hex: decode_keys.enc.as_ref().filter(|_| show).map(hex::encode),
-            ..KeysReport::none()
-        };
-        if let Some(kl) = &args.keys.keylog {
-            let log = read_keylog(kl)?;
-            let mut r = keylog_report(kl, &log, show);
-            keys_report.notes.push(
-                "--keylog lists the connections; finding the token's connection needs --root-key or --keystore"
-                    .to_owned(),
-            );
-            r.matched = None;
-            keylog_out = Some(r);
-        }
-        verdict = verdict::verdict(
-            token,
-            VerdictKeys::Subkeys {
-                client_id: client_id.as_ref(),
-                sig: decode_keys.sig.as_deref().map(|v| &v[..]),
-                enc: decode_keys.enc.as_deref().map(|v| &v[..]),
-            },
-            &policy,
-            now,
-        );
-    } else if let Some(roots) = roots(&args.keys, kid.as_deref())? {
-        keys_report = KeysReport {
-            source: "derived",
-            root_keys_from: Some(roots.from.clone()),
-            client_id: Some(roots.client_id.as_str().to_owned()),
-            client_id_from: Some(roots.client_id_from),
-            ..KeysReport::none()
-        };
-        if roots.keys.is_empty() {
-            keys_report.notes.push(format!(
-                "the keystore has no client {}: nothing to derive",
-                roots.client_id
-            ));
-        }
-        if kid
-            .as_deref()
-            .is_some_and(|k| k != roots.client_id.as_str())
-        {
-            keys_report.notes.push(format!(
-                "the token's kid is {:?}, not {}",
-                kid.as_deref().unwrap_or_default(),
-                roots.client_id
-            ));
-        }
-        // The candidate connections: (EKM, client_random if from a key log).
-        let (candidates, mut report): (Vec<(Ekm, Option<String>)>, Option<KeylogReport>) =
-            match ekm_source(&args.keys)? {
-                Some(EkmSource::Given(ekm)) => (vec![(ekm, None)], None),
-                Some(EkmSource::Keylog(path, log)) => {
-                    if log.connections.is_empty() {
-                        return Err(usage(format!(
-                            "--keylog: {} has no TLS 1.3 EXPORTER_SECRET line{}",
-                            path.display(),
-                            if log.tls12_lines > 0 {
-                                " (only TLS 1.2 entries: this protocol is TLS 1.3 only)"
-                            } else {
-                                ""
-                            }
-                        )));
-                    }
-                    let r = keylog_report(&path, &log, show);
-                    let c = log
-                        .connections
-                        .iter()
-                        .map(|c| (c.ekm.clone(), Some(c.client_random_hex())))
-                        .collect();
-                    (c, Some(r))
-                }
-                None => (Vec::new(), None),
-            };
-        // Which (connection, root key) opens the outer layer.
-        let outer = inspect::OuterLayer::read(token);
-        let mut found: Option<(usize, usize, SubKeys)> = None;
-        let mut first: Option<(usize, SubKeys)> = None;
-        for (ci, (ekm, _)) in candidates.iter().enumerate() {
-            let mut opened_by = None;
-            for (ki, root) in roots.keys.iter().enumerate() {
-                let prk = root.compute_prk(ekm);
-                let keys = SubKeys::expand(&prk, &roots.client_id);
-                if outer.opens(keys.sig.expose(), keys.enc.expose()) {
-                    opened_by = Some(ki);
-                    if found.is_none() {
-                        found = Some((ci, ki, keys));
-                    }
-                    break;
-                }
-                if first.is_none() {
-                    first = Some((ki, keys));
-                }
-            }
-            if let Some(r) = report.as_mut() {
-                if let Some(c) = r.connections.get_mut(ci) {
-                    c.opens_token = Some(opened_by.is_some());
-                    c.root_key_index = opened_by;
-                }
-            }
-        }
-        // The schedules to print: for --ekm every root key; for --keylog the matching one.
-        let show_schedule = |ci: usize, ki: usize| -> Option<Schedule> {
-            let (ekm, conn) = candidates.get(ci)?;
-            let root = roots.keys.get(ki)?;
-            Some(run_schedule(&roots.client_id, ki, root, ekm, conn.clone(), show).0)
-        };
-        match (&report, &found) {
-            (None, _) => {
-                keys_report.schedules = (0..roots.keys.len())
-                    .filter_map(|ki| show_schedule(0, ki))
-                    .collect();
-            }
-            (Some(_), Some((ci, ki, _))) => {
-                keys_report.schedules = show_schedule(*ci, *ki).into_iter().collect();
-            }
-            (Some(_), None) => {}
-        }
-        let use_keys = match &found {
-            Some((_, _, k)) => Some(k.clone()),
-            // With one EKM, show the layers as they fail with the current key.
-            None if report.is_none() => first.map(|(_, k)| k),
-            None => None,
-        };
-        if let Some(k) = &use_keys {
-            keys_report.sig_key_fp = Some(k.sig.fingerprint().to_string());
-            keys_report.enc_key_fp = Some(k.enc.fingerprint().to_string());
-            decode_keys = DecodeKeys {
-                sig: Some(Zeroizing::new(k.sig.expose().to_vec())),
-                enc: Some(Zeroizing::new(k.enc.expose().to_vec())),
-            };
-        }
-        if let Some(r) = report.as_mut() {
-            r.matched = found
-                .as_ref()
-                .and_then(|(ci, _, _)| candidates.get(*ci))
-                .and_then(|(_, cr)| cr.clone());
-        }
-        // The verdict on the token's connection, or (none matching) on the first.
-        let ekm_for_verdict = found.as_ref().map(|(ci, _, _)| *ci).unwrap_or(0);
-        let mut v = match candidates.get(ekm_for_verdict) {
-            Some((ekm, _)) => verdict::verdict(
-                token,
-                VerdictKeys::Connection {
-                    ekm,
-                    keystore: &roots.keystore,
-                },
-                &policy,
-                now,
-            ),
-            None => verdict::verdict(
-                token,
-                VerdictKeys::Subkeys {
-                    client_id: Some(&roots.client_id),
-                    sig: None,
-                    enc: None,
-                },
-                &policy,
-                now,
-            ),
-        };
-        if report.is_some() && found.is_none() {
-            v.notes.push(format!(
-                "the token opens on none of the {} logged connection(s); this is the answer on the first of them",
-                candidates.len()
-            ));
-        }
-        verdict = v;
-        keylog_out = report;
-    } else {
-        if let Some(kl) = &args.keys.keylog {
-            let log = read_keylog(kl)?;
-            keylog_out = Some(keylog_report(kl, &log, show));
-            keys_report.notes.push(
-                "finding the token's connection in --keylog needs --root-key or --keystore"
-                    .to_owned(),
-            );
-        }
-        let client_id = args
-            .keys
-            .client_id
-            .as_deref()
-            .map(parse_client_id)
-            .transpose()?;
-        verdict = verdict::verdict(
-            token,
-            VerdictKeys::Subkeys {
-                client_id: client_id.as_ref(),
-                sig: None,
-                enc: None,
-            },
-            &policy,
-            now,
+/// --sig-key/--enc-key, used as they are: without root keys a key log can
+/// only be listed.
+fn given_keys(args: &DecodeArgs, kid: Option<&str>) -> Result<ChosenKeys, UsageError> {
+    let show = args.output.show_secrets;
+    let sig = args
+        .keys
+        .sig_key
+        .as_deref()
+        .map(|k| read_key("--sig-key", k))
+        .transpose()?;
+    let enc = args
+        .keys
+        .enc_key
+        .as_deref()
+        .map(|k| read_key("--enc-key", k))
+        .transpose()?;
+    let client_id = args
+        .keys
+        .client_id
+        .as_deref()
+        .map(parse_client_id)
+        .transpose()?;
+    let decode = DecodeKeys { sig, enc };
+    let mut report = KeysReport {
+        source: "explicit",
+        client_id: client_id
+            .as_ref()
+            .map(|c| c.as_str().to_owned())
+            .or_else(|| kid.map(str::to_owned)),
+        client_id_from: match (&client_id, kid) {
+            (Some(_), _) => Some("--client-id"),
+            (None, Some(_)) => Some("the token's kid"),
+            (None, None) => None,
+        },
+        sig_key_fp: decode.sig_fp().map(|f| f.to_string()),
+        enc_key_fp: decode.enc_fp().map(|f| f.to_string()),
+        sig_key_hex: decode.sig.as_ref().filter(|_| show).map(hex::encode),
+        enc_key_hex: decode.enc.as_ref().filter(|_| show).map(hex::encode),
+        ..KeysReport::none()
+    };
+    let keylog = listed_keylog(&args.keys, show)?;
+    if keylog.is_some() {
+        report.notes.push(
+            "--keylog lists the connections; finding the token's connection needs --root-key or --keystore"
+                .to_owned(),
         );
     }
+    Ok(ChosenKeys {
+        report,
+        keylog,
+        decode,
+        verdict_on: VerdictOn::GivenSubkeys { client_id },
+        verdict_note: None,
+    })
+}
 
-    let decoded = inspect::decode(token, &decode_keys, now);
-    let generic = args.generic.then(|| generic_check(&decoded, &policy, now));
+/// No keys: the layers show what they can, and the verdict says which key
+/// is missing.
+fn no_keys(args: &DecodeArgs) -> Result<ChosenKeys, UsageError> {
+    let mut report = KeysReport::none();
+    let keylog = listed_keylog(&args.keys, args.output.show_secrets)?;
+    if keylog.is_some() {
+        report.notes.push(
+            "finding the token's connection in --keylog needs --root-key or --keystore".to_owned(),
+        );
+    }
+    let client_id = args
+        .keys
+        .client_id
+        .as_deref()
+        .map(parse_client_id)
+        .transpose()?;
+    Ok(ChosenKeys {
+        report,
+        keylog,
+        decode: DecodeKeys::default(),
+        verdict_on: VerdictOn::Client { client_id },
+        verdict_note: None,
+    })
+}
+
+/// --keylog without root keys: its connections can be listed, but which
+/// one the token was made on cannot be found.
+fn listed_keylog(keys: &KeyArgs, show: bool) -> Result<Option<KeylogReport>, UsageError> {
+    match &keys.keylog {
+        Some(path) => Ok(Some(keylog_report(path, &read_keylog(path)?, show))),
+        None => Ok(None),
+    }
+}
+
+/// Sub keys derived as the server does, on every candidate connection and
+/// root key, keeping the pair that opens the token.
+fn derived_keys(
+    args: &DecodeArgs,
+    roots: Roots,
+    kid: Option<&str>,
+    token: &str,
+) -> Result<ChosenKeys, UsageError> {
+    let show = args.output.show_secrets;
+    let mut report = derived_keys_report(&roots, kid);
+    let (candidates, mut keylog) = candidates(&args.keys, show)?;
+    let from_keylog = keylog.is_some();
+    let opening = open_outer_layer(token, &roots, &candidates);
+    if let Some(r) = keylog.as_mut() {
+        mark_token_connection(r, &opening, &candidates);
+    }
+    report.schedules = shown_schedules(&roots, &candidates, &opening, from_keylog, show);
+    let found_at = opening.connection();
+    let mut decode = DecodeKeys::default();
+    if let Some(k) = opening.decode_keys(from_keylog) {
+        report.sig_key_fp = Some(k.sig.fingerprint().to_string());
+        report.enc_key_fp = Some(k.enc.fingerprint().to_string());
+        decode = DecodeKeys {
+            sig: Some(Zeroizing::new(k.sig.expose().to_vec())),
+            enc: Some(Zeroizing::new(k.enc.expose().to_vec())),
+        };
+    }
+    let (verdict_on, verdict_note) = connection_verdict(roots, candidates, found_at, from_keylog);
+    Ok(ChosenKeys {
+        report,
+        keylog,
+        decode,
+        verdict_on,
+        verdict_note,
+    })
+}
+
+/// The keys section before any connection is tried: where the root keys
+/// come from, and whether they can be for this token.
+fn derived_keys_report(roots: &Roots, kid: Option<&str>) -> KeysReport {
+    let mut report = KeysReport {
+        source: "derived",
+        root_keys_from: Some(roots.from.clone()),
+        client_id: Some(roots.client_id.as_str().to_owned()),
+        client_id_from: Some(roots.client_id_from),
+        ..KeysReport::none()
+    };
+    if roots.keys.is_empty() {
+        report.notes.push(format!(
+            "the keystore has no client {}: nothing to derive",
+            roots.client_id
+        ));
+    }
+    if let Some(kid) = kid.filter(|k| *k != roots.client_id.as_str()) {
+        report.notes.push(format!(
+            "the token's kid is {kid:?}, not {}",
+            roots.client_id
+        ));
+    }
+    report
+}
+
+/// A connection the token may have been made on.
+struct Candidate {
+    ekm: Ekm,
+    /// Its client_random (hex), when it comes from a key log.
+    client_random: Option<String>,
+}
+
+/// The connections to try: the --ekm given, or every one in --keylog (whose
+/// report comes along).
+fn candidates(
+    keys: &KeyArgs,
+    show: bool,
+) -> Result<(Vec<Candidate>, Option<KeylogReport>), UsageError> {
+    match ekm_source(keys)? {
+        Some(EkmSource::Given(ekm)) => Ok((
+            vec![Candidate {
+                ekm,
+                client_random: None,
+            }],
+            None,
+        )),
+        Some(EkmSource::Keylog(path, log)) => {
+            if log.connections.is_empty() {
+                return Err(usage(format!(
+                    "--keylog: {} has no TLS 1.3 EXPORTER_SECRET line{}",
+                    path.display(),
+                    if log.tls12_lines > 0 {
+                        " (only TLS 1.2 entries: this protocol is TLS 1.3 only)"
+                    } else {
+                        ""
+                    }
+                )));
+            }
+            let candidates = log
+                .connections
+                .iter()
+                .map(|c| Candidate {
+                    ekm: c.ekm.clone(),
+                    client_random: Some(c.client_random_hex()),
+                })
+                .collect();
+            Ok((candidates, Some(keylog_report(&path, &log, show))))
+        }
+        None => Ok((Vec::new(), None)),
+    }
+}
+
+/// Which (connection, root key) pairs open the token's outer layer.
+struct Opening {
+    /// Per candidate connection, the root key that opens the token on it.
+    opened_by: Vec<Option<usize>>,
+    /// The first pair that opens it: connection, root key, sub keys.
+    found: Option<(usize, usize, SubKeys)>,
+    /// The sub keys of the first pair tried that does not.
+    first_failed: Option<SubKeys>,
+}
+
+impl Opening {
+    /// The candidate connection the token was made on.
+    fn connection(&self) -> Option<usize> {
+        self.found.as_ref().map(|(ci, _, _)| *ci)
+    }
+
+    /// The sub keys to open the layers with: those that open the token, or
+    /// with one EKM, the current key's, to show how the layers fail.
+    fn decode_keys(self, from_keylog: bool) -> Option<SubKeys> {
+        match self.found {
+            Some((_, _, keys)) => Some(keys),
+            None if !from_keylog => self.first_failed,
+            None => None,
+        }
+    }
+}
+
+/// Every root key on every connection: a rotated key, or another connection
+/// of the key log, may be the one the token was made with.
+fn open_outer_layer(token: &str, roots: &Roots, candidates: &[Candidate]) -> Opening {
+    let outer = inspect::OuterLayer::read(token);
+    let mut opening = Opening {
+        opened_by: Vec::with_capacity(candidates.len()),
+        found: None,
+        first_failed: None,
+    };
+    for (ci, candidate) in candidates.iter().enumerate() {
+        let mut opened_by = None;
+        for (ki, root) in roots.keys.iter().enumerate() {
+            let prk = root.compute_prk(&candidate.ekm);
+            let keys = SubKeys::expand(&prk, &roots.client_id);
+            if outer.opens(keys.sig.expose(), keys.enc.expose()) {
+                opened_by = Some(ki);
+                if opening.found.is_none() {
+                    opening.found = Some((ci, ki, keys));
+                }
+                break;
+            }
+            if opening.first_failed.is_none() {
+                opening.first_failed = Some(keys);
+            }
+        }
+        opening.opened_by.push(opened_by);
+    }
+    opening
+}
+
+/// Marks in the key log report which connections open the token, and the
+/// one it was made on.
+fn mark_token_connection(report: &mut KeylogReport, opening: &Opening, candidates: &[Candidate]) {
+    for (c, opened_by) in report.connections.iter_mut().zip(&opening.opened_by) {
+        c.opens_token = Some(opened_by.is_some());
+        c.root_key_index = *opened_by;
+    }
+    report.matched = opening
+        .connection()
+        .and_then(|ci| candidates.get(ci))
+        .and_then(|c| c.client_random.clone());
+}
+
+/// The schedules to print: for --ekm every root key; for --keylog the
+/// matching one.
+fn shown_schedules(
+    roots: &Roots,
+    candidates: &[Candidate],
+    opening: &Opening,
+    from_keylog: bool,
+    show: bool,
+) -> Vec<Schedule> {
+    let schedule = |ci: usize, ki: usize| -> Option<Schedule> {
+        let candidate = candidates.get(ci)?;
+        let root = roots.keys.get(ki)?;
+        let connection = candidate.client_random.clone();
+        Some(run_schedule(&roots.client_id, ki, root, &candidate.ekm, connection, show).0)
+    };
+    match (from_keylog, &opening.found) {
+        (false, _) => (0..roots.keys.len())
+            .filter_map(|ki| schedule(0, ki))
+            .collect(),
+        (true, Some((ci, ki, _))) => schedule(*ci, *ki).into_iter().collect(),
+        (true, None) => Vec::new(),
+    }
+}
+
+/// The verdict on the token's connection, or (none matching) on the first;
+/// with no connection at all, on the client alone.
+fn connection_verdict(
+    roots: Roots,
+    candidates: Vec<Candidate>,
+    found_at: Option<usize>,
+    from_keylog: bool,
+) -> (VerdictOn, Option<String>) {
+    let tried = candidates.len();
+    let note = (from_keylog && found_at.is_none()).then(|| {
+        format!(
+            "the token opens on none of the {tried} logged connection(s); this is the answer on the first of them"
+        )
+    });
+    let on = match candidates.into_iter().nth(found_at.unwrap_or(0)) {
+        Some(c) => VerdictOn::Connection {
+            ekm: c.ekm,
+            keystore: roots.keystore,
+        },
+        None => VerdictOn::Client {
+            client_id: Some(roots.client_id),
+        },
+    };
+    (on, note)
+}
+
+/// What the server would answer, computed with the keys chosen.
+fn protocol_verdict(token: &str, keys: &ChosenKeys, policy: &Policy, now: f64) -> Verdict {
+    let on = match &keys.verdict_on {
+        VerdictOn::GivenSubkeys { client_id } => VerdictKeys::Subkeys {
+            client_id: client_id.as_ref(),
+            sig: keys.decode.sig.as_deref().map(|v| &v[..]),
+            enc: keys.decode.enc.as_deref().map(|v| &v[..]),
+        },
+        VerdictOn::Client { client_id } => VerdictKeys::Subkeys {
+            client_id: client_id.as_ref(),
+            sig: None,
+            enc: None,
+        },
+        VerdictOn::Connection { ekm, keystore } => VerdictKeys::Connection { ekm, keystore },
+    };
+    let mut verdict = verdict::verdict(token, on, policy, now);
+    verdict.notes.extend(keys.verdict_note.clone());
+    verdict
+}
+
+/// Valid means the protocol's verdict accepts, or with --generic, that the
+/// token is valid plain JOSE.
+fn assemble(
+    cleaned: Cleaned,
+    keys: ChosenKeys,
+    decoded: Decoded,
+    verdict: Verdict,
+    policy: PolicyReport,
+    generic: Option<GenericReport>,
+) -> DecodeReport {
     let valid = match &generic {
         Some(g) => g.valid,
         None => verdict.accepted(),
     };
-    Ok(DecodeReport {
+    DecodeReport {
         input: InputReport {
-            chars: token.chars().count(),
+            chars: cleaned.token.chars().count(),
             notes: cleaned.notes,
             error: None,
         },
-        keys: keys_report,
-        keylog: keylog_out,
+        keys: keys.report,
+        keylog: keys.keylog,
         token: Some(decoded),
         verdict,
-        policy: policy_report,
+        policy,
         generic,
         valid,
-    })
-}
-
-impl KeysReport {
-    fn none() -> KeysReport {
-        KeysReport {
-            source: "none",
-            root_keys_from: None,
-            client_id: None,
-            client_id_from: None,
-            sig_key_fp: None,
-            enc_key_fp: None,
-            sig_key_hex: None,
-            enc_key_hex: None,
-            schedules: Vec::new(),
-            notes: Vec::new(),
-        }
     }
 }
 
@@ -739,7 +777,7 @@ fn generic_check(d: &Decoded, policy: &Policy, now: f64) -> GenericReport {
                 "layer {} ({}) is not verified: {}",
                 l.depth,
                 l.kind,
-                crate::render::crypto_text(&l.crypto, l.kind)
+                l.crypto.describe(l.kind)
             ));
         }
     }
@@ -767,15 +805,6 @@ fn generic_check(d: &Decoded, policy: &Policy, now: f64) -> GenericReport {
 // ---------------------------------------------------------------------------
 // derive
 // ---------------------------------------------------------------------------
-
-#[derive(Debug, Clone, Serialize)]
-pub struct DeriveReport {
-    pub client_id: String,
-    pub root_keys_from: String,
-    pub schedules: Vec<Schedule>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub keylog: Option<KeylogReport>,
-}
 
 /// `jose-debug derive`.
 pub fn derive(args: &DeriveArgs) -> Result<DeriveReport, UsageError> {

@@ -247,6 +247,25 @@ impl Crypto {
     pub fn is_verified(&self) -> bool {
         matches!(self, Crypto::Verified { .. })
     }
+
+    /// One line about a layer's signature or encryption; `kind` (`JWS` or
+    /// `JWE`) picks the verb. Here so that the text output and the
+    /// `--generic` reasons say the same thing.
+    pub fn describe(&self, kind: &str) -> String {
+        match self {
+            Crypto::Verified { alg, key_fp } if kind == "JWE" => {
+                format!("{alg}: decrypts with the key fp={key_fp}")
+            }
+            Crypto::Verified { alg, key_fp } => format!("{alg}: verifies with the key fp={key_fp}"),
+            Crypto::Failed { alg, key_fp, why } => match key_fp {
+                Some(fp) => format!("{alg}: FAILS with the key fp={fp}: {why}"),
+                None => format!("{alg}: fails: {why}"),
+            },
+            Crypto::NoKey { alg, needs } => format!("{alg}: not checked, no key (give {needs})"),
+            Crypto::Unsupported { why } => format!("not checked: {why}"),
+            Crypto::Unsecured => "alg none: an unsecured JWS, nothing to verify".to_owned(),
+        }
+    }
 }
 
 /// What a layer carries.

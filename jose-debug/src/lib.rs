@@ -3,8 +3,8 @@
 //! - [`inspect`] decodes any compact JWS/JWE leniently, layer by layer;
 //! - [`keylog`] reads NSS key logs and computes each connection's EKM;
 //! - [`verdict`] asks the library's verifier what the server would answer;
-//! - [`app`] ties them into the `decode` and `derive` subcommands and
-//!   [`render`] prints the result.
+//! - [`app`] ties them into the `decode` and `derive` subcommands, whose
+//!   [`report`] [`render`] prints (or `--json` serializes).
 
 #![forbid(unsafe_code)]
 
@@ -14,6 +14,7 @@ pub mod inspect;
 pub mod keylog;
 pub mod keys;
 pub mod render;
+pub mod report;
 pub mod time;
 pub mod verdict;
 

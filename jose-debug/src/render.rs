@@ -7,9 +7,9 @@ use std::io::IsTerminal;
 
 use serde_json::{Map, Value};
 
-use crate::app::{DecodeReport, DeriveReport, KeylogReport, Schedule};
 use crate::cli::ColorChoice;
 use crate::inspect::{Claims, Content, Crypto, LayerView};
+use crate::report::{DecodeReport, DeriveReport, KeylogReport, Schedule};
 use crate::verdict::{Outcome, Verdict};
 
 /// Whether to colour stdout.
@@ -132,23 +132,6 @@ fn json_value(v: &Value, indent: usize, st: Style, out: &mut String) {
         Value::Number(n) => out.push_str(&st.number(&n.to_string())),
         Value::Bool(b) => out.push_str(&st.number(&b.to_string())),
         Value::Null => out.push_str(&st.number("null")),
-    }
-}
-
-/// One line about a layer's signature or encryption (also used by --generic).
-pub fn crypto_text(c: &Crypto, kind: &str) -> String {
-    match c {
-        Crypto::Verified { alg, key_fp } if kind == "JWE" => {
-            format!("{alg}: decrypts with the key fp={key_fp}")
-        }
-        Crypto::Verified { alg, key_fp } => format!("{alg}: verifies with the key fp={key_fp}"),
-        Crypto::Failed { alg, key_fp, why } => match key_fp {
-            Some(fp) => format!("{alg}: FAILS with the key fp={fp}: {why}"),
-            None => format!("{alg}: fails: {why}"),
-        },
-        Crypto::NoKey { alg, needs } => format!("{alg}: not checked, no key (give {needs})"),
-        Crypto::Unsupported { why } => format!("not checked: {why}"),
-        Crypto::Unsecured => "alg none: an unsecured JWS, nothing to verify".to_owned(),
     }
 }
 
@@ -351,7 +334,7 @@ fn layer_lines(out: &mut String, st: Style, l: &LayerView, total: usize) {
         "JWE" => "decryption",
         _ => "crypto",
     };
-    let ctext = crypto_text(&l.crypto, l.kind);
+    let ctext = l.crypto.describe(l.kind);
     let painted = match &l.crypto {
         Crypto::Verified { .. } => st.good(&ctext),
         Crypto::Failed { .. } | Crypto::Unsecured => st.bad(&ctext),

@@ -1,7 +1,6 @@
 //! The client side: claims and tokens of each form (PROTOCOL.md §4–5).
 
 use rand::RngCore;
-use serde_json::{Map, Value};
 
 use crate::b64;
 use crate::client_id::ClientId;
@@ -66,40 +65,41 @@ impl Issuer {
     where
         C: serde::Serialize + ?Sized,
     {
-        let app_claims =
-            serde_json::to_value(app_claims).map_err(|e| IssueError::Serialize(e.to_string()))?;
         let now = crate::verifier::unix_now().floor() as i64;
         let mut rng = rand::thread_rng();
         let mut jti = [0u8; 16];
         rng.fill_bytes(&mut jti);
         let mut iv = [0u8; 12];
         rng.fill_bytes(&mut iv);
-        let claims = self.claims(&app_claims, now, &b64::encode(&jti))?;
+        let claims = self.claims(app_claims, now, &b64::encode(&jti))?;
         Ok(self.headers.seal(form, &claims, &self.keys, iv))
     }
 
-    /// The claims set: registered claims first, then the application's.
-    pub fn claims(&self, app_claims: &Value, iat: i64, jti: &str) -> Result<Vec<u8>, IssueError> {
-        let app = match app_claims {
-            Value::Object(m) => m,
-            Value::Null => &Map::new(),
-            _ => return Err(IssueError::NotObject),
-        };
-        if let Some(name) = REGISTERED.iter().find(|n| app.contains_key(**n)) {
-            return Err(IssueError::Reserved((*name).to_owned()));
-        }
-        // Written member by member: the bytes serde_json gives for the same
-        // map, without building one per token.
-        let mut out = Vec::with_capacity(128 + self.audience.len());
+    /// The claims set: registered claims first, then the application's
+    /// members as serde_json writes them, so the bytes are those serde_json
+    /// gives for the whole map, without building one per token.
+    pub fn claims<C>(&self, app_claims: &C, iat: i64, jti: &str) -> Result<Vec<u8>, IssueError>
+    where
+        C: serde::Serialize + ?Sized,
+    {
+        let mut out = Vec::with_capacity(192 + self.audience.len());
         member(&mut out, "iss", self.client_id.as_str());
         member(&mut out, "aud", &self.audience);
         member(&mut out, "iat", iat);
         member(&mut out, "exp", iat + self.ttl_secs as i64);
         member(&mut out, "jti", jti);
-        for (name, value) in app {
-            member(&mut out, name, value);
+        // The application's object is written in place after them, checked,
+        // and its opening brace becomes the comma that joins the two; its
+        // closing brace closes the whole.
+        let start = out.len();
+        serde_json::to_writer(&mut out, app_claims)
+            .map_err(|e| IssueError::Serialize(e.to_string()))?;
+        if app_members(&out[start..])?.is_empty() {
+            out.truncate(start);
+            out.push(b'}');
+        } else {
+            out[start] = b',';
         }
-        out.push(b'}');
         Ok(out)
     }
 }
@@ -111,6 +111,53 @@ fn member(out: &mut Vec<u8>, name: &str, value: impl serde::Serialize) {
     let _ = serde_json::to_writer(&mut *out, name);
     out.push(b':');
     let _ = serde_json::to_writer(&mut *out, &value);
+}
+
+/// The members of an object serde_json wrote (compact), without its
+/// braces; `null` has none. Refuses anything but an object, and an object
+/// naming a claim the issuer sets. serde_json never escapes a letter, so a
+/// registered name appears as its plain bytes whenever it is a key.
+fn app_members(json: &[u8]) -> Result<&[u8], IssueError> {
+    if json == b"null" {
+        return Ok(b"");
+    }
+    let inner = json
+        .strip_prefix(b"{")
+        .and_then(|j| j.strip_suffix(b"}"))
+        .ok_or(IssueError::NotObject)?;
+    let (mut depth, mut in_string, mut escaped, mut key_next) = (0usize, false, false, true);
+    let mut key_start = 0;
+    for (i, &b) in inner.iter().enumerate() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => {
+                    in_string = false;
+                    if depth == 0 && key_next {
+                        key_next = false;
+                        let key = &inner[key_start..i];
+                        if let Some(name) = REGISTERED.iter().find(|n| n.as_bytes() == key) {
+                            return Err(IssueError::Reserved((*name).to_owned()));
+                        }
+                    }
+                }
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => {
+                in_string = true;
+                key_start = i + 1;
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            b',' if depth == 0 => key_next = true,
+            _ => {}
+        }
+    }
+    Ok(inner)
 }
 
 /// Wraps a serialized claims set in `form` with the IV given: for
@@ -161,6 +208,7 @@ mod tests {
     use super::*;
     use crate::schedule::{EncKey, SigKey};
     use proptest::prelude::*;
+    use serde_json::{Map, Value};
 
     fn keys() -> SubKeys {
         SubKeys {
@@ -169,7 +217,68 @@ mod tests {
         }
     }
 
+    /// Claims from any Serialize type: a struct, null; a non-object or a
+    /// registered name is refused.
+    #[test]
+    fn claims_from_any_serializable_object() {
+        #[derive(serde::Serialize)]
+        struct App<'a> {
+            role: &'a str,
+        }
+        let issuer = Issuer::new(ClientId::new("c").unwrap(), "aud", keys());
+        let got = issuer.claims(&App { role: "ops" }, 10, "j").unwrap();
+        assert_eq!(
+            got,
+            br#"{"iss":"c","aud":"aud","iat":10,"exp":70,"jti":"j","role":"ops"}"#
+        );
+        let bare = br#"{"iss":"c","aud":"aud","iat":10,"exp":70,"jti":"j"}"#;
+        assert_eq!(issuer.claims(&(), 10, "j").unwrap(), bare);
+        assert_eq!(issuer.claims(&Map::new(), 10, "j").unwrap(), bare);
+        assert_eq!(
+            issuer.claims(&serde_json::json!({"exp": 1}), 10, "j"),
+            Err(IssueError::Reserved("exp".into()))
+        );
+        assert_eq!(issuer.claims(&[1, 2], 10, "j"), Err(IssueError::NotObject));
+        assert_eq!(issuer.claims("text", 10, "j"), Err(IssueError::NotObject));
+    }
+
     proptest! {
+        /// Any object's members pass as serde_json wrote them, and one
+        /// naming a registered claim at its top level is refused, whatever
+        /// the keys and values hold (quotes, escapes, commas, braces,
+        /// registered names nested deeper).
+        #[test]
+        fn app_members_refuses_exactly_the_registered_keys(
+            entries in proptest::collection::vec(
+                (
+                    "iss|aud|iat|exp|jti|role|\\PC{0,6}|[\"\\\\,{}:\\[\\]]{1,4}",
+                    "\\PC{0,12}|[\"\\\\,{}:\\[\\]]{1,6}",
+                    any::<bool>(),
+                ),
+                0..6,
+            ),
+        ) {
+            let mut m = Map::new();
+            for (k, v, nest) in entries {
+                let v = if nest {
+                    serde_json::json!({"iss": v.clone(), "a": [v]})
+                } else {
+                    Value::String(v)
+                };
+                m.insert(k, v);
+            }
+            let bytes = serde_json::to_vec(&m).unwrap();
+            let reserved = REGISTERED.iter().find(|n| m.contains_key(**n));
+            match (app_members(&bytes), reserved) {
+                // Several may be present: the first met is the one named.
+                (Err(IssueError::Reserved(n)), Some(_)) => {
+                    prop_assert!(m.contains_key(&n) && REGISTERED.contains(&n.as_str()))
+                }
+                (Ok(inner), None) => prop_assert_eq!(inner, &bytes[1..bytes.len() - 1]),
+                (got, want) => prop_assert!(false, "{:?} for reserved {:?}", got, want),
+            }
+        }
+
         /// The claims set is exactly what serde_json writes for the same
         /// members in the same order, whatever the audience needs escaped.
         #[test]

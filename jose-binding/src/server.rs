@@ -103,6 +103,35 @@ impl ServerOptions {
 /// The error type hyper accepts from a service or a body.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// What [`serve`] serves: any clonable tower service over hyper requests
+/// whose responses hyper can write (any body, streaming included). Every
+/// such service is one; the trait only names the bounds once.
+pub trait App:
+    Service<
+        Request<Incoming>,
+        Response = Response<Self::Body>,
+        Future: Send + 'static,
+        Error: Into<BoxError>,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+    type Body: hyper::body::Body<Data: Send, Error: Into<BoxError>> + Send + 'static;
+}
+
+impl<S, B> App for S
+where
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    type Body = B;
+}
+
 /// The peer's address, as a request extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerAddr(pub SocketAddr);
@@ -142,21 +171,14 @@ impl<S> Shared<S> {
 /// `binding.layer()` on it (or on its protected routes) once, and every
 /// request reaches it with this connection's [`ConnectionBinding`] and
 /// [`PeerAddr`] as extensions.
-pub async fn serve<S, B>(
+pub async fn serve<S: App>(
     listener: TcpListener,
     tls_config: Arc<rustls::ServerConfig>,
     binding: Binding,
     app: S,
     opts: ServerOptions,
     shutdown: impl Future<Output = ()>,
-) where
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: hyper::body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-{
+) {
     let admission = Admission::new(opts.budgets());
     let graceful = GracefulShutdown::new();
     let mut http = auto::Builder::new(TokioExecutor::new());
@@ -249,20 +271,13 @@ async fn report_suppressed<S>(shared: Arc<Shared<S>>) {
 
 /// One connection: handshake, then HTTP until the peer leaves, the server
 /// shuts down, or a limit closes it.
-async fn serve_connection<S, B>(
+async fn serve_connection<S: App>(
     shared: Arc<Shared<S>>,
     tcp: tokio::net::TcpStream,
     peer: SocketAddr,
     ticket: Ticket,
     watcher: hyper_util::server::graceful::Watcher,
-) where
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: hyper::body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-{
+) {
     let ticket = Arc::new(ticket);
     let opts = &shared.opts;
     let auth_deadline = tokio::time::Instant::now() + opts.auth_timeout;

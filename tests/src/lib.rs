@@ -9,16 +9,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Request, Response};
-use hyper::body::Incoming;
 use jose_binding::client::{BoundConnection, ClientSetup, HttpVersion, Target};
 use jose_binding::layer::{Binding, BindingLayer, KeystoreHandle};
-use jose_binding::server::{self, BoxError, ServerOptions};
+use jose_binding::server::{self, App, ServerOptions};
 use jose_binding::{tls, ClientId, Keystore, Policy, SoftwareRootKey};
 use jwt_server::app::EchoApp;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tower_service::Service;
 
 pub fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
@@ -78,39 +75,23 @@ impl TestServer {
     }
 
     /// A server of the app `make` builds around the binding layer.
-    pub async fn start_with<S, B>(
+    pub async fn start_with<S: App>(
         policy: Policy,
         keystore: Keystore,
         opts: ServerOptions,
         make: impl FnOnce(&BindingLayer) -> S,
-    ) -> TestServer
-    where
-        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<BoxError>,
-        B: hyper::body::Body + Send + 'static,
-        B::Data: Send,
-        B::Error: Into<BoxError>,
-    {
+    ) -> TestServer {
         Self::start_on(0, policy, keystore, opts, make).await
     }
 
     /// As [`TestServer::start_with`] on a given port (0: any free one).
-    pub async fn start_on<S, B>(
+    pub async fn start_on<S: App>(
         port: u16,
         policy: Policy,
         keystore: Keystore,
         opts: ServerOptions,
         make: impl FnOnce(&BindingLayer) -> S,
-    ) -> TestServer
-    where
-        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<BoxError>,
-        B: hyper::body::Body + Send + 'static,
-        B::Data: Send,
-        B::Error: Into<BoxError>,
-    {
+    ) -> TestServer {
         let chain = tls::load_certs(&fixtures().join("server.pem")).expect("cert");
         let key = tls::load_key(&fixtures().join("server.key")).expect("key");
         let cfg = Arc::new(tls::server_config(chain, key).expect("tls config"));

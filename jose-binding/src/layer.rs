@@ -81,6 +81,17 @@ impl ConnectionBinding {
         self
     }
 
+    /// Marks the connection authenticated by a credential the application
+    /// checked itself (not a bound token): it is then safe from eviction
+    /// and from the authentication deadline, as after an accepted token.
+    /// Only for credentials as strong as a token; a connection that merely
+    /// asked for something public must stay unauthenticated.
+    pub fn authenticated_otherwise(&self) {
+        if let Some(t) = &self.ticket {
+            t.authenticate();
+        }
+    }
+
     /// Steps 1–14 for one request's headers.
     pub fn check(
         &self,

@@ -17,7 +17,9 @@ use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
-use jose_binding::layer::{bearer_token, unauthorized, BindingLayer, BindingService, Outcome};
+use jose_binding::layer::{
+    bearer_token, unauthorized, BindingLayer, BindingService, ConnectionBinding, Outcome,
+};
 use jose_binding::{ErrorCode, Rejection, Verified};
 use tower_service::Service;
 
@@ -70,9 +72,7 @@ impl<B> Service<Request<B>> for EchoApp {
     fn call(&mut self, req: Request<B>) -> EchoFuture {
         let now = match (req.method(), req.uri().path(), &self.baseline) {
             (&Method::POST, "/v1/claims", _) => return Box::pin(self.claims.call(req.map(|_| ()))),
-            (&Method::POST, "/v1/baseline", Some(expected)) => {
-                baseline_answer(expected, req.headers())
-            }
+            (&Method::POST, "/v1/baseline", Some(expected)) => baseline_answer(expected, &req),
             (&Method::GET, "/healthz", _) => json(StatusCode::OK, r#"{"status":"ok"}"#),
             (_, "/v1/claims" | "/healthz", _) => json(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -88,12 +88,19 @@ impl<B> Service<Request<B>> for EchoApp {
 const BASELINE_CLAIMS: &str = r#"{"iss":"baseline","aud":"localhost","iat":1767225600,"exp":1767225660,"jti":"AAAAAAAAAAAAAAAAAAAAAA","role":"bench"}"#;
 
 /// The baseline route: a static bearer token compared in constant time.
-fn baseline_answer(expected: &[u8], headers: &http::HeaderMap) -> Response<Body> {
+/// The right token authenticates the connection, as a bound token would,
+/// so a load run's baseline connections live as long as its bound ones.
+fn baseline_answer<B>(expected: &[u8], req: &Request<B>) -> Response<Body> {
     use subtle::ConstantTimeEq;
-    let ok = match bearer_token(headers) {
+    let ok = match bearer_token(req.headers()) {
         Ok(t) => bool::from(t.as_bytes().ct_eq(expected)),
         Err(_) => false,
     };
+    if ok {
+        if let Some(conn) = req.extensions().get::<ConnectionBinding>() {
+            conn.authenticated_otherwise();
+        }
+    }
     let mut resp = if ok {
         // The same work as the echo route after verification: the echo of a
         // claims set of the size a bound token carries, so the comparison

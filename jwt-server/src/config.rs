@@ -37,6 +37,12 @@ pub(crate) struct FileConfig {
     pub(crate) replay_capacity: Option<usize>,
 }
 
+/// A setting from the flag (or its env var), else the config file, else
+/// the default.
+fn pick<T>(flag: Option<T>, file: Option<T>, default: T) -> T {
+    flag.or(file).unwrap_or(default)
+}
+
 /// Settings after flags, environment, file and defaults are merged.
 pub(crate) struct Settings {
     pub(crate) listen: SocketAddr,
@@ -76,18 +82,17 @@ pub(crate) fn settings(a: &ServeArgs) -> Result<Settings, String> {
             .unwrap_or(default)
     };
     let opts = ServerOptions {
-        max_connections: a
-            .max_connections
-            .or(file.max_connections)
-            .unwrap_or(opts.max_connections),
-        max_handshakes: a
-            .max_handshakes
-            .or(file.max_handshakes)
-            .unwrap_or(opts.max_handshakes),
-        max_pending_per_source: a
-            .max_pending_per_source
-            .or(file.max_pending_per_source)
-            .unwrap_or(opts.max_pending_per_source),
+        max_connections: pick(
+            a.max_connections,
+            file.max_connections,
+            opts.max_connections,
+        ),
+        max_handshakes: pick(a.max_handshakes, file.max_handshakes, opts.max_handshakes),
+        max_pending_per_source: pick(
+            a.max_pending_per_source,
+            file.max_pending_per_source,
+            opts.max_pending_per_source,
+        ),
         eviction_min_age: a
             .eviction_min_age_ms
             .or(file.eviction_min_age_ms)
@@ -113,18 +118,17 @@ pub(crate) fn settings(a: &ServeArgs) -> Result<Settings, String> {
             file.idle_timeout_secs,
             opts.idle_timeout,
         ),
-        max_concurrent_streams: a
-            .max_streams
-            .or(file.max_streams)
-            .unwrap_or(opts.max_concurrent_streams),
-        max_send_buf_size: a
-            .max_send_buf_bytes
-            .or(file.max_send_buf_bytes)
-            .unwrap_or(opts.max_send_buf_size),
-        refusal_log_per_sec: a
-            .refusal_log_per_sec
-            .or(file.refusal_log_per_sec)
-            .unwrap_or(opts.refusal_log_per_sec),
+        max_concurrent_streams: pick(a.max_streams, file.max_streams, opts.max_concurrent_streams),
+        max_send_buf_size: pick(
+            a.max_send_buf_bytes,
+            file.max_send_buf_bytes,
+            opts.max_send_buf_size,
+        ),
+        refusal_log_per_sec: pick(
+            a.refusal_log_per_sec,
+            file.refusal_log_per_sec,
+            opts.refusal_log_per_sec,
+        ),
         ..opts
     };
     for (name, value) in [
@@ -164,15 +168,13 @@ pub(crate) fn settings(a: &ServeArgs) -> Result<Settings, String> {
                 .or(file.audience)
                 .unwrap_or(defaults.audience),
             forms,
-            skew_secs: a.skew_secs.or(file.skew_secs).unwrap_or(defaults.skew_secs),
-            max_ttl_secs: a
-                .max_ttl_secs
-                .or(file.max_ttl_secs)
-                .unwrap_or(defaults.max_ttl_secs),
-            replay_capacity: a
-                .replay_capacity
-                .or(file.replay_capacity)
-                .unwrap_or(defaults.replay_capacity),
+            skew_secs: pick(a.skew_secs, file.skew_secs, defaults.skew_secs),
+            max_ttl_secs: pick(a.max_ttl_secs, file.max_ttl_secs, defaults.max_ttl_secs),
+            replay_capacity: pick(
+                a.replay_capacity,
+                file.replay_capacity,
+                defaults.replay_capacity,
+            ),
         },
         opts,
     })

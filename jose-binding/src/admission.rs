@@ -161,10 +161,6 @@ impl Admission {
         })
     }
 
-    pub fn budgets(&self) -> &Budgets {
-        &self.budgets
-    }
-
     fn table(&self) -> MutexGuard<'_, Table> {
         // The table stays consistent at every await-free step, so a panic
         // elsewhere while holding it leaves nothing half-done.

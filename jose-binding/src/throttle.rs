@@ -31,10 +31,6 @@ impl LogBudget {
         }
     }
 
-    pub fn per_sec(&self) -> u32 {
-        self.per_sec
-    }
-
     /// True if one more line may be written now; otherwise it is counted as
     /// suppressed. Two threads crossing a second's boundary together may let
     /// a line or two more through; the bound stays per_sec plus the number

@@ -7,7 +7,8 @@
 //!
 //! The default build is that core alone, with no IO crate. Features add
 //! `keystore-file` (the TOML keystore), `net` (TLS 1.3, HTTP and tower
-//! glue: [`layer`], [`server`], [`client`]), `custody` and `tpm`;
+//! glue: [`layer`], [`server`], [`client`]), `gateway` (a reverse proxy
+//! behind the layer), `custody` and `tpm`;
 //! docs/ARCHITECTURE.md says which file holds what.
 
 #![forbid(unsafe_code)]
@@ -22,6 +23,8 @@ pub mod client_id;
 #[cfg(feature = "custody")]
 pub mod custody;
 pub mod error;
+#[cfg(feature = "gateway")]
+pub mod gateway;
 pub mod issuer;
 pub mod json;
 pub mod keystore;

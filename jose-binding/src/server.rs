@@ -132,6 +132,20 @@ where
     type Body = B;
 }
 
+/// What an application's upstream did for a request (a proxy such as
+/// [`crate::gateway`] puts it on its responses); the access line adds it.
+#[derive(Debug, Clone)]
+pub struct UpstreamReport {
+    /// The upstream's status, if it answered.
+    pub status: Option<u16>,
+    /// From the request's arrival at the proxy to the upstream's head.
+    pub latency: Duration,
+    /// A stable code when forwarding failed.
+    pub failure: Option<&'static str>,
+    /// What failed, for the log only.
+    pub cause: Option<Box<str>>,
+}
+
 /// The peer's address, as a request extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerAddr(pub SocketAddr);
@@ -308,7 +322,9 @@ async fn serve_connection<S: App>(
         peer,
     };
     let http = if h2 { &shared.http2 } else { &shared.http1 };
-    let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
+    // With upgrades, so an app (the gateway) can tunnel a WebSocket.
+    let conn =
+        http.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(svc));
     tokio::select! {
         ended = watcher.watch(conn) => {
             if let Err(e) = ended {
@@ -532,6 +548,7 @@ impl Access {
             Some(_) => "ok",
             None => "-",
         };
+        let upstream = resp.extensions().get::<UpstreamReport>();
         tracing::info!(
             target: "jose_binding::access",
             peer = %self.peer,
@@ -542,6 +559,10 @@ impl Access {
             %form,
             outcome = %code,
             latency_us = self.start.elapsed().as_micros() as u64,
+            upstream_status = upstream.and_then(|u| u.status),
+            upstream_us = upstream.map(|u| u.latency.as_micros() as u64),
+            upstream_error = upstream.and_then(|u| u.failure),
+            upstream_cause = upstream.and_then(|u| u.cause.as_deref()),
         );
     }
 }

@@ -1,0 +1,457 @@
+//! What the gateway does to headers on their way to the upstream and back:
+//! hop-by-hop headers out (RFC 9110 §7.6.1), headers the gateway owns out
+//! whatever their spelling, then the verified identity and the `Forwarded`
+//! family in.
+//!
+//! Order matters. Names listed in `Connection` are removed before the
+//! identity headers are added, so a client cannot name
+//! `x-jose-binding-client-id` in `Connection` to have the gateway delete
+//! the header it set itself.
+
+use std::net::IpAddr;
+
+use http::header::{
+    HeaderName, AUTHORIZATION, CONNECTION, CONTENT_LENGTH, FORWARDED, HOST, PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION, TE, TRANSFER_ENCODING, UPGRADE,
+};
+use http::{HeaderMap, HeaderValue};
+
+/// The names of the identity headers the gateway sets.
+#[derive(Debug, Clone)]
+pub struct IdentityHeaders {
+    pub client_id: HeaderName,
+    pub form: HeaderName,
+    pub claims: HeaderName,
+}
+
+impl Default for IdentityHeaders {
+    fn default() -> Self {
+        IdentityHeaders {
+            client_id: HeaderName::from_static("x-jose-binding-client-id"),
+            form: HeaderName::from_static("x-jose-binding-form"),
+            claims: HeaderName::from_static("x-jose-binding-claims"),
+        }
+    }
+}
+
+impl IdentityHeaders {
+    fn names(&self) -> [&HeaderName; 3] {
+        [&self.client_id, &self.form, &self.claims]
+    }
+
+    /// True if `name` would be read as one of ours by an upstream that
+    /// folds case and reads `_` as `-` (CGI, WSGI, Rack, PHP, nginx's
+    /// `$http_` variables).
+    fn spoofs(&self, name: &HeaderName) -> bool {
+        self.names().iter().any(|ours| same_cgi_name(name, ours))
+    }
+}
+
+/// Header names compared as CGI-style upstreams compare them: ASCII case
+/// folded, `_` equal to `-`. (`http` already lower-cases names.)
+fn same_cgi_name(a: &HeaderName, b: &HeaderName) -> bool {
+    let (a, b) = (a.as_str().as_bytes(), b.as_str().as_bytes());
+    a.len() == b.len() && cgi_starts_with(a, b)
+}
+
+/// `name` begins with `prefix` (lower case, `-` only) read CGI-style.
+fn cgi_starts_with(name: &[u8], prefix: &[u8]) -> bool {
+    name.len() >= prefix.len() && name.iter().zip(prefix).all(|(&x, &y)| fold(x) == y)
+}
+
+fn fold(b: u8) -> u8 {
+    match b {
+        b'_' => b'-',
+        b => b.to_ascii_lowercase(),
+    }
+}
+
+/// True for the `Forwarded` family in any CGI spelling: `forwarded`,
+/// `x-forwarded-*`, `x-real-ip`.
+fn is_forwarding(name: &HeaderName) -> bool {
+    let n = name.as_str().as_bytes();
+    let exactly = |w: &[u8]| n.len() == w.len() && cgi_starts_with(n, w);
+    exactly(b"forwarded") || exactly(b"x-real-ip") || cgi_starts_with(n, b"x-forwarded-")
+}
+
+/// Removes hop-by-hop headers: those RFC 9110 §7.6.1 names, plus every
+/// header the `Connection` header names. `Host` and `Content-Length` stay
+/// even when named, since removing them would change where or how much
+/// the upstream reads. With `upgrade`, the `Connection: upgrade` and
+/// `Upgrade` pair is kept for an upgrade handshake.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        if name != HOST && name != CONTENT_LENGTH && !(upgrade && name == UPGRADE) {
+            headers.remove(&name);
+        }
+    }
+    // `Trailer` is end-to-end (RFC 9110 §6.6.2): an HTTP/1.1 client gets
+    // the trailers it names.
+    for name in [
+        TE,
+        TRANSFER_ENCODING,
+        PROXY_AUTHENTICATE,
+        PROXY_AUTHORIZATION,
+    ] {
+        headers.remove(name);
+    }
+    headers.remove("keep-alive");
+    headers.remove("proxy-connection");
+    if upgrade {
+        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(CONNECTION);
+        headers.remove(UPGRADE);
+    }
+}
+
+/// True if the request asks to switch protocols (HTTP/1.1 `Upgrade` with
+/// `Connection: upgrade`).
+pub fn wants_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(UPGRADE)
+        && headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// The identity of a verified request, as the upstream will read it.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub client_id: HeaderValue,
+    pub form: HeaderValue,
+    /// base64url (no padding) of the claims JSON exactly as signed.
+    pub claims: HeaderValue,
+}
+
+impl Identity {
+    pub fn of(v: &crate::Verified) -> Option<Identity> {
+        Some(Identity {
+            client_id: HeaderValue::from_str(v.client_id.as_str()).ok()?,
+            form: HeaderValue::from_static(v.form.as_str()),
+            claims: HeaderValue::try_from(crate::b64::encode(v.claims.as_json().as_bytes()))
+                .ok()?,
+        })
+    }
+}
+
+/// How the request reached the gateway, for the `Forwarded` family.
+#[derive(Debug, Clone, Copy)]
+pub struct Hop<'a> {
+    pub peer: IpAddr,
+    /// The peer is a proxy whose `Forwarded` headers are believed.
+    pub trusted: bool,
+    /// The host the client asked for (`Host` or the HTTP/2 authority).
+    pub host: Option<&'a HeaderValue>,
+}
+
+/// What the gateway owns in a request to the upstream: removes every
+/// spelling of the identity headers (and, from an untrusted peer, of the
+/// `Forwarded` family), then sets them from the verified identity and the
+/// hop. `Authorization` goes unless `keep_token`.
+pub fn own_request_headers(
+    headers: &mut HeaderMap,
+    names: &IdentityHeaders,
+    identity: Option<&Identity>,
+    hop: Hop<'_>,
+    keep_token: bool,
+) {
+    let mut previous_for: Vec<HeaderValue> = Vec::new();
+    let mut previous_forwarded: Vec<HeaderValue> = Vec::new();
+    if hop.trusted {
+        previous_for.extend(headers.get_all("x-forwarded-for").iter().cloned());
+        previous_forwarded.extend(headers.get_all(FORWARDED).iter().cloned());
+    }
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| names.spoofs(n) || (is_forwarding(n) && !hop.trusted) || is_lookalike(n))
+        .cloned()
+        .collect();
+    for name in doomed {
+        headers.remove(name);
+    }
+    if !keep_token {
+        headers.remove(AUTHORIZATION);
+    }
+    if let Some(id) = identity {
+        headers.insert(names.client_id.clone(), id.client_id.clone());
+        headers.insert(names.form.clone(), id.form.clone());
+        headers.insert(names.claims.clone(), id.claims.clone());
+    }
+    set_forwarded(headers, hop, &previous_for, &previous_forwarded);
+}
+
+/// From a trusted proxy, `x_forwarded_for` and friends spelled with `_`
+/// are still not the headers it set: only the canonical spelling is kept.
+fn is_lookalike(name: &HeaderName) -> bool {
+    name.as_str().contains('_') && is_forwarding(name)
+}
+
+fn set_forwarded(
+    headers: &mut HeaderMap,
+    hop: Hop<'_>,
+    previous_for: &[HeaderValue],
+    previous_forwarded: &[HeaderValue],
+) {
+    let peer = hop.peer.to_string();
+    let xff = join(previous_for, &peer);
+    if let Ok(v) = HeaderValue::try_from(xff) {
+        headers.insert("x-forwarded-for", v);
+    }
+    let keep_theirs = |h: &HeaderMap, n: &str| hop.trusted && h.contains_key(n);
+    if !keep_theirs(headers, "x-forwarded-proto") {
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+    }
+    if let Some(host) = hop.host {
+        if !keep_theirs(headers, "x-forwarded-host") {
+            headers.insert("x-forwarded-host", host.clone());
+        }
+    }
+    let node = match hop.peer {
+        IpAddr::V4(a) => a.to_string(),
+        IpAddr::V6(a) => format!("\"[{a}]\""),
+    };
+    let mut element = format!("for={node};proto=https");
+    if let Some(host) = hop.host.and_then(|h| h.to_str().ok()) {
+        element.push_str(";host=");
+        quote_into(host, &mut element);
+    }
+    if let Ok(v) = HeaderValue::try_from(join(previous_forwarded, &element)) {
+        headers.insert(FORWARDED, v);
+    }
+}
+
+/// `a, b, …, last`: earlier values kept in order, ours appended.
+fn join(previous: &[HeaderValue], last: &str) -> String {
+    let mut out = String::new();
+    for v in previous.iter().filter_map(|v| v.to_str().ok()) {
+        out.push_str(v);
+        out.push_str(", ");
+    }
+    out.push_str(last);
+    out
+}
+
+/// An RFC 7230 quoted-string.
+fn quote_into(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (n, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    fn identity() -> Identity {
+        Identity {
+            client_id: HeaderValue::from_static("client1"),
+            form: HeaderValue::from_static("S"),
+            claims: HeaderValue::from_static("e30"),
+        }
+    }
+
+    fn hop(trusted: bool) -> Hop<'static> {
+        Hop {
+            peer: "192.0.2.7".parse().unwrap(),
+            trusted,
+            host: None,
+        }
+    }
+
+    #[test]
+    fn every_spelling_of_an_identity_header_is_replaced() {
+        let mut h = map(&[
+            ("X-Jose-Binding-Client-Id", "admin"),
+            ("x_jose_binding_client_id", "admin"),
+            ("X_Jose-Binding_Client-ID", "admin"),
+            ("x-jose-binding-client-id", "root"),
+            ("x-jose-binding-form", "SE"),
+            ("x_jose_binding_claims", "eyJhZG1pbiI6dHJ1ZX0"),
+            ("x-jose-binding-client-idx", "kept"),
+        ]);
+        own_request_headers(
+            &mut h,
+            &IdentityHeaders::default(),
+            Some(&identity()),
+            hop(false),
+            false,
+        );
+        let ids: Vec<_> = h.get_all("x-jose-binding-client-id").iter().collect();
+        assert_eq!(ids, ["client1"]);
+        assert_eq!(h["x-jose-binding-form"], "S");
+        assert_eq!(h["x-jose-binding-claims"], "e30");
+        for n in h.keys() {
+            let folded: String = n.as_str().replace('_', "-");
+            assert!(
+                !folded.starts_with("x-jose-binding-") || !n.as_str().contains('_'),
+                "{n} survived"
+            );
+        }
+        assert_eq!(h["x-jose-binding-client-idx"], "kept");
+    }
+
+    #[test]
+    fn a_public_request_carries_no_identity() {
+        let mut h = map(&[("x-jose-binding-client-id", "admin")]);
+        own_request_headers(&mut h, &IdentityHeaders::default(), None, hop(false), false);
+        assert!(!h.contains_key("x-jose-binding-client-id"));
+    }
+
+    #[test]
+    fn connection_cannot_remove_what_the_gateway_sets() {
+        let mut h = map(&[
+            (
+                "connection",
+                "x-jose-binding-client-id, keep-alive, x-custom",
+            ),
+            ("x-custom", "1"),
+            ("keep-alive", "timeout=5"),
+            ("host", "api.example"),
+            ("te", "trailers"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "h2c"),
+        ]);
+        strip_hop_by_hop(&mut h, false);
+        own_request_headers(
+            &mut h,
+            &IdentityHeaders::default(),
+            Some(&identity()),
+            hop(false),
+            false,
+        );
+        assert_eq!(h["x-jose-binding-client-id"], "client1");
+        for gone in [
+            "connection",
+            "x-custom",
+            "keep-alive",
+            "te",
+            "transfer-encoding",
+            "upgrade",
+        ] {
+            assert!(!h.contains_key(gone), "{gone} kept");
+        }
+        assert_eq!(h["host"], "api.example");
+    }
+
+    #[test]
+    fn connection_cannot_remove_host_or_content_length() {
+        let mut h = map(&[
+            ("connection", "host, content-length"),
+            ("host", "a"),
+            ("content-length", "3"),
+        ]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(
+            (h["host"].as_bytes(), h["content-length"].as_bytes()),
+            (&b"a"[..], &b"3"[..])
+        );
+    }
+
+    #[test]
+    fn upgrade_pair_is_kept_for_an_upgrade() {
+        let mut h = map(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
+        assert!(wants_upgrade(&h));
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h["connection"], "upgrade");
+        assert_eq!(h["upgrade"], "websocket");
+        assert!(!wants_upgrade(&map(&[("upgrade", "websocket")])));
+    }
+
+    #[test]
+    fn forwarded_headers_from_an_untrusted_peer_are_replaced() {
+        let mut h = map(&[
+            ("x-forwarded-for", "10.0.0.1"),
+            ("x_forwarded_for", "10.0.0.2"),
+            ("X-Forwarded-Proto", "http"),
+            ("forwarded", "for=10.0.0.3"),
+            ("x-real-ip", "10.0.0.4"),
+        ]);
+        let host = HeaderValue::from_static("api.example:8443");
+        let hop = Hop {
+            host: Some(&host),
+            ..hop(false)
+        };
+        own_request_headers(&mut h, &IdentityHeaders::default(), None, hop, false);
+        assert_eq!(h["x-forwarded-for"], "192.0.2.7");
+        assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
+        assert!(!h.contains_key("x_forwarded_for"));
+        assert!(!h.contains_key("x-real-ip"));
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "api.example:8443");
+        assert_eq!(
+            h["forwarded"],
+            "for=192.0.2.7;proto=https;host=\"api.example:8443\""
+        );
+    }
+
+    #[test]
+    fn forwarded_headers_from_a_trusted_proxy_are_appended() {
+        let mut h = map(&[
+            ("x-forwarded-for", "203.0.113.9"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "public.example"),
+            ("forwarded", "for=203.0.113.9;host=public.example"),
+            ("x_forwarded_for", "10.6.6.6"),
+        ]);
+        let mut v6 = hop(true);
+        v6.peer = "2001:db8::1".parse().unwrap();
+        own_request_headers(&mut h, &IdentityHeaders::default(), None, v6, false);
+        assert_eq!(h["x-forwarded-for"], "203.0.113.9, 2001:db8::1");
+        assert_eq!(h["x-forwarded-host"], "public.example");
+        assert!(!h.contains_key("x_forwarded_for"));
+        assert_eq!(
+            h["forwarded"],
+            "for=203.0.113.9;host=public.example, for=\"[2001:db8::1]\";proto=https"
+        );
+    }
+
+    #[test]
+    fn authorization_goes_unless_kept() {
+        let mut h = map(&[("authorization", "Bearer a.b.c")]);
+        own_request_headers(&mut h, &IdentityHeaders::default(), None, hop(false), true);
+        assert!(h.contains_key("authorization"));
+        own_request_headers(&mut h, &IdentityHeaders::default(), None, hop(false), false);
+        assert!(!h.contains_key("authorization"));
+    }
+
+    #[test]
+    fn a_host_with_quotes_stays_one_quoted_string() {
+        let host = HeaderValue::from_static("a\"b\\c");
+        let mut h = HeaderMap::new();
+        let hop = Hop {
+            host: Some(&host),
+            ..hop(false)
+        };
+        own_request_headers(&mut h, &IdentityHeaders::default(), None, hop, false);
+        assert_eq!(
+            h["forwarded"],
+            r#"for=192.0.2.7;proto=https;host="a\"b\\c""#
+        );
+    }
+}

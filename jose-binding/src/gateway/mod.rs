@@ -1,0 +1,617 @@
+//! The gateway: an HTTP reverse proxy behind the binding layer, so any
+//! existing HTTP service is protected without a line of it changing.
+//!
+//! Every request needs a bound token verified on its own connection (paths
+//! under a public prefix excepted); what reaches the upstream carries the
+//! verified identity in headers the gateway owns ([`headers`]), never the
+//! token. Bodies stream both ways, an HTTP/1.1 `Upgrade` (WebSocket) is
+//! tunnelled once its request verified, and upstream failures answer 502
+//! or 504 without leaking the upstream's internals.
+
+pub mod headers;
+pub mod status;
+pub mod upstream;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HOST, TE};
+use http::uri::PathAndQuery;
+use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tower_service::Service;
+
+use crate::layer::{bearer_token, BindingLayer, BindingService, ConnectionBinding, Layer, Outcome};
+use crate::server::{BoxError, PeerAddr, UpstreamReport};
+use crate::Verified;
+use headers::{Hop, Identity, IdentityHeaders};
+use upstream::{Connector, Failure, Upstream};
+
+pub use ipnet::IpNet;
+
+/// How the gateway forwards.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    pub upstream: Upstream,
+    /// For an `https://` upstream: the roots its certificate must chain to.
+    pub upstream_tls: Option<Arc<rustls::ClientConfig>>,
+    /// `Host` sent upstream instead of the client's.
+    pub upstream_host: Option<HeaderValue>,
+    /// Path prefixes forwarded without a token ([`is_public`]).
+    pub public_paths: Vec<String>,
+    /// Forward the client's `Authorization` header (normally removed: a
+    /// bound token is worthless to the upstream).
+    pub forward_token: bool,
+    pub identity: IdentityHeaders,
+    /// Peers whose `Forwarded` / `X-Forwarded-*` headers are kept and
+    /// appended to; from anyone else they are replaced.
+    pub trusted_proxies: Vec<IpNet>,
+    pub connect_timeout: Duration,
+    /// Time the upstream has for its response head once the request body
+    /// has been sent.
+    pub response_timeout: Duration,
+    /// Longest silence in a request or response body in flight, and how
+    /// long an unused pooled connection is kept.
+    pub idle_timeout: Duration,
+    /// Idle keep-alive connections kept to the upstream.
+    pub max_idle_connections: usize,
+}
+
+impl GatewayConfig {
+    pub fn new(upstream: Upstream) -> Self {
+        GatewayConfig {
+            upstream,
+            upstream_tls: None,
+            upstream_host: None,
+            public_paths: Vec::new(),
+            forward_token: false,
+            identity: IdentityHeaders::default(),
+            trusted_proxies: Vec::new(),
+            connect_timeout: Duration::from_secs(5),
+            response_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(60),
+            max_idle_connections: 64,
+        }
+    }
+}
+
+/// The upstream client, its connection pool and the settings; cloning
+/// shares them.
+#[derive(Clone)]
+pub struct Gateway {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    config: GatewayConfig,
+    connector: Connector,
+    client: Client<Connector, RequestBody>,
+    baseline: Option<zeroize::Zeroizing<Vec<u8>>>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("upstream", &self.shared.config.upstream)
+            .field("baseline", &self.shared.baseline.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    pub fn new(config: GatewayConfig) -> Self {
+        Self::build(config, None)
+    }
+
+    /// Benchmarks only: a request whose bearer token equals `token`
+    /// (compared in constant time) is forwarded as client `baseline`
+    /// without binding, so a load run can measure what binding adds to
+    /// the same proxy.
+    pub fn with_baseline(config: GatewayConfig, token: &[u8]) -> Self {
+        Self::build(config, Some(zeroize::Zeroizing::new(token.to_vec())))
+    }
+
+    fn build(config: GatewayConfig, baseline: Option<zeroize::Zeroizing<Vec<u8>>>) -> Self {
+        let connector = Connector::new(
+            config.upstream.clone(),
+            config.upstream_tls.clone(),
+            config.connect_timeout,
+        );
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(config.idle_timeout)
+            .pool_max_idle_per_host(config.max_idle_connections)
+            .build(connector.clone());
+        Gateway {
+            shared: Arc::new(Shared {
+                config,
+                connector,
+                client,
+                baseline,
+            }),
+        }
+    }
+
+    /// The service to serve: public paths straight to the proxy, every
+    /// other request through `layer` first.
+    pub fn service(&self, layer: &BindingLayer) -> GatewayService {
+        let proxy = Proxy {
+            shared: self.shared.clone(),
+        };
+        GatewayService {
+            protected: layer.layer(proxy.clone()),
+            proxy,
+        }
+    }
+
+    /// One connection attempt to the upstream, within the connect timeout
+    /// (what `/readyz` asks).
+    pub async fn probe(&self) -> Result<(), upstream::ConnectError> {
+        self.shared.connector.connect().await.map(drop)
+    }
+
+    pub fn upstream(&self) -> &Upstream {
+        &self.shared.config.upstream
+    }
+}
+
+/// True if `path` is under one of `prefixes` (a prefix ending in `/`
+/// matches what follows it; one that does not matches itself and what
+/// follows a `/`), and is plain enough that the upstream cannot read it as
+/// another path: no `.` or `..` segment, no `//`, no backslash, no `;`, no
+/// percent-encoded `.`, `/` or `\`. Anything else needs a token.
+pub fn is_public(prefixes: &[String], path: &str) -> bool {
+    let matched = prefixes
+        .iter()
+        .any(|p| match path.strip_prefix(p.as_str()) {
+            Some(rest) => p.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
+            None => false,
+        });
+    matched && is_plain(path)
+}
+
+fn is_plain(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    let encoded = ["%2e", "%2f", "%5c"].iter().any(|e| lower.contains(e));
+    let dots = path.split('/').any(|seg| seg == "." || seg == "..");
+    !(encoded || dots || path.contains("//") || path.contains('\\') || path.contains(';'))
+}
+
+/// What [`Gateway::service`] gives: the router in front of the proxy.
+#[derive(Clone)]
+pub struct GatewayService {
+    protected: BindingService<Proxy>,
+    proxy: Proxy,
+}
+
+/// The future of every gateway request.
+pub type GatewayFuture =
+    Pin<Box<dyn Future<Output = Result<Response<GatewayBody>, Infallible>> + Send>>;
+
+impl Service<Request<Incoming>> for GatewayService {
+    type Response = Response<GatewayBody>;
+    type Error = Infallible;
+    type Future = GatewayFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: Request<Incoming>) -> GatewayFuture {
+        let shared = &self.proxy.shared;
+        if is_public(&shared.config.public_paths, req.uri().path()) {
+            return self.proxy.call(req);
+        }
+        if let Some(expected) = &shared.baseline {
+            if baseline_matches(expected, &req) {
+                if let Some(conn) = req.extensions().get::<ConnectionBinding>() {
+                    conn.authenticated_otherwise();
+                }
+                req.extensions_mut().insert(baseline_identity());
+                let fut = self.proxy.call(req);
+                return Box::pin(async move {
+                    let mut resp = fut.await?;
+                    resp.extensions_mut().insert(Outcome {
+                        client_id: None,
+                        form: None,
+                        code: None,
+                    });
+                    Ok(resp)
+                });
+            }
+        }
+        Box::pin(self.protected.call(req))
+    }
+}
+
+fn baseline_matches<B>(expected: &[u8], req: &Request<B>) -> bool {
+    use subtle::ConstantTimeEq;
+    match bearer_token(req.headers()) {
+        Ok(t) => bool::from(t.as_bytes().ct_eq(expected)),
+        Err(_) => false,
+    }
+}
+
+/// The identity a baseline request is forwarded with: the claims of a
+/// `jwt-client bench` token (the echo app's baseline claims, base64url),
+/// so both runs do the same proxy work.
+fn baseline_identity() -> Identity {
+    Identity {
+        client_id: HeaderValue::from_static("baseline"),
+        form: HeaderValue::from_static("static"),
+        claims: HeaderValue::from_static(
+            "eyJpc3MiOiJiYXNlbGluZSIsImF1ZCI6ImxvY2FsaG9zdCIsImlhdCI6MTc2NzIyNTYwMCwiZXhwIjoxNzY3MjI1NjYwLCJqdGkiOiJBQUFBQUFBQUFBQUFBQUFBQUFBQUFBIiwicm9sZSI6ImJlbmNoIn0",
+        ),
+    }
+}
+
+/// Forwards one request and its answer.
+#[derive(Clone)]
+pub struct Proxy {
+    shared: Arc<Shared>,
+}
+
+impl Service<Request<Incoming>> for Proxy {
+    type Response = Response<GatewayBody>;
+    type Error = Infallible;
+    type Future = GatewayFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> GatewayFuture {
+        Box::pin(forward(self.shared.clone(), req))
+    }
+}
+
+async fn forward(
+    shared: Arc<Shared>,
+    mut req: Request<Incoming>,
+) -> Result<Response<GatewayBody>, Infallible> {
+    let cfg = &shared.config;
+    let start = Instant::now();
+    let identity = match req.extensions_mut().remove::<Identity>() {
+        Some(id) => Some(id),
+        None => req.extensions().get::<Verified>().and_then(Identity::of),
+    };
+    let peer: Option<IpAddr> = req.extensions().get::<PeerAddr>().map(|p| p.0.ip());
+    let upgrade = headers::wants_upgrade(req.headers()) && req.version() == Version::HTTP_11;
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let conn = req.extensions().get::<ConnectionBinding>().cloned();
+    let (mut parts, body) = req.into_parts();
+
+    let host = parts
+        .headers
+        .get(HOST)
+        .cloned()
+        .or_else(|| parts.uri.authority().and_then(|a| a.as_str().parse().ok()));
+    headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+    let trusted = peer.is_some_and(|ip| cfg.trusted_proxies.iter().any(|n| n.contains(&ip)));
+    let hop = Hop {
+        peer: peer.unwrap_or(IpAddr::from([0, 0, 0, 0])),
+        trusted,
+        host: host.as_ref(),
+    };
+    headers::own_request_headers(
+        &mut parts.headers,
+        &cfg.identity,
+        identity.as_ref(),
+        hop,
+        cfg.forward_token,
+    );
+    if let Some(h) = cfg.upstream_host.clone().or(host) {
+        parts.headers.insert(HOST, h);
+    }
+    // The gateway takes trailers whatever the client said: it passes them
+    // to HTTP/2 clients, and to HTTP/1.1 clients that sent `TE: trailers`.
+    parts
+        .headers
+        .insert(TE, HeaderValue::from_static("trailers"));
+    let (scheme, authority) = cfg.upstream.uri_base();
+    let path = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    parts.uri = match Uri::builder()
+        .scheme(scheme)
+        .authority(authority)
+        .path_and_query(path)
+        .build()
+    {
+        Ok(u) => u,
+        Err(_) => return Ok(failed(Failure::Reset, "request URI", start)),
+    };
+    parts.version = Version::HTTP_11;
+    parts.extensions = http::Extensions::new();
+
+    let (body, sent) = RequestBody::new(body, cfg.idle_timeout);
+    let send = shared.client.request(Request::from_parts(parts, body));
+    let deadline = async {
+        let _ = sent.await;
+        tokio::time::sleep(cfg.response_timeout).await;
+    };
+    let mut resp = tokio::select! {
+        r = send => match r {
+            Ok(resp) => resp,
+            Err(e) => {
+                let why = Failure::of(&e);
+                return Ok(failed(why, &error_chain(&e), start));
+            }
+        },
+        _ = deadline => return Ok(failed(Failure::ResponseTimeout, "no response head", start)),
+    };
+    let status = resp.status();
+    let latency = start.elapsed();
+    let switching = status == StatusCode::SWITCHING_PROTOCOLS;
+    if let (true, Some(client_upgrade)) = (switching, client_upgrade) {
+        let upstream_upgrade = hyper::upgrade::on(&mut resp);
+        tokio::spawn(tunnel(client_upgrade, upstream_upgrade, conn));
+    }
+    let (mut parts, body) = resp.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers, switching && upgrade);
+    parts.extensions = http::Extensions::new();
+    parts.extensions.insert(UpstreamReport {
+        status: Some(status.as_u16()),
+        latency,
+        failure: None,
+        cause: None,
+    });
+    let body = GatewayBody::upstream(body, cfg.idle_timeout);
+    Ok(Response::from_parts(parts, body))
+}
+
+/// Both halves of an upgraded connection, copied until either side
+/// closes. The connection's binding is held meanwhile, so its place in
+/// the server's connection budget stays taken.
+async fn tunnel(
+    client: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+    conn: Option<ConnectionBinding>,
+) {
+    let _slot = conn;
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::debug!(error = %e, "upgrade did not complete");
+            return;
+        }
+    };
+    let (mut c, mut u) = (TokioIo::new(client), TokioIo::new(upstream));
+    if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
+        tracing::debug!(error = %e, "upgraded connection ended with an error");
+    }
+}
+
+/// `e` and its sources, for the log (never for the client).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// 502 `bad_gateway` or 504 `gateway_timeout`, with the cause for the log.
+fn failed(why: Failure, cause: &str, start: Instant) -> Response<GatewayBody> {
+    let (status, body) = if why.is_timeout() {
+        (
+            StatusCode::GATEWAY_TIMEOUT,
+            &br#"{"error":"gateway_timeout"}"#[..],
+        )
+    } else {
+        (StatusCode::BAD_GATEWAY, &br#"{"error":"bad_gateway"}"#[..])
+    };
+    let mut resp = Response::new(GatewayBody::from(Bytes::from_static(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.extensions_mut().insert(UpstreamReport {
+        status: None,
+        latency: start.elapsed(),
+        failure: Some(why.as_str()),
+        cause: Some(cause.into()),
+    });
+    resp
+}
+
+/// A body's allowance of silence: each frame restarts it.
+struct Idle {
+    limit: Duration,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Idle {
+    fn new(limit: Duration) -> Self {
+        Idle {
+            limit,
+            sleep: Box::pin(tokio::time::sleep(limit)),
+        }
+    }
+
+    fn moved(&mut self) {
+        let next = tokio::time::Instant::now() + self.limit;
+        self.sleep.as_mut().reset(next);
+    }
+
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        self.sleep.as_mut().poll(cx).is_ready()
+    }
+}
+
+/// A body silent for longer than the idle timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("body idle for longer than the idle timeout")]
+pub struct BodyIdle;
+
+/// The client's request body on its way upstream: streamed frame by
+/// frame, cut after the idle timeout, and reporting when it has ended
+/// (the response timeout runs from there).
+pub struct RequestBody {
+    inner: Incoming,
+    idle: Idle,
+    sent: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl RequestBody {
+    fn new(inner: Incoming, idle: Duration) -> (Self, tokio::sync::oneshot::Receiver<()>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let mut body = RequestBody {
+            idle: Idle::new(idle),
+            sent: Some(tx),
+            inner,
+        };
+        if body.inner.is_end_stream() {
+            body.done();
+        }
+        (body, rx)
+    }
+
+    fn done(&mut self) {
+        if let Some(tx) = self.sent.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(f))) => {
+                this.idle.moved();
+                Poll::Ready(Some(Ok(f)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => {
+                this.done();
+                Poll::Ready(None)
+            }
+            Poll::Pending if this.idle.expired(cx) => Poll::Ready(Some(Err(BodyIdle.into()))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A gateway response body: the upstream's, streamed with the idle
+/// timeout, or one the gateway wrote.
+pub struct GatewayBody {
+    kind: Kind,
+}
+
+enum Kind {
+    Bytes(Option<Bytes>),
+    Upstream(Incoming, Idle),
+}
+
+impl GatewayBody {
+    fn upstream(body: Incoming, idle: Duration) -> Self {
+        GatewayBody {
+            kind: Kind::Upstream(body, Idle::new(idle)),
+        }
+    }
+}
+
+impl From<Bytes> for GatewayBody {
+    fn from(b: Bytes) -> Self {
+        GatewayBody {
+            kind: Kind::Bytes(Some(b)),
+        }
+    }
+}
+
+impl Body for GatewayBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match &mut self.get_mut().kind {
+            Kind::Bytes(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Upstream(body, idle) => match Pin::new(body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(f))) => {
+                    idle.moved();
+                    Poll::Ready(Some(Ok(f)))
+                }
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending if idle.expired(cx) => Poll::Ready(Some(Err(BodyIdle.into()))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Bytes(b) => b.is_none(),
+            Kind::Upstream(body, _) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Bytes(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            Kind::Bytes(None) => SizeHint::with_exact(0),
+            Kind::Upstream(body, _) => body.size_hint(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_prefixes() {
+        let p = vec!["/health".to_owned(), "/static/".to_owned()];
+        assert!(is_public(&p, "/health"));
+        assert!(is_public(&p, "/health/live"));
+        assert!(!is_public(&p, "/healthz"));
+        assert!(is_public(&p, "/static/app.js"));
+        assert!(!is_public(&p, "/static"));
+        assert!(!is_public(&p, "/api"));
+        for sneaky in [
+            "/health/../admin",
+            "/health/%2e%2e/admin",
+            "/health/%2E%2E/admin",
+            "/static/..%2fadmin",
+            "/static/%2fadmin",
+            "/static//admin",
+            "/health/./x",
+            "/health\\..\\admin",
+            "/static/..;/admin",
+            "/static/%5c..%5cadmin",
+        ] {
+            assert!(!is_public(&p, sneaky), "{sneaky} treated as public");
+        }
+        assert!(!is_public(&[], "/"));
+    }
+}

@@ -1,0 +1,338 @@
+//! The upstream: where the gateway forwards to (`http://`, `https://`,
+//! `unix:`), how it connects, and how a failure is named.
+
+use std::future::Future;
+use std::io;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::uri::{Authority, Scheme};
+use http::Uri;
+use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_util::rt::TokioIo;
+use rustls_pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpStream, UnixStream};
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+/// Where requests go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Upstream {
+    /// `http://host:port`: plain HTTP/1.1 over TCP.
+    Http { authority: Authority },
+    /// `https://host:port`: HTTP/1.1 over TLS 1.3, verified against the
+    /// gateway's `--upstream-ca`.
+    Https { authority: Authority },
+    /// `unix:/path`: plain HTTP/1.1 over a Unix socket.
+    Unix { path: PathBuf },
+}
+
+/// Why an upstream address does not parse.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("upstream {0:?}: use http://HOST:PORT, https://HOST:PORT or unix:/PATH (no path, query or user info)")]
+pub struct BadUpstream(pub String);
+
+impl std::str::FromStr for Upstream {
+    type Err = BadUpstream;
+
+    fn from_str(s: &str) -> Result<Self, BadUpstream> {
+        let bad = || BadUpstream(s.to_owned());
+        if let Some(path) = s.strip_prefix("unix:") {
+            if !path.starts_with('/') {
+                return Err(bad());
+            }
+            return Ok(Upstream::Unix { path: path.into() });
+        }
+        let uri: Uri = s.parse().map_err(|_| bad())?;
+        let authority = uri.authority().cloned().ok_or_else(bad)?;
+        let path_ok = matches!(uri.path_and_query().map(|p| p.as_str()), None | Some("/"));
+        if !path_ok || authority.as_str().contains('@') || authority.host().is_empty() {
+            return Err(bad());
+        }
+        match uri.scheme_str() {
+            Some("http") => Ok(Upstream::Http { authority }),
+            Some("https") => Ok(Upstream::Https { authority }),
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl std::fmt::Display for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Upstream::Http { authority } => write!(f, "http://{authority}"),
+            Upstream::Https { authority } => write!(f, "https://{authority}"),
+            Upstream::Unix { path } => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+impl Upstream {
+    /// The scheme and authority of the URIs sent upstream; a Unix socket
+    /// has neither, so it is named `localhost` (the connector ignores it).
+    pub(crate) fn uri_base(&self) -> (Scheme, Authority) {
+        match self {
+            Upstream::Http { authority } => (Scheme::HTTP, authority.clone()),
+            Upstream::Https { authority } => (Scheme::HTTPS, authority.clone()),
+            Upstream::Unix { .. } => (Scheme::HTTP, Authority::from_static("localhost")),
+        }
+    }
+}
+
+/// Why a connection to the upstream failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("connect timed out")]
+    Timeout,
+    #[error("connect: {0}")]
+    Io(#[source] io::Error),
+    #[error("TLS to the upstream: {0}")]
+    Tls(#[source] io::Error),
+}
+
+/// Opens connections to the one upstream, whatever URI hyper's pool asks
+/// for; the pool keys connections by that URI, which is always the same.
+#[derive(Clone)]
+pub struct Connector {
+    upstream: Arc<Upstream>,
+    tls: Option<TlsConnector>,
+    connect_timeout: Duration,
+}
+
+impl Connector {
+    /// `tls` is needed for an `https://` upstream, ignored otherwise.
+    pub fn new(
+        upstream: Upstream,
+        tls: Option<Arc<rustls::ClientConfig>>,
+        connect_timeout: Duration,
+    ) -> Self {
+        Connector {
+            upstream: Arc::new(upstream),
+            tls: tls.map(TlsConnector::from),
+            connect_timeout,
+        }
+    }
+
+    /// One connection, within the connect timeout.
+    pub async fn connect(&self) -> Result<Stream, ConnectError> {
+        tokio::time::timeout(self.connect_timeout, self.open())
+            .await
+            .map_err(|_| ConnectError::Timeout)?
+    }
+
+    async fn open(&self) -> Result<Stream, ConnectError> {
+        match &*self.upstream {
+            Upstream::Http { authority } => Ok(Stream::Tcp(tcp(authority, 80).await?)),
+            Upstream::Https { authority } => {
+                let tcp = tcp(authority, 443).await?;
+                let tls = self.tls.as_ref().ok_or_else(|| {
+                    ConnectError::Tls(io::Error::other("no TLS configuration for https"))
+                })?;
+                let host = authority
+                    .host()
+                    .trim_start_matches('[')
+                    .trim_end_matches(']');
+                let name = ServerName::try_from(host.to_owned())
+                    .map_err(|e| ConnectError::Tls(io::Error::other(e)))?;
+                let s = tls.connect(name, tcp).await.map_err(ConnectError::Tls)?;
+                Ok(Stream::Tls(Box::new(s)))
+            }
+            Upstream::Unix { path } => Ok(Stream::Unix(
+                UnixStream::connect(path).await.map_err(ConnectError::Io)?,
+            )),
+        }
+    }
+}
+
+async fn tcp(authority: &Authority, default_port: u16) -> Result<TcpStream, ConnectError> {
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let port = authority.port_u16().unwrap_or(default_port);
+    let s = TcpStream::connect((host, port))
+        .await
+        .map_err(ConnectError::Io)?;
+    let _ = s.set_nodelay(true);
+    Ok(s)
+}
+
+type ConnectFuture = Pin<Box<dyn Future<Output = Result<TokioIo<Stream>, ConnectError>> + Send>>;
+
+impl tower_service::Service<Uri> for Connector {
+    type Response = TokioIo<Stream>;
+    type Error = ConnectError;
+    type Future = ConnectFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), ConnectError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Uri) -> ConnectFuture {
+        let this = self.clone();
+        Box::pin(async move { this.connect().await.map(TokioIo::new) })
+    }
+}
+
+/// A connection to the upstream.
+pub enum Stream {
+    Tcp(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    Unix(UnixStream),
+}
+
+impl Connection for Stream {
+    fn connected(&self) -> Connected {
+        Connected::new()
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Stream::Tcp(s) => s.is_write_vectored(),
+            Stream::Tls(s) => s.is_write_vectored(),
+            Stream::Unix(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s).poll_flush(cx),
+            Stream::Unix(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+/// How a forwarded request failed, as logged; the client sees only
+/// `bad_gateway` (502) or `gateway_timeout` (504).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The upstream refused or dropped the connection attempt.
+    Unreachable,
+    /// No connection within the connect timeout.
+    ConnectTimeout,
+    /// No response head within the response timeout.
+    ResponseTimeout,
+    /// The connection failed after it was made: reset, closed early, or
+    /// an answer that is not HTTP.
+    Reset,
+}
+
+impl Failure {
+    /// Stable codes for logs.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Failure::Unreachable => "upstream_unreachable",
+            Failure::ConnectTimeout => "upstream_connect_timeout",
+            Failure::ResponseTimeout => "upstream_response_timeout",
+            Failure::Reset => "upstream_reset",
+        }
+    }
+
+    pub const fn is_timeout(self) -> bool {
+        matches!(self, Failure::ConnectTimeout | Failure::ResponseTimeout)
+    }
+
+    /// What hyper's pool reported, named.
+    pub(crate) fn of(e: &hyper_util::client::legacy::Error) -> Failure {
+        if !e.is_connect() {
+            return Failure::Reset;
+        }
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            if let Some(ConnectError::Timeout) = s.downcast_ref::<ConnectError>() {
+                return Failure::ConnectTimeout;
+            }
+            source = s.source();
+        }
+        Failure::Unreachable
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_addresses() {
+        let u: Upstream = "http://127.0.0.1:3000".parse().unwrap();
+        assert_eq!(u.to_string(), "http://127.0.0.1:3000");
+        assert!(matches!(
+            "https://api.internal".parse::<Upstream>().unwrap(),
+            Upstream::Https { .. }
+        ));
+        assert_eq!(
+            "unix:/run/app.sock".parse::<Upstream>().unwrap(),
+            Upstream::Unix {
+                path: "/run/app.sock".into()
+            }
+        );
+        assert!(matches!(
+            "http://[::1]:80/".parse::<Upstream>().unwrap(),
+            Upstream::Http { .. }
+        ));
+        for bad in [
+            "127.0.0.1:3000",
+            "ftp://x",
+            "http://x/path",
+            "http://x/?q",
+            "http://user@x",
+            "unix:run.sock",
+            "",
+        ] {
+            assert!(bad.parse::<Upstream>().is_err(), "{bad}");
+        }
+    }
+}

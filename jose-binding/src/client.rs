@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, HOST, WWW_AUTHENTICATE};
 use http::{HeaderValue, Method, Request, Uri};
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
@@ -108,9 +109,12 @@ impl HttpVersion {
 }
 
 enum Sender {
-    H1(http1::SendRequest<Full<Bytes>>),
-    H2(http2::SendRequest<Full<Bytes>>),
+    H1(http1::SendRequest<ClientBody>),
+    H2(http2::SendRequest<ClientBody>),
 }
+
+/// The body type on the wire: any body, boxed, so a request can stream.
+pub type ClientBody = UnsyncBoxBody<Bytes, crate::server::BoxError>;
 
 /// The server's answer to one request.
 #[derive(Debug, Clone)]
@@ -318,11 +322,11 @@ impl BoundConnection {
             let resp = match &mut self.sender {
                 Sender::H1(s) => {
                     s.ready().await.map_err(http_err)?;
-                    s.send_request(req).await.map_err(http_err)?
+                    s.send_request(boxed(req)).await.map_err(http_err)?
                 }
                 Sender::H2(s) => {
                     s.ready().await.map_err(http_err)?;
-                    s.send_request(req).await.map_err(http_err)?
+                    s.send_request(boxed(req)).await.map_err(http_err)?
                 }
             };
             let status = resp.status().as_u16();
@@ -389,7 +393,21 @@ pub type SendFuture = std::pin::Pin<
     Box<dyn std::future::Future<Output = Result<http::Response<Incoming>, hyper::Error>> + Send>,
 >;
 
-impl tower_service::Service<Request<Full<Bytes>>> for BoundSender {
+/// A request with its body boxed for the wire.
+fn boxed<B>(req: Request<B>) -> Request<ClientBody>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<crate::server::BoxError>,
+{
+    req.map(|b| b.map_err(Into::into).boxed_unsync())
+}
+
+/// Any body streams: a request is sent as its body yields frames.
+impl<B> tower_service::Service<Request<B>> for BoundSender
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<crate::server::BoxError>,
+{
     type Response = http::Response<Incoming>;
     type Error = hyper::Error;
     type Future = SendFuture;
@@ -404,10 +422,10 @@ impl tower_service::Service<Request<Full<Bytes>>> for BoundSender {
         }
     }
 
-    fn call(&mut self, req: Request<Full<Bytes>>) -> SendFuture {
+    fn call(&mut self, req: Request<B>) -> SendFuture {
         match &mut self.sender {
-            Sender::H1(s) => Box::pin(s.send_request(req)),
-            Sender::H2(s) => Box::pin(s.send_request(req)),
+            Sender::H1(s) => Box::pin(s.send_request(boxed(req))),
+            Sender::H2(s) => Box::pin(s.send_request(boxed(req))),
         }
     }
 }

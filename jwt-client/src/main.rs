@@ -41,11 +41,13 @@ struct Cli {
 const EXAMPLES: &str = "Examples (from the repository root, with `jwt-server` running):
   jwt-client send --client-id client1 --key-file fixtures/client1.key --claims '{\"role\":\"ops\"}'
   jwt-client send --form signed-then-encrypted --count 5 --client-id client1 --key-file fixtures/client1.key
+  jwt-client send --method GET --path /api/orders --client-id client1 --key-file fixtures/client1.key  # through a gateway
   jwt-client demo          # starts its own server; shows the binding at work";
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Send POST /v1/claims with fresh bound tokens on one keep-alive connection.
+    /// Send requests (POST /v1/claims unless --method/--path say otherwise)
+    /// with fresh bound tokens on one keep-alive connection.
     Send(SendArgs),
     /// Start a server in-process and show each form accepted and replays refused.
     Demo {
@@ -109,6 +111,13 @@ struct SendArgs {
     /// Application claims: a JSON object, or @file.json.
     #[arg(long, env = "JWT_CLAIMS", default_value = "{}")]
     claims: String,
+    /// Path to request, e.g. a route of the service behind a `jwt-server
+    /// --upstream` gateway.
+    #[arg(long, default_value = "/v1/claims")]
+    path: String,
+    /// HTTP method.
+    #[arg(long, default_value = "POST")]
+    method: http::Method,
     /// Requests on the one connection, each with a fresh token. If the
     /// connection breaks, the client reconnects (fresh keys) and goes on.
     #[arg(long, default_value_t = 1)]
@@ -221,7 +230,7 @@ async fn send(a: SendArgs) -> Result<ExitCode, String> {
         if i > 1 && a.interval_ms > 0 {
             tokio::time::sleep(std::time::Duration::from_millis(a.interval_ms)).await;
         }
-        let reply = match conn.send(a.form, &claims).await {
+        let reply = match send_one(&mut conn, &a, &claims).await {
             Ok(r) => r,
             // The connection broke (server restarted, network): a token is
             // bound to its connection, so reconnect, derive fresh keys and
@@ -232,7 +241,7 @@ async fn send(a: SendArgs) -> Result<ExitCode, String> {
                 }
                 conn = reconnect(&target, &setup).await?;
                 announce(&conn, &target, a.json, "reconnected to");
-                conn.send(a.form, &claims)
+                send_one(&mut conn, &a, &claims)
                     .await
                     .map_err(|e| e.to_string())?
             }
@@ -247,6 +256,16 @@ async fn send(a: SendArgs) -> Result<ExitCode, String> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// One request with a fresh token.
+async fn send_one(
+    conn: &mut BoundConnection,
+    a: &SendArgs,
+    claims: &Value,
+) -> Result<Reply, jose_binding::client::ClientError> {
+    let token = conn.token(a.form, claims)?;
+    conn.request(a.method.clone(), &a.path, Some(&token)).await
 }
 
 /// Up to 10 attempts over about 10 s, so a restarting server is waited for.

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use jose_binding::Form;
 
-/// Serves POST /v1/claims behind TLS-bound JOSE verification.
+/// Serves POST /v1/claims behind TLS-bound JOSE verification, or with
+/// --upstream protects any HTTP service as a gateway.
 ///
 /// Every TLS 1.3 connection exports its keying material (EKM); a client's
 /// token verifies only with keys derived from that EKM and the client's root
@@ -22,7 +23,11 @@ use jose_binding::Form;
 /// limits: max_connections, max_handshakes, max_pending_per_source,
 /// eviction_min_age_ms, handshake_timeout_secs, auth_timeout_secs,
 /// header_read_timeout_secs, idle_timeout_secs, max_streams,
-/// max_send_buf_bytes, refusal_log_per_sec), then the defaults shown.
+/// max_send_buf_bytes, refusal_log_per_sec; the gateway's: upstream,
+/// upstream_ca, upstream_host, public_paths, forward_token,
+/// client_id_header, form_header, claims_header, trusted_proxies,
+/// upstream_connect_timeout_secs, upstream_response_timeout_secs,
+/// upstream_idle_timeout_secs, status_listen), then the defaults shown.
 #[derive(Parser, Debug)]
 #[command(name = "jwt-server", version, about, long_about, after_help = EXAMPLES)]
 pub(crate) struct Cli {
@@ -35,6 +40,7 @@ pub(crate) struct Cli {
 pub(crate) const EXAMPLES: &str = "Examples:
   jwt-server                                   # fixtures, 127.0.0.1:8443
   jwt-server --listen 0.0.0.0:443 --cert chain.pem --key key.pem --keystore /etc/jwt/keystore.toml
+  jwt-server --upstream http://127.0.0.1:3000 --public-path /health  # gateway in front of your app
   jwt-server keys add client7 --keystore /etc/jwt/keystore.toml > client7.key
   jwt-server keys split client7 --threshold 2 --holder alice=age1... --holder bob=age1... --holder carol=age1...
   jwt-server keys combine client7 client7-alice.share client7-carol.share --identity alice.key --identity carol.key
@@ -240,6 +246,81 @@ pub(crate) struct ServeArgs {
     /// rest are counted in one summary line a second [default: 10].
     #[arg(long, env = "JWT_REFUSAL_LOG_PER_SEC", help_heading = "Limits")]
     pub(crate) refusal_log_per_sec: Option<u32>,
+    /// Forward every request to this HTTP service instead of serving the
+    /// echo app: http://HOST:PORT, https://HOST:PORT (with --upstream-ca) or
+    /// unix:/PATH. Each request still needs a bound token (but for
+    /// --public-path); the upstream gets the verified client in identity
+    /// headers, never the token.
+    #[arg(long, env = "JWT_UPSTREAM", help_heading = "Gateway")]
+    pub(crate) upstream: Option<String>,
+    /// CA certificate(s), PEM, an https:// upstream's certificate must
+    /// chain to (TLS 1.3 only).
+    #[arg(long, env = "JWT_UPSTREAM_CA", help_heading = "Gateway")]
+    pub(crate) upstream_ca: Option<PathBuf>,
+    /// Host header sent upstream [default: the client's].
+    #[arg(long, env = "JWT_UPSTREAM_HOST", help_heading = "Gateway")]
+    pub(crate) upstream_host: Option<String>,
+    /// Path prefix forwarded without a token, e.g. the upstream's own
+    /// health check; repeat or comma-separate. `/health` matches /health and
+    /// /health/..., not /healthz; a path with dot segments, `//`, `;`, `\`
+    /// or encoded `.`, `/`, `\` always needs a token.
+    #[arg(
+        long = "public-path",
+        env = "JWT_PUBLIC_PATHS",
+        value_delimiter = ',',
+        value_name = "PREFIX",
+        help_heading = "Gateway"
+    )]
+    pub(crate) public_paths: Option<Vec<String>>,
+    /// Forward the client's Authorization header too (by default it is
+    /// removed: a bound token is worthless to the upstream).
+    #[arg(long, env = "JWT_FORWARD_TOKEN", help_heading = "Gateway")]
+    pub(crate) forward_token: bool,
+    /// Header carrying the verified client id [default: x-jose-binding-client-id].
+    #[arg(long, env = "JWT_CLIENT_ID_HEADER", help_heading = "Gateway")]
+    pub(crate) client_id_header: Option<String>,
+    /// Header carrying the verified token's form [default: x-jose-binding-form].
+    #[arg(long, env = "JWT_FORM_HEADER", help_heading = "Gateway")]
+    pub(crate) form_header: Option<String>,
+    /// Header carrying the verified claims JSON exactly as signed,
+    /// base64url without padding [default: x-jose-binding-claims].
+    #[arg(long, env = "JWT_CLAIMS_HEADER", help_heading = "Gateway")]
+    pub(crate) claims_header: Option<String>,
+    /// Peers (CIDR list, comma-separated) whose Forwarded and X-Forwarded-*
+    /// headers are kept and appended to; from any other peer they are
+    /// replaced [default: none].
+    #[arg(
+        long,
+        env = "JWT_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        value_name = "CIDR",
+        help_heading = "Gateway"
+    )]
+    pub(crate) trusted_proxies: Option<Vec<String>>,
+    /// Seconds to connect to the upstream; then 504 [default: 5].
+    #[arg(
+        long,
+        env = "JWT_UPSTREAM_CONNECT_TIMEOUT_SECS",
+        help_heading = "Gateway"
+    )]
+    pub(crate) upstream_connect_timeout_secs: Option<u64>,
+    /// Seconds the upstream has for its response head once the request
+    /// body is sent; then 504 [default: 60].
+    #[arg(
+        long,
+        env = "JWT_UPSTREAM_RESPONSE_TIMEOUT_SECS",
+        help_heading = "Gateway"
+    )]
+    pub(crate) upstream_response_timeout_secs: Option<u64>,
+    /// Longest silence in a request or response body in flight, and how
+    /// long an unused upstream connection is kept in the pool [default: 60].
+    #[arg(long, env = "JWT_UPSTREAM_IDLE_TIMEOUT_SECS", help_heading = "Gateway")]
+    pub(crate) upstream_idle_timeout_secs: Option<u64>,
+    /// Plain-HTTP address for GET /healthz (alive) and GET /readyz
+    /// (keystore loaded and upstream reachable, else 503); gateway only
+    /// [default: off].
+    #[arg(long, env = "JWT_STATUS_LISTEN", help_heading = "Gateway")]
+    pub(crate) status_listen: Option<SocketAddr>,
     /// Replay-cache entries per connection [default: 8192].
     #[arg(long, env = "JWT_REPLAY_CAPACITY")]
     pub(crate) replay_capacity: Option<usize>,

@@ -5,8 +5,14 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use http::{HeaderName, HeaderValue};
+use jose_binding::gateway::headers::IdentityHeaders;
+use jose_binding::gateway::upstream::{BadUpstream, Upstream};
+use jose_binding::gateway::{GatewayConfig, IpNet};
 use jose_binding::server::ServerOptions;
-use jose_binding::{Form, FormSet, Policy};
+use jose_binding::{tls, Form, FormSet, Policy};
 use serde::Deserialize;
 
 use crate::cli::ServeArgs;
@@ -35,6 +41,19 @@ pub(crate) struct FileConfig {
     pub(crate) max_send_buf_bytes: Option<usize>,
     pub(crate) refusal_log_per_sec: Option<u32>,
     pub(crate) replay_capacity: Option<usize>,
+    pub(crate) upstream: Option<String>,
+    pub(crate) upstream_ca: Option<PathBuf>,
+    pub(crate) upstream_host: Option<String>,
+    pub(crate) public_paths: Option<Vec<String>>,
+    pub(crate) forward_token: Option<bool>,
+    pub(crate) client_id_header: Option<String>,
+    pub(crate) form_header: Option<String>,
+    pub(crate) claims_header: Option<String>,
+    pub(crate) trusted_proxies: Option<Vec<String>>,
+    pub(crate) upstream_connect_timeout_secs: Option<u64>,
+    pub(crate) upstream_response_timeout_secs: Option<u64>,
+    pub(crate) upstream_idle_timeout_secs: Option<u64>,
+    pub(crate) status_listen: Option<SocketAddr>,
 }
 
 /// A setting from the flag (or its env var), else the config file, else
@@ -51,6 +70,9 @@ pub(crate) struct Settings {
     pub(crate) keystore: PathBuf,
     pub(crate) policy: Policy,
     pub(crate) opts: ServerOptions,
+    /// Set when serving as a gateway (`--upstream`).
+    pub(crate) gateway: Option<GatewayConfig>,
+    pub(crate) status_listen: Option<SocketAddr>,
 }
 
 pub(crate) fn settings(a: &ServeArgs) -> Result<Settings, String> {
@@ -76,11 +98,11 @@ pub(crate) fn settings(a: &ServeArgs) -> Result<Settings, String> {
     }
     let defaults = Policy::default();
     let opts = ServerOptions::default();
-    let secs = |flag: Option<u64>, file: Option<u64>, default: Duration| {
-        flag.or(file)
-            .map(|s| Duration::from_secs(s.max(1)))
-            .unwrap_or(default)
-    };
+    let gateway = gateway(a, &file)?;
+    let status_listen = a.status_listen.or(file.status_listen);
+    if status_listen.is_some() && gateway.is_none() {
+        return Err("--status-listen needs --upstream (the gateway)".into());
+    }
     let opts = ServerOptions {
         max_connections: pick(
             a.max_connections,
@@ -177,5 +199,97 @@ pub(crate) fn settings(a: &ServeArgs) -> Result<Settings, String> {
             ),
         },
         opts,
+        gateway,
+        status_listen,
     })
+}
+
+/// Whole seconds, at least 1, from the flag, else the file, else the default.
+fn secs(flag: Option<u64>, file: Option<u64>, default: Duration) -> Duration {
+    flag.or(file)
+        .map(|s| Duration::from_secs(s.max(1)))
+        .unwrap_or(default)
+}
+
+/// The gateway's settings, if `--upstream` is set.
+fn gateway(a: &ServeArgs, file: &FileConfig) -> Result<Option<GatewayConfig>, String> {
+    let Some(upstream) = a.upstream.clone().or(file.upstream.clone()) else {
+        return Ok(None);
+    };
+    let upstream: Upstream = upstream.parse().map_err(|e: BadUpstream| e.to_string())?;
+    let mut g = GatewayConfig::new(upstream);
+    let ca = a.upstream_ca.clone().or(file.upstream_ca.clone());
+    match (&g.upstream, ca) {
+        (Upstream::Https { .. }, Some(ca)) => {
+            let roots = tls::load_roots(&ca).map_err(|e| format!("--upstream-ca: {e}"))?;
+            let config = tls::client_config(roots, &[tls::ALPN_HTTP11])
+                .map_err(|e| format!("--upstream-ca: {e}"))?;
+            g.upstream_tls = Some(Arc::new(config));
+        }
+        (Upstream::Https { .. }, None) => {
+            return Err("an https:// upstream needs --upstream-ca".into())
+        }
+        (_, Some(_)) => return Err("--upstream-ca is for an https:// upstream".into()),
+        (_, None) => {}
+    }
+    if let Some(h) = a.upstream_host.clone().or(file.upstream_host.clone()) {
+        g.upstream_host =
+            Some(HeaderValue::try_from(h).map_err(|_| "--upstream-host: not a header value")?);
+    }
+    g.public_paths = a
+        .public_paths
+        .clone()
+        .or(file.public_paths.clone())
+        .unwrap_or_default();
+    if let Some(p) = g.public_paths.iter().find(|p| !p.starts_with('/')) {
+        return Err(format!("--public-path {p:?}: a prefix starts with /"));
+    }
+    g.forward_token = a.forward_token || file.forward_token.unwrap_or(false);
+    let header = |flag: &Option<String>, file: &Option<String>, default: HeaderName| match flag
+        .clone()
+        .or(file.clone())
+    {
+        Some(n) => HeaderName::try_from(n.to_ascii_lowercase())
+            .map_err(|_| format!("{n:?} is not a header name")),
+        None => Ok(default),
+    };
+    let d = IdentityHeaders::default();
+    g.identity = IdentityHeaders {
+        client_id: header(&a.client_id_header, &file.client_id_header, d.client_id)?,
+        form: header(&a.form_header, &file.form_header, d.form)?,
+        claims: header(&a.claims_header, &file.claims_header, d.claims)?,
+    };
+    let i = &g.identity;
+    if i.client_id == i.form || i.client_id == i.claims || i.form == i.claims {
+        return Err("the client id, form and claims headers must differ".into());
+    }
+    g.trusted_proxies = a
+        .trusted_proxies
+        .clone()
+        .or(file.trusted_proxies.clone())
+        .unwrap_or_default()
+        .iter()
+        .map(|c| {
+            c.trim()
+                .parse::<IpNet>()
+                .or_else(|_| c.trim().parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| format!("--trusted-proxies: {c:?} is not a CIDR or address"))
+        })
+        .collect::<Result<_, _>>()?;
+    g.connect_timeout = secs(
+        a.upstream_connect_timeout_secs,
+        file.upstream_connect_timeout_secs,
+        g.connect_timeout,
+    );
+    g.response_timeout = secs(
+        a.upstream_response_timeout_secs,
+        file.upstream_response_timeout_secs,
+        g.response_timeout,
+    );
+    g.idle_timeout = secs(
+        a.upstream_idle_timeout_secs,
+        file.upstream_idle_timeout_secs,
+        g.idle_timeout,
+    );
+    Ok(Some(g))
 }

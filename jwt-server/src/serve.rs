@@ -1,17 +1,20 @@
 //! `jwt-server serve`: load the certificate and keystore, serve the echo
-//! app behind the binding until Ctrl-C or SIGTERM, reload keys on change.
+//! app (or, with `--upstream`, the gateway) behind the binding until Ctrl-C
+//! or SIGTERM, reload keys on change.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use jose_binding::gateway::status::{serve_status, Readiness};
+use jose_binding::gateway::Gateway;
 use jose_binding::layer::{Binding, KeystoreHandle};
 use jose_binding::server;
 use jose_binding::{tls, Form, Keystore};
 use jwt_server::app::EchoApp;
 
 use crate::cli::ServeArgs;
-use crate::config::settings;
+use crate::config::{settings, Settings};
 
 pub(crate) fn missing_hint(what: &str, path: &Path) -> String {
     if path.starts_with("fixtures") {
@@ -42,54 +45,104 @@ pub(crate) fn run_server(args: &ServeArgs) -> Result<(), String> {
     warn_if_readable(&s.keystore);
     let handle = KeystoreHandle::new(keystore);
     let binding = Binding::new(handle.clone(), s.policy.clone());
-    let app = EchoApp::new(&binding.layer());
-    let app = match &args.baseline_token_file {
+    let baseline = match &args.baseline_token_file {
         Some(p) => {
             let token = zeroize::Zeroizing::new(
                 std::fs::read_to_string(p)
                     .map_err(|e| format!("--baseline-token-file {}: {e}", p.display()))?,
             );
-            let token = token.trim();
+            let token = zeroize::Zeroizing::new(token.trim().as_bytes().to_vec());
             if token.len() < 16 {
                 return Err("--baseline-token-file: use a token of at least 16 characters".into());
             }
-            tracing::warn!("POST /v1/baseline is enabled (static bearer token, no binding): for benchmarks only");
-            app.with_baseline(token.as_bytes())
+            Some(token)
         }
-        None => app,
+        None => None,
     };
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("tokio runtime: {e}"))?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(s.listen)
-            .await
-            .map_err(|e| format!("cannot listen on {}: {e}", s.listen))?;
-        let local = listener.local_addr().map_err(|e| e.to_string())?;
-        tracing::info!(
-            listen = %local,
-            audience = %s.policy.audience,
-            forms = ?s.policy.forms.iter().map(Form::as_str).collect::<Vec<_>>(),
-            clients = handle.snapshot().len(),
-            keystore = %s.keystore.display(),
-            "jwt-server ready (TLS 1.3 only)"
-        );
-        let reloader = tokio::spawn(jose_binding::reload::watch(
-            handle.clone(),
-            s.keystore.clone(),
-            Duration::from_secs(2),
-        ));
-        server::serve(
-            listener,
-            tls_config,
-            binding,
-            app,
-            s.opts,
-            shutdown_signal(),
-        )
-        .await;
-        reloader.abort();
-        tracing::info!("jwt-server stopped");
-        Ok(())
+        match s.gateway.clone() {
+            Some(config) => {
+                let gateway = match &baseline {
+                    Some(t) => {
+                        tracing::warn!("the static baseline token is accepted in place of a bound token: for benchmarks only");
+                        Gateway::with_baseline(config, t)
+                    }
+                    None => Gateway::new(config),
+                };
+                let app = gateway.service(&binding.layer());
+                run(s, tls_config, binding, handle, app, Some(gateway)).await
+            }
+            None => {
+                let mut app = EchoApp::new(&binding.layer());
+                if let Some(t) = &baseline {
+                    tracing::warn!("POST /v1/baseline is enabled (static bearer token, no binding): for benchmarks only");
+                    app = app.with_baseline(t);
+                }
+                run(s, tls_config, binding, handle, app, None).await
+            }
+        }
     })
+}
+
+/// Listens and serves `app` until a shutdown signal, with the keystore
+/// watched and, for a gateway, the status listener beside it.
+async fn run<S: server::App>(
+    s: Settings,
+    tls_config: Arc<rustls::ServerConfig>,
+    binding: Binding,
+    handle: KeystoreHandle,
+    app: S,
+    gateway: Option<Gateway>,
+) -> Result<(), String> {
+    let listener = tokio::net::TcpListener::bind(s.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", s.listen))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let status = match (s.status_listen, &gateway) {
+        (Some(addr), Some(gw)) => {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot listen on {addr} (--status-listen): {e}"))?;
+            tracing::info!(status_listen = %l.local_addr().map_err(|e| e.to_string())?, "status listener ready: GET /healthz, GET /readyz");
+            let readiness = Arc::new(Readiness::new(gw.clone(), handle.clone()));
+            Some(tokio::spawn(serve_status(
+                l,
+                readiness,
+                std::future::pending(),
+            )))
+        }
+        _ => None,
+    };
+    tracing::info!(
+        listen = %local,
+        audience = %s.policy.audience,
+        forms = ?s.policy.forms.iter().map(Form::as_str).collect::<Vec<_>>(),
+        clients = handle.snapshot().len(),
+        keystore = %s.keystore.display(),
+        upstream = gateway.as_ref().map(|g| g.upstream().to_string()),
+        "jwt-server ready (TLS 1.3 only)"
+    );
+    let reloader = tokio::spawn(jose_binding::reload::watch(
+        handle.clone(),
+        s.keystore.clone(),
+        Duration::from_secs(2),
+    ));
+    server::serve(
+        listener,
+        tls_config,
+        binding,
+        app,
+        s.opts,
+        shutdown_signal(),
+    )
+    .await;
+    reloader.abort();
+    if let Some(st) = status {
+        st.abort();
+    }
+    tracing::info!("jwt-server stopped");
+    Ok(())
 }
 
 /// Ctrl-C or SIGTERM.

@@ -4,12 +4,14 @@
 pub mod process;
 #[cfg(feature = "tpm")]
 pub mod swtpm;
+pub mod upstream;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use jose_binding::client::{BoundConnection, ClientSetup, HttpVersion, Target};
+use jose_binding::gateway::{Gateway, GatewayConfig};
 use jose_binding::layer::{Binding, BindingLayer, KeystoreHandle};
 use jose_binding::server::{self, App, ServerOptions};
 use jose_binding::{tls, ClientId, Keystore, Policy, SoftwareRootKey};
@@ -112,6 +114,19 @@ impl TestServer {
             stop: Some(stop),
             task: Some(task),
         }
+    }
+
+    /// A gateway to `config`'s upstream, with the fixtures' keystore and
+    /// the default policy.
+    pub async fn gateway(config: GatewayConfig) -> TestServer {
+        let gateway = Gateway::new(config);
+        Self::start_with(
+            Policy::default(),
+            fixture_keystore(),
+            ServerOptions::default(),
+            |layer| gateway.service(layer),
+        )
+        .await
     }
 
     pub fn url(&self) -> String {

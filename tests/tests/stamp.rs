@@ -41,7 +41,8 @@ async fn every_request_gets_a_fresh_bound_token() {
                 req.headers_mut()
                     .insert(AUTHORIZATION, "Bearer app-secret".parse().unwrap());
             }
-            std::future::poll_fn(|cx| client.poll_ready(cx))
+            // The sender takes any body, so name the one this request has.
+            std::future::poll_fn(|cx| Service::<Request<Full<Bytes>>>::poll_ready(&mut client, cx))
                 .await
                 .unwrap();
             let resp = client.call(req).await.unwrap();

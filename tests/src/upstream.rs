@@ -1,0 +1,248 @@
+//! Upstreams for the gateway tests: a small hyper service on loopback that
+//! shows what reached it, and nginx from Debian's package, started with a
+//! config the test writes.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, Incoming};
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use crate::TempDir;
+
+/// What the hyper upstream has seen.
+#[derive(Default)]
+pub struct Seen {
+    /// Requests received, whatever their path.
+    pub requests: AtomicUsize,
+    /// Body bytes received by `/upload`.
+    pub uploaded: AtomicU64,
+}
+
+/// A hyper HTTP/1.1 upstream on a loopback port, until dropped.
+///
+/// - `/headers`: `{"method","path","headers":[[name,value],…]}` of the request;
+/// - `/sse`: one server-sent event at once, a second after 2 s, then the end;
+/// - `/trailers`: `hello` with the trailer `x-checksum: 5d41402a`, declared;
+/// - `/upload`: reads the body, answers how many bytes it had;
+/// - `/slow`: answers after 3 s;
+/// - anything else: 200 `ok`.
+pub struct HyperUpstream {
+    pub addr: SocketAddr,
+    pub seen: Arc<Seen>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HyperUpstream {
+    pub async fn start() -> HyperUpstream {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Seen::default());
+        let s = seen.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| handle(s.clone(), req));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tcp), svc)
+                        .await;
+                });
+            }
+        });
+        HyperUpstream { addr, seen, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn requests(&self) -> usize {
+        self.seen.requests.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for HyperUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn handle(seen: Arc<Seen>, req: Request<Incoming>) -> Result<Response<Channel>, Infallible> {
+    seen.requests.fetch_add(1, Ordering::SeqCst);
+    let (tx, body) = Channel::new();
+    let path = req.uri().path().to_owned();
+    match path.as_str() {
+        "/headers" => {
+            let headers: Vec<_> = req
+                .headers()
+                .iter()
+                .map(|(n, v)| json!([n.as_str(), String::from_utf8_lossy(v.as_bytes())]))
+                .collect();
+            let v = json!({"method": req.method().as_str(), "path": req.uri().to_string(), "headers": headers});
+            let _ = tx.try_send(Frame::data(Bytes::from(v.to_string())));
+        }
+        "/sse" => {
+            tokio::spawn(async move {
+                let _ = tx
+                    .send(Frame::data(Bytes::from_static(b"data: one\n\n")))
+                    .await;
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                let _ = tx
+                    .send(Frame::data(Bytes::from_static(b"data: two\n\n")))
+                    .await;
+            });
+            let mut r = Response::new(body);
+            r.headers_mut()
+                .insert("content-type", "text/event-stream".parse().unwrap());
+            return Ok(r);
+        }
+        "/trailers" => {
+            let _ = tx.try_send(Frame::data(Bytes::from_static(b"hello")));
+            let mut t = HeaderMap::new();
+            t.insert("x-checksum", "5d41402a".parse().unwrap());
+            let _ = tx.try_send(Frame::trailers(t));
+            let mut r = Response::new(body);
+            r.headers_mut()
+                .insert("trailer", "x-checksum".parse().unwrap());
+            return Ok(r);
+        }
+        "/upload" => {
+            let mut body = req.into_body();
+            let mut n = 0u64;
+            while let Some(f) = body.frame().await {
+                match f {
+                    Ok(f) => n += f.data_ref().map_or(0, |d| d.len() as u64),
+                    Err(_) => break,
+                }
+            }
+            seen.uploaded.fetch_add(n, Ordering::SeqCst);
+            let _ = tx.try_send(Frame::data(Bytes::from(n.to_string())));
+        }
+        "/slow" => {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let _ = tx.try_send(Frame::data(Bytes::from_static(b"late")));
+        }
+        _ => {
+            let _ = tx.try_send(Frame::data(Bytes::from_static(b"ok")));
+        }
+    }
+    let mut r = Response::new(body);
+    *r.status_mut() = StatusCode::OK;
+    Ok(r)
+}
+
+/// A response body fed frame by frame through a channel; it ends when the
+/// sender is dropped.
+pub struct Channel(mpsc::Receiver<Frame<Bytes>>);
+
+impl Channel {
+    pub fn new() -> (mpsc::Sender<Frame<Bytes>>, Channel) {
+        let (tx, rx) = mpsc::channel(4);
+        (tx, Channel(rx))
+    }
+}
+
+impl Body for Channel {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0.poll_recv(cx).map(|f| f.map(Ok))
+    }
+}
+
+/// nginx from Debian's package on a loopback port, in the foreground as
+/// this user (one process, no master), until dropped.
+pub struct Nginx {
+    pub port: u16,
+    pub dir: TempDir,
+    child: Child,
+}
+
+impl Nginx {
+    /// nginx with `http` directives added to its `http` block and
+    /// `server` directives to its one server.
+    pub fn start(name: &str, http: &str, server: &str) -> Nginx {
+        let bin = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+            .expect("nginx not found: scripts/test.sh installs it (apt-get install nginx)");
+        let dir = TempDir::new(&format!("nginx-{name}"));
+        let port = free_port();
+        let d = dir.display();
+        let conf = format!(
+            "daemon off;\nmaster_process off;\nerror_log {d}/error.log warn;\npid {d}/nginx.pid;\n\
+             events {{ worker_connections 1024; }}\n\
+             http {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/body;\n  \
+             proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  \
+             scgi_temp_path {d}/scgi;\n  {http}\n  server {{\n    listen 127.0.0.1:{port};\n    {server}\n  }}\n}}\n"
+        );
+        std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+        let child = Command::new(bin)
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .arg("-p")
+            .arg(&*dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start nginx");
+        let nginx = Nginx { port, dir, child };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return nginx;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let log = std::fs::read_to_string(nginx.dir.join("error.log")).unwrap_or_default();
+        panic!("nginx did not start on port {port}: {log}");
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Requests nginx logged.
+    pub fn access_lines(&self) -> usize {
+        std::fs::read_to_string(self.dir.join("access.log"))
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback port nothing listens on now.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}

@@ -10,8 +10,10 @@ cd "$(dirname "$0")/.."
 # pkg-config + libssl-dev: OpenSSL for josekit, used only by the cross-check tests;
 # libtss2-dev: the TPM feature (tss-esapi 7 against tpm2-tss 3.2);
 # swtpm + tpm2-tools: the real software TPM the TPM tests start, and the
-# tools whose key files the TPM provider must accept.
-packages=(build-essential pkg-config libssl-dev libtss2-dev swtpm tpm2-tools)
+# tools whose key files the TPM provider must accept;
+# nginx: the real upstream the gateway tests start (as this user, on
+# loopback ports; the package's own service is not started).
+packages=(build-essential pkg-config libssl-dev libtss2-dev swtpm tpm2-tools nginx)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -28,7 +30,16 @@ if ((${#missing[@]})); then
   if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
   echo "==> installing system packages: ${missing[*]}"
   $sudo apt-get update -qq
+  # Keep package scripts from starting services (nginx would take port 80):
+  # the tests start what they need themselves.
+  policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    policy=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+    $sudo chmod +x "$policy"
+  fi
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  if [ -n "$policy" ]; then $sudo rm -f "$policy"; fi
 fi
 
 if ! command -v cargo >/dev/null; then
@@ -44,7 +55,7 @@ cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
 # The library's core builds with no IO crate, and each feature builds alone.
 echo "==> jose-binding: the core alone, then each feature alone"
-for feature in "" keystore-file net custody tpm test-vectors; do
+for feature in "" keystore-file net gateway custody tpm test-vectors; do
   cargo clippy --quiet --locked -p jose-binding --no-default-features ${feature:+--features "$feature"} -- -D warnings
 done
 core_tree=$(cargo tree --locked -p jose-binding --no-default-features -e normal --prefix none)

@@ -9,9 +9,11 @@ use std::time::{Duration, Instant};
 
 use jose_binding::b64;
 use jose_binding::client::{BoundConnection, HttpVersion};
+use jose_binding::gateway::GatewayConfig;
 use jose_binding::server::ServerOptions;
 use jose_binding::token::{encrypt_jwe, headers, sign_jws};
 use jose_binding::Policy;
+use jose_binding_e2e::upstream::HyperUpstream;
 use jose_binding_e2e::{connect, fixture_keystore, fixtures, setup, TestServer};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -208,8 +210,16 @@ fn corpus(k: &Kit<'_>) -> Vec<(&'static str, String, &'static str)> {
     ]
 }
 
-async fn run_corpus(version: HttpVersion) -> usize {
-    let server = TestServer::start(Policy::default(), fixture_keystore()).await;
+/// The corpus against the echo app, or against the gateway in front of a
+/// hyper upstream: the answers are the same, and only the accepted
+/// requests reach the upstream.
+async fn run_corpus(version: HttpVersion, through_gateway: bool) -> usize {
+    let upstream = HyperUpstream::start().await;
+    let server = if through_gateway {
+        TestServer::gateway(GatewayConfig::new(upstream.url().parse().unwrap())).await
+    } else {
+        TestServer::start(Policy::default(), fixture_keystore()).await
+    };
     let mut c = connect(&server, &setup("client1", version)).await;
     let cases = corpus(&Kit { c: &c });
     let mut seen = std::collections::HashSet::new();
@@ -245,19 +255,33 @@ async fn run_corpus(version: HttpVersion) -> usize {
             .status,
         200
     );
+    if through_gateway {
+        let accepted = cases.iter().filter(|(_, _, want)| *want == "ok").count();
+        assert_eq!(upstream.requests(), accepted + 1);
+    }
     server.stop().await;
     cases.len()
 }
 
 #[tokio::test]
 async fn hostile_tokens_over_http1() {
-    let n = run_corpus(HttpVersion::Http1).await;
+    let n = run_corpus(HttpVersion::Http1, false).await;
     assert!(n >= 80, "corpus has {n} cases");
 }
 
 #[tokio::test]
 async fn hostile_tokens_over_http2() {
-    run_corpus(HttpVersion::Http2).await;
+    run_corpus(HttpVersion::Http2, false).await;
+}
+
+#[tokio::test]
+async fn hostile_tokens_through_the_gateway_over_http1() {
+    run_corpus(HttpVersion::Http1, true).await;
+}
+
+#[tokio::test]
+async fn hostile_tokens_through_the_gateway_over_http2() {
+    run_corpus(HttpVersion::Http2, true).await;
 }
 
 /// A raw TLS connection (HTTP/1.1 by ALPN) for requests no client would send.

@@ -327,3 +327,141 @@ async fn limits_come_from_the_config_file_and_the_environment() {
         "authenticated before the deadline: kept"
     );
 }
+
+/// The README's "Protect an existing service", as an operator runs it:
+/// examples/whoami.py as the app, the gateway's settings from a config
+/// file and the environment, the status listener, and the app going away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_in_front_of_the_readme_app() {
+    use jose_binding_e2e::upstream::free_port;
+    let app_port = free_port();
+    let mut app = KillOnDrop(
+        Command::new("python3")
+            .arg(fixtures().join("../examples/whoami.py"))
+            .arg(app_port.to_string())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3"),
+    );
+    let mut ready = String::new();
+    BufReader::new(app.0.stdout.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    assert!(ready.contains("listening"), "{ready}");
+
+    let dir = TempDir::new("gateway-cli");
+    let config = dir.join("server.toml");
+    std::fs::write(
+        &config,
+        format!("upstream = \"http://127.0.0.1:{app_port}\"\npublic_paths = [\"/health\"]\n"),
+    )
+    .unwrap();
+    let status_port = free_port();
+    let status_addr = format!("127.0.0.1:{status_port}");
+    let server = jose_binding_e2e::process::ServerProcess::start_with_env(
+        BIN.as_ref(),
+        &["--config", config.to_str().unwrap()],
+        &[("JWT_STATUS_LISTEN", &status_addr)],
+        "info",
+    );
+    let target = Target::parse(&format!("https://localhost:{}", server.port)).unwrap();
+    let setup = jose_binding_e2e::setup("client1", HttpVersion::Auto);
+    let mut conn = BoundConnection::connect(&target, &setup).await.unwrap();
+    let token = conn
+        .token(
+            Form::EncryptedThenSigned,
+            &serde_json::json!({"role": "ops"}),
+        )
+        .unwrap();
+    let r = conn
+        .request(http::Method::GET, "/orders?id=7", Some(&token))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let v = r.json().unwrap();
+    assert_eq!(v["path"], "/orders?id=7");
+    assert_eq!(v["client_id"], "client1");
+    assert_eq!(v["form"], "encrypted-then-signed");
+    assert_eq!(v["claims"]["role"], "ops");
+    assert_eq!(v["forwarded_for"], "127.0.0.1");
+
+    // A public path needs no token and carries no identity.
+    let r = conn
+        .request(http::Method::GET, "/health", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status, r.json().unwrap()["client_id"].clone()),
+        (200, serde_json::Value::Null)
+    );
+
+    let get = |path: &'static str| async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", status_port))
+            .await
+            .unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    };
+    assert!(get("/readyz").await.starts_with("HTTP/1.1 200"));
+
+    // The app goes away: 502 on the same connection, /readyz says why.
+    drop(app);
+    let token = conn.token(Form::Signed, &serde_json::json!({})).unwrap();
+    let r = conn
+        .request(http::Method::GET, "/orders", Some(&token))
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status, &r.body[..]),
+        (502, &br#"{"error":"bad_gateway"}"#[..])
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let not_ready = get("/readyz").await;
+    assert!(not_ready.starts_with("HTTP/1.1 503"), "{not_ready}");
+    assert!(not_ready.contains("upstream_unreachable"));
+    assert!(get("/healthz").await.starts_with("HTTP/1.1 200"));
+    let log = server.first_lines().join("\n");
+    assert!(log.contains("upstream_error=\"upstream_unreachable\""), "{log}");
+    assert!(log.contains("upstream_status=200"), "{log}");
+}
+
+#[test]
+fn gateway_settings_are_checked_before_serving() {
+    for (args, want) in [
+        (&["--upstream", "ftp://x"][..], "upstream"),
+        (&["--upstream", "https://127.0.0.1:1"][..], "--upstream-ca"),
+        (&["--status-listen", "127.0.0.1:0"][..], "needs --upstream"),
+        (
+            &[
+                "--upstream",
+                "http://127.0.0.1:1",
+                "--trusted-proxies",
+                "10.0.0.0/33",
+            ][..],
+            "--trusted-proxies",
+        ),
+        (
+            &[
+                "--upstream",
+                "http://127.0.0.1:1",
+                "--public-path",
+                "health",
+            ][..],
+            "starts with /",
+        ),
+    ] {
+        let out = Command::new(BIN)
+            .args(args)
+            .current_dir(fixtures().join(".."))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+}

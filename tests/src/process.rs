@@ -53,8 +53,11 @@ impl ServerProcess {
         let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
         let port = loop {
             let line = lines.next().expect("ready line").expect("utf-8");
-            if let Some(at) = line.find("listen=127.0.0.1:") {
-                break line[at + 17..]
+            if !line.contains("jwt-server ready") {
+                continue;
+            }
+            if let Some(at) = line.find(" listen=127.0.0.1:") {
+                break line[at + 18..]
                     .split_whitespace()
                     .next()
                     .unwrap()

@@ -426,7 +426,10 @@ async fn gateway_in_front_of_the_readme_app() {
     assert!(not_ready.contains("upstream_unreachable"));
     assert!(get("/healthz").await.starts_with("HTTP/1.1 200"));
     let log = server.first_lines().join("\n");
-    assert!(log.contains("upstream_error=\"upstream_unreachable\""), "{log}");
+    assert!(
+        log.contains("upstream_error=\"upstream_unreachable\""),
+        "{log}"
+    );
     assert!(log.contains("upstream_status=200"), "{log}");
 }
 

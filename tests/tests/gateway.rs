@@ -512,3 +512,27 @@ async fn readyz_follows_the_upstream() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert!(get("/readyz").await.starts_with("HTTP/1.1 503"));
 }
+
+#[tokio::test]
+async fn a_body_silent_past_the_idle_timeout_is_cut() {
+    let hyper = HyperUpstream::start().await;
+    let mut cfg = config(&hyper.url());
+    // /sse is silent for 2 s between its events.
+    cfg.idle_timeout = Duration::from_secs(1);
+    let server = TestServer::gateway(cfg).await;
+    for version in [HttpVersion::Http1, HttpVersion::Http2] {
+        let c = connect(&server, &setup("client1", version)).await;
+        let start = Instant::now();
+        let resp = stream(c, Method::GET, "/sse", &[], Full::new(Bytes::new())).await;
+        let mut body = resp.into_body();
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(&first[..], b"data: one\n\n");
+        let rest = body.collect().await;
+        assert!(rest.is_err(), "{version:?}: the silent body was not cut");
+        let at = start.elapsed();
+        assert!(
+            at >= Duration::from_millis(900) && at < Duration::from_millis(1900),
+            "{version:?}: cut after {at:?}"
+        );
+    }
+}

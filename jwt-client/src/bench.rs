@@ -50,13 +50,29 @@ pub struct BenchArgs {
     /// Stop each run after this many seconds even if requests remain.
     #[arg(long, default_value_t = 120)]
     max_seconds: u64,
-    /// PID of a jwt-server on this machine: report its CPU time per request
-    /// for each run (from /proc), beside this tool's own. When the two
+    /// PID of the server on this machine (comma-separated for a server of
+    /// several processes, e.g. nginx's workers): report its CPU time per
+    /// request for each run (from /proc), beside this tool's own. When the
     /// processes saturate the cores between them, each gets the scheduler's
     /// share and the columns come out alike: they then show the split of the
-    /// machine, not of the cost (scripts/profile-e2e.sh splits that by function).
+    /// machine, not of the cost; use --rate (scripts/profile-e2e.sh splits
+    /// the cost by function).
+    #[arg(long, value_delimiter = ',')]
+    server_pid: Vec<u32>,
+    /// Send at most this many requests a second in all, spread evenly over
+    /// the connections, instead of as fast as the server answers. At a rate
+    /// both sides can sustain, CPU per request measures cost, not the
+    /// scheduler's split of the cores.
     #[arg(long)]
-    server_pid: Option<u32>,
+    rate: Option<f64>,
+    /// Request this path for both kinds (with a fresh bound token, or the
+    /// static token), e.g. a route behind `jwt-server --upstream`, or an
+    /// nginx peer; default: POST /v1/claims (bound), POST /v1/baseline.
+    #[arg(long)]
+    path: Option<String>,
+    /// HTTP method with --path.
+    #[arg(long, default_value = "POST", requires = "path")]
+    method: Method,
     /// Results as JSON on stdout (no progress bar).
     #[arg(long)]
     json: bool,
@@ -247,18 +263,35 @@ async fn load(a: &BenchArgs, target: &Target, setup: &Arc<ClientSetup>, kind: Ki
     }
     bar.set_message(kind.name());
     let deadline = Instant::now() + Duration::from_secs(a.max_seconds);
-    let cpu_before = a.server_pid.and_then(process_cpu_us);
+    let cpu_before = processes_cpu_us(&a.server_pid);
     let own_before = process_cpu_us(std::process::id());
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(a.connections);
-    for _ in 0..a.connections {
+    // Each connection's share of --rate, as the interval between its requests.
+    let every = a
+        .rate
+        .filter(|r| *r > 0.0)
+        .map(|r| Duration::from_secs_f64(a.connections as f64 / r));
+    let route = Arc::new(a.path.clone().map(|p| (a.method.clone(), p)));
+    for i in 0..a.connections {
         let (target, setup, kind, bar) = (target.clone(), setup.clone(), kind.clone(), bar.clone());
-        let (n, fresh) = (a.requests, a.new_connections);
+        let (n, fresh, route, conns) =
+            (a.requests, a.new_connections, route.clone(), a.connections);
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(n);
             let mut errors = 0usize;
             let mut conn: Option<BoundConnection> = None;
+            let mut pace = every.map(|e| {
+                // Connections start spread over one interval, not in step.
+                let start = tokio::time::Instant::now() + e.mul_f64(i as f64 / conns as f64);
+                let mut t = tokio::time::interval_at(start, e);
+                t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                t
+            });
             for _ in 0..n {
+                if let Some(p) = pace.as_mut() {
+                    p.tick().await;
+                }
                 if Instant::now() > deadline {
                     break;
                 }
@@ -267,7 +300,7 @@ async fn load(a: &BenchArgs, target: &Target, setup: &Arc<ClientSetup>, kind: Ki
                     conn = BoundConnection::connect(&target, &setup).await.ok();
                 }
                 let ok = match conn.as_mut() {
-                    Some(c) => one_request(c, &kind).await,
+                    Some(c) => one_request(c, &kind, &route).await,
                     None => false,
                 };
                 if ok {
@@ -293,7 +326,7 @@ async fn load(a: &BenchArgs, target: &Target, setup: &Arc<ClientSetup>, kind: Ki
         }
     }
     let elapsed = started.elapsed();
-    let cpu_after = a.server_pid.and_then(process_cpu_us);
+    let cpu_after = processes_cpu_us(&a.server_pid);
     let own_after = process_cpu_us(std::process::id());
     bar.finish_and_clear();
     latencies_us.sort_unstable();
@@ -314,16 +347,56 @@ async fn load(a: &BenchArgs, target: &Target, setup: &Arc<ClientSetup>, kind: Ki
 static CLAIMS: std::sync::LazyLock<serde_json::Value> =
     std::sync::LazyLock::new(|| json!({"role": "bench"}));
 
-async fn one_request(c: &mut BoundConnection, kind: &Kind) -> bool {
-    let reply = match kind {
-        Kind::Bound(form) => c.send(*form, &*CLAIMS).await,
-        Kind::Baseline(token) => c.request(Method::POST, "/v1/baseline", Some(token)).await,
+async fn one_request(
+    c: &mut BoundConnection,
+    kind: &Kind,
+    route: &Option<(Method, String)>,
+) -> bool {
+    let reply = match (kind, route) {
+        (Kind::Bound(form), None) => c.send(*form, &*CLAIMS).await,
+        (Kind::Bound(form), Some((method, path))) => match c.token(*form, &*CLAIMS) {
+            Ok(token) => c.request(method.clone(), path, Some(&token)).await,
+            Err(_) => return false,
+        },
+        (Kind::Baseline(token), None) => c.request(Method::POST, "/v1/baseline", Some(token)).await,
+        (Kind::Baseline(token), Some((method, path))) => {
+            c.request(method.clone(), path, Some(token)).await
+        }
     };
     matches!(reply, Ok(r) if r.status == 200)
 }
 
-/// User + system CPU time of a process, in microseconds (Linux /proc).
+/// The summed CPU time of `pids`, if there are any and all are readable.
+fn processes_cpu_us(pids: &[u32]) -> Option<f64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|p| process_cpu_us(*p)).sum()
+}
+
+/// CPU time of a process, in microseconds (Linux /proc): the sum over its
+/// threads of the nanoseconds each spent on a CPU (schedstat), which a
+/// short run at a low rate needs; /proc/PID/stat's 10 ms ticks are too
+/// coarse for it. Falls back to the ticks where schedstat is missing.
 fn process_cpu_us(pid: u32) -> Option<f64> {
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        let mut ns = 0u64;
+        let mut any = false;
+        for t in tasks.flatten() {
+            let text = std::fs::read_to_string(t.path().join("schedstat")).unwrap_or_default();
+            if let Some(v) = text
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+            {
+                ns += v;
+                any = true;
+            }
+        }
+        if any {
+            return Some(ns as f64 / 1000.0);
+        }
+    }
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the parenthesised command name; utime and stime are 14th and 15th.
     let rest = stat.rsplit_once(')')?.1;

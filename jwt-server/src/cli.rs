@@ -19,7 +19,8 @@ use jose_binding::Form;
 ///
 /// Settings come from flags, then environment variables, then the --config
 /// TOML file (same names with underscores: listen, cert, key, keystore,
-/// audience, forms, skew_secs, max_ttl_secs, replay_capacity, and the
+/// audience, forms, skew_secs, max_ttl_secs, replay_capacity,
+/// worker_threads, and the
 /// limits: max_connections, max_handshakes, max_pending_per_source,
 /// eviction_min_age_ms, handshake_timeout_secs, auth_timeout_secs,
 /// header_read_timeout_secs, idle_timeout_secs, max_streams,
@@ -321,6 +322,10 @@ pub(crate) struct ServeArgs {
     /// [default: off].
     #[arg(long, env = "JWT_STATUS_LISTEN", help_heading = "Gateway")]
     pub(crate) status_listen: Option<SocketAddr>,
+    /// Threads serving connections (like nginx's worker_processes)
+    /// [default: one per CPU].
+    #[arg(long, env = "JWT_WORKER_THREADS")]
+    pub(crate) worker_threads: Option<usize>,
     /// Replay-cache entries per connection [default: 8192].
     #[arg(long, env = "JWT_REPLAY_CAPACITY")]
     pub(crate) replay_capacity: Option<usize>,

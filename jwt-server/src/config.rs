@@ -41,6 +41,7 @@ pub(crate) struct FileConfig {
     pub(crate) max_send_buf_bytes: Option<usize>,
     pub(crate) refusal_log_per_sec: Option<u32>,
     pub(crate) replay_capacity: Option<usize>,
+    pub(crate) worker_threads: Option<usize>,
     pub(crate) upstream: Option<String>,
     pub(crate) upstream_ca: Option<PathBuf>,
     pub(crate) upstream_host: Option<String>,
@@ -70,6 +71,8 @@ pub(crate) struct Settings {
     pub(crate) keystore: PathBuf,
     pub(crate) policy: Policy,
     pub(crate) opts: ServerOptions,
+    /// Runtime worker threads; `None`: one per CPU.
+    pub(crate) worker_threads: Option<usize>,
     /// Set when serving as a gateway (`--upstream`).
     pub(crate) gateway: Option<GatewayConfig>,
     pub(crate) status_listen: Option<SocketAddr>,
@@ -100,6 +103,10 @@ pub(crate) fn settings(a: &ServeArgs) -> Result<Settings, String> {
     let opts = ServerOptions::default();
     let gateway = gateway(a, &file)?;
     let status_listen = a.status_listen.or(file.status_listen);
+    let worker_threads = a.worker_threads.or(file.worker_threads);
+    if worker_threads == Some(0) {
+        return Err("--worker-threads must be at least 1".into());
+    }
     if status_listen.is_some() && gateway.is_none() {
         return Err("--status-listen needs --upstream (the gateway)".into());
     }
@@ -201,6 +208,7 @@ pub(crate) fn settings(a: &ServeArgs) -> Result<Settings, String> {
         opts,
         gateway,
         status_listen,
+        worker_threads,
     })
 }
 

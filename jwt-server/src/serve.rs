@@ -59,7 +59,12 @@ pub(crate) fn run_server(args: &ServeArgs) -> Result<(), String> {
         }
         None => None,
     };
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("tokio runtime: {e}"))?;
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if let Some(n) = s.worker_threads {
+        runtime.worker_threads(n);
+    }
+    let runtime = runtime.build().map_err(|e| format!("tokio runtime: {e}"))?;
     runtime.block_on(async move {
         match s.gateway.clone() {
             Some(config) => {

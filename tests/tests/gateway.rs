@@ -434,6 +434,9 @@ async fn upstream_failures_answer_502_or_504_and_the_connection_lives_on() {
         let r = request(&mut c, Method::GET, "/", &[], true).await;
         assert_eq!((r.status, text(&r)), (502, r#"{"error":"bad_gateway"}"#));
     }
+    // CONNECT is never forwarded, token or not.
+    let r = request(&mut c, Method::CONNECT, "localhost:22", &[], true).await;
+    assert_eq!(r.status, 405);
 
     // Slow: 504 after the response timeout, then the same connection is
     // answered at once on another route.
@@ -449,6 +452,17 @@ async fn upstream_failures_answer_502_or_504_and_the_connection_lives_on() {
             (r.status, text(&r)),
             (504, r#"{"error":"gateway_timeout"}"#)
         );
+        assert!(start.elapsed() < Duration::from_millis(2500));
+        // With a body of known length, the timeout starts once it is sent.
+        let token = c.token(Form::Signed, &json!({})).unwrap();
+        let req = c
+            .request_builder(Method::POST, "/slow")
+            .header(AUTHORIZATION, format!("Bearer {token}"))
+            .body(Full::new(Bytes::from_static(b"a body of known length")))
+            .unwrap();
+        let start = Instant::now();
+        let r = c.send_request(req).await.unwrap();
+        assert_eq!(r.status, 504, "{version:?}: {}", text(&r));
         assert!(start.elapsed() < Duration::from_millis(2500));
         let r = request(&mut c, Method::GET, "/headers", &[], true).await;
         assert_eq!(r.status, 200, "{version:?}");

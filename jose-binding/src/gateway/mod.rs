@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HOST, TE};
 use http::uri::PathAndQuery;
-use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -269,6 +269,17 @@ impl Service<Request<Incoming>> for Proxy {
     }
 
     fn call(&mut self, req: Request<Incoming>) -> GatewayFuture {
+        // A CONNECT would make the upstream connection a tunnel of the
+        // client's choosing: nothing a reverse proxy should offer.
+        if req.method() == Method::CONNECT {
+            let mut resp = Response::new(GatewayBody::from(Bytes::from_static(
+                br#"{"error":"method_not_allowed"}"#,
+            )));
+            *resp.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+            resp.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            return Box::pin(std::future::ready(Ok(resp)));
+        }
         Box::pin(forward(self.shared.clone(), req))
     }
 }
@@ -286,7 +297,9 @@ async fn forward(
     let peer: Option<IpAddr> = req.extensions().get::<PeerAddr>().map(|p| p.0.ip());
     let upgrade = headers::wants_upgrade(req.headers()) && req.version() == Version::HTTP_11;
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-    let conn = req.extensions().get::<ConnectionBinding>().cloned();
+    let conn = upgrade
+        .then(|| req.extensions().get::<ConnectionBinding>().cloned())
+        .flatten();
     let (mut parts, body) = req.into_parts();
 
     let host = parts
@@ -498,6 +511,12 @@ impl Body for RequestBody {
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(f))) => {
                 this.idle.moved();
+                // hyper stops polling a body that says it has ended (one
+                // with a Content-Length does after its last byte); report
+                // the end now rather than when hyper drops the body.
+                if this.inner.is_end_stream() {
+                    this.done();
+                }
                 Poll::Ready(Some(Ok(f)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),

@@ -18,7 +18,7 @@
 #   scripts/bench-gateway.sh [ROUNDS] [RATE] [REQUESTS_PER_CONNECTION]
 #
 # Defaults: 5 rounds, 3000 requests/s, 5000 requests per connection flat
-# out. WORKERS (default 2) sets both nginx's worker_processes and
+# out. MODES (default "flat rate") picks the kinds of run. WORKERS (default 2) sets both nginx's worker_processes and
 # jwt-server's --worker-threads, for the proxy and the upstream alike.
 # Needs nginx (apt-get install nginx); loopback ports 18090-18092.
 # Prints one line per run, then the medians and ratios.
@@ -110,7 +110,7 @@ print(*sys.argv[1:4], round(r["requests_per_s"]), r["errors"], r["p50_ms"], r["p
 
 echo "round peer mode req_per_s errors p50_ms p99_ms server_cpu_us client_cpu_us"
 for round in $(seq "$rounds"); do
-  for mode in flat rate; do
+  for mode in ${MODES:-flat rate}; do
     if [ "$mode" = flat ]; then extra=(--requests "$requests"); else extra=(--requests "$rate_requests" --rate "$rate"); fi
     run "$round" a_nginx "$mode" 18091 baseline "$proxy_workers" "${extra[@]}"
     run "$round" b_gateway_bound "$mode" 18092 bound "$gateway" "${extra[@]}"
@@ -122,7 +122,8 @@ python3 - "$dir/runs.txt" <<'EOF'
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1]) if l[0].isdigit()]
 def med(peer, mode, col):
-    return statistics.median(float(r[col]) for r in rows if r[1] == peer and r[2] == mode)
+    v = [float(r[col]) for r in rows if r[1] == peer and r[2] == mode]
+    return statistics.median(v) if v else float("nan")
 print()
 print(f"{'medians':<18} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'server us/req @rate':>20}")
 for p in ["a_nginx", "b_gateway_bound", "c_gateway_static"]:
@@ -132,9 +133,13 @@ def ratio(x, y):
            if a[0] == b[0] and a[2] == b[2] == "flat" and a[1] == x and b[1] == y]
     return statistics.median(per), per
 for x, y in [("c_gateway_static", "a_nginx"), ("b_gateway_bound", "a_nginx"), ("b_gateway_bound", "c_gateway_static")]:
+    if not any(r[2] == "flat" for r in rows):
+        break
     m, per = ratio(x, y)
     print(f"throughput {x} / {y}: {m:.3f} (rounds: {', '.join(f'{p:.3f}' for p in per)})")
 added = [float(b[7]) - float(c[7]) for b in rows for c in rows
          if b[0] == c[0] and b[2] == c[2] == "rate" and b[1] == "b_gateway_bound" and c[1] == "c_gateway_static"]
-print(f"binding's added server CPU at the fixed rate: {statistics.median(added):.2f} us/request (rounds: {', '.join(f'{a:.2f}' for a in added)})")
+if added:
+    print(f"binding's added server CPU at the fixed rate: {statistics.median(added):.2f} us/request (rounds: {', '.join(f'{a:.2f}' for a in added)})")
+    print(f"p50 / p99 ms at the fixed rate: " + ", ".join(f"{p} {med(p,'rate',5):.3f} / {med(p,'rate',6):.3f}" for p in ["a_nginx", "b_gateway_bound", "c_gateway_static"]))
 EOF

@@ -10,6 +10,10 @@
 # (this VM has a fast and a ~35% slower state, whatever the load); the sum of
 # the functions that appear only in the bound run is the steadier figure.
 #
+# With PROFILE_UPSTREAM=http://HOST:PORT the server is the gateway in front
+# of that upstream (start one first, e.g. nginx answering a static 200), and
+# both runs request GET / through it (docs/BENCHMARKS.md, the gateway).
+#
 # Defaults: signed, 1.1, 16 connections, 10000 requests each. Needs perf and
 # root (or kernel.perf_event_paranoid <= 1); loopback only; port from
 # PROFILE_PORT (default 18444). Profiles stay in the directory it prints.
@@ -30,9 +34,15 @@ head -c 24 /dev/urandom | base64 >"$out/baseline.token"
 
 # A larger replay cache than the default, so fast connections stay under its
 # per-second bound (docs/BENCHMARKS.md).
+gateway=()
+route=()
+if [ -n "${PROFILE_UPSTREAM:-}" ]; then
+  gateway=(--upstream "$PROFILE_UPSTREAM")
+  route=(--path / --method GET)
+fi
 RUST_LOG=warn target/release/jwt-server --listen "127.0.0.1:$port" \
   --baseline-token-file "$out/baseline.token" --replay-capacity 65536 \
-  >"$out/server.log" 2>&1 &
+  "${gateway[@]}" >"$out/server.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 for _ in $(seq 50); do
@@ -49,7 +59,7 @@ for kind in bound baseline; do
     target/release/jwt-client bench --server "https://localhost:$port" \
     --client-id client1 --key-file fixtures/client1.key --ca fixtures/ca.pem \
     --baseline-token-file "$out/baseline.token" --only $kind --form "$form" \
-    --http "$http" --connections "$conns" --requests "$reqs" --rounds 1 --json \
+    --http "$http" --connections "$conns" --requests "$reqs" --rounds 1 --json "${route[@]}" \
     >"$out/$kind.json" || {
     echo "profile-e2e: the $kind run had errors; see $out/$kind.json" >&2
     exit 1

@@ -550,3 +550,76 @@ async fn a_body_silent_past_the_idle_timeout_is_cut() {
         );
     }
 }
+
+/// Serves `ok over <what>` with hyper on every connection `accept` yields.
+async fn serve_ok<S>(stream: S, what: &'static str)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |_req| async move {
+        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from(format!(
+            "ok over {what}"
+        )))))
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+        .await;
+}
+
+#[tokio::test]
+async fn https_and_unix_socket_upstreams() {
+    use jose_binding::tls;
+    let fixtures = jose_binding_e2e::fixtures();
+
+    // https://, TLS 1.3, verified against the CA the gateway is given.
+    let chain = tls::load_certs(&fixtures.join("server.pem")).unwrap();
+    let key = tls::load_key(&fixtures.join("server.key")).unwrap();
+    let mut server_tls = tls::server_config(chain, key).unwrap();
+    server_tls.alpn_protocols = vec![tls::ALPN_HTTP11.to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_tls));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                if let Ok(s) = acceptor.accept(tcp).await {
+                    serve_ok(s, "tls").await;
+                }
+            });
+        }
+    });
+    let roots = tls::load_roots(&fixtures.join("ca.pem")).unwrap();
+    let mut cfg = config(&format!("https://localhost:{port}"));
+    cfg.upstream_tls = Some(Arc::new(
+        tls::client_config(roots, &[tls::ALPN_HTTP11]).unwrap(),
+    ));
+    let server = TestServer::gateway(cfg).await;
+    let mut c = connect(&server, &setup("client1", HttpVersion::Http2)).await;
+    let r = request(&mut c, Method::GET, "/", &[], true).await;
+    assert_eq!((r.status, text(&r)), (200, "ok over tls"));
+
+    // The same upstream, but the gateway trusts no CA that signed it: 502.
+    let mut cfg = config(&format!("https://localhost:{port}"));
+    cfg.upstream_tls = Some(Arc::new(
+        tls::client_config(rustls::RootCertStore::empty(), &[tls::ALPN_HTTP11]).unwrap(),
+    ));
+    let untrusting = TestServer::gateway(cfg).await;
+    let mut c = connect(&untrusting, &setup("client1", HttpVersion::Http1)).await;
+    let r = request(&mut c, Method::GET, "/", &[], true).await;
+    assert_eq!(r.status, 502);
+
+    // unix:/path
+    let dir = jose_binding_e2e::TempDir::new("gateway-unix");
+    let path = dir.join("app.sock");
+    let listener = tokio::net::UnixListener::bind(&path).unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            tokio::spawn(serve_ok(s, "unix"));
+        }
+    });
+    let server = TestServer::gateway(config(&format!("unix:{}", path.display()))).await;
+    let mut c = connect(&server, &setup("client1", HttpVersion::Http1)).await;
+    let r = request(&mut c, Method::GET, "/", &[], true).await;
+    assert_eq!((r.status, text(&r)), (200, "ok over unix"));
+}

@@ -623,3 +623,39 @@ async fn https_and_unix_socket_upstreams() {
     let r = request(&mut c, Method::GET, "/", &[], true).await;
     assert_eq!((r.status, text(&r)), (200, "ok over unix"));
 }
+
+#[tokio::test]
+async fn an_upstream_that_never_accepts_is_a_504_after_the_connect_timeout() {
+    // A listener whose accept queue is full: the kernel drops further SYNs,
+    // so a connection attempt hangs as it would to a host that is down.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    let _listener = socket.listen(1).unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        if let Ok(Ok(s)) = tokio::time::timeout(
+            Duration::from_millis(300),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            fillers.push(s);
+        }
+    }
+    let mut cfg = config(&format!("http://{addr}"));
+    cfg.connect_timeout = Duration::from_secs(1);
+    let server = TestServer::gateway(cfg).await;
+    let mut c = connect(&server, &setup("client1", HttpVersion::Http1)).await;
+    let start = Instant::now();
+    let r = request(&mut c, Method::GET, "/", &[], true).await;
+    assert_eq!(
+        (r.status, text(&r)),
+        (504, r#"{"error":"gateway_timeout"}"#)
+    );
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_millis(2500),
+        "{took:?}"
+    );
+}

@@ -25,6 +25,8 @@ pub mod custody;
 pub mod error;
 #[cfg(feature = "gateway")]
 pub mod gateway;
+#[cfg(feature = "net")]
+pub mod hop;
 pub mod issuer;
 pub mod json;
 pub mod keystore;

@@ -1,5 +1,5 @@
-//! What the gateway does to headers on their way to the upstream and back:
-//! hop-by-hop headers out (RFC 9110 §7.6.1), headers the gateway owns out
+//! What the gateway does to headers on their way to the upstream: after
+//! hop-by-hop headers went ([`crate::hop`]), headers the gateway owns out
 //! whatever their spelling, then the verified identity and the `Forwarded`
 //! family in.
 //!
@@ -10,10 +10,7 @@
 
 use std::net::IpAddr;
 
-use http::header::{
-    HeaderName, AUTHORIZATION, CONNECTION, CONTENT_LENGTH, FORWARDED, HOST, PROXY_AUTHENTICATE,
-    PROXY_AUTHORIZATION, TE, TRANSFER_ENCODING, UPGRADE,
-};
+use http::header::{HeaderName, AUTHORIZATION, FORWARDED};
 use http::{HeaderMap, HeaderValue};
 
 /// The names of the identity headers the gateway sets.
@@ -72,56 +69,6 @@ fn is_forwarding(name: &HeaderName) -> bool {
     let n = name.as_str().as_bytes();
     let exactly = |w: &[u8]| n.len() == w.len() && cgi_starts_with(n, w);
     exactly(b"forwarded") || exactly(b"x-real-ip") || cgi_starts_with(n, b"x-forwarded-")
-}
-
-/// Removes hop-by-hop headers: those RFC 9110 §7.6.1 names, plus every
-/// header the `Connection` header names. `Host` and `Content-Length` stay
-/// even when named, since removing them would change where or how much
-/// the upstream reads. With `upgrade`, the `Connection: upgrade` and
-/// `Upgrade` pair is kept for an upgrade handshake.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
-    let named: Vec<HeaderName> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        if name != HOST && name != CONTENT_LENGTH && !(upgrade && name == UPGRADE) {
-            headers.remove(&name);
-        }
-    }
-    // `Trailer` is end-to-end (RFC 9110 §6.6.2): an HTTP/1.1 client gets
-    // the trailers it names.
-    for name in [
-        TE,
-        TRANSFER_ENCODING,
-        PROXY_AUTHENTICATE,
-        PROXY_AUTHORIZATION,
-    ] {
-        headers.remove(name);
-    }
-    headers.remove("keep-alive");
-    headers.remove("proxy-connection");
-    if upgrade {
-        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
-        headers.remove(CONNECTION);
-        headers.remove(UPGRADE);
-    }
-}
-
-/// True if the request asks to switch protocols (HTTP/1.1 `Upgrade` with
-/// `Connection: upgrade`).
-pub fn wants_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(UPGRADE)
-        && headers
-            .get_all(CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
 }
 
 /// The identity of a verified request, as the upstream will read it.
@@ -337,7 +284,7 @@ mod tests {
             ("transfer-encoding", "chunked"),
             ("upgrade", "h2c"),
         ]);
-        strip_hop_by_hop(&mut h, false);
+        crate::hop::strip_hop_by_hop(&mut h, false);
         own_request_headers(
             &mut h,
             &IdentityHeaders::default(),
@@ -357,30 +304,6 @@ mod tests {
             assert!(!h.contains_key(gone), "{gone} kept");
         }
         assert_eq!(h["host"], "api.example");
-    }
-
-    #[test]
-    fn connection_cannot_remove_host_or_content_length() {
-        let mut h = map(&[
-            ("connection", "host, content-length"),
-            ("host", "a"),
-            ("content-length", "3"),
-        ]);
-        strip_hop_by_hop(&mut h, false);
-        assert_eq!(
-            (h["host"].as_bytes(), h["content-length"].as_bytes()),
-            (&b"a"[..], &b"3"[..])
-        );
-    }
-
-    #[test]
-    fn upgrade_pair_is_kept_for_an_upgrade() {
-        let mut h = map(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
-        assert!(wants_upgrade(&h));
-        strip_hop_by_hop(&mut h, true);
-        assert_eq!(h["connection"], "upgrade");
-        assert_eq!(h["upgrade"], "websocket");
-        assert!(!wants_upgrade(&map(&[("upgrade", "websocket")])));
     }
 
     #[test]

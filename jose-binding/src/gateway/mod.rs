@@ -295,7 +295,7 @@ async fn forward(
         None => req.extensions().get::<Verified>().and_then(Identity::of),
     };
     let peer: Option<IpAddr> = req.extensions().get::<PeerAddr>().map(|p| p.0.ip());
-    let upgrade = headers::wants_upgrade(req.headers()) && req.version() == Version::HTTP_11;
+    let upgrade = crate::hop::wants_upgrade(req.headers()) && req.version() == Version::HTTP_11;
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let conn = upgrade
         .then(|| req.extensions().get::<ConnectionBinding>().cloned())
@@ -307,7 +307,7 @@ async fn forward(
         .get(HOST)
         .cloned()
         .or_else(|| parts.uri.authority().and_then(|a| a.as_str().parse().ok()));
-    headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+    crate::hop::strip_hop_by_hop(&mut parts.headers, upgrade);
     let trusted = peer.is_some_and(|ip| cfg.trusted_proxies.iter().any(|n| n.contains(&ip)));
     let hop = Hop {
         peer: peer.unwrap_or(IpAddr::from([0, 0, 0, 0])),
@@ -371,7 +371,7 @@ async fn forward(
         tokio::spawn(tunnel(client_upgrade, upstream_upgrade, conn));
     }
     let (mut parts, body) = resp.into_parts();
-    headers::strip_hop_by_hop(&mut parts.headers, switching && upgrade);
+    crate::hop::strip_hop_by_hop(&mut parts.headers, switching && upgrade);
     parts.extensions = http::Extensions::new();
     parts.extensions.insert(UpstreamReport {
         status: Some(status.as_u16()),

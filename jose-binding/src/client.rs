@@ -386,6 +386,47 @@ impl BoundSender {
     pub fn request_builder(&self, method: Method, path: &str) -> http::request::Builder {
         request_builder(&self.sender, &self.target, method, path)
     }
+
+    pub fn is_h2(&self) -> bool {
+        matches!(self.sender, Sender::H2(_))
+    }
+
+    /// True once the connection is gone: the server closed it, or it broke.
+    pub fn is_closed(&self) -> bool {
+        match &self.sender {
+            Sender::H1(s) => s.is_closed(),
+            Sender::H2(s) => s.is_closed(),
+        }
+    }
+
+    /// Sends `req` (after `poll_ready`). If it fails before the request
+    /// was written, the request comes back in [`Unsent`], so a caller can
+    /// send it on another connection (with a token of that connection).
+    pub fn try_send(
+        &mut self,
+        req: Request<ClientBody>,
+    ) -> impl std::future::Future<Output = Result<http::Response<Incoming>, Unsent>> + Send + 'static
+    {
+        let fut: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>> =
+            match &mut self.sender {
+                Sender::H1(s) => Box::pin(s.try_send_request(req)),
+                Sender::H2(s) => Box::pin(s.try_send_request(req)),
+            };
+        async move {
+            fut.await.map_err(|mut e| Unsent {
+                request: e.take_message(),
+                error: e.into_error(),
+            })
+        }
+    }
+}
+
+/// A request a connection failed to deliver, and the request itself when
+/// it was never written (so it can go elsewhere).
+#[derive(Debug)]
+pub struct Unsent {
+    pub error: hyper::Error,
+    pub request: Option<Request<ClientBody>>,
 }
 
 /// The future of a [`BoundSender`] call.

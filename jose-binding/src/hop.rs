@@ -1,6 +1,18 @@
-//! Hop-by-hop headers (RFC 9110 §7.6.1): what a proxy removes between the
-//! two connections it joins. The gateway and the client sidecar both use it.
+//! What every proxy in the tree shares (the gateway and the client
+//! sidecar): hop-by-hop headers (RFC 9110 §7.6.1), removed between the two
+//! connections a proxy joins; response bodies streamed with an idle
+//! timeout; and the tunnel of an upgraded connection.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper_util::rt::TokioIo;
+
+use crate::server::BoxError;
 use http::header::{
     HeaderName, CONNECTION, CONTENT_LENGTH, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE,
     TRANSFER_ENCODING, UPGRADE,
@@ -55,6 +67,123 @@ pub fn wants_upgrade(headers: &HeaderMap) -> bool {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// Both halves of an upgraded connection, copied until either side
+/// closes; `hold` is kept meanwhile (the gateway holds the connection's
+/// binding, so its place in the server's connection budget stays taken).
+pub(crate) async fn tunnel<H>(
+    client: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+    hold: H,
+) {
+    let _held = hold;
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::debug!(error = %e, "upgrade did not complete");
+            return;
+        }
+    };
+    let (mut c, mut u) = (TokioIo::new(client), TokioIo::new(upstream));
+    if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
+        tracing::debug!(error = %e, "upgraded connection ended with an error");
+    }
+}
+
+/// A body's allowance of silence: each frame restarts it.
+pub(crate) struct Idle {
+    limit: Duration,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Idle {
+    pub(crate) fn new(limit: Duration) -> Self {
+        Idle {
+            limit,
+            sleep: Box::pin(tokio::time::sleep(limit)),
+        }
+    }
+
+    pub(crate) fn moved(&mut self) {
+        let next = tokio::time::Instant::now() + self.limit;
+        self.sleep.as_mut().reset(next);
+    }
+
+    pub(crate) fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        self.sleep.as_mut().poll(cx).is_ready()
+    }
+}
+
+/// A body silent for longer than the idle timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("body idle for longer than the idle timeout")]
+pub struct BodyIdle;
+
+/// A proxied response body: the far side's, streamed with an idle
+/// timeout, or one the proxy wrote itself.
+pub struct ProxyBody {
+    kind: Kind,
+}
+
+enum Kind {
+    Bytes(Option<Bytes>),
+    Upstream(Incoming, Idle),
+}
+
+impl ProxyBody {
+    pub(crate) fn streaming(body: Incoming, idle: Duration) -> Self {
+        ProxyBody {
+            kind: Kind::Upstream(body, Idle::new(idle)),
+        }
+    }
+}
+
+impl From<Bytes> for ProxyBody {
+    fn from(b: Bytes) -> Self {
+        ProxyBody {
+            kind: Kind::Bytes(Some(b)),
+        }
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match &mut self.get_mut().kind {
+            Kind::Bytes(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Upstream(body, idle) => match Pin::new(body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(f))) => {
+                    idle.moved();
+                    Poll::Ready(Some(Ok(f)))
+                }
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending if idle.expired(cx) => Poll::Ready(Some(Err(BodyIdle.into()))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Bytes(b) => b.is_none(),
+            Kind::Upstream(body, _) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Bytes(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            Kind::Bytes(None) => SizeHint::with_exact(0),
+            Kind::Upstream(body, _) => body.size_hint(),
+        }
+    }
 }
 
 #[cfg(test)]

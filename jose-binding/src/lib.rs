@@ -40,6 +40,8 @@ pub mod schedule;
 #[cfg(feature = "net")]
 pub mod server;
 #[cfg(feature = "net")]
+pub mod sidecar;
+#[cfg(feature = "net")]
 pub mod stamp;
 #[cfg(feature = "net")]
 pub mod throttle;

@@ -25,6 +25,7 @@ macro_rules! outln {
 mod bench;
 mod demo;
 mod keys;
+mod proxy;
 
 /// Client for TLS-bound JOSE tokens.
 ///
@@ -63,6 +64,9 @@ enum Command {
     /// Load a running server: M connections x N requests, bound and (with
     /// --baseline-token-file) the static-bearer baseline in the same run.
     Bench(bench::BenchArgs),
+    /// A local plain-HTTP proxy (sidecar): apps in any language send their
+    /// requests to it, and it sends them to the server with bound tokens.
+    Proxy(proxy::ProxyArgs),
     /// Root keys in a TPM: import a key file, or time the TPM HMAC.
     #[command(subcommand)]
     Tpm(keys::TpmCommand),
@@ -153,16 +157,25 @@ fn main() -> ExitCode {
     if std::env::var_os("TSS2_LOG").is_none() {
         std::env::set_var("TSS2_LOG", "all+none");
     }
+    let cli = Cli::parse();
+    // The sidecar logs a line per request; the other commands only warnings.
+    let (level, json) = match &cli.command {
+        Command::Proxy(p) => ("info", p.json),
+        _ => ("warn", false),
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
         && std::env::var_os("NO_COLOR").is_none();
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .init();
-    let cli = Cli::parse();
+        .with_ansi(ansi && !json);
+    if json {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -174,6 +187,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Send(a) => send(a).await,
             Command::Bench(a) => bench::run(a).await,
+            Command::Proxy(a) => proxy::run(a).await,
             Command::Demo { json, tpm_key, tpm } => {
                 let key = match tpm_key {
                     Some(path) => Some(
@@ -204,7 +218,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn read_claims(arg: &str) -> Result<Value, String> {
+pub(crate) fn read_claims(arg: &str) -> Result<Value, String> {
     let text = match arg.strip_prefix('@') {
         Some(path) => std::fs::read_to_string(path).map_err(|e| format!("--claims {arg}: {e}"))?,
         None => arg.to_owned(),

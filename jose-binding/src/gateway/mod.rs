@@ -26,9 +26,10 @@ use http::uri::PathAndQuery;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tower_service::Service;
 
+use crate::hop::{tunnel, BodyIdle, Idle, ProxyBody};
 use crate::layer::{bearer_token, BindingLayer, BindingService, ConnectionBinding, Layer, Outcome};
 use crate::server::{BoxError, PeerAddr, UpstreamReport};
 use crate::Verified;
@@ -379,30 +380,8 @@ async fn forward(
         failure: None,
         cause: None,
     });
-    let body = GatewayBody::upstream(body, cfg.idle_timeout);
+    let body = ProxyBody::streaming(body, cfg.idle_timeout);
     Ok(Response::from_parts(parts, body))
-}
-
-/// Both halves of an upgraded connection, copied until either side
-/// closes. The connection's binding is held meanwhile, so its place in
-/// the server's connection budget stays taken.
-async fn tunnel(
-    client: hyper::upgrade::OnUpgrade,
-    upstream: hyper::upgrade::OnUpgrade,
-    conn: Option<ConnectionBinding>,
-) {
-    let _slot = conn;
-    let (client, upstream) = match tokio::try_join!(client, upstream) {
-        Ok(pair) => pair,
-        Err(e) => {
-            tracing::debug!(error = %e, "upgrade did not complete");
-            return;
-        }
-    };
-    let (mut c, mut u) = (TokioIo::new(client), TokioIo::new(upstream));
-    if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
-        tracing::debug!(error = %e, "upgraded connection ended with an error");
-    }
 }
 
 /// `e` and its sources, for the log (never for the client).
@@ -439,35 +418,6 @@ fn failed(why: Failure, cause: &str, start: Instant) -> Response<GatewayBody> {
     });
     resp
 }
-
-/// A body's allowance of silence: each frame restarts it.
-struct Idle {
-    limit: Duration,
-    sleep: Pin<Box<tokio::time::Sleep>>,
-}
-
-impl Idle {
-    fn new(limit: Duration) -> Self {
-        Idle {
-            limit,
-            sleep: Box::pin(tokio::time::sleep(limit)),
-        }
-    }
-
-    fn moved(&mut self) {
-        let next = tokio::time::Instant::now() + self.limit;
-        self.sleep.as_mut().reset(next);
-    }
-
-    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
-        self.sleep.as_mut().poll(cx).is_ready()
-    }
-}
-
-/// A body silent for longer than the idle timeout.
-#[derive(Debug, thiserror::Error)]
-#[error("body idle for longer than the idle timeout")]
-pub struct BodyIdle;
 
 /// The client's request body on its way upstream: streamed frame by
 /// frame, cut after the idle timeout, and reporting when it has ended
@@ -540,69 +490,7 @@ impl Body for RequestBody {
 
 /// A gateway response body: the upstream's, streamed with the idle
 /// timeout, or one the gateway wrote.
-pub struct GatewayBody {
-    kind: Kind,
-}
-
-enum Kind {
-    Bytes(Option<Bytes>),
-    Upstream(Incoming, Idle),
-}
-
-impl GatewayBody {
-    fn upstream(body: Incoming, idle: Duration) -> Self {
-        GatewayBody {
-            kind: Kind::Upstream(body, Idle::new(idle)),
-        }
-    }
-}
-
-impl From<Bytes> for GatewayBody {
-    fn from(b: Bytes) -> Self {
-        GatewayBody {
-            kind: Kind::Bytes(Some(b)),
-        }
-    }
-}
-
-impl Body for GatewayBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match &mut self.get_mut().kind {
-            Kind::Bytes(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Kind::Upstream(body, idle) => match Pin::new(body).poll_frame(cx) {
-                Poll::Ready(Some(Ok(f))) => {
-                    idle.moved();
-                    Poll::Ready(Some(Ok(f)))
-                }
-                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
-                Poll::Ready(None) => Poll::Ready(None),
-                Poll::Pending if idle.expired(cx) => Poll::Ready(Some(Err(BodyIdle.into()))),
-                Poll::Pending => Poll::Pending,
-            },
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match &self.kind {
-            Kind::Bytes(b) => b.is_none(),
-            Kind::Upstream(body, _) => body.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match &self.kind {
-            Kind::Bytes(Some(b)) => SizeHint::with_exact(b.len() as u64),
-            Kind::Bytes(None) => SizeHint::with_exact(0),
-            Kind::Upstream(body, _) => body.size_hint(),
-        }
-    }
-}
+pub type GatewayBody = ProxyBody;
 
 #[cfg(test)]
 mod tests {

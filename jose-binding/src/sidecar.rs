@@ -1,0 +1,594 @@
+//! The client sidecar: a local plain-HTTP proxy that sends every request
+//! of an app in any language over bound TLS connections, with a fresh
+//! token each, so the app never sees a key, an EKM or a token.
+//!
+//! Whoever reaches the listener acts as this client: it listens on
+//! loopback (or a 0600 Unix socket) unless told otherwise, and refuses
+//! peers that are not on loopback.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
+use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use serde_json::{Map, Value};
+use tokio::sync::Mutex;
+use tower_service::Service;
+
+use crate::client::{bearer, BoundConnection, BoundSender, ClientBody, ClientSetup, Target};
+use crate::hop::{strip_hop_by_hop, tunnel, wants_upgrade, ProxyBody};
+use crate::issuer::{Issuer, REGISTERED};
+use crate::token::Form;
+
+/// How the sidecar sends.
+#[derive(Clone)]
+pub struct SidecarConfig {
+    pub target: Target,
+    pub setup: ClientSetup,
+    pub form: Form,
+    /// Application claims every token carries.
+    pub claims: Map<String, Value>,
+    /// A request header in which the app may give more claims for one
+    /// request (a JSON object); removed before sending.
+    pub claims_header: HeaderName,
+    /// Bound connections kept to the server.
+    pub connections: usize,
+    /// Hosts a forward-proxy request (`GET http://host/…`) may name; the
+    /// request then goes to the configured server. Others are refused.
+    pub allow_hosts: Vec<String>,
+    /// Longest silence inside a response body.
+    pub idle_timeout: Duration,
+}
+
+impl SidecarConfig {
+    pub fn new(target: Target, setup: ClientSetup) -> Self {
+        SidecarConfig {
+            target,
+            setup,
+            form: Form::Signed,
+            claims: Map::new(),
+            claims_header: HeaderName::from_static("x-jose-binding-claims"),
+            connections: 4,
+            allow_hosts: Vec::new(),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The sidecar as a tower service over the app's requests; cloning shares
+/// its connections.
+#[derive(Clone)]
+pub struct Sidecar {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    config: SidecarConfig,
+    slots: Vec<Mutex<Option<Conn>>>,
+    next: AtomicUsize,
+}
+
+/// One bound connection, and the issuer of its tokens.
+struct Conn {
+    sender: BoundSender,
+    issuer: Arc<Issuer>,
+}
+
+/// Why a request was not forwarded: a stable code for the app and the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// CONNECT: an `https://` URL through the proxy; the requests inside
+    /// would be hidden from it, so no token could be added.
+    ConnectNotSupported,
+    /// A forward-proxy request to a host not in the allow list.
+    HostNotAllowed,
+    /// The app sent its own `Authorization`.
+    AuthorizationNotAllowed,
+    /// The per-request claims header is not a JSON object of free names.
+    BadClaims,
+    /// The server could not be reached, or the connection failed before
+    /// an answer.
+    ServerUnreachable,
+}
+
+impl Refusal {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Refusal::ConnectNotSupported => "connect_not_supported",
+            Refusal::HostNotAllowed => "host_not_allowed",
+            Refusal::AuthorizationNotAllowed => "authorization_not_allowed",
+            Refusal::BadClaims => "bad_claims",
+            Refusal::ServerUnreachable => "server_unreachable",
+        }
+    }
+
+    fn status(self) -> StatusCode {
+        match self {
+            Refusal::ConnectNotSupported => StatusCode::METHOD_NOT_ALLOWED,
+            Refusal::HostNotAllowed => StatusCode::FORBIDDEN,
+            Refusal::AuthorizationNotAllowed | Refusal::BadClaims => StatusCode::BAD_REQUEST,
+            Refusal::ServerUnreachable => StatusCode::BAD_GATEWAY,
+        }
+    }
+}
+
+/// `{"error", "message"}` with the refusal's status.
+fn refuse(why: Refusal, message: &str) -> Response<ProxyBody> {
+    let body = serde_json::json!({"error": why.as_str(), "message": message}).to_string();
+    let mut resp = Response::new(ProxyBody::from(Bytes::from(body)));
+    *resp.status_mut() = why.status();
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.extensions_mut().insert(why);
+    resp
+}
+
+impl Sidecar {
+    pub fn new(config: SidecarConfig) -> Self {
+        let n = config.connections.max(1);
+        Sidecar {
+            shared: Arc::new(Shared {
+                slots: (0..n).map(|_| Mutex::new(None)).collect(),
+                next: AtomicUsize::new(0),
+                config,
+            }),
+        }
+    }
+}
+
+/// The future of every sidecar request.
+pub type SidecarFuture =
+    Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>;
+
+impl Service<Request<Incoming>> for Sidecar {
+    type Response = Response<ProxyBody>;
+    type Error = Infallible;
+    type Future = SidecarFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> SidecarFuture {
+        let shared = self.shared.clone();
+        Box::pin(async move { Ok(handle(&shared, req).await) })
+    }
+}
+
+async fn handle(shared: &Shared, mut req: Request<Incoming>) -> Response<ProxyBody> {
+    let cfg = &shared.config;
+    if req.method() == Method::CONNECT {
+        return refuse(
+            Refusal::ConnectNotSupported,
+            "https:// URLs cannot go through this proxy: CONNECT hides the requests, so no \
+             token can be added. Use http:// URLs; the sidecar speaks TLS to the server.",
+        );
+    }
+    if let Some(authority) = req.uri().authority() {
+        let host = authority.host();
+        if req.uri().scheme_str() != Some("http")
+            || !cfg.allow_hosts.iter().any(|h| h.eq_ignore_ascii_case(host))
+        {
+            return refuse(
+                Refusal::HostNotAllowed,
+                "this host is not in --allow-host: the request was not sent anywhere",
+            );
+        }
+    }
+    if req.headers().contains_key(AUTHORIZATION) {
+        return refuse(
+            Refusal::AuthorizationNotAllowed,
+            "the sidecar authenticates every request with a bound token; remove the app's \
+             own Authorization header (it would otherwise be dropped, or sent as another identity)",
+        );
+    }
+    let claims = match request_claims(&cfg.claims, req.headers().get(&cfg.claims_header)) {
+        Ok(c) => c,
+        Err(why) => return refuse(Refusal::BadClaims, &why),
+    };
+    let upgrade = wants_upgrade(req.headers()) && req.version() == Version::HTTP_11;
+    let app_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let (mut parts, body) = req.into_parts();
+    strip_hop_by_hop(&mut parts.headers, upgrade);
+    parts.headers.remove(&cfg.claims_header);
+    parts.headers.remove(HOST);
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    let body: ClientBody = body.map_err(Into::into).boxed_unsync();
+    let mut out = Request::new(body);
+    *out.method_mut() = parts.method;
+    *out.headers_mut() = parts.headers;
+
+    let mut last_error = String::new();
+    for attempt in 0..2 {
+        let slot = shared.next.fetch_add(1, Ordering::Relaxed) % shared.slots.len();
+        let sent = {
+            let mut guard = shared.slots[slot].lock().await;
+            let conn = match ready(&mut guard, cfg).await {
+                Ok(c) => c,
+                Err(e) => {
+                    last_error = e;
+                    continue;
+                }
+            };
+            if let Err(e) = address(&mut out, &conn.sender, &path, &conn.issuer, cfg, &claims) {
+                return refuse(Refusal::BadClaims, &e);
+            }
+            conn.sender.try_send(out)
+        };
+        match sent.await {
+            Ok(mut resp) => {
+                if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                    if let Some(app) = app_upgrade {
+                        let server = hyper::upgrade::on(&mut resp);
+                        tokio::spawn(tunnel(app, server, ()));
+                    }
+                }
+                let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS && upgrade;
+                let (mut parts, body) = resp.into_parts();
+                strip_hop_by_hop(&mut parts.headers, switching);
+                let mut resp =
+                    Response::from_parts(parts, ProxyBody::streaming(body, cfg.idle_timeout));
+                resp.extensions_mut().insert(Attempts(attempt + 1));
+                return resp;
+            }
+            Err(unsent) => {
+                last_error = unsent.error.to_string();
+                // Written, or partly: the server may have acted on it, and
+                // a request is not known to be idempotent. Not retried.
+                match unsent.request {
+                    Some(r) if attempt == 0 => out = r,
+                    _ => break,
+                }
+            }
+        }
+    }
+    refuse(Refusal::ServerUnreachable, &last_error)
+}
+
+/// How many connections a request was tried on (1, or 2 after a retry).
+#[derive(Debug, Clone, Copy)]
+pub struct Attempts(pub u32);
+
+/// A ready connection in `slot`: the one there, or a fresh one if it is
+/// missing, closed or fails to become ready.
+async fn ready<'a>(
+    slot: &'a mut Option<Conn>,
+    cfg: &SidecarConfig,
+) -> Result<&'a mut Conn, String> {
+    if slot.as_ref().is_some_and(|c| c.sender.is_closed()) {
+        *slot = None;
+    }
+    if let Some(conn) = slot.as_mut() {
+        if poll_ready(&mut conn.sender).await.is_ok() {
+            // Reborrow through the Option, so the borrow checker sees one path.
+            return slot.as_mut().ok_or_else(String::new);
+        }
+        *slot = None;
+    }
+    let conn = BoundConnection::connect(&cfg.target, &cfg.setup)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (sender, issuer) = conn.into_service();
+    let conn = slot.insert(Conn { sender, issuer });
+    poll_ready(&mut conn.sender)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(conn)
+}
+
+async fn poll_ready(sender: &mut BoundSender) -> Result<(), hyper::Error> {
+    std::future::poll_fn(|cx| Service::<Request<ClientBody>>::poll_ready(sender, cx)).await
+}
+
+/// Makes `req` a request for this connection: its URI form and `Host`, and
+/// a fresh token bound to it.
+fn address(
+    req: &mut Request<ClientBody>,
+    sender: &BoundSender,
+    path: &str,
+    issuer: &Issuer,
+    cfg: &SidecarConfig,
+    claims: &Map<String, Value>,
+) -> Result<(), String> {
+    let template = sender
+        .request_builder(req.method().clone(), path)
+        .body(())
+        .map_err(|e| e.to_string())?;
+    let (tp, ()) = template.into_parts();
+    *req.uri_mut() = tp.uri;
+    *req.version_mut() = tp.version;
+    req.headers_mut().remove(HOST);
+    if let Some(h) = tp.headers.get(HOST) {
+        req.headers_mut().insert(HOST, h.clone());
+    }
+    let token = issuer.issue(cfg.form, claims).map_err(|e| e.to_string())?;
+    let value = bearer(&token).map_err(|e| e.to_string())?;
+    req.headers_mut().insert(AUTHORIZATION, value);
+    Ok(())
+}
+
+/// The claims of one request: the configured ones, with the members of the
+/// request's claims header (a JSON object) added or replacing them. Names
+/// the issuer sets (`iss`, `aud`, `iat`, `exp`, `jti`, …) are refused.
+fn request_claims(
+    base: &Map<String, Value>,
+    header: Option<&HeaderValue>,
+) -> Result<Map<String, Value>, String> {
+    let mut claims = base.clone();
+    let Some(h) = header else {
+        return Ok(claims);
+    };
+    let extra: Value = serde_json::from_slice(h.as_bytes())
+        .map_err(|e| format!("the claims header is not JSON: {e}"))?;
+    let Value::Object(extra) = extra else {
+        return Err("the claims header must be a JSON object".into());
+    };
+    for (k, v) in extra {
+        if REGISTERED.contains(&k.as_str()) {
+            return Err(format!("the sidecar sets {k:?} itself"));
+        }
+        claims.insert(k, v);
+    }
+    Ok(claims)
+}
+
+/// Where the sidecar listens.
+pub enum Listener {
+    /// TCP; peers not on loopback are refused unless `allow_remote`.
+    Tcp {
+        listener: tokio::net::TcpListener,
+        allow_remote: bool,
+    },
+    /// A Unix socket, mode 0600 (only this user can connect).
+    Unix {
+        listener: tokio::net::UnixListener,
+        path: PathBuf,
+    },
+}
+
+impl Listener {
+    /// Binds `addr`: `unix:/path` or a socket address. A non-loopback
+    /// address needs `allow_remote`.
+    pub async fn bind(addr: &str, allow_remote: bool) -> Result<Listener, String> {
+        if let Some(path) = addr.strip_prefix("unix:") {
+            let path = PathBuf::from(path);
+            // A socket left by an earlier run; anything else is not ours to remove.
+            if let Ok(meta) = std::fs::symlink_metadata(&path) {
+                use std::os::unix::fs::FileTypeExt;
+                if !meta.file_type().is_socket() {
+                    return Err(format!("{} exists and is not a socket", path.display()));
+                }
+                let _ = std::fs::remove_file(&path);
+            }
+            let listener = tokio::net::UnixListener::bind(&path)
+                .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| format!("chmod 600 {}: {e}", path.display()))?;
+            return Ok(Listener::Unix { listener, path });
+        }
+        let sock: SocketAddr = addr
+            .parse()
+            .map_err(|_| format!("--listen {addr:?}: use HOST:PORT or unix:/PATH"))?;
+        if !sock.ip().is_loopback() && !allow_remote {
+            return Err(format!(
+                "--listen {addr}: not a loopback address; whoever reaches the sidecar acts as \
+                 this client, so a non-loopback address needs --allow-remote"
+            ));
+        }
+        let listener = tokio::net::TcpListener::bind(sock)
+            .await
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        Ok(Listener::Tcp {
+            listener,
+            allow_remote,
+        })
+    }
+
+    /// What to tell the user it listens on.
+    pub fn describe(&self) -> String {
+        match self {
+            Listener::Tcp { listener, .. } => listener
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
+            Listener::Unix { path, .. } => format!("unix:{}", path.display()),
+        }
+    }
+}
+
+/// Serves the app's requests until `shutdown`, then lets in-flight ones
+/// finish (up to `grace`). One log line a request.
+pub async fn serve(
+    listener: Listener,
+    sidecar: Sidecar,
+    grace: Duration,
+    shutdown: impl Future<Output = ()>,
+) {
+    let graceful = GracefulShutdown::new();
+    let mut http = auto::Builder::new(TokioExecutor::new());
+    http.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30));
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            _ = &mut shutdown => break,
+            a = accept(&listener) => a,
+        };
+        let Some((io, peer)) = accepted else {
+            continue;
+        };
+        let svc = Logged {
+            inner: sidecar.clone(),
+            peer: peer.clone(),
+        };
+        let conn = http
+            .serve_connection_with_upgrades(io, TowerToHyperService::new(svc))
+            .into_owned();
+        let watched = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = watched.await {
+                tracing::debug!(%peer, error = %e, "app connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(grace) => tracing::warn!("shutdown grace period over"),
+    }
+}
+
+/// The next app connection, or `None` for one refused (a non-loopback
+/// peer) or a failed accept.
+async fn accept(listener: &Listener) -> Option<(TokioIo<AppStream>, String)> {
+    match listener {
+        Listener::Tcp {
+            listener,
+            allow_remote,
+        } => match listener.accept().await {
+            Ok((tcp, peer)) => {
+                if !peer.ip().is_loopback() && !allow_remote {
+                    tracing::warn!(%peer, "refused: not a loopback peer (see --allow-remote)");
+                    return None;
+                }
+                let _ = tcp.set_nodelay(true);
+                Some((TokioIo::new(AppStream::Tcp(tcp)), peer.to_string()))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                None
+            }
+        },
+        Listener::Unix { listener, .. } => match listener.accept().await {
+            Ok((s, _)) => Some((TokioIo::new(AppStream::Unix(s)), "unix".to_owned())),
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                None
+            }
+        },
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// An app's connection, over TCP or a Unix socket.
+    #[project = AppStreamProj]
+    pub enum AppStream {
+        Tcp { #[pin] s: tokio::net::TcpStream },
+        Unix { #[pin] s: tokio::net::UnixStream },
+    }
+}
+
+#[allow(non_snake_case)]
+impl AppStream {
+    fn Tcp(s: tokio::net::TcpStream) -> Self {
+        AppStream::Tcp { s }
+    }
+    fn Unix(s: tokio::net::UnixStream) -> Self {
+        AppStream::Unix { s }
+    }
+}
+
+impl tokio::io::AsyncRead for AppStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.project() {
+            AppStreamProj::Tcp { s } => s.poll_read(cx, buf),
+            AppStreamProj::Unix { s } => s.poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for AppStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.project() {
+            AppStreamProj::Tcp { s } => s.poll_write(cx, buf),
+            AppStreamProj::Unix { s } => s.poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.project() {
+            AppStreamProj::Tcp { s } => s.poll_flush(cx),
+            AppStreamProj::Unix { s } => s.poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.project() {
+            AppStreamProj::Tcp { s } => s.poll_shutdown(cx),
+            AppStreamProj::Unix { s } => s.poll_shutdown(cx),
+        }
+    }
+}
+
+/// The sidecar with one log line per request.
+#[derive(Clone)]
+struct Logged {
+    inner: Sidecar,
+    peer: String,
+}
+
+impl Service<Request<Incoming>> for Logged {
+    type Response = Response<ProxyBody>;
+    type Error = Infallible;
+    type Future = SidecarFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> SidecarFuture {
+        let start = Instant::now();
+        let (method, path, peer) = (
+            req.method().clone(),
+            req.uri().path().to_owned(),
+            self.peer.clone(),
+        );
+        let fut = self.inner.call(req);
+        Box::pin(async move {
+            let resp = fut.await?;
+            let refusal = resp.extensions().get::<Refusal>().map(|r| r.as_str());
+            let attempts = resp.extensions().get::<Attempts>().map(|a| a.0);
+            tracing::info!(
+                target: "jose_binding::sidecar",
+                %peer,
+                %method,
+                path,
+                status = resp.status().as_u16(),
+                refusal,
+                attempts,
+                latency_us = start.elapsed().as_micros() as u64,
+            );
+            Ok(resp)
+        })
+    }
+}

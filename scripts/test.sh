@@ -12,8 +12,9 @@ cd "$(dirname "$0")/.."
 # swtpm + tpm2-tools: the real software TPM the TPM tests start, and the
 # tools whose key files the TPM provider must accept;
 # nginx: the real upstream the gateway tests start (as this user, on
-# loopback ports; the package's own service is not started).
-packages=(build-essential pkg-config libssl-dev libtss2-dev swtpm tpm2-tools nginx)
+# loopback ports; the package's own service is not started);
+# curl and python3: the clients no one here wrote that the sidecar tests use.
+packages=(build-essential pkg-config libssl-dev libtss2-dev swtpm tpm2-tools nginx curl python3)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -243,8 +243,10 @@ impl BoundConnection {
             Sender::H2(s)
         } else {
             let (s, c) = http1::handshake(io).await.map_err(http_err)?;
+            // With upgrades, so a 101 hands the connection over (the
+            // sidecar tunnels an app's WebSocket through it).
             tokio::spawn(async move {
-                let _ = c.await;
+                let _ = c.with_upgrades().await;
             });
             Sender::H1(s)
         };

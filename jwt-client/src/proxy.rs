@@ -68,7 +68,11 @@ pub struct ProxyArgs {
     #[arg(long, env = "JWT_PROXY_CONNECTIONS", default_value_t = 4)]
     connections: usize,
     /// Host a forward-proxy request may name (repeat or comma-separate).
-    #[arg(long = "allow-host", env = "JWT_PROXY_ALLOW_HOSTS", value_delimiter = ',')]
+    #[arg(
+        long = "allow-host",
+        env = "JWT_PROXY_ALLOW_HOSTS",
+        value_delimiter = ','
+    )]
     allow_hosts: Vec<String>,
     /// `aud` claim [default: the host in --server].
     #[arg(long, env = "JWT_AUDIENCE")]

@@ -225,6 +225,12 @@ async fn handle(shared: &Shared, mut req: Request<Incoming>) -> Response<ProxyBo
                 Ok(c) => c,
                 Err(e) => {
                     last_error = e;
+                    drop(guard);
+                    // The server refused or did not answer a new connection:
+                    // give a restarting server a moment before the one retry.
+                    if attempt == 0 {
+                        tokio::time::sleep(RECONNECT_PAUSE).await;
+                    }
                     continue;
                 }
             };
@@ -262,6 +268,9 @@ async fn handle(shared: &Shared, mut req: Request<Incoming>) -> Response<ProxyBo
     }
     refuse(Refusal::ServerUnreachable, &last_error)
 }
+
+/// The pause before the retry when a new connection could not be made.
+const RECONNECT_PAUSE: Duration = Duration::from_millis(250);
 
 /// How many connections a request was tried on (1, or 2 after a retry).
 #[derive(Debug, Clone, Copy)]

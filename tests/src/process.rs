@@ -35,8 +35,21 @@ impl ServerProcess {
         env: &[(&str, &str)],
         rust_log: &str,
     ) -> ServerProcess {
+        Self::start_at(bin, 0, extra, env, rust_log)
+    }
+
+    /// As [`ServerProcess::start_with_env`] on a given loopback port (0:
+    /// any free one), e.g. to restart a server where its clients expect it.
+    pub fn start_at(
+        bin: &Path,
+        port: u16,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        rust_log: &str,
+    ) -> ServerProcess {
         let mut child = Command::new(bin)
-            .args(["--listen", "127.0.0.1:0"])
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
             .arg("--keystore")
             .arg(fixtures().join("keystore.toml"))
             .arg("--cert")

@@ -73,6 +73,13 @@ pub struct BenchArgs {
     /// HTTP method with --path.
     #[arg(long, default_value = "POST", requires = "path")]
     method: Method,
+    /// Also load a `jwt-client proxy` sidecar at this address (HOST:PORT)
+    /// with plain HTTP/1.1 and no token, as an app does: the same method
+    /// and path as the bound run, which the sidecar sends on with bound
+    /// tokens. Give the sidecar's PID with --server-pid to get its CPU per
+    /// request (and --only sidecar to run it alone).
+    #[arg(long)]
+    via_sidecar: Option<String>,
     /// Results as JSON on stdout (no progress bar).
     #[arg(long)]
     json: bool,
@@ -82,12 +89,15 @@ pub struct BenchArgs {
 enum Only {
     Bound,
     Baseline,
+    Sidecar,
 }
 
 #[derive(Clone)]
 enum Kind {
     Bound(Form),
     Baseline(Arc<String>),
+    /// Plain HTTP to a sidecar at this address.
+    Sidecar(Arc<String>),
 }
 
 impl Kind {
@@ -95,6 +105,7 @@ impl Kind {
         match self {
             Kind::Bound(f) => format!("bound {f}"),
             Kind::Baseline(_) => "baseline (static bearer)".to_owned(),
+            Kind::Sidecar(_) => "plain HTTP via the sidecar".to_owned(),
         }
     }
 }
@@ -137,11 +148,11 @@ pub async fn run(a: BenchArgs) -> Result<ExitCode, String> {
     let (target, setup) = a.conn.setup(a.http).await?;
     let setup = Arc::new(setup);
     let mut kinds = Vec::new();
-    if a.only != Some(Only::Baseline) {
+    if a.only.is_none() || a.only == Some(Only::Bound) {
         kinds.push(Kind::Bound(a.form));
     }
     match (&a.baseline_token_file, a.only) {
-        (_, Some(Only::Bound)) => {}
+        (_, Some(Only::Bound | Only::Sidecar)) => {}
         (Some(p), _) => {
             let t = std::fs::read_to_string(p)
                 .map_err(|e| format!("--baseline-token-file {}: {e}", p.display()))?;
@@ -151,6 +162,13 @@ pub async fn run(a: BenchArgs) -> Result<ExitCode, String> {
             return Err("--only baseline needs --baseline-token-file".into());
         }
         (None, None) => {}
+    }
+    match (&a.via_sidecar, a.only) {
+        (Some(addr), None | Some(Only::Sidecar)) => {
+            kinds.push(Kind::Sidecar(Arc::new(addr.clone())))
+        }
+        (None, Some(Only::Sidecar)) => return Err("--only sidecar needs --via-sidecar".into()),
+        _ => {}
     }
     // Interleave the kinds round by round so drift on a shared machine hits both alike.
     let mut rounds: Vec<Vec<Stats>> = Vec::new();
@@ -173,9 +191,11 @@ pub async fn run(a: BenchArgs) -> Result<ExitCode, String> {
             col[col.len() / 2]
         })
         .collect();
+    // Bound over baseline, when both ran (they are the first two kinds).
+    let both = matches!(kinds.as_slice(), [Kind::Bound(_), Kind::Baseline(_), ..]);
     let ratios: Vec<f64> = rounds
         .iter()
-        .filter(|r| r.len() == 2)
+        .filter(|_| both)
         .map(|r| r[0].rps() / r[1].rps().max(1e-9))
         .collect();
     let median_ratio = {
@@ -280,7 +300,7 @@ async fn load(a: &BenchArgs, target: &Target, setup: &Arc<ClientSetup>, kind: Ki
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(n);
             let mut errors = 0usize;
-            let mut conn: Option<BoundConnection> = None;
+            let mut conn: Option<Conn> = None;
             let mut pace = every.map(|e| {
                 // Connections start spread over one interval, not in step.
                 let start = tokio::time::Instant::now() + e.mul_f64(i as f64 / conns as f64);
@@ -297,11 +317,20 @@ async fn load(a: &BenchArgs, target: &Target, setup: &Arc<ClientSetup>, kind: Ki
                 }
                 let t = Instant::now();
                 if fresh || conn.is_none() {
-                    conn = BoundConnection::connect(&target, &setup).await.ok();
+                    conn = match &kind {
+                        Kind::Sidecar(addr) => plain_connect(addr).await.map(Conn::Plain),
+                        _ => BoundConnection::connect(&target, &setup)
+                            .await
+                            .ok()
+                            .map(Conn::Bound),
+                    };
                 }
-                let ok = match conn.as_mut() {
-                    Some(c) => one_request(c, &kind, &route).await,
-                    None => false,
+                let ok = match (conn.as_mut(), &kind) {
+                    (Some(Conn::Bound(c)), _) => one_request(c, &kind, &route).await,
+                    (Some(Conn::Plain(s)), Kind::Sidecar(addr)) => {
+                        plain_request(s, addr, &route).await
+                    }
+                    _ => false,
                 };
                 if ok {
                     lat.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
@@ -347,6 +376,55 @@ async fn load(a: &BenchArgs, target: &Target, setup: &Arc<ClientSetup>, kind: Ki
 static CLAIMS: std::sync::LazyLock<serde_json::Value> =
     std::sync::LazyLock::new(|| json!({"role": "bench"}));
 
+/// A load connection: bound to the server, or plain to a sidecar.
+enum Conn {
+    Bound(BoundConnection),
+    Plain(hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>),
+}
+
+async fn plain_connect(
+    addr: &str,
+) -> Option<hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let _ = tcp.set_nodelay(true);
+    let (send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+        .await
+        .ok()?;
+    tokio::spawn(conn);
+    Some(send)
+}
+
+/// One request to the sidecar as an app sends it: plain, no token.
+async fn plain_request(
+    s: &mut hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    addr: &str,
+    route: &Option<(Method, String)>,
+) -> bool {
+    use http_body_util::BodyExt;
+    let (method, path) = match route {
+        Some((m, p)) => (m.clone(), p.as_str()),
+        None => (Method::POST, "/v1/claims"),
+    };
+    let Ok(req) = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(http::header::HOST, addr)
+        .body(http_body_util::Empty::new())
+    else {
+        return false;
+    };
+    if s.ready().await.is_err() {
+        return false;
+    }
+    match s.send_request(req).await {
+        Ok(resp) => {
+            let ok = resp.status() == 200;
+            ok && resp.into_body().collect().await.is_ok()
+        }
+        Err(_) => false,
+    }
+}
+
 async fn one_request(
     c: &mut BoundConnection,
     kind: &Kind,
@@ -362,6 +440,7 @@ async fn one_request(
         (Kind::Baseline(token), Some((method, path))) => {
             c.request(method.clone(), path, Some(token)).await
         }
+        (Kind::Sidecar(_), _) => return false,
     };
     matches!(reply, Ok(r) if r.status == 200)
 }

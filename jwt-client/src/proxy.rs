@@ -2,6 +2,7 @@
 //! HTTP to a local port; the sidecar sends each request over a bound TLS
 //! connection with a fresh token. The logic is jose_binding::sidecar.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use jose_binding::issuer::REGISTERED;
 use jose_binding::sidecar::{serve, Listener, Sidecar, SidecarConfig};
 use jose_binding::Form;
 
-use crate::{read_claims, ConnArgs, Http};
+use crate::{keys, read_claims, ConnArgs, Http};
 
 /// Send an app's plain-HTTP requests to the server with bound tokens.
 ///
@@ -38,87 +39,181 @@ use crate::{read_claims, ConnArgs, Http};
   curl -X POST http://127.0.0.1:8080/v1/claims -H 'x-jose-binding-claims: {\"scope\":\"read\"}'
   HTTP_PROXY=http://127.0.0.1:8080 curl http://localhost/v1/claims   # with --allow-host localhost")]
 pub struct ProxyArgs {
-    /// Server URL, CA, client id and root key.
+    /// TOML file with any of the settings below (same names, `_` for `-`);
+    /// flags and environment variables take precedence.
+    #[arg(long, env = "JWT_PROXY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Server URL [default: https://localhost:8443].
+    #[arg(long, env = "JWT_SERVER")]
+    server: Option<String>,
+    /// CA certificate(s) that sign the server's certificate (PEM)
+    /// [default: fixtures/ca.pem].
+    #[arg(long, env = "JWT_CA")]
+    ca: Option<PathBuf>,
+    /// This client's id (the tokens' iss and kid).
+    #[arg(long, env = "JWT_CLIENT_ID")]
+    client_id: Option<String>,
     #[command(flatten)]
-    conn: ConnArgs,
+    key: keys::KeyArgs,
     /// Where apps connect: HOST:PORT (loopback unless --allow-remote) or
-    /// unix:/PATH (created mode 0600).
-    #[arg(long, env = "JWT_PROXY_LISTEN", default_value = "127.0.0.1:8080")]
-    listen: String,
+    /// unix:/PATH (created mode 0600) [default: 127.0.0.1:8080].
+    #[arg(long, env = "JWT_PROXY_LISTEN")]
+    listen: Option<String>,
     /// Listen on a non-loopback address and accept non-loopback peers.
     /// Anyone who reaches the port acts as this client.
     #[arg(long, env = "JWT_PROXY_ALLOW_REMOTE")]
     allow_remote: bool,
-    /// Token form.
-    #[arg(long, env = "JWT_FORM", default_value = "signed")]
-    form: Form,
-    /// Application claims every token carries: a JSON object, or @file.json.
-    #[arg(long, env = "JWT_CLAIMS", default_value = "{}")]
-    claims: String,
+    /// Token form [default: signed].
+    #[arg(long, env = "JWT_FORM")]
+    form: Option<Form>,
+    /// Application claims every token carries: a JSON object, or
+    /// @file.json [default: {}].
+    #[arg(long, env = "JWT_CLAIMS")]
+    claims: Option<String>,
     /// Request header in which an app adds claims for one request (a JSON
-    /// object); removed before sending.
-    #[arg(
-        long,
-        env = "JWT_PROXY_CLAIMS_HEADER",
-        default_value = "x-jose-binding-claims"
-    )]
-    claims_header: String,
+    /// object); removed before sending [default: x-jose-binding-claims].
+    #[arg(long, env = "JWT_PROXY_CLAIMS_HEADER")]
+    claims_header: Option<String>,
     /// Bound connections kept to the server (HTTP/2 multiplexes requests on
-    /// each; HTTP/1.1 sends one at a time on each).
-    #[arg(long, env = "JWT_PROXY_CONNECTIONS", default_value_t = 4)]
-    connections: usize,
+    /// each; HTTP/1.1 sends one at a time on each) [default: 4].
+    #[arg(long, env = "JWT_PROXY_CONNECTIONS")]
+    connections: Option<usize>,
     /// Host a forward-proxy request may name (repeat or comma-separate).
     #[arg(
         long = "allow-host",
         env = "JWT_PROXY_ALLOW_HOSTS",
         value_delimiter = ','
     )]
-    allow_hosts: Vec<String>,
+    allow_hosts: Option<Vec<String>>,
     /// `aud` claim [default: the host in --server].
     #[arg(long, env = "JWT_AUDIENCE")]
     audience: Option<String>,
-    /// Token lifetime in seconds.
-    #[arg(long, default_value_t = 60)]
-    ttl: u64,
-    /// HTTP version to offer the server by ALPN.
-    #[arg(long, value_enum, default_value_t = Http::Auto)]
-    http: Http,
+    /// Token lifetime in seconds [default: 60].
+    #[arg(long)]
+    ttl: Option<u64>,
+    /// HTTP version to offer the server by ALPN [default: auto].
+    #[arg(long, value_enum)]
+    http: Option<Http>,
     /// Log lines as JSON.
     #[arg(long)]
     pub(crate) json: bool,
 }
 
+/// The --config file: the same settings as the flags.
+#[derive(serde::Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    server: Option<String>,
+    ca: Option<PathBuf>,
+    client_id: Option<String>,
+    key_file: Option<PathBuf>,
+    tpm_key: Option<PathBuf>,
+    listen: Option<String>,
+    allow_remote: Option<bool>,
+    form: Option<String>,
+    claims: Option<serde_json::Map<String, serde_json::Value>>,
+    claims_header: Option<String>,
+    connections: Option<usize>,
+    allow_hosts: Option<Vec<String>>,
+    audience: Option<String>,
+    ttl: Option<u64>,
+    http: Option<String>,
+}
+
 pub async fn run(a: ProxyArgs) -> Result<ExitCode, String> {
-    let claims = match read_claims(&a.claims)? {
-        serde_json::Value::Object(m) => m,
-        _ => return Err("--claims must be a JSON object".into()),
+    let file: FileConfig = match &a.config {
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).map_err(|e| format!("--config {}: {e}", p.display()))?;
+            toml::from_str(&text)
+                .map_err(|e| format!("--config {}: {}", p.display(), e.message()))?
+        }
+        None => FileConfig::default(),
+    };
+    let claims = match (&a.claims, file.claims) {
+        (Some(c), _) => match read_claims(c)? {
+            serde_json::Value::Object(m) => m,
+            _ => return Err("--claims must be a JSON object".into()),
+        },
+        (None, Some(m)) => m,
+        (None, None) => serde_json::Map::new(),
     };
     if let Some(k) = claims.keys().find(|k| REGISTERED.contains(&k.as_str())) {
         return Err(format!("--claims: the sidecar sets {k:?} itself"));
     }
-    let claims_header = HeaderName::try_from(a.claims_header.to_ascii_lowercase())
-        .map_err(|_| format!("--claims-header {:?} is not a header name", a.claims_header))?;
-    if a.connections == 0 {
+    let claims_header = a
+        .claims_header
+        .clone()
+        .or(file.claims_header)
+        .unwrap_or_else(|| "x-jose-binding-claims".into());
+    let claims_header = HeaderName::try_from(claims_header.to_ascii_lowercase())
+        .map_err(|_| format!("--claims-header {claims_header:?} is not a header name"))?;
+    let connections = a.connections.or(file.connections).unwrap_or(4);
+    if connections == 0 {
         return Err("--connections must be at least 1".into());
     }
-    let (target, mut setup) = a.conn.setup(a.http).await?;
-    setup.audience = a.audience.clone();
-    setup.ttl_secs = a.ttl;
+    let form = match (a.form, &file.form) {
+        (Some(f), _) => f,
+        (None, Some(f)) => f.parse::<Form>().map_err(|e| format!("form: {e}"))?,
+        (None, None) => Form::Signed,
+    };
+    let http = match (a.http, file.http.as_deref()) {
+        (Some(h), _) => h,
+        (None, Some(h)) => <Http as clap::ValueEnum>::from_str(h, true)
+            .map_err(|_| format!("http = {h:?}: use auto, 1.1 or 2"))?,
+        (None, None) => Http::Auto,
+    };
+    let mut key = a.key.clone();
+    if key.key_file.is_none() && key.tpm_key.is_none() {
+        key.key_file = file.key_file;
+        key.tpm_key = file.tpm_key;
+    }
+    let conn = ConnArgs {
+        server: a
+            .server
+            .clone()
+            .or(file.server)
+            .unwrap_or_else(|| "https://localhost:8443".into()),
+        ca: a
+            .ca
+            .clone()
+            .or(file.ca)
+            .unwrap_or_else(|| "fixtures/ca.pem".into()),
+        client_id: a
+            .client_id
+            .clone()
+            .or(file.client_id)
+            .ok_or("--client-id (or client_id in --config) is required")?,
+        key,
+    };
+    let allow_remote = a.allow_remote || file.allow_remote.unwrap_or(false);
+    let listen = a
+        .listen
+        .clone()
+        .or(file.listen)
+        .unwrap_or_else(|| "127.0.0.1:8080".into());
+    let (target, mut setup) = conn.setup(http).await?;
+    setup.audience = a.audience.clone().or(file.audience);
+    setup.ttl_secs = a.ttl.or(file.ttl).unwrap_or(60);
     let mut config = SidecarConfig::new(target.clone(), setup);
-    config.form = a.form;
+    config.form = form;
     config.claims = claims;
     config.claims_header = claims_header;
-    config.connections = a.connections;
-    config.allow_hosts = a.allow_hosts.clone();
-    let listener = Listener::bind(&a.listen, a.allow_remote).await?;
-    if a.allow_remote {
+    config.connections = connections;
+    config.allow_hosts = a
+        .allow_hosts
+        .clone()
+        .or(file.allow_hosts)
+        .unwrap_or_default();
+    let listener = Listener::bind(&listen, allow_remote).await?;
+    if allow_remote {
         tracing::warn!("--allow-remote: anyone who reaches the listener acts as this client");
     }
     tracing::info!(
         listen = %listener.describe(),
         server = %target.authority,
-        form = a.form.as_str(),
-        connections = a.connections,
+        form = form.as_str(),
+        connections,
         "jwt-client proxy ready"
     );
     serve(

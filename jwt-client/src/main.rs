@@ -66,6 +66,24 @@ enum Command {
     Bench(bench::BenchArgs),
     /// A local plain-HTTP proxy (sidecar): apps in any language send their
     /// requests to it, and it sends them to the server with bound tokens.
+    ///
+    /// Reverse mode (the default): http://LISTEN/path?q is sent to
+    /// SERVER/path?q. Forward-proxy mode, for apps that honour HTTP_PROXY: an
+    /// absolute-form request `GET http://HOST/path` is sent to SERVER/path when
+    /// HOST is in --allow-host, and refused (403) otherwise, never sent in the
+    /// clear. `https://` URLs cannot go through the proxy: the app would open a
+    /// CONNECT tunnel and speak TLS inside it, hiding the requests, so no token
+    /// could be added; give the app http:// URLs, the sidecar speaks TLS 1.3 to
+    /// the server.
+    ///
+    /// Whoever reaches the listener acts as this client: it listens on
+    /// loopback (or a 0600 Unix socket) unless --allow-remote, and refuses
+    /// peers that are not on loopback.
+    ///
+    /// The app's own Authorization header is refused (400
+    /// authorization_not_allowed): the sidecar would have to drop it, and an app
+    /// that believes it sends its own credential would act as this client
+    /// without knowing.
     Proxy(proxy::ProxyArgs),
     /// Root keys in a TPM: import a key file, or time the TPM HMAC.
     #[command(subcommand)]

@@ -13,31 +13,13 @@ use jose_binding::Form;
 
 use crate::{keys, read_claims, ConnArgs, Http};
 
-/// Send an app's plain-HTTP requests to the server with bound tokens.
-///
-/// Reverse mode (the default): http://LISTEN/path?q is sent to
-/// SERVER/path?q. Forward-proxy mode, for apps that honour HTTP_PROXY: an
-/// absolute-form request `GET http://HOST/path` is sent to SERVER/path when
-/// HOST is in --allow-host, and refused (403) otherwise, never sent in the
-/// clear. `https://` URLs cannot go through the proxy: the app would open a
-/// CONNECT tunnel and speak TLS inside it, hiding the requests, so no token
-/// could be added; give the app http:// URLs, the sidecar speaks TLS 1.3 to
-/// the server.
-///
-/// Whoever reaches the listener acts as this client: it listens on
-/// loopback (or a 0600 Unix socket) unless --allow-remote, and refuses
-/// peers that are not on loopback.
-///
-/// The app's own Authorization header is refused (400
-/// authorization_not_allowed): the sidecar would have to drop it, and an app
-/// that believes it sends its own credential would act as this client
-/// without knowing.
+/// The sidecar's settings; its help text is on `Command::Proxy` in main.rs.
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:
   jwt-client proxy --client-id client1 --key-file fixtures/client1.key &
   curl -X POST http://127.0.0.1:8080/v1/claims
   curl -X POST http://127.0.0.1:8080/v1/claims -H 'x-jose-binding-claims: {\"scope\":\"read\"}'
-  HTTP_PROXY=http://127.0.0.1:8080 curl http://localhost/v1/claims   # with --allow-host localhost")]
+  http_proxy=http://127.0.0.1:8080 curl http://localhost/v1/claims   # with --allow-host localhost")]
 pub struct ProxyArgs {
     /// TOML file with any of the settings below (same names, `_` for `-`);
     /// flags and environment variables take precedence.

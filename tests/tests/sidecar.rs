@@ -337,3 +337,39 @@ async fn events_and_websockets_pass_through_sidecar_and_gateway() {
     let back = ws.next().await.unwrap().unwrap();
     assert_eq!(back.into_text().unwrap().as_str(), "through both");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_s_401_reaches_the_app_unchanged() {
+    let server = TestServer::start(Policy::default(), fixture_keystore()).await;
+    let target = Target::parse(&format!("https://localhost:{}", server.port)).unwrap();
+    // A client the server's keystore does not know.
+    let ghost = jose_binding_e2e::setup_with_key(
+        "ghost",
+        HttpVersion::Auto,
+        jose_binding::SoftwareRootKey::generate(),
+    );
+    let listener = Listener::bind("127.0.0.1:0", false).await.unwrap();
+    let addr = listener.describe();
+    tokio::spawn(serve(
+        listener,
+        Sidecar::new(SidecarConfig::new(target, ghost)),
+        Duration::from_secs(1),
+        std::future::pending(),
+    ));
+    let dir = TempDir::new("sidecar-401");
+    let head = dir.join("head.txt");
+    let (status, body) = curl(
+        &["-X", "POST", "-D", head.to_str().unwrap()],
+        &format!("http://{addr}/v1/claims"),
+    )
+    .await;
+    assert_eq!(
+        (status, json(&body)["error"].as_str()),
+        (401, Some("unknown_client"))
+    );
+    let head = std::fs::read_to_string(head).unwrap().to_ascii_lowercase();
+    assert!(
+        head.contains("www-authenticate: bearer error=\"invalid_token\", error_description=\"unknown_client\""),
+        "{head}"
+    );
+}

@@ -178,7 +178,11 @@ async fn handle(shared: &Shared, mut req: Request<Incoming>) -> Response<ProxyBo
              token can be added. Use http:// URLs; the sidecar speaks TLS to the server.",
         );
     }
-    if let Some(authority) = req.uri().authority() {
+    // Absolute-form (`GET http://host/…`) is how HTTP/1 clients speak to a
+    // forward proxy; an HTTP/2 (h2c) request always names an authority, and
+    // is in reverse mode like any other.
+    let forward = req.version() < Version::HTTP_2;
+    if let Some(authority) = req.uri().authority().filter(|_| forward) {
         let host = authority.host();
         if req.uri().scheme_str() != Some("http")
             || !cfg.allow_hosts.iter().any(|h| h.eq_ignore_ascii_case(host))

@@ -373,3 +373,25 @@ async fn the_server_s_401_reaches_the_app_unchanged() {
         "{head}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2c_app_is_in_reverse_mode() {
+    let server = TestServer::start(Policy::default(), fixture_keystore()).await;
+    let addr = sidecar(
+        server.port,
+        HttpVersion::Auto,
+        Form::Signed,
+        "127.0.0.1:0",
+        |_| {},
+    )
+    .await;
+    let (status, body) = curl(
+        &["-X", "POST", "--http2-prior-knowledge"],
+        &format!("http://{addr}/v1/claims"),
+    )
+    .await;
+    assert_eq!(
+        (status, json(&body)["client_id"].as_str()),
+        (200, Some("client1"))
+    );
+}

@@ -291,9 +291,19 @@ async fn forward(
 ) -> Result<Response<GatewayBody>, Infallible> {
     let cfg = &shared.config;
     let start = Instant::now();
+    // A verified request goes with its identity or not at all: forwarded
+    // without one, the upstream could take it for a public request. (Client
+    // ids and base64url are always valid header values, so this holds by
+    // construction; the check keeps it so.)
     let identity = match req.extensions_mut().remove::<Identity>() {
         Some(id) => Some(id),
-        None => req.extensions().get::<Verified>().and_then(Identity::of),
+        None => match req.extensions().get::<Verified>() {
+            Some(v) => match Identity::of(v) {
+                Some(id) => Some(id),
+                None => return Ok(failed(Failure::Reset, "identity not a header value", start)),
+            },
+            None => None,
+        },
     };
     let peer: Option<IpAddr> = req.extensions().get::<PeerAddr>().map(|p| p.0.ip());
     let upgrade = crate::hop::wants_upgrade(req.headers()) && req.version() == Version::HTTP_11;

@@ -105,13 +105,26 @@ impl Idle {
         }
     }
 
-    pub(crate) fn moved(&mut self) {
-        let next = tokio::time::Instant::now() + self.limit;
-        self.sleep.as_mut().reset(next);
-    }
-
-    pub(crate) fn expired(&mut self, cx: &mut Context<'_>) -> bool {
-        self.sleep.as_mut().poll(cx).is_ready()
+    /// The next frame of `body`; each frame restarts the allowance, and a
+    /// body silent past it ends with [`BodyIdle`].
+    pub(crate) fn poll_frame(
+        &mut self,
+        body: Pin<&mut Incoming>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match body.poll_frame(cx) {
+            Poll::Ready(Some(Ok(f))) => {
+                let next = tokio::time::Instant::now() + self.limit;
+                self.sleep.as_mut().reset(next);
+                Poll::Ready(Some(Ok(f)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending if self.sleep.as_mut().poll(cx).is_ready() => {
+                Poll::Ready(Some(Err(BodyIdle.into())))
+            }
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 
@@ -157,16 +170,7 @@ impl Body for ProxyBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match &mut self.get_mut().kind {
             Kind::Bytes(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Kind::Upstream(body, idle) => match Pin::new(body).poll_frame(cx) {
-                Poll::Ready(Some(Ok(f))) => {
-                    idle.moved();
-                    Poll::Ready(Some(Ok(f)))
-                }
-                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
-                Poll::Ready(None) => Poll::Ready(None),
-                Poll::Pending if idle.expired(cx) => Poll::Ready(Some(Err(BodyIdle.into()))),
-                Poll::Pending => Poll::Pending,
-            },
+            Kind::Upstream(body, idle) => idle.poll_frame(Pin::new(body), cx),
         }
     }
 
@@ -186,20 +190,23 @@ impl Body for ProxyBody {
     }
 }
 
+/// A header map from name-value pairs, for the proxies' unit tests.
+#[cfg(test)]
+pub(crate) fn header_map(pairs: &[(&str, &str)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (n, v) in pairs {
+        h.append(
+            HeaderName::from_bytes(n.as_bytes()).unwrap(),
+            HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    h
+}
+
 #[cfg(test)]
 mod tests {
+    use super::header_map as map;
     use super::*;
-
-    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (n, v) in pairs {
-            h.append(
-                HeaderName::from_bytes(n.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        h
-    }
 
     #[test]
     fn hop_by_hop_headers_and_those_connection_names_go() {

@@ -203,17 +203,7 @@ fn quote_into(s: &str, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (n, v) in pairs {
-            h.append(
-                HeaderName::from_bytes(n.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        h
-    }
+    use crate::hop::header_map as map;
 
     fn identity() -> Identity {
         Identity {
@@ -270,19 +260,13 @@ mod tests {
         assert!(!h.contains_key("x-jose-binding-client-id"));
     }
 
+    /// Hop-by-hop removal comes first (hop.rs tests it), so naming an
+    /// identity header in `Connection` cannot delete the one set after.
     #[test]
     fn connection_cannot_remove_what_the_gateway_sets() {
         let mut h = map(&[
-            (
-                "connection",
-                "x-jose-binding-client-id, keep-alive, x-custom",
-            ),
+            ("connection", "x-jose-binding-client-id, x-custom"),
             ("x-custom", "1"),
-            ("keep-alive", "timeout=5"),
-            ("host", "api.example"),
-            ("te", "trailers"),
-            ("transfer-encoding", "chunked"),
-            ("upgrade", "h2c"),
         ]);
         crate::hop::strip_hop_by_hop(&mut h, false);
         own_request_headers(
@@ -293,17 +277,7 @@ mod tests {
             false,
         );
         assert_eq!(h["x-jose-binding-client-id"], "client1");
-        for gone in [
-            "connection",
-            "x-custom",
-            "keep-alive",
-            "te",
-            "transfer-encoding",
-            "upgrade",
-        ] {
-            assert!(!h.contains_key(gone), "{gone} kept");
-        }
-        assert_eq!(h["host"], "api.example");
+        assert!(!h.contains_key("x-custom") && !h.contains_key("connection"));
     }
 
     #[test]

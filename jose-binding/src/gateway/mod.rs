@@ -29,7 +29,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tower_service::Service;
 
-use crate::hop::{tunnel, BodyIdle, Idle, ProxyBody};
+use crate::hop::{tunnel, Idle, ProxyBody};
 use crate::layer::{bearer_token, BindingLayer, BindingService, ConnectionBinding, Layer, Outcome};
 use crate::server::{BoxError, PeerAddr, UpstreamReport};
 use crate::Verified;
@@ -468,25 +468,19 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(f))) => {
-                this.idle.moved();
-                // hyper stops polling a body that says it has ended (one
-                // with a Content-Length does after its last byte); report
-                // the end now rather than when hyper drops the body.
-                if this.inner.is_end_stream() {
-                    this.done();
-                }
-                Poll::Ready(Some(Ok(f)))
-            }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
-            Poll::Ready(None) => {
-                this.done();
-                Poll::Ready(None)
-            }
-            Poll::Pending if this.idle.expired(cx) => Poll::Ready(Some(Err(BodyIdle.into()))),
-            Poll::Pending => Poll::Pending,
+        let frame = this.idle.poll_frame(Pin::new(&mut this.inner), cx);
+        // hyper stops polling a body that says it has ended (one with a
+        // Content-Length does after its last byte); report the end then,
+        // rather than when hyper drops the body.
+        let ended = match &frame {
+            Poll::Ready(None) => true,
+            Poll::Ready(Some(Ok(_))) => this.inner.is_end_stream(),
+            _ => false,
+        };
+        if ended {
+            this.done();
         }
+        frame
     }
 
     fn is_end_stream(&self) -> bool {

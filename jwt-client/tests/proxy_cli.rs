@@ -58,14 +58,7 @@ async fn settings_from_a_config_file_json_logs_and_sigterm() {
     assert_eq!(v["fields"]["connections"], 2, "from the environment");
 
     let url = format!("http://127.0.0.1:{port}/v1/claims");
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("curl")
-            .args(["-s", "-X", "POST", &url])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let out = jose_binding_e2e::curl(vec!["-s".into(), "-X".into(), "POST".into(), url]).await;
     let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(body["form"], "encrypted-then-signed");
     assert_eq!(body["claims"]["team"], "a");

@@ -25,21 +25,16 @@ impl Drop for Kill {
     }
 }
 
+/// curl's output with `status bytes-down bytes-up` after it.
 async fn curl(args: Vec<String>) -> String {
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("curl")
-            .args([
-                "-s",
-                "-S",
-                "-w",
-                "%{http_code} %{size_download} %{size_upload}",
-            ])
-            .args(args)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let mut all = vec![
+        "-s".into(),
+        "-S".into(),
+        "-w".into(),
+        "%{http_code} %{size_download} %{size_upload}".into(),
+    ];
+    all.extend(args);
+    let out = jose_binding_e2e::curl(all).await;
     assert!(
         out.status.success(),
         "{}",
@@ -51,19 +46,7 @@ async fn curl(args: Vec<String>) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gigabyte_each_way_through_the_sidecar() {
     let hyper = HyperUpstream::start().await;
-    let nginx = Nginx::start(
-        "sidecar-stream",
-        "sendfile on;",
-        &format!(
-            "location = /big {{ root files; }}\n\
-             location /upload {{ client_max_body_size 0; proxy_request_buffering off; \
-             proxy_http_version 1.1; proxy_pass {}; }}",
-            hyper.url()
-        ),
-    );
-    std::fs::create_dir_all(nginx.dir.join("files")).unwrap();
-    let big = nginx.dir.join("files/big");
-    std::fs::File::create(&big).unwrap().set_len(GIB).unwrap();
+    let (nginx, big) = Nginx::streaming("sidecar-stream", &hyper.url(), GIB);
     let gateway = TestServer::gateway(GatewayConfig::new(nginx.url().parse().unwrap())).await;
 
     let port = free_port();

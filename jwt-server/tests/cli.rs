@@ -333,7 +333,7 @@ async fn limits_come_from_the_config_file_and_the_environment() {
 /// file and the environment, the status listener, and the app going away.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_in_front_of_the_readme_app() {
-    use jose_binding_e2e::upstream::free_port;
+    use jose_binding_e2e::upstream::{free_port, plain_get};
     let app_port = free_port();
     let mut app = KillOnDrop(
         Command::new("python3")
@@ -395,19 +395,9 @@ async fn gateway_in_front_of_the_readme_app() {
         (200, serde_json::Value::Null)
     );
 
-    let get = |path: &'static str| async move {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", status_port))
-            .await
-            .unwrap();
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-            .await
-            .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).await.unwrap();
-        out
-    };
-    assert!(get("/readyz").await.starts_with("HTTP/1.1 200"));
+    assert!(plain_get(status_port, "/readyz")
+        .await
+        .starts_with("HTTP/1.1 200"));
 
     // The app goes away: 502 on the same connection, /readyz says why.
     drop(app);
@@ -421,10 +411,12 @@ async fn gateway_in_front_of_the_readme_app() {
         (502, &br#"{"error":"bad_gateway"}"#[..])
     );
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    let not_ready = get("/readyz").await;
+    let not_ready = plain_get(status_port, "/readyz").await;
     assert!(not_ready.starts_with("HTTP/1.1 503"), "{not_ready}");
     assert!(not_ready.contains("upstream_unreachable"));
-    assert!(get("/healthz").await.starts_with("HTTP/1.1 200"));
+    assert!(plain_get(status_port, "/healthz")
+        .await
+        .starts_with("HTTP/1.1 200"));
     let log = server.first_lines().join("\n");
     assert!(
         log.contains("upstream_error=\"upstream_unreachable\""),

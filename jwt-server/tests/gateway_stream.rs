@@ -82,23 +82,7 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gigabyte_each_way_with_bounded_memory() {
     let hyper = HyperUpstream::start().await;
-    // `root` is relative to nginx's prefix, its own directory.
-    let nginx = Nginx::start(
-        "stream",
-        "sendfile on;",
-        &format!(
-            "location = /big {{ root files; }}\n\
-             location /upload {{ client_max_body_size 0; proxy_request_buffering off; \
-             proxy_http_version 1.1; proxy_pass {}; }}",
-            hyper.url()
-        ),
-    );
-    // A sparse gigabyte: the disk is not the subject.
-    std::fs::create_dir_all(nginx.dir.join("files")).unwrap();
-    std::fs::File::create(nginx.dir.join("files/big"))
-        .unwrap()
-        .set_len(GIB)
-        .unwrap();
+    let (nginx, _) = Nginx::streaming("stream", &hyper.url(), GIB);
     let gateway = ServerProcess::start(BIN.as_ref(), &["--upstream", &nginx.url()], "info");
     let target = Target::parse(&format!("https://localhost:{}", gateway.port)).unwrap();
 

@@ -14,10 +14,40 @@ use jose_binding::client::{BoundConnection, ClientSetup, HttpVersion, Target};
 use jose_binding::gateway::{Gateway, GatewayConfig};
 use jose_binding::layer::{Binding, BindingLayer, KeystoreHandle};
 use jose_binding::server::{self, App, ServerOptions};
+use jose_binding::sidecar::{self, Listener, Sidecar, SidecarConfig};
 use jose_binding::{tls, ClientId, Keystore, Policy, SoftwareRootKey};
 use jwt_server::app::EchoApp;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+/// A client sidecar for `config` in this process, listening on `listen`
+/// (`127.0.0.1:0`, `unix:/path`); its address.
+pub async fn start_sidecar(config: SidecarConfig, listen: &str) -> String {
+    let listener = Listener::bind(listen, false).await.expect("bind");
+    let addr = listener.describe();
+    tokio::spawn(sidecar::serve(
+        listener,
+        Sidecar::new(config),
+        Duration::from_secs(1),
+        std::future::pending(),
+    ));
+    addr
+}
+
+/// curl with `args`, as an app runs it, off the async threads; no proxy
+/// from the environment.
+pub async fn curl(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new("curl")
+            .args(args)
+            .env_remove("http_proxy")
+            .env_remove("HTTP_PROXY")
+            .output()
+            .expect("curl")
+    })
+    .await
+    .expect("curl task")
+}
 
 pub fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures")

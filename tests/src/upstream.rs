@@ -218,6 +218,26 @@ impl Nginx {
         panic!("nginx did not start on port {port}: {log}");
     }
 
+    /// nginx for the gigabyte tests: `/big`, a sparse file of `size` bytes
+    /// (the disk is not the subject) served from its own directory, whose
+    /// path comes back too, and `/upload`, proxied unbuffered to `upstream`.
+    pub fn streaming(name: &str, upstream: &str, size: u64) -> (Nginx, PathBuf) {
+        // `root` is relative to nginx's prefix, its own directory.
+        let nginx = Nginx::start(
+            name,
+            "sendfile on;",
+            &format!(
+                "location = /big {{ root files; }}\n\
+                 location /upload {{ client_max_body_size 0; proxy_request_buffering off; \
+                 proxy_http_version 1.1; proxy_pass {upstream}; }}"
+            ),
+        );
+        std::fs::create_dir_all(nginx.dir.join("files")).unwrap();
+        let big = nginx.dir.join("files/big");
+        std::fs::File::create(&big).unwrap().set_len(size).unwrap();
+        (nginx, big)
+    }
+
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
@@ -245,4 +265,19 @@ impl Drop for Nginx {
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
+}
+
+/// `GET path` in plain HTTP/1.1 to a loopback port (a status listener):
+/// the whole answer, head included.
+pub async fn plain_get(port: u16, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
 }

@@ -16,7 +16,7 @@ use jose_binding::gateway::status::{serve_status, Readiness};
 use jose_binding::gateway::{Gateway, GatewayConfig, IpNet};
 use jose_binding::layer::KeystoreHandle;
 use jose_binding::{b64, Form};
-use jose_binding_e2e::upstream::{free_port, HyperUpstream, Nginx};
+use jose_binding_e2e::upstream::{free_port, plain_get, HyperUpstream, Nginx};
 use jose_binding_e2e::{connect, fixture_keystore, setup, TestServer};
 use serde_json::{json, Value};
 use tower_service::Service;
@@ -499,20 +499,10 @@ async fn readyz_follows_the_upstream() {
     let status = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let status_port = status.local_addr().unwrap().port();
     tokio::spawn(serve_status(status, readiness, std::future::pending()));
-    let get = |path: &'static str| async move {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", status_port))
-            .await
-            .unwrap();
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-            .await
-            .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).await.unwrap();
-        out
-    };
-    assert!(get("/healthz").await.starts_with("HTTP/1.1 200"));
-    let down = get("/readyz").await;
+    assert!(plain_get(status_port, "/healthz")
+        .await
+        .starts_with("HTTP/1.1 200"));
+    let down = plain_get(status_port, "/readyz").await;
     assert!(down.starts_with("HTTP/1.1 503"), "{down}");
     assert!(down.ends_with(r#"{"status":"not_ready","reason":"upstream_unreachable"}"#));
     let upstream = tokio::net::TcpListener::bind(("127.0.0.1", port))
@@ -520,11 +510,13 @@ async fn readyz_follows_the_upstream() {
         .unwrap();
     // The last probe is kept for a second.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let up = get("/readyz").await;
+    let up = plain_get(status_port, "/readyz").await;
     assert!(up.starts_with("HTTP/1.1 200"), "{up}");
     drop(upstream);
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert!(get("/readyz").await.starts_with("HTTP/1.1 503"));
+    assert!(plain_get(status_port, "/readyz")
+        .await
+        .starts_with("HTTP/1.1 503"));
 }
 
 #[tokio::test]

@@ -8,10 +8,10 @@ use std::time::Duration;
 use jose_binding::client::{HttpVersion, Target};
 use jose_binding::gateway::GatewayConfig;
 use jose_binding::server::ServerOptions;
-use jose_binding::sidecar::{serve, Listener, Sidecar, SidecarConfig};
+use jose_binding::sidecar::{Listener, SidecarConfig};
 use jose_binding::{Form, Policy};
 use jose_binding_e2e::upstream::{free_port, Nginx};
-use jose_binding_e2e::{fixture_keystore, setup, TempDir, TestServer};
+use jose_binding_e2e::{fixture_keystore, setup, start_sidecar, TempDir, TestServer};
 use jwt_server::app::EchoApp;
 use serde_json::Value;
 
@@ -27,28 +27,18 @@ async fn sidecar(
     let mut config = SidecarConfig::new(target, setup("client1", version));
     config.form = form;
     edit(&mut config);
-    let listener = Listener::bind(listen, false).await.unwrap();
-    let addr = listener.describe();
-    tokio::spawn(serve(
-        listener,
-        Sidecar::new(config),
-        Duration::from_secs(1),
-        std::future::pending(),
-    ));
-    addr
+    start_sidecar(config, listen).await
 }
 
 /// curl's status and body; `args` go before the URL.
 async fn curl(args: &[&str], url: &str) -> (u16, String) {
-    let mut cmd = Command::new("curl");
-    cmd.args(["-s", "-S", "-o", "-", "-w", "\n%{http_code}"])
-        .args(args)
-        .arg(url)
-        .env_remove("http_proxy")
-        .env_remove("HTTP_PROXY");
-    let out = tokio::task::spawn_blocking(move || cmd.output().expect("curl"))
-        .await
-        .unwrap();
+    let mut all: Vec<String> = ["-s", "-S", "-o", "-", "-w", "\n%{http_code}"]
+        .iter()
+        .chain(args)
+        .map(|a| a.to_string())
+        .collect();
+    all.push(url.to_owned());
+    let out = jose_binding_e2e::curl(all).await;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
     (code.trim().parse().unwrap_or(0), body.to_owned())
@@ -348,14 +338,7 @@ async fn the_server_s_401_reaches_the_app_unchanged() {
         HttpVersion::Auto,
         jose_binding::SoftwareRootKey::generate(),
     );
-    let listener = Listener::bind("127.0.0.1:0", false).await.unwrap();
-    let addr = listener.describe();
-    tokio::spawn(serve(
-        listener,
-        Sidecar::new(SidecarConfig::new(target, ghost)),
-        Duration::from_secs(1),
-        std::future::pending(),
-    ));
+    let addr = start_sidecar(SidecarConfig::new(target, ghost), "127.0.0.1:0").await;
     let dir = TempDir::new("sidecar-401");
     let head = dir.join("head.txt");
     let (status, body) = curl(

@@ -257,7 +257,7 @@ fn wrong_tcti_and_wrong_parent_are_clear_errors() {
 /// gets through as the TPM's client; each new connection costs one TPM HMAC.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sidecar_with_a_tpm_held_key() {
-    use jose_binding::sidecar::{serve, Listener, Sidecar, SidecarConfig};
+    use jose_binding::sidecar::SidecarConfig;
     let tpm = Swtpm::start();
     let soft = SoftwareRootKey::generate();
     let file = tpm::import(&tpm.tcti(), &soft).unwrap();
@@ -267,24 +267,10 @@ async fn the_sidecar_with_a_tpm_held_key() {
     let target = Target::parse(&server.url()).unwrap();
     let mut config = SidecarConfig::new(target, setup_for("tpmclient", key, HttpVersion::Http2));
     config.connections = 2;
-    let listener = Listener::bind("127.0.0.1:0", false).await.unwrap();
-    let addr = listener.describe();
-    tokio::spawn(serve(
-        listener,
-        Sidecar::new(config),
-        std::time::Duration::from_secs(1),
-        std::future::pending(),
-    ));
+    let addr = jose_binding_e2e::start_sidecar(config, "127.0.0.1:0").await;
     for _ in 0..4 {
         let url = format!("http://{addr}/v1/claims");
-        let out = tokio::task::spawn_blocking(move || {
-            Command::new("curl")
-                .args(["-s", "-X", "POST", &url])
-                .output()
-                .unwrap()
-        })
-        .await
-        .unwrap();
+        let out = jose_binding_e2e::curl(vec!["-s".into(), "-X".into(), "POST".into(), url]).await;
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(v["client_id"], "tpmclient", "{v}");
     }

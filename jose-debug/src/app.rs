@@ -7,13 +7,14 @@ use std::path::Path;
 use jose_binding::{ClientId, Ekm, FormSet, Keystore, Policy, SoftwareRootKey, SubKeys};
 use zeroize::Zeroizing;
 
+use crate::checks::{self, ClaimRules};
 use crate::cli::{DecodeArgs, DeriveArgs, KeyArgs, PolicyArgs};
 use crate::inspect::{self, Cleaned, DecodeKeys, Decoded, InputError};
 use crate::keylog::{self, KeyLog};
 use crate::keys::{read_key, to_32, KeyError};
 use crate::report::{
-    ConnectionReport, DecodeReport, DeriveReport, GenericReport, InputReport, KeylogReport,
-    KeysReport, PolicyReport, Schedule, ScheduleSecrets,
+    Checks, ConnectionReport, DecodeReport, DeriveReport, InputReport, KeylogReport, KeysReport,
+    Mode, PolicyReport, Schedule, ScheduleSecrets,
 };
 use crate::time::{parse_time, rfc3339};
 use crate::verdict::{self, Verdict, VerdictKeys};
@@ -218,9 +219,15 @@ fn roots(args: &KeyArgs, kid: Option<&str>) -> Result<Option<Roots>, UsageError>
     }))
 }
 
+/// The audience the protocol's server expects when --audience is not given.
+const DEFAULT_AUDIENCE: &str = "localhost";
+
 fn policy(args: &PolicyArgs) -> Policy {
     Policy {
-        audience: args.audience.clone(),
+        audience: args
+            .audience
+            .clone()
+            .unwrap_or_else(|| DEFAULT_AUDIENCE.to_owned()),
         forms: match &args.forms {
             Some(list) => list.iter().copied().collect(),
             None => FormSet::ALL,
@@ -264,14 +271,23 @@ pub fn decode(args: &DecodeArgs) -> Result<DecodeReport, UsageError> {
     let keys = choose_keys(args, token, now)?;
     let verdict = protocol_verdict(token, &keys, &policy, now);
     let decoded = inspect::decode(token, &keys.decode, now);
-    let generic = args.generic.then(|| generic_check(&decoded, &policy, now));
+    let checks = if args.generic {
+        let rules = ClaimRules {
+            now,
+            skew_secs: policy.skew_secs as f64,
+            audience: args.policy.audience.as_deref(),
+        };
+        checks::generic(&decoded, &rules)
+    } else {
+        checks::protocol(&decoded, &verdict)
+    };
     Ok(assemble(
         cleaned,
         keys,
         decoded,
         verdict,
         policy_report,
-        generic,
+        checks,
     ))
 }
 
@@ -355,9 +371,10 @@ fn not_text_report(
         token: None,
         verdict: Verdict::not_text(),
         policy,
-        generic: generic.then(|| GenericReport {
-            valid: false,
-            reasons: vec!["the input is not text".to_owned()],
+        checks: checks::not_text(if generic {
+            Mode::Generic
+        } else {
+            Mode::Protocol
         }),
         valid: false,
     }
@@ -738,20 +755,15 @@ fn protocol_verdict(token: &str, keys: &ChosenKeys, policy: &Policy, now: f64) -
     verdict
 }
 
-/// Valid means the protocol's verdict accepts, or with --generic, that the
-/// token is valid plain JOSE.
+/// The report; `valid` is what the exit status says.
 fn assemble(
     cleaned: Cleaned,
     keys: ChosenKeys,
     decoded: Decoded,
     verdict: Verdict,
     policy: PolicyReport,
-    generic: Option<GenericReport>,
+    checks: Checks,
 ) -> DecodeReport {
-    let valid = match &generic {
-        Some(g) => g.valid,
-        None => verdict.accepted(),
-    };
     DecodeReport {
         input: InputReport {
             chars: cleaned.token.chars().count(),
@@ -763,42 +775,8 @@ fn assemble(
         token: Some(decoded),
         verdict,
         policy,
-        generic,
-        valid,
-    }
-}
-
-/// Plain-JOSE validity: every layer verified or decrypted, exp/nbf hold.
-fn generic_check(d: &Decoded, policy: &Policy, now: f64) -> GenericReport {
-    let mut reasons = Vec::new();
-    for l in &d.layers {
-        if !l.crypto.is_verified() {
-            reasons.push(format!(
-                "layer {} ({}) is not verified: {}",
-                l.depth,
-                l.kind,
-                l.crypto.describe(l.kind)
-            ));
-        }
-    }
-    let skew = policy.skew_secs as f64;
-    match d.claims() {
-        None => reasons.push("no JSON claims set to check".to_owned()),
-        Some(c) => {
-            for t in &c.times {
-                if t.claim == "exp" && t.value <= now - skew {
-                    reasons.push(format!("exp: {}", t.relative));
-                }
-                if t.claim == "nbf" && t.value > now + skew {
-                    reasons.push(format!("nbf: {}", t.relative));
-                }
-            }
-            reasons.extend(c.notes.iter().cloned());
-        }
-    }
-    GenericReport {
-        valid: reasons.is_empty(),
-        reasons,
+        valid: checks.result == crate::report::Status::Valid,
+        checks,
     }
 }
 
@@ -872,53 +850,14 @@ pub fn derive(args: &DeriveArgs) -> Result<DeriveReport, UsageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jose_binding::schedule::SigKey;
-    use jose_binding::token::{headers, sign_jws};
     use jose_binding::Form;
 
     const NOW: f64 = 1_767_225_600.0;
 
-    fn token(exp: i64) -> String {
-        let claims = format!(r#"{{"iss":"c","iat":1767225600,"exp":{exp}}}"#);
-        sign_jws(
-            &headers::jws("c"),
-            claims.as_bytes(),
-            &SigKey::from_bytes([3; 32]),
-        )
-    }
-
-    fn keys(k: [u8; 32]) -> DecodeKeys {
-        DecodeKeys {
-            sig: Some(Zeroizing::new(k.to_vec())),
-            enc: None,
-        }
-    }
-
-    #[test]
-    fn generic_validity_needs_keys_signatures_and_time() {
-        let p = Policy::default();
-        let ok = inspect::decode(&token(1_767_225_660), &keys([3; 32]), NOW);
-        assert!(generic_check(&ok, &p, NOW).valid);
-        let wrong_key = inspect::decode(&token(1_767_225_660), &keys([4; 32]), NOW);
-        let g = generic_check(&wrong_key, &p, NOW);
-        assert!(!g.valid && g.reasons[0].contains("FAILS"), "{g:?}");
-        let no_key = inspect::decode(&token(1_767_225_660), &DecodeKeys::default(), NOW);
-        assert!(!generic_check(&no_key, &p, NOW).valid);
-        // exp within the skew is still valid; beyond it is not.
-        let expired = inspect::decode(&token(1_767_225_580), &keys([3; 32]), NOW);
-        assert!(generic_check(&expired, &p, NOW).valid);
-        let expired = inspect::decode(&token(1_767_225_500), &keys([3; 32]), NOW);
-        let g = generic_check(&expired, &p, NOW);
-        assert!(
-            !g.valid && g.reasons[0].starts_with("exp: expired"),
-            "{g:?}"
-        );
-    }
-
     #[test]
     fn policy_follows_the_flags() {
         let args = PolicyArgs {
-            audience: "api.example".to_owned(),
+            audience: Some("api.example".to_owned()),
             forms: Some(vec![Form::Signed, Form::SignedThenEncrypted]),
             skew_secs: 5,
             max_ttl_secs: 60,

@@ -9,16 +9,36 @@ const ABOUT: &str = "Inspect JOSE tokens bound to a TLS 1.3 connection: decode e
 decrypt and verify with given or derived keys, find the connection a token was made on, \
 and say what the server would answer.";
 
-const MAIN_AFTER: &str = "\
-Exit status: 0 the token is valid (the server would accept it; with --generic: every layer \
-verifies), 1 it is not or that cannot be shown, 2 usage error (bad option, unreadable file).
+/// The exit statuses of `decode`, in both help texts.
+macro_rules! exit_statuses {
+    () => {
+        "\
+Exit status of decode (--json: checks.result and checks.exit_status, per layer in checks.layers):
+  0  valid: every check passed (the server would accept the token; with --generic, every
+     layer verifies or decrypts and the claims checked hold)
+  1  crypto_failed: a signature or decryption check failed (alg none counts: nothing vouches
+     for the content)
+  2  usage error: bad option, unreadable file, no token
+  3  rejected: no cryptographic check failed, but a format, claim or protocol check did
+     (expired, not yet valid, wrong aud, the server would refuse)
+  4  incomplete: nothing failed, but something could not be checked (no key for a layer,
+     an algorithm this tool does not verify)
+derive exits 0, or 2 on a usage error."
+    };
+}
+
+const MAIN_AFTER: &str = concat!(
+    exit_statuses!(),
+    "
 
 Secrets (root key, EKM, derived keys, key-log secrets) appear only as fingerprints unless \
 --show-secrets is given. Colour: on a terminal only; NO_COLOR or --color never turns it off.
 
-Run `jose-debug decode --help` or `jose-debug derive --help` for examples.";
+Run `jose-debug decode --help` or `jose-debug derive --help` for examples."
+);
 
-const DECODE_AFTER: &str = "\
+const DECODE_AFTER: &str = concat!(
+    "\
 KEY is hex, base64url (padding and +/ tolerated), `hex:...`/`b64:...` to force one, or @FILE \
 (a file holding one of those; a plain path also works when the text is not itself a key).
 
@@ -44,16 +64,26 @@ Examples:
   # subkeys you already have (e.g. from `jose-debug derive --show-secrets`)
   jose-debug decode --sig-key c1dc3ea5... --enc-key 8caaae01... TOKEN
 
-  # any HS256 JWT (RFC 7515 A.1): valid when the signature verifies and exp/nbf hold
+  # plain JOSE, any payload (--generic): HS256/384/512 signatures; dir JWEs with A128GCM,
+  # A192GCM, A256GCM, A128CBC-HS256, A192CBC-HS384, A256CBC-HS512; nested layers
+  # (RFC 7515 A.1: valid when the signature verifies and exp/nbf hold at --now)
   jose-debug decode --generic --sig-key AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow \\
       --now 2011-03-22T18:00:00Z TOKEN
+  # (RFC 7520 5.6: a dir/A128GCM JWE of plain text)
+  jose-debug decode --generic --enc-key XctOhJAkA-pD9Lh7ZgW_2A TOKEN
 
   # for scripts
-  jose-debug decode --json --keylog keys.log --root-key @k TOKEN | jq .verdict
+  jose-debug decode --json --keylog keys.log --root-key @k TOKEN | jq -r .checks.result
 
 The verdict is computed by the server's own code (jose_binding's verifier) with the policy \
 given by --audience, --forms, --skew-secs, --max-ttl-secs, at --now. The client id defaults \
-to the token's kid.";
+to the token's kid. With --generic the verdict is still shown, but the exit status is plain \
+JOSE's: exp and nbf (with --skew-secs) when the payload is a JSON claims set, aud only when \
+--audience is given.
+
+",
+    exit_statuses!()
+);
 
 const DERIVE_AFTER: &str = "\
 Prints PROTOCOL.md §3 for the inputs given:
@@ -118,7 +148,9 @@ pub struct DecodeArgs {
 
     /// Judge the token as plain JOSE (RFC 7515/7516/7519) instead of by this
     /// protocol: valid when every layer verifies or decrypts with the keys
-    /// given and exp/nbf hold at --now (the server's verdict is still shown).
+    /// given, whatever the payload; when it is a JSON claims set, exp and
+    /// nbf must hold at --now, and aud must name --audience if given. The
+    /// server's verdict is still shown.
     #[arg(long)]
     pub generic: bool,
 
@@ -150,7 +182,8 @@ pub struct OutputArgs {
 
 #[derive(Debug, Args)]
 pub struct KeyArgs {
-    /// HS256 key of the connection (sig_key), or any HMAC key for a generic JWS.
+    /// HS256 key of the connection (sig_key), or any HMAC key (HS256/384/512)
+    /// for a generic JWS.
     #[arg(
         long,
         value_name = "KEY",
@@ -159,7 +192,8 @@ pub struct KeyArgs {
     )]
     pub sig_key: Option<String>,
 
-    /// A256GCM key of the connection (enc_key), or any dir-JWE key.
+    /// A256GCM key of the connection (enc_key), or the key of any dir JWE
+    /// (16 to 64 bytes, as its enc needs).
     #[arg(
         long,
         value_name = "KEY",
@@ -202,14 +236,10 @@ pub struct KeyArgs {
 
 #[derive(Debug, Args)]
 pub struct PolicyArgs {
-    /// The audience the server expects.
-    #[arg(
-        long,
-        value_name = "AUD",
-        default_value = "localhost",
-        env = "JOSE_DEBUG_AUDIENCE"
-    )]
-    pub audience: String,
+    /// The audience the server expects [default: localhost]. With
+    /// --generic, aud is checked only when this is given.
+    #[arg(long, value_name = "AUD", env = "JOSE_DEBUG_AUDIENCE")]
+    pub audience: Option<String>,
 
     /// Forms the server accepts, comma-separated (signed, encrypted-then-signed,
     /// signed-then-encrypted, or S, ES, SE). Default: all three.

@@ -4,19 +4,17 @@
 //! Nothing here decides whether the server accepts a token; that is
 //! [`crate::verdict`], through the library's own verifier. This module
 //! reads generic JOSE compact serialization (RFC 7515/7516): any header, HMAC
-//! signatures (HS256/384/512), `dir` A128GCM/A256GCM encryption, nesting.
+//! signatures (HS256/384/512), `dir` encryption with any of RFC 7518's six
+//! content encryptions ([`crate::jwa`]), nesting.
 
-use aes_gcm::aead::AeadInPlace;
-use aes_gcm::{Aes128Gcm, Aes256Gcm, KeyInit, Nonce, Tag};
 use base64::Engine;
-use hmac::{Hmac, Mac};
 use jose_binding::token::{Layer as StrictLayer, FORBIDDEN_HEADERS};
 use jose_binding::{json, Fingerprint, Rejection};
 use serde::Serialize;
 use serde_json::{Map, Value};
-use sha2::{Sha256, Sha384, Sha512};
 use zeroize::Zeroizing;
 
+use crate::jwa::{ContentEnc, MacAlg};
 use crate::keys::LENIENT_B64URL;
 use crate::time::{rfc3339, TimeClaim};
 
@@ -355,6 +353,9 @@ pub struct Decoded {
     pub structure: String,
     /// The protocol form the layer structure matches, if any.
     pub form: Option<&'static str>,
+    /// Nesting went deeper than [`MAX_LAYERS`]: the innermost layers are not opened.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
 }
 
 impl Decoded {
@@ -380,6 +381,7 @@ impl Decoded {
 pub fn decode(token: &str, keys: &DecodeKeys, now: f64) -> Decoded {
     let mut layers = Vec::new();
     let mut text = token.to_owned();
+    let mut truncated = false;
     loop {
         let depth = layers.len() + 1;
         let (view, inner) = decode_layer(&text, depth, keys, now);
@@ -395,6 +397,7 @@ pub fn decode(token: &str, keys: &DecodeKeys, now: f64) -> Decoded {
                         text: shown_text(text.as_bytes()),
                     };
                 }
+                truncated = true;
                 break;
             }
             None => break,
@@ -406,6 +409,7 @@ pub fn decode(token: &str, keys: &DecodeKeys, now: f64) -> Decoded {
         layers,
         structure,
         form,
+        truncated,
     }
 }
 
@@ -524,6 +528,16 @@ fn decode_layer(
             )
         }
     };
+    let mac = raw.header.str_member("alg").and_then(MacAlg::from_name);
+    if let (Some(mac), Some(key), "JWS") = (mac, &keys.sig, raw.kind) {
+        if key.len() < mac.min_key_len() {
+            notes.push(format!(
+                "the key is {} bytes; RFC 7518 §3.2 wants at least {} for this alg",
+                key.len(),
+                mac.min_key_len()
+            ));
+        }
+    }
     let RawLayer {
         kind,
         parts,
@@ -566,25 +580,6 @@ fn decode_layer(
     )
 }
 
-/// The HMAC of `alg` over `input`, compared in constant time.
-fn hmac_verifies(alg: &str, key: &[u8], input: &[u8], sig: &[u8]) -> Option<bool> {
-    fn check<M: Mac + KeyInit>(key: &[u8], input: &[u8], sig: &[u8]) -> bool {
-        match <M as Mac>::new_from_slice(key) {
-            Ok(mut mac) => {
-                mac.update(input);
-                mac.verify_slice(sig).is_ok()
-            }
-            Err(_) => false,
-        }
-    }
-    match alg {
-        "HS256" => Some(check::<Hmac<Sha256>>(key, input, sig)),
-        "HS384" => Some(check::<Hmac<Sha384>>(key, input, sig)),
-        "HS512" => Some(check::<Hmac<Sha512>>(key, input, sig)),
-        _ => None,
-    }
-}
-
 fn jws(
     pieces: &[&str],
     parts: &[Part],
@@ -612,9 +607,11 @@ fn jws(
                         key_fp: Some(fp),
                         why: "the signature part is not base64url".to_owned(),
                     },
-                    Some(sig) => match hmac_verifies(&alg, key, input.as_bytes(), sig) {
-                        Some(true) => Crypto::Verified { alg, key_fp: fp },
-                        _ => Crypto::Failed {
+                    Some(sig) => match MacAlg::from_name(&alg)
+                        .is_some_and(|m| m.verify(key, input.as_bytes(), sig))
+                    {
+                        true => Crypto::Verified { alg, key_fp: fp },
+                        false => Crypto::Failed {
                             alg,
                             key_fp: Some(fp),
                             why: format!(
@@ -644,23 +641,22 @@ fn jwe(
     keys: &DecodeKeys,
 ) -> (Crypto, Option<Vec<u8>>) {
     let alg = header.str_member("alg").unwrap_or("");
-    let enc = header.str_member("enc").unwrap_or("");
-    let label = format!("{alg}/{enc}");
-    let key_len = match enc {
-        "A256GCM" => 32,
-        "A128GCM" => 16,
-        _ => 0,
+    let enc_name = header.str_member("enc").unwrap_or("");
+    let label = format!("{alg}/{enc_name}");
+    let enc = match ContentEnc::from_name(enc_name) {
+        Some(enc) if alg == "dir" => enc,
+        _ => {
+            return (
+                Crypto::Unsupported {
+                    why: format!(
+                        "alg {alg:?} enc {enc_name:?}: only alg dir is decrypted here, with \
+                         A128GCM, A192GCM, A256GCM, A128CBC-HS256, A192CBC-HS384 or A256CBC-HS512"
+                    ),
+                },
+                None,
+            )
+        }
     };
-    if alg != "dir" || key_len == 0 {
-        return (
-            Crypto::Unsupported {
-                why: format!(
-                    "alg {alg:?} enc {enc:?}: only alg dir with A128GCM or A256GCM is decrypted here"
-                ),
-            },
-            None,
-        );
-    }
     let Some(key) = &keys.enc else {
         return (
             Crypto::NoKey {
@@ -681,12 +677,6 @@ fn jwe(
             None,
         )
     };
-    if key.len() != key_len {
-        return fail(format!(
-            "the key is {} bytes; {enc} needs {key_len}",
-            key.len()
-        ));
-    }
     let (Some(iv), Some(ct), Some(tag)) = (
         parts[2].decoded.as_deref(),
         parts[3].decoded.as_deref(),
@@ -694,42 +684,16 @@ fn jwe(
     ) else {
         return fail("IV, ciphertext or tag is not base64url".to_owned());
     };
-    if iv.len() != 12 || tag.len() != 16 {
-        return fail(format!(
-            "IV is {} bytes and tag {} bytes; AES-GCM here needs 12 and 16",
-            iv.len(),
-            tag.len()
-        ));
-    }
-    match aes_gcm_open(key, pieces[0].as_bytes(), iv, ct, tag) {
-        Some(plain) => (
+    match enc.open(key, pieces[0].as_bytes(), iv, ct, tag) {
+        Ok(plain) => (
             Crypto::Verified {
                 alg: label,
                 key_fp: fp,
             },
             Some(plain),
         ),
-        None => fail(
-            "the tag does not verify with this key: another key (another connection?) \
-             or altered header, IV or ciphertext"
-                .to_owned(),
-        ),
+        Err(e) => fail(e.to_string()),
     }
-}
-
-fn aes_gcm_open(key: &[u8], aad: &[u8], iv: &[u8], ct: &[u8], tag: &[u8]) -> Option<Vec<u8>> {
-    let mut buf = ct.to_vec();
-    let (nonce, tag) = (Nonce::from_slice(iv), Tag::from_slice(tag));
-    let ok = match key.len() {
-        32 => Aes256Gcm::new_from_slice(key)
-            .ok()?
-            .decrypt_in_place_detached(nonce, aad, &mut buf, tag),
-        16 => Aes128Gcm::new_from_slice(key)
-            .ok()?
-            .decrypt_in_place_detached(nonce, aad, &mut buf, tag),
-        _ => return None,
-    };
-    ok.ok().map(|()| buf)
 }
 
 /// A token's outer layer, read once to try many keys on it: how a token's
@@ -835,7 +799,10 @@ fn classify(
     match std::str::from_utf8(bytes) {
         Ok(_) => {
             if let Some(why) = strict_error {
-                notes.push(format!("the content is not a JSON object: {why}"));
+                notes.push(format!(
+                    "the content is not a JSON object (plain JOSE allows any content; \
+                     this protocol needs a claims set): {why}"
+                ));
             }
             (
                 Content::Text {
@@ -1013,6 +980,7 @@ mod tests {
         }
         let d = decode(&t, &DecodeKeys::default(), NOW);
         assert_eq!(d.layers.len(), MAX_LAYERS);
+        assert!(d.truncated);
         assert!(d.layers[MAX_LAYERS - 1].notes[0].contains("not decoded past"));
     }
 }

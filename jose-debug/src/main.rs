@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use jose_debug::cli::{Cli, Command};
 use jose_debug::render::{self, Style};
-use jose_debug::{app, EXIT_INVALID, EXIT_USAGE, EXIT_VALID};
+use jose_debug::{app, EXIT_USAGE, EXIT_VALID};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -25,7 +25,7 @@ fn main() -> ExitCode {
                 } else {
                     render::decode_text(&r, style)
                 };
-                (text, if r.valid { EXIT_VALID } else { EXIT_INVALID })
+                (text, r.checks.exit_status)
             }),
         ),
         Command::Derive(args) => (

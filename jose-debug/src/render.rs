@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::cli::ColorChoice;
 use crate::inspect::{Claims, Content, Crypto, LayerView};
-use crate::report::{DecodeReport, DeriveReport, KeylogReport, Schedule};
+use crate::report::{Checks, DecodeReport, DeriveReport, KeylogReport, Mode, Schedule, Status};
 use crate::verdict::{Outcome, Verdict};
 
 /// Whether to colour stdout.
@@ -558,23 +558,68 @@ pub fn decode_text(r: &DecodeReport, st: Style) -> String {
         }
     }
     verdict_lines(&mut out, st, &r.verdict, r);
-    if let Some(g) = &r.generic {
-        out.push('\n');
-        let _ = writeln!(out, "{}", st.section("plain JOSE (--generic)"));
-        if g.valid {
-            let _ = writeln!(
-                out,
-                "  {}",
-                st.good("VALID: every layer verifies and exp/nbf hold")
-            );
-        } else {
-            let _ = writeln!(out, "  {}", st.bad("NOT VALID:"));
-            for reason in &g.reasons {
-                let _ = writeln!(out, "    - {}", sanitize(reason));
-            }
+    out.push('\n');
+    checks_lines(&mut out, st, &r.checks);
+    out
+}
+
+/// Every check, one line per layer, and the result the exit status gives.
+fn checks_lines(out: &mut String, st: Style, c: &Checks) {
+    let title = match c.mode {
+        Mode::Protocol => "result (this protocol; --generic for plain JOSE)",
+        Mode::Generic => "result (plain JOSE, --generic)",
+    };
+    let _ = writeln!(out, "{}", st.section(title));
+    for l in &c.layers {
+        let mark = match l.result {
+            Status::Valid => st.good("ok"),
+            Status::Incomplete => st.warn("not checked"),
+            _ => st.bad("FAILS"),
+        };
+        let what = match l.kind {
+            "JWE" => "decryption",
+            _ => "signature",
+        };
+        let crypto = match l.crypto {
+            "verified" => "verified",
+            "failed" => "FAILED",
+            "unsecured" => "absent (alg none)",
+            _ => "not checked",
+        };
+        let _ = writeln!(
+            out,
+            "  layer {} {:<4} {what} {crypto}  {mark}",
+            l.depth, l.kind
+        );
+        if let Some(claims) = &l.claims {
+            let checked = if claims.checked.is_empty() {
+                "none present".to_owned()
+            } else {
+                claims.checked.join(", ")
+            };
+            let verdict = if claims.failures.is_empty() {
+                st.good("hold")
+            } else {
+                st.bad("FAIL")
+            };
+            let _ = writeln!(out, "          claims checked: {checked}: {verdict}");
         }
     }
-    out
+    let summary = format!(
+        "exit status {} ({}): {}",
+        c.exit_status,
+        c.result.name(),
+        c.result.meaning(c.mode)
+    );
+    let line = match c.result {
+        Status::Valid => st.good(&format!("VALID: {summary}")),
+        Status::Incomplete => st.warn(&format!("NOT SHOWN VALID: {summary}")),
+        _ => st.bad(&format!("NOT VALID: {summary}")),
+    };
+    let _ = writeln!(out, "  {line}");
+    for reason in &c.reasons {
+        let _ = writeln!(out, "    - {}", sanitize(reason));
+    }
 }
 
 /// The `derive` report as text.

@@ -134,9 +134,110 @@ pub struct PolicyReport {
     pub now_given: bool,
 }
 
+/// What was judged: the server's verdict, or plain JOSE (`--generic`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    Protocol,
+    Generic,
+}
+
+/// The result of a decode, which is its exit status. Ordered from best to
+/// worst: a token's result is the worst of its checks'.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Exit 0: every check passed, and every check there was to make was made.
+    Valid,
+    /// Exit 4: nothing failed, but something could not be checked (no key
+    /// for a layer, an algorithm this tool does not check).
+    Incomplete,
+    /// Exit 3: no cryptographic check failed, but a format, claim or
+    /// protocol check did (expired, wrong `aud`, the server would refuse).
+    Rejected,
+    /// Exit 1: a signature or decryption check failed (`alg: none` too:
+    /// nothing vouches for the content).
+    CryptoFailed,
+}
+
+impl Status {
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Status::Valid => crate::EXIT_VALID,
+            Status::CryptoFailed => crate::EXIT_CRYPTO_FAILED,
+            Status::Rejected => crate::EXIT_REJECTED,
+            Status::Incomplete => crate::EXIT_INCOMPLETE,
+        }
+    }
+
+    /// The name `--json` gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Valid => "valid",
+            Status::CryptoFailed => "crypto_failed",
+            Status::Rejected => "rejected",
+            Status::Incomplete => "incomplete",
+        }
+    }
+
+    /// One sentence: what the status says.
+    pub fn meaning(self, mode: Mode) -> &'static str {
+        match (self, mode) {
+            (Status::Valid, Mode::Protocol) => "the server would accept the token",
+            (Status::Valid, Mode::Generic) => {
+                "every layer verifies or decrypts, and the claims checked hold"
+            }
+            (Status::CryptoFailed, _) => "a signature or decryption check failed",
+            (Status::Rejected, Mode::Protocol) => {
+                "no cryptographic check failed, but the server would refuse the token"
+            }
+            (Status::Rejected, Mode::Generic) => {
+                "no cryptographic check failed, but a format or claim check did"
+            }
+            (Status::Incomplete, _) => "nothing failed, but not everything could be checked",
+        }
+    }
+}
+
+/// One layer's checks.
 #[derive(Debug, Clone, Serialize)]
-pub struct GenericReport {
-    pub valid: bool,
+pub struct LayerCheck {
+    pub depth: usize,
+    pub kind: &'static str,
+    /// The worst of this layer's checks.
+    pub result: Status,
+    /// `verified`, `failed`, `unsecured` or `not_checked`.
+    pub crypto: &'static str,
+    pub crypto_detail: String,
+    /// What makes the layer not valid JOSE (generic mode).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub format: Vec<String>,
+    /// Why a part of the layer could not be checked (generic mode).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unchecked: Vec<String>,
+    /// The registered claims checked, when the layer carries a JSON claims
+    /// set (generic mode).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub claims: Option<ClaimsCheck>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ClaimsCheck {
+    /// The claims that were checked (exp, nbf when present; aud with --audience).
+    pub checked: Vec<&'static str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<String>,
+}
+
+/// Every check made, per layer, and the result the exit status gives.
+#[derive(Debug, Clone, Serialize)]
+pub struct Checks {
+    pub mode: Mode,
+    pub result: Status,
+    pub exit_status: i32,
+    pub layers: Vec<LayerCheck>,
+    /// Why the result is not `valid`, one sentence each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub reasons: Vec<String>,
 }
 
@@ -151,9 +252,8 @@ pub struct DecodeReport {
     pub token: Option<Decoded>,
     pub verdict: Verdict,
     pub policy: PolicyReport,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub generic: Option<GenericReport>,
-    /// What the exit status says: 0 when true.
+    pub checks: Checks,
+    /// Whether `checks.result` is `valid` (exit status 0).
     pub valid: bool,
 }
 
@@ -165,4 +265,31 @@ pub struct DeriveReport {
     pub schedules: Vec<Schedule>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keylog: Option<KeylogReport>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_are_distinct_and_named_as_in_json() {
+        let all = [
+            Status::Valid,
+            Status::Incomplete,
+            Status::Rejected,
+            Status::CryptoFailed,
+        ];
+        let codes: Vec<i32> = all.iter().map(|s| s.exit_code()).collect();
+        assert_eq!(codes, [0, 4, 3, 1]);
+        assert!(!codes.contains(&crate::EXIT_USAGE));
+        for s in all {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.name());
+        }
+        // Worse wins.
+        assert_eq!(Status::Incomplete.max(Status::Rejected), Status::Rejected);
+        assert_eq!(
+            Status::Rejected.max(Status::CryptoFailed),
+            Status::CryptoFailed
+        );
+    }
 }

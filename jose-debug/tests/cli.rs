@@ -2,80 +2,11 @@
 //! derived and explicit keys, RFC 7515 A.1, malformed input, `--json`,
 //! colour, and secrets that must not leak.
 
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+mod support;
 
 use jose_binding_e2e::TempDir;
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_jose-debug");
-
-/// RFC 7515 Appendix A.1: an HS256 JWS and its JWK `k`.
-const A1_TOKEN: &str = "eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ.dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-const A1_KEY: &str =
-    "AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow";
-
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
-}
-
-fn vectors() -> Value {
-    let text = std::fs::read_to_string(fixtures().join("vectors.json")).unwrap();
-    serde_json::from_str(&text).unwrap()
-}
-
-/// Runs the binary with `args` and `stdin`, with no JOSE_DEBUG_* or
-/// NO_COLOR variables leaking in from the environment.
-fn run_with_env(args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, _) in std::env::vars() {
-        if k.starts_with("JOSE_DEBUG_") || k == "NO_COLOR" {
-            cmd.env_remove(k);
-        }
-    }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
-    {
-        let mut sin = child.stdin.take().unwrap();
-        // The tool may exit before reading everything (usage errors).
-        let _ = sin.write_all(stdin);
-    }
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !stderr.contains("panicked"),
-        "jose-debug panicked on {args:?}: {stderr}"
-    );
-    out
-}
-
-fn run(args: &[&str], stdin: &[u8]) -> Output {
-    run_with_env(args, stdin, &[])
-}
-
-fn code(o: &Output) -> i32 {
-    o.status.code().unwrap_or(-1)
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8(o.stdout.clone()).unwrap()
-}
-
-fn json(o: &Output) -> Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-        panic!(
-            "--json output does not parse ({e}): {}",
-            String::from_utf8_lossy(&o.stdout)
-        )
-    })
-}
+use support::{code, json, run, run_with_env, stdout, vectors, A1_KEY, A1_TOKEN};
 
 #[test]
 fn every_vector_form_decodes_and_verifies_with_derived_keys() {
@@ -212,7 +143,10 @@ fn explicit_subkeys_give_the_same_verdict() {
             b"",
         );
         let r = json(&o);
-        assert_eq!(code(&o), 1);
+        // The signature is right and the token expired: 3, not 1.
+        assert_eq!(code(&o), 3);
+        assert_eq!(r["checks"]["result"], "rejected");
+        assert_eq!(r["checks"]["layers"][0]["crypto"], "verified");
         assert_eq!(r["verdict"]["code"], "expired");
         let times = &r["token"]["layers"].as_array().unwrap().last().unwrap()["content"]["times"];
         assert_eq!(times[1]["relative"], "expired 9 min ago");
@@ -240,6 +174,7 @@ fn wrong_connection_is_bad_signature_or_decrypt_failed() {
         );
         let r = json(&o);
         assert_eq!(code(&o), 1);
+        assert_eq!(r["checks"]["result"], "crypto_failed");
         let want = if t["form"] == "signed-then-encrypted" {
             "decrypt_failed"
         } else {
@@ -341,7 +276,9 @@ fn rfc7515_a1_verifies_as_generic_jose() {
     );
     let r = json(&o);
     assert_eq!(code(&o), 0, "{r:#}");
-    assert_eq!(r["generic"]["valid"], true);
+    assert_eq!(r["checks"]["mode"], "generic");
+    assert_eq!(r["checks"]["result"], "valid");
+    assert_eq!(r["checks"]["layers"][0]["claims"]["checked"][0], "exp");
     let l = &r["token"]["layers"][0];
     assert_eq!(l["crypto"]["status"], "verified");
     assert_eq!(l["crypto"]["alg"], "HS256");
@@ -356,10 +293,12 @@ fn rfc7515_a1_verifies_as_generic_jose() {
     // The protocol's server refuses it (no kid), and says so without a key.
     assert_eq!(r["verdict"]["code"], "unknown_client");
 
-    // Text, without --generic: the signature verifies, the server verdict decides (exit 1).
+    // Text, without --generic: the signature verifies, the server verdict
+    // decides, and it is not a cryptographic failure (exit 3).
     let o = run(&["decode", "--sig-key", A1_KEY, A1_TOKEN], b"");
     let text = stdout(&o);
-    assert_eq!(code(&o), 1);
+    assert_eq!(code(&o), 3);
+    assert!(text.contains("exit status 3 (rejected)"), "{text}");
     assert!(text.contains("HS256: verifies with the key"), "{text}");
     assert!(
         text.contains("REJECT this token with `unknown_client`"),
@@ -386,8 +325,10 @@ fn rfc7515_a1_verifies_as_generic_jose() {
     assert_eq!(code(&o), 1);
     assert_eq!(json(&o)["token"]["layers"][0]["crypto"]["status"], "failed");
     let o = run(&["decode", "--generic", "--sig-key", A1_KEY, A1_TOKEN], b"");
-    assert_eq!(code(&o), 1);
-    assert!(stdout(&o).contains("NOT VALID"));
+    assert_eq!(code(&o), 3);
+    let text = stdout(&o);
+    assert!(text.contains("NOT VALID"), "{text}");
+    assert!(text.contains("exp: expired"), "{text}");
 }
 
 #[test]
@@ -404,10 +345,10 @@ fn malformed_input_gets_a_message_never_a_panic() {
         random.push(x as u8);
     }
     let o = run(&["decode"], &random);
-    assert_eq!(code(&o), 1);
+    assert_eq!(code(&o), 3);
     assert!(stdout(&o).contains("not UTF-8"));
     let o = run(&["decode", "--json"], &random);
-    assert_eq!(code(&o), 1);
+    assert_eq!(code(&o), 3);
     let r = json(&o);
     assert_eq!(r["verdict"]["code"], "malformed");
     assert!(r["input"]["error"].as_str().unwrap().contains("not UTF-8"));
@@ -415,7 +356,7 @@ fn malformed_input_gets_a_message_never_a_panic() {
     // Non-UTF-8 with a token-like start.
     let mut bytes = good.as_bytes()[..40].to_vec();
     bytes.extend([0xC3, 0x28, 0xFF]);
-    assert_eq!(code(&run(&["decode", "-"], &bytes)), 1);
+    assert_eq!(code(&run(&["decode", "-"], &bytes)), 3);
 
     // Truncated tokens at several points, printable text of every kind.
     for cut in [1, 10, 54, 55, 56, 100, 300, good.len() - 1] {
@@ -426,9 +367,12 @@ fn malformed_input_gets_a_message_never_a_panic() {
                 a.push("--json");
             }
             let o = run(&a, b"");
-            assert_eq!(code(&o), 1, "cut {cut}");
+            // Refused before any key is needed (3), or needing one (4): never valid.
+            assert!([3, 4].contains(&code(&o)), "cut {cut}: {}", code(&o));
             if json_flag {
-                assert_eq!(json(&o)["valid"], false);
+                let r = json(&o);
+                assert_eq!(r["valid"], false);
+                assert_eq!(r["checks"]["exit_status"], code(&o));
             } else {
                 assert!(stdout(&o).contains("verdict"), "cut {cut}");
             }
@@ -444,8 +388,8 @@ fn malformed_input_gets_a_message_never_a_panic() {
         "Bearer",
     ] {
         let o = run(&["decode", "--json", junk], b"");
-        assert_eq!(code(&o), 1, "{junk}");
-        json(&o);
+        assert_eq!(code(&o), 3, "{junk}");
+        assert_eq!(json(&o)["checks"]["result"], "rejected");
     }
     // No token at all is a usage error.
     let o = run(&["decode"], b"  \n");
@@ -562,7 +506,7 @@ fn lenient_decoding_shows_what_the_server_refuses() {
         b"",
     );
     let text = stdout(&o);
-    assert_eq!(code(&o), 1);
+    assert_eq!(code(&o), 3);
     assert!(text.contains("a JSON member name is repeated"), "{text}");
     assert!(
         text.contains(r#""kid":"c1","kid":"c2""#),
@@ -727,7 +671,7 @@ fn keystore_with_rotation_names_the_key_that_opened_it() {
         b"",
     );
     let r = json(&o);
-    assert_eq!(code(&o), 1);
+    assert_eq!(code(&o), 3);
     assert_eq!(r["verdict"]["code"], "unknown_client");
     assert!(r["keys"]["notes"][0]
         .as_str()

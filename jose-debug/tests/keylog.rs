@@ -5,7 +5,6 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use jose_binding::{tls, ClientId, Ekm, Form, Issuer, Policy, SubKeys};
@@ -18,7 +17,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
-const BIN: &str = env!("CARGO_BIN_EXE_jose-debug");
+mod support;
 
 /// A `rustls::KeyLog` writing NSS key log lines to a file, and remembering
 /// client randoms in the order connections first log them.
@@ -142,23 +141,8 @@ async fn post(stream: &mut TlsStream<TcpStream>, token: &str) -> u16 {
 }
 
 fn jose_debug(args: &[&str]) -> (i32, Value) {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("JOSE_DEBUG_") {
-            cmd.env_remove(k);
-        }
-    }
-    let out = cmd.output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "--json output does not parse ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    });
-    (out.status.code().unwrap_or(-1), v)
+    let out = support::run(args, b"");
+    (support::code(&out), support::json(&out))
 }
 
 fn key_file() -> String {

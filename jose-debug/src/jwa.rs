@@ -255,6 +255,12 @@ where
 mod tests {
     use super::*;
 
+    fn flipped(v: &[u8], i: usize) -> Vec<u8> {
+        let mut v = v.to_vec();
+        v[i] ^= 1;
+        v
+    }
+
     fn hex(s: &str) -> Vec<u8> {
         hex::decode(s.replace([' ', '\n'], "")).unwrap()
     }
@@ -325,43 +331,22 @@ mod tests {
         for (enc, k, e, t) in appendix_b() {
             let plain = enc.open(&k, A.as_bytes(), &iv, &e, &t).unwrap();
             assert_eq!(plain, P.as_bytes(), "{}", enc.name());
-            // One bit anywhere the MAC covers, or in the key: refused before decryption.
-            let mut bad = t.clone();
-            bad[0] ^= 1;
-            assert_eq!(
-                enc.open(&k, A.as_bytes(), &iv, &e, &bad),
-                Err(OpenError::Tag)
-            );
-            let mut bad = e.clone();
-            bad[e.len() - 1] ^= 1;
-            assert_eq!(
-                enc.open(&k, A.as_bytes(), &iv, &bad, &t),
-                Err(OpenError::Tag)
-            );
-            let mut bad = iv.clone();
-            bad[3] ^= 1;
-            assert_eq!(
-                enc.open(&k, A.as_bytes(), &bad, &e, &t),
-                Err(OpenError::Tag)
-            );
-            assert_eq!(
-                enc.open(&k, b"The second principle", &iv, &e, &t),
-                Err(OpenError::Tag)
-            );
-            let mut bad = k.clone();
-            bad[0] ^= 1;
-            assert_eq!(
-                enc.open(&bad, A.as_bytes(), &iv, &e, &t),
-                Err(OpenError::Tag)
-            );
+            // One bit anywhere the MAC covers, or in the MAC key: refused
+            // before decryption.
+            let a = A.as_bytes();
+            for (key, aad, iv, e, t) in [
+                (&k, a, &iv, &e, &flipped(&t, 0)),
+                (&k, a, &iv, &flipped(&e, e.len() - 1), &t),
+                (&k, a, &flipped(&iv, 3), &e, &t),
+                (&k, &a[..20], &iv, &e, &t),
+                (&flipped(&k, 0), a, &iv, &e, &t),
+            ] {
+                assert_eq!(enc.open(key, aad, iv, e, t), Err(OpenError::Tag));
+            }
             // The MAC key right and the AES key wrong: the MAC verifies, the
             // plaintext is garbage, and its padding says so.
-            let mut bad = k.clone();
-            bad[k.len() - 1] ^= 1;
-            assert_eq!(
-                enc.open(&bad, A.as_bytes(), &iv, &e, &t),
-                Err(OpenError::Padding)
-            );
+            let bad = flipped(&k, k.len() - 1);
+            assert_eq!(enc.open(&bad, a, &iv, &e, &t), Err(OpenError::Padding));
             // Lengths are checked first, with the numbers in the message.
             let short = enc.open(&k[1..], A.as_bytes(), &iv, &e, &t).unwrap_err();
             assert!(matches!(short, OpenError::KeyLength { .. }), "{short}");

@@ -470,6 +470,8 @@ pub fn decode_text(r: &DecodeReport, st: Style) -> String {
     if let Some(err) = &r.input.error {
         let _ = writeln!(out, "{} {}", st.bad("error:"), err);
         verdict_lines(&mut out, st, &r.verdict, r);
+        out.push('\n');
+        checks_lines(&mut out, st, &r.checks);
         return out;
     }
     if let Some(t) = &r.token {

@@ -347,6 +347,7 @@ fn malformed_input_gets_a_message_never_a_panic() {
     let o = run(&["decode"], &random);
     assert_eq!(code(&o), 3);
     assert!(stdout(&o).contains("not UTF-8"));
+    assert!(stdout(&o).contains("exit status 3 (rejected)"));
     let o = run(&["decode", "--json"], &random);
     assert_eq!(code(&o), 3);
     let r = json(&o);

@@ -8,7 +8,7 @@ use jose_binding::ErrorCode;
 use serde_json::Value;
 
 use crate::inspect::{Claims, Content, Crypto, Decoded, LayerView};
-use crate::report::{Checks, ClaimsCheck, LayerCheck, Mode, Status};
+use crate::report::{Checks, ClaimsCheck, CryptoCheck, LayerCheck, Mode, Status};
 use crate::verdict::{Outcome, Verdict};
 
 /// What plain JOSE checks claims against.
@@ -131,10 +131,10 @@ fn finish(mode: Mode, layers: Vec<LayerCheck>, result: Status, reasons: Vec<Stri
 
 fn crypto_check(l: &LayerView) -> LayerCheck {
     let crypto = match l.crypto {
-        Crypto::Verified { .. } => "verified",
-        Crypto::Failed { .. } => "failed",
-        Crypto::Unsecured => "unsecured",
-        Crypto::NoKey { .. } | Crypto::Unsupported { .. } => "not_checked",
+        Crypto::Verified { .. } => CryptoCheck::Verified,
+        Crypto::Failed { .. } => CryptoCheck::Failed,
+        Crypto::Unsecured => CryptoCheck::Unsecured,
+        Crypto::NoKey { .. } | Crypto::Unsupported { .. } => CryptoCheck::NotChecked,
     };
     LayerCheck {
         depth: l.depth,
@@ -150,9 +150,9 @@ fn crypto_check(l: &LayerView) -> LayerCheck {
 
 fn layer_result(c: &LayerCheck) -> Status {
     let crypto = match c.crypto {
-        "verified" => Status::Valid,
-        "not_checked" => Status::Incomplete,
-        _ => Status::CryptoFailed,
+        CryptoCheck::Verified => Status::Valid,
+        CryptoCheck::NotChecked => Status::Incomplete,
+        CryptoCheck::Failed | CryptoCheck::Unsecured => Status::CryptoFailed,
     };
     let format = if c.format.is_empty() {
         Status::Valid
@@ -173,7 +173,7 @@ fn layer_result(c: &LayerCheck) -> Status {
 
 fn layer_reasons(l: &LayerCheck, out: &mut Vec<String>) {
     let at = format!("layer {} ({})", l.depth, l.kind);
-    if l.crypto != "verified" {
+    if l.crypto != CryptoCheck::Verified {
         out.push(format!("{at}: {}", l.crypto_detail));
     }
     for f in l.format.iter().chain(&l.unchecked) {

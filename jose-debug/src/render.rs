@@ -9,7 +9,9 @@ use serde_json::{Map, Value};
 
 use crate::cli::ColorChoice;
 use crate::inspect::{Claims, Content, Crypto, LayerView};
-use crate::report::{Checks, DecodeReport, DeriveReport, KeylogReport, Mode, Schedule, Status};
+use crate::report::{
+    Checks, CryptoCheck, DecodeReport, DeriveReport, KeylogReport, Mode, Schedule, Status,
+};
 use crate::verdict::{Outcome, Verdict};
 
 /// Whether to colour stdout.
@@ -583,10 +585,10 @@ fn checks_lines(out: &mut String, st: Style, c: &Checks) {
             _ => "signature",
         };
         let crypto = match l.crypto {
-            "verified" => "verified",
-            "failed" => "FAILED",
-            "unsecured" => "absent (alg none)",
-            _ => "not checked",
+            CryptoCheck::Verified => "verified",
+            CryptoCheck::Failed => "FAILED",
+            CryptoCheck::Unsecured => "absent (alg none)",
+            CryptoCheck::NotChecked => "not checked",
         };
         let _ = writeln!(
             out,

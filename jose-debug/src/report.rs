@@ -199,6 +199,18 @@ impl Status {
     }
 }
 
+/// What a layer's signature or decryption check came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CryptoCheck {
+    Verified,
+    Failed,
+    /// `alg: none`.
+    Unsecured,
+    /// No key for it, or an algorithm this tool does not check.
+    NotChecked,
+}
+
 /// One layer's checks.
 #[derive(Debug, Clone, Serialize)]
 pub struct LayerCheck {
@@ -206,8 +218,7 @@ pub struct LayerCheck {
     pub kind: &'static str,
     /// The worst of this layer's checks.
     pub result: Status,
-    /// `verified`, `failed`, `unsecured` or `not_checked`.
-    pub crypto: &'static str,
+    pub crypto: CryptoCheck,
     pub crypto_detail: String,
     /// What makes the layer not valid JOSE (generic mode).
     #[serde(skip_serializing_if = "Vec::is_empty")]

@@ -168,8 +168,16 @@ fn setup_for(id: &str, key: Arc<dyn RootKey>, version: HttpVersion) -> ClientSet
     ClientSetup::new(roots, version, ClientId::new(id).unwrap(), key).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_form_end_to_end_with_the_tpm_key() {
+/// A swtpm holding a fresh root key of client "tpmclient", a server whose
+/// keystore has the same key, and the client's handle on the TPM's copy.
+struct TpmClient {
+    tpm: Swtpm,
+    server: TestServer,
+    key: Arc<dyn RootKey>,
+    target: Target,
+}
+
+async fn tpm_client() -> TpmClient {
     let tpm = Swtpm::start();
     let soft = SoftwareRootKey::generate();
     let file = tpm::import(&tpm.tcti(), &soft).unwrap();
@@ -177,6 +185,22 @@ async fn every_form_end_to_end_with_the_tpm_key() {
     let key: Arc<dyn RootKey> =
         Arc::new(TpmRootKey::open(&tpm.tcti(), file, SessionMode::Salted).unwrap());
     let target = Target::parse(&server.url()).unwrap();
+    TpmClient {
+        tpm,
+        server,
+        key,
+        target,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_form_end_to_end_with_the_tpm_key() {
+    let TpmClient {
+        tpm: _tpm,
+        server,
+        key,
+        target,
+    } = tpm_client().await;
     for version in [HttpVersion::Http1, HttpVersion::Http2] {
         let mut conn =
             BoundConnection::connect(&target, &setup_for("tpmclient", key.clone(), version))
@@ -193,14 +217,13 @@ async fn every_form_end_to_end_with_the_tpm_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swtpm_killed_then_restarted_error_then_recovery() {
-    let mut tpm = Swtpm::start();
-    let soft = SoftwareRootKey::generate();
-    let file = tpm::import(&tpm.tcti(), &soft).unwrap();
-    let server = TestServer::start(Policy::default(), keystore_for("tpmclient", &soft)).await;
-    let key: Arc<dyn RootKey> =
-        Arc::new(TpmRootKey::open(&tpm.tcti(), file, SessionMode::Salted).unwrap());
+    let TpmClient {
+        mut tpm,
+        server,
+        key,
+        target,
+    } = tpm_client().await;
     let setup = setup_for("tpmclient", key, HttpVersion::Auto);
-    let target = Target::parse(&server.url()).unwrap();
 
     let mut c = BoundConnection::connect(&target, &setup).await.unwrap();
     assert_eq!(c.send(Form::Signed, &json!({})).await.unwrap().status, 200);
@@ -258,13 +281,12 @@ fn wrong_tcti_and_wrong_parent_are_clear_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sidecar_with_a_tpm_held_key() {
     use jose_binding::sidecar::SidecarConfig;
-    let tpm = Swtpm::start();
-    let soft = SoftwareRootKey::generate();
-    let file = tpm::import(&tpm.tcti(), &soft).unwrap();
-    let server = TestServer::start(Policy::default(), keystore_for("tpmclient", &soft)).await;
-    let key: Arc<dyn RootKey> =
-        Arc::new(TpmRootKey::open(&tpm.tcti(), file, SessionMode::Salted).unwrap());
-    let target = Target::parse(&server.url()).unwrap();
+    let TpmClient {
+        tpm: _tpm,
+        server: _server,
+        key,
+        target,
+    } = tpm_client().await;
     let mut config = SidecarConfig::new(target, setup_for("tpmclient", key, HttpVersion::Http2));
     config.connections = 2;
     let addr = jose_binding_e2e::start_sidecar(config, "127.0.0.1:0").await;

@@ -148,31 +148,25 @@ async fn tpm_import_then_send_and_demo_with_the_tpm_key() {
     let server = TestServer::start(Policy::default(), fixture_keystore()).await;
     let url = server.url();
     for session in ["salted", "password"] {
-        let (tcti, tpm_file, url) = (tcti.clone(), tpm_file.clone(), url.clone());
-        let out = tokio::task::spawn_blocking(move || {
-            Command::new(BIN)
-                .args([
-                    "send",
-                    "--server",
-                    &url,
-                    "--client-id",
-                    "client1",
-                    "--form",
-                    "ES",
-                    "--count",
-                    "2",
-                    "--json",
-                ])
-                .args(["--tcti", &tcti, "--tpm-session", session])
-                .arg("--tpm-key")
-                .arg(&tpm_file)
-                .env("JWT_CA", fixtures().join("ca.pem"))
-                .env_remove("JWT_KEY_FILE")
-                .output()
-                .unwrap()
-        })
-        .await
-        .unwrap();
+        let mut send = Command::new(BIN);
+        send.args([
+            "send",
+            "--server",
+            &url,
+            "--client-id",
+            "client1",
+            "--form",
+            "ES",
+            "--count",
+            "2",
+            "--json",
+        ])
+        .args(["--tcti", &tcti, "--tpm-session", session])
+        .arg("--tpm-key")
+        .arg(&tpm_file)
+        .env("JWT_CA", fixtures().join("ca.pem"))
+        .env_remove("JWT_KEY_FILE");
+        let out = jose_binding_e2e::output(send).await;
         assert!(
             out.status.success(),
             "{session}: {}",
@@ -247,9 +241,7 @@ async fn bench(port: u16, token_file: &std::path::Path, args: &[&str]) -> Output
         .arg(token_file)
         .env("JWT_CA", fixtures().join("ca.pem"))
         .env("JWT_KEY_FILE", fixtures().join("client1.key"));
-    tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap()
+    jose_binding_e2e::output(cmd).await
 }
 
 #[track_caller]

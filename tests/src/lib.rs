@@ -34,19 +34,22 @@ pub async fn start_sidecar(config: SidecarConfig, listen: &str) -> String {
     addr
 }
 
+/// Runs `cmd` to completion off the async threads: the test server it talks
+/// to may share the runtime.
+pub async fn output(mut cmd: std::process::Command) -> std::process::Output {
+    tokio::task::spawn_blocking(move || cmd.output().expect("run the command"))
+        .await
+        .expect("command task")
+}
+
 /// curl with `args`, as an app runs it, off the async threads; no proxy
 /// from the environment.
 pub async fn curl(args: Vec<String>) -> std::process::Output {
-    tokio::task::spawn_blocking(move || {
-        std::process::Command::new("curl")
-            .args(args)
-            .env_remove("http_proxy")
-            .env_remove("HTTP_PROXY")
-            .output()
-            .expect("curl")
-    })
-    .await
-    .expect("curl task")
+    let mut cmd = std::process::Command::new("curl");
+    cmd.args(args)
+        .env_remove("http_proxy")
+        .env_remove("HTTP_PROXY");
+    output(cmd).await
 }
 
 pub fn fixtures() -> PathBuf {

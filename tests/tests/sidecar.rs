@@ -72,14 +72,9 @@ async fn curl_and_python_through_the_sidecar_in_every_form() {
                  headers={{'x-jose-binding-claims': '{{\"scope\": \"read\"}}'}})\n\
                  print(urllib.request.urlopen(r).read().decode())"
             );
-            let out = tokio::task::spawn_blocking(move || {
-                Command::new("python3")
-                    .args(["-c", &script])
-                    .output()
-                    .unwrap()
-            })
-            .await
-            .unwrap();
+            let mut python = Command::new("python3");
+            python.args(["-c", &script]);
+            let out = jose_binding_e2e::output(python).await;
             assert!(
                 out.status.success(),
                 "{}",

@@ -98,14 +98,7 @@ run() { # round, peer, mode, port, kind, pids, extra...
   target/release/jwt-client bench --server "https://localhost:$port" --client-id client1 \
     --key-file fixtures/client1.key --baseline-token-file "$dir/token" --only "$kind" \
     --path / --method GET --server-pid "$pids" --rounds 1 --connections "$conns" \
-    --http 1.1 --json "$@" 2>/dev/null |
-    python3 -c '
-import json, sys
-v = json.load(sys.stdin)
-r = v["median_runs"][0]
-print(*sys.argv[1:4], round(r["requests_per_s"]), r["errors"], r["p50_ms"], r["p99_ms"],
-      round(r["server_cpu_us_per_request"], 2), round(r["client_cpu_us_per_request"], 2))
-' "$round" "$peer" "$mode"
+    --http 1.1 --json "$@" 2>/dev/null | python3 scripts/bench-row.py "$round" "$peer" "$mode"
 }
 
 echo "round peer mode req_per_s errors p50_ms p99_ms server_cpu_us client_cpu_us"

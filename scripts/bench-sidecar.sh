@@ -40,12 +40,7 @@ run() { # round, side, mode, extra...
   echo "round $round/$rounds: $side $mode" >&2
   target/release/jwt-client bench --server https://localhost:18443 --client-id client1 \
     --key-file fixtures/client1.key --rounds 1 --connections "$conns" --http 1.1 --json "$@" \
-    2>/dev/null | python3 -c '
-import json, sys
-r = json.load(sys.stdin)["median_runs"][0]
-print(*sys.argv[1:4], round(r["requests_per_s"]), r["errors"], r["p50_ms"], r["p99_ms"],
-      round(r["server_cpu_us_per_request"], 2), round(r["client_cpu_us_per_request"], 2))
-' "$round" "$side" "$mode"
+    2>/dev/null | python3 scripts/bench-row.py "$round" "$side" "$mode"
 }
 
 echo "round side mode req_per_s errors p50_ms p99_ms proxy_or_server_cpu_us loadtool_cpu_us"

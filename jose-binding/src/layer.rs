@@ -164,6 +164,24 @@ enum Refusal {
     Unbound,
 }
 
+/// Whether `req` carries exactly the static bearer credential `expected`,
+/// compared in constant time: the benchmarks' baseline, against which the
+/// binding's own cost is measured. A match authenticates the connection as
+/// an accepted token would.
+pub fn static_bearer_accepted<B>(expected: &[u8], req: &Request<B>) -> bool {
+    use subtle::ConstantTimeEq;
+    let ok = match bearer_token(req.headers()) {
+        Ok(t) => bool::from(t.as_bytes().ct_eq(expected)),
+        Err(_) => false,
+    };
+    if ok {
+        if let Some(conn) = req.extensions().get::<ConnectionBinding>() {
+            conn.authenticated_otherwise();
+        }
+    }
+    ok
+}
+
 /// Step 1: exactly one `Authorization: Bearer <token>`.
 pub fn bearer_token(headers: &http::HeaderMap) -> Result<&str, Rejection> {
     let mut values = headers.get_all(AUTHORIZATION).iter();

@@ -1,19 +1,23 @@
-//! The benchmark-only baseline route: the right static token authenticates
-//! its connection (it outlives the authentication deadline, as a bound
-//! token's would), a wrong one does not.
+//! The benchmark-only baseline: on the echo app's route, the right static
+//! token authenticates its connection (it outlives the authentication
+//! deadline, as a bound token's would), a wrong one does not; through the
+//! gateway, the right one is forwarded as client `baseline`.
 
 use std::time::Duration;
 
 use http::Method;
 use jose_binding::client::HttpVersion;
+use jose_binding::gateway::{Gateway, GatewayConfig};
 use jose_binding::server::ServerOptions;
 use jose_binding::Policy;
+use jose_binding_e2e::upstream::HyperUpstream;
 use jose_binding_e2e::{connect, fixture_keystore, setup, TestServer};
 use jwt_server::app::EchoApp;
 
+const TOKEN: &str = "bench-baseline-token-0123456789";
+
 #[tokio::test]
 async fn the_baseline_token_authenticates_its_connection() {
-    const TOKEN: &str = "bench-baseline-token-0123456789";
     let opts = ServerOptions {
         auth_timeout: Duration::from_secs(1),
         ..ServerOptions::default()
@@ -47,6 +51,45 @@ async fn the_baseline_token_authenticates_its_connection() {
             .await
             .is_err(),
         "a wrong token leaves the connection unauthenticated: closed at the deadline"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_gateway_forwards_the_baseline_token_as_client_baseline() {
+    let upstream = HyperUpstream::start().await;
+    let config = GatewayConfig::new(upstream.url().parse().unwrap());
+    let gateway = Gateway::with_baseline(config, TOKEN.as_bytes());
+    let server = TestServer::start_with(
+        Policy::default(),
+        fixture_keystore(),
+        ServerOptions::default(),
+        |l| gateway.service(l),
+    )
+    .await;
+    let mut c = connect(&server, &setup("client1", HttpVersion::Http1)).await;
+    let r = c
+        .request(Method::GET, "/headers", Some(TOKEN))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let v = r.json().unwrap();
+    let headers: Vec<(String, String)> = serde_json::from_value(v["headers"].clone()).unwrap();
+    let id: Vec<&str> = headers
+        .iter()
+        .filter(|(n, _)| n == "x-jose-binding-client-id")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(id, ["baseline"]);
+    let r = c
+        .request(Method::GET, "/headers", Some("not-the-baseline-token"))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        upstream.requests(),
+        1,
+        "a wrong token never reaches the upstream"
     );
     server.stop().await;
 }

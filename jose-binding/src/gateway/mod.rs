@@ -30,7 +30,9 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tower_service::Service;
 
 use crate::hop::{tunnel, Idle, ProxyBody};
-use crate::layer::{bearer_token, BindingLayer, BindingService, ConnectionBinding, Layer, Outcome};
+use crate::layer::{
+    static_bearer_accepted, BindingLayer, BindingService, ConnectionBinding, Layer, Outcome,
+};
 use crate::server::{BoxError, PeerAddr, UpstreamReport};
 use crate::Verified;
 use headers::{Hop, Identity, IdentityHeaders};
@@ -212,10 +214,7 @@ impl Service<Request<Incoming>> for GatewayService {
             return self.proxy.call(req);
         }
         if let Some(expected) = &shared.baseline {
-            if baseline_matches(expected, &req) {
-                if let Some(conn) = req.extensions().get::<ConnectionBinding>() {
-                    conn.authenticated_otherwise();
-                }
+            if static_bearer_accepted(expected, &req) {
                 req.extensions_mut().insert(baseline_identity());
                 let fut = self.proxy.call(req);
                 return Box::pin(async move {
@@ -230,14 +229,6 @@ impl Service<Request<Incoming>> for GatewayService {
             }
         }
         Box::pin(self.protected.call(req))
-    }
-}
-
-fn baseline_matches<B>(expected: &[u8], req: &Request<B>) -> bool {
-    use subtle::ConstantTimeEq;
-    match bearer_token(req.headers()) {
-        Ok(t) => bool::from(t.as_bytes().ct_eq(expected)),
-        Err(_) => false,
     }
 }
 

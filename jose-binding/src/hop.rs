@@ -1,7 +1,9 @@
 //! What every proxy in the tree shares (the gateway and the client
 //! sidecar): hop-by-hop headers (RFC 9110 §7.6.1), removed between the two
-//! connections a proxy joins; response bodies streamed with an idle
-//! timeout; and the tunnel of an upgraded connection.
+//! connections a proxy joins; which upgrades may become tunnels (WebSocket
+//! only); which fields may travel as trailers; response bodies streamed
+//! with an idle timeout; and the tunnel of an upgraded connection, held to
+//! the rules of the connection it took over.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -11,20 +13,23 @@ use std::time::Duration;
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::server::BoxError;
+use crate::server::{Activity, BoxError, ConnectionGuard};
 use http::header::{
     HeaderName, CONNECTION, CONTENT_LENGTH, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE,
     TRANSFER_ENCODING, UPGRADE,
 };
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderValue, Method, Request, Version};
 
 /// Removes hop-by-hop headers: those RFC 9110 §7.6.1 names, plus every
-/// header the `Connection` header names. `Host` and `Content-Length` stay
-/// even when named, since removing them would change where or how much
-/// the upstream reads. With `upgrade`, the `Connection: upgrade` and
-/// `Upgrade` pair is kept for an upgrade handshake.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+/// header the `Connection` header names, and `HTTP2-Settings` (it belongs
+/// to an h2c upgrade, which no proxy here offers). `Host` and
+/// `Content-Length` stay even when named, since removing them would change
+/// where or how much the upstream reads. With `websocket`, the request is
+/// a WebSocket handshake ([`is_websocket_upgrade`]) and goes on as
+/// `Connection: upgrade` / `Upgrade: websocket`; without it, `Upgrade` goes.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, websocket: bool) {
     let named: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
@@ -33,7 +38,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
         .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
         .collect();
     for name in named {
-        if name != HOST && name != CONTENT_LENGTH && !(upgrade && name == UPGRADE) {
+        if name != HOST && name != CONTENT_LENGTH && !(websocket && name == UPGRADE) {
             headers.remove(&name);
         }
     }
@@ -49,45 +54,227 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     }
     headers.remove("keep-alive");
     headers.remove("proxy-connection");
-    if upgrade {
+    headers.remove("http2-settings");
+    if websocket {
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
     } else {
         headers.remove(CONNECTION);
         headers.remove(UPGRADE);
     }
 }
 
-/// True if the request asks to switch protocols (HTTP/1.1 `Upgrade` with
-/// `Connection: upgrade`).
-pub fn wants_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(UPGRADE)
-        && headers
-            .get_all(CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+/// True if `req` is a WebSocket opening handshake (RFC 6455 §4.1): an
+/// HTTP/1.1 `GET` with `Connection: upgrade` and exactly one `Upgrade`
+/// value, `websocket`. Only these become tunnels: any other upgrade (h2c
+/// above all, whose tunnel would carry HTTP/2 requests with headers of the
+/// client's choosing) is stripped and the request forwarded as plain
+/// HTTP/1.1.
+pub fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
+    req.version() == Version::HTTP_11
+        && req.method() == Method::GET
+        && names_token(req.headers(), CONNECTION, "upgrade")
+        && only_websocket(req.headers())
+}
+
+/// True if a `101` response switches to WebSocket: `Upgrade: websocket`,
+/// once, and nothing else. A `101` that is not is never joined.
+pub fn switches_to_websocket(headers: &HeaderMap) -> bool {
+    only_websocket(headers)
+}
+
+fn only_websocket(headers: &HeaderMap) -> bool {
+    let mut values = headers.get_all(UPGRADE).iter();
+    match (values.next(), values.next()) {
+        (Some(v), None) => v
+            .to_str()
+            .is_ok_and(|v| v.trim().eq_ignore_ascii_case("websocket")),
+        _ => false,
+    }
+}
+
+/// True if a comma-separated header `name` lists `token` (ASCII case
+/// folded).
+fn names_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Fields that are never trailers here: hop-by-hop ones, and those RFC 9110
+/// §6.5.1 says cannot be processed after the content: framing, routing,
+/// authentication, request modifiers and response controls. A recipient
+/// that merges trailers into the header section (several frameworks do)
+/// would otherwise read them as if the sender's proxy had vetted them.
+const NEVER_TRAILERS: &[&str] = &[
+    // hop-by-hop (RFC 9110 §7.6.1) and the h2c upgrade's
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "transfer-encoding",
+    "upgrade",
+    "http2-settings",
+    // framing and content format
+    "content-length",
+    "content-encoding",
+    "content-type",
+    "content-range",
+    "trailer",
+    // routing
+    "host",
+    // authentication
+    "authorization",
+    "proxy-authorization",
+    "www-authenticate",
+    "proxy-authenticate",
+    "cookie",
+    "set-cookie",
+    // request modifiers
+    "expect",
+    "max-forwards",
+    "range",
+    "if-match",
+    "if-none-match",
+    "if-modified-since",
+    "if-unmodified-since",
+    "if-range",
+    "cache-control",
+    "pragma",
+    // response controls
+    "age",
+    "date",
+    "expires",
+    "location",
+    "retry-after",
+    "vary",
+];
+
+/// True if `name` may pass as a trailer field in either direction.
+pub fn trailer_allowed(name: &HeaderName) -> bool {
+    !NEVER_TRAILERS.contains(&name.as_str())
+}
+
+/// Removes from `fields` every name `allowed` refuses.
+pub(crate) fn retain_fields(fields: &mut HeaderMap, allowed: impl Fn(&HeaderName) -> bool) {
+    let doomed: Vec<HeaderName> = fields.keys().filter(|n| !allowed(n)).cloned().collect();
+    for name in doomed {
+        fields.remove(name);
+    }
+}
+
+/// A frame with its trailers (if it is one) kept to what `allowed` accepts.
+pub(crate) fn clean_trailers(
+    mut frame: Frame<Bytes>,
+    allowed: impl Fn(&HeaderName) -> bool,
+) -> Frame<Bytes> {
+    if let Some(t) = frame.trailers_mut() {
+        retain_fields(t, allowed);
+    }
+    frame
+}
+
+/// What a tunnel obeys besides its own two ends: a silence limit, and the
+/// rules of the connection it took over, if it was served by
+/// [`crate::server::serve`].
+pub(crate) struct TunnelLimits {
+    /// Longest silence in both directions.
+    pub(crate) idle: Duration,
+    pub(crate) guard: Option<ConnectionGuard>,
 }
 
 /// Both halves of an upgraded connection, copied until either side
-/// closes; `hold` is kept meanwhile (the gateway holds the connection's
-/// binding, so its place in the server's connection budget stays taken).
-pub(crate) async fn tunnel<H>(
+/// closes, the tunnel is silent for `limits.idle`, or the connection's
+/// guard closes it (evicted, past its authentication deadline without an
+/// accepted token, or the server stopped). The guard holds the
+/// connection's place in the server's budgets for as long as it lives.
+pub(crate) async fn tunnel(
     client: hyper::upgrade::OnUpgrade,
     upstream: hyper::upgrade::OnUpgrade,
-    hold: H,
+    limits: TunnelLimits,
 ) {
-    let _held = hold;
-    let (client, upstream) = match tokio::try_join!(client, upstream) {
-        Ok(pair) => pair,
-        Err(e) => {
-            tracing::debug!(error = %e, "upgrade did not complete");
-            return;
+    let closed = async {
+        match &limits.guard {
+            Some(g) => g.closed().await,
+            None => std::future::pending().await,
         }
     };
-    let (mut c, mut u) = (TokioIo::new(client), TokioIo::new(upstream));
-    if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
-        tracing::debug!(error = %e, "upgraded connection ended with an error");
+    let activity = Activity::new();
+    let run = async {
+        let (client, upstream) = match tokio::try_join!(client, upstream) {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::debug!(error = %e, "upgrade did not complete");
+                return;
+            }
+        };
+        let mut c = Watched::new(TokioIo::new(client), &activity);
+        let mut u = Watched::new(TokioIo::new(upstream), &activity);
+        if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
+            tracing::debug!(error = %e, "upgraded connection ended with an error");
+        }
+    };
+    tokio::select! {
+        _ = run => {}
+        _ = activity.idle_for(limits.idle, || false) => match &limits.guard {
+            Some(g) => g.idle(),
+            None => tracing::debug!("tunnel closed: silent past the idle timeout"),
+        },
+        _ = closed => {}
+    }
+}
+
+/// An IO half whose every byte read or written counts as activity.
+struct Watched<'a, T> {
+    inner: T,
+    activity: &'a Activity,
+}
+
+impl<'a, T> Watched<'a, T> {
+    fn new(inner: T, activity: &'a Activity) -> Self {
+        Watched { inner, activity }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Watched<'_, T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.activity.touch();
+        }
+        r
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<'_, T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            this.activity.touch();
+        }
+        r
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
 
@@ -134,7 +321,8 @@ impl Idle {
 pub struct BodyIdle;
 
 /// A proxied response body: the far side's, streamed with an idle
-/// timeout, or one the proxy wrote itself.
+/// timeout and its trailers kept to [`trailer_allowed`], or one the proxy
+/// wrote itself.
 pub struct ProxyBody {
     kind: Kind,
 }
@@ -170,7 +358,10 @@ impl Body for ProxyBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match &mut self.get_mut().kind {
             Kind::Bytes(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Kind::Upstream(body, idle) => idle.poll_frame(Pin::new(body), cx),
+            // Trailers obey the same rules as headers (RFC 9110 §6.5.1).
+            Kind::Upstream(body, idle) => idle
+                .poll_frame(Pin::new(body), cx)
+                .map_ok(|f| clean_trailers(f, trailer_allowed)),
         }
     }
 
@@ -251,13 +442,90 @@ mod tests {
         );
     }
 
+    fn request(method: Method, pairs: &[(&str, &str)]) -> Request<()> {
+        let mut r = Request::builder().method(method).body(()).unwrap();
+        *r.headers_mut() = map(pairs);
+        r
+    }
+
     #[test]
-    fn upgrade_pair_is_kept_for_an_upgrade() {
-        let mut h = map(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
-        assert!(wants_upgrade(&h));
+    fn only_a_websocket_get_is_an_upgrade() {
+        let ws = [
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "WebSocket"),
+        ];
+        assert!(is_websocket_upgrade(&request(Method::GET, &ws)));
+        for not in [
+            request(Method::POST, &ws),
+            request(
+                Method::GET,
+                &[("connection", "upgrade"), ("upgrade", "h2c")],
+            ),
+            request(
+                Method::GET,
+                &[("connection", "upgrade"), ("upgrade", "websocket, h2c")],
+            ),
+            request(
+                Method::GET,
+                &[
+                    ("connection", "upgrade"),
+                    ("upgrade", "websocket"),
+                    ("upgrade", "h2c"),
+                ],
+            ),
+            request(Method::GET, &[("upgrade", "websocket")]),
+        ] {
+            assert!(!is_websocket_upgrade(&not), "{:?}", not.headers());
+        }
+        let mut h2 = request(Method::GET, &ws);
+        *h2.version_mut() = Version::HTTP_2;
+        assert!(!is_websocket_upgrade(&h2));
+    }
+
+    #[test]
+    fn a_websocket_handshake_keeps_its_pair_and_nothing_else_does() {
+        let mut h = map(&[("connection", "Upgrade"), ("upgrade", "WebSocket")]);
         strip_hop_by_hop(&mut h, true);
         assert_eq!(h["connection"], "upgrade");
         assert_eq!(h["upgrade"], "websocket");
-        assert!(!wants_upgrade(&map(&[("upgrade", "websocket")])));
+        let mut h = map(&[
+            ("connection", "Upgrade, HTTP2-Settings"),
+            ("upgrade", "h2c"),
+            ("http2-settings", "AAMAAABkAAQAAP__"),
+        ]);
+        strip_hop_by_hop(&mut h, false);
+        assert!(h.is_empty(), "{h:?}");
+        // Even when `Connection` does not name it.
+        let mut h = map(&[("http2-settings", "AAMAAABkAAQAAP__")]);
+        strip_hop_by_hop(&mut h, true);
+        assert!(!h.contains_key("http2-settings"));
+    }
+
+    #[test]
+    fn a_101_joins_only_if_it_switches_to_websocket() {
+        assert!(switches_to_websocket(&map(&[("upgrade", "websocket")])));
+        assert!(!switches_to_websocket(&map(&[("upgrade", "h2c")])));
+        assert!(!switches_to_websocket(&map(&[])));
+    }
+
+    #[test]
+    fn trailers_lose_what_only_a_header_section_may_carry() {
+        let frame = Frame::trailers(map(&[
+            ("x-checksum", "5d41"),
+            ("grpc-status", "0"),
+            ("content-length", "9"),
+            ("transfer-encoding", "chunked"),
+            ("host", "evil"),
+            ("authorization", "Bearer x"),
+            ("set-cookie", "a=b"),
+            ("connection", "close"),
+            ("http2-settings", "AAMA"),
+        ]));
+        let t = clean_trailers(frame, trailer_allowed)
+            .into_trailers()
+            .unwrap();
+        let mut kept: Vec<_> = t.keys().map(|n| n.as_str()).collect();
+        kept.sort();
+        assert_eq!(kept, ["grpc-status", "x-checksum"]);
     }
 }

@@ -160,6 +160,8 @@ struct Shared<S> {
     http2: auto::Builder<TokioExecutor>,
     opts: ServerOptions,
     log: Arc<Log>,
+    /// Flips to true once serving has stopped (see [`ConnectionGuard`]).
+    stop: tokio::sync::watch::Receiver<bool>,
 }
 
 /// The counters, and the log budget that refusals and drops share.
@@ -169,12 +171,75 @@ struct Log {
 }
 
 impl<S> Shared<S> {
+    fn dropped(&self, peer: SocketAddr, why: Dropped, detail: &dyn std::fmt::Display) {
+        self.log.dropped(peer, why, detail)
+    }
+}
+
+impl Log {
     /// Counts a connection the server closes, and logs it within the budget.
     fn dropped(&self, peer: SocketAddr, why: Dropped, detail: &dyn std::fmt::Display) {
-        self.log.counters.count_dropped(why);
-        if self.log.budget.allow() {
+        self.counters.count_dropped(why);
+        if self.budget.allow() {
             tracing::info!(%peer, reason = why.as_str(), %detail, "connection dropped");
         }
+    }
+}
+
+/// The rules of a connection, for a tunnel that takes it over: once hyper
+/// hands an upgraded connection's bytes to the application, nothing of
+/// the serving loop watches it any more, so the tunnel itself must keep
+/// its place in the budgets, close when the connection is evicted, at the
+/// authentication deadline unless a token was accepted on it, when it
+/// falls silent, and when the server stops. Every request served by
+/// [`serve`] carries one as an extension; cloning shares it.
+#[derive(Clone)]
+pub struct ConnectionGuard(Arc<Guarded>);
+
+struct Guarded {
+    ticket: Arc<Ticket>,
+    auth_deadline: tokio::time::Instant,
+    idle_timeout: Duration,
+    stop: tokio::sync::watch::Receiver<bool>,
+    log: Arc<Log>,
+    peer: SocketAddr,
+}
+
+impl std::fmt::Debug for ConnectionGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionGuard")
+            .field("peer", &self.0.peer)
+            .field("authenticated", &self.0.ticket.is_authenticated())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConnectionGuard {
+    /// The connection's idle timeout ([`ServerOptions::idle_timeout`]).
+    pub fn idle_timeout(&self) -> Duration {
+        self.0.idle_timeout
+    }
+
+    /// Resolves when the connection must close: evicted to make room, at
+    /// the authentication deadline if no token was accepted on it, or when
+    /// the serving loop has stopped. Logs why, as the loop logs a drop.
+    pub(crate) async fn closed(&self) {
+        let g = &self.0;
+        let mut stop = g.stop.clone();
+        tokio::select! {
+            _ = g.ticket.evicted() => g.log.dropped(g.peer, Dropped::Evicted, &"tunnel without a token"),
+            _ = unauthenticated_at(g.auth_deadline, &g.ticket) => {
+                g.log.dropped(g.peer, Dropped::AuthDeadline, &"tunnel without an accepted token");
+            }
+            _ = stop.wait_for(|stopped| *stopped) => {}
+        }
+    }
+
+    /// Logs a tunnel closed for silence.
+    pub(crate) fn idle(&self) {
+        let g = &self.0;
+        g.log
+            .dropped(g.peer, Dropped::Idle, &"tunnel silent both ways");
     }
 }
 
@@ -195,6 +260,8 @@ pub async fn serve<S: App>(
 ) {
     let admission = Admission::new(opts.budgets());
     let graceful = GracefulShutdown::new();
+    // Tunnels outlive their connection's task; they close when this says so.
+    let (stopped, stop) = tokio::sync::watch::channel(false);
     let mut http = auto::Builder::new(TokioExecutor::new());
     http.http1()
         .timer(TokioTimer::new())
@@ -216,6 +283,7 @@ pub async fn serve<S: App>(
             budget: LogBudget::new(opts.refusal_log_per_sec),
         }),
         opts,
+        stop,
     });
     let reporter = tokio::spawn(report_suppressed(shared.clone()));
     tokio::pin!(shutdown);
@@ -254,6 +322,7 @@ pub async fn serve<S: App>(
             tracing::warn!("shutdown grace period over; dropping remaining connections")
         }
     }
+    let _ = stopped.send(true);
 }
 
 /// Once a second, if the log budget suppressed anything, one line with how
@@ -313,10 +382,19 @@ async fn serve_connection<S: App>(
     let h2 = conn.alpn_protocol() == Some(tls::ALPN_H2);
     tracing::debug!(%peer, ekm_fp = %ekm.fingerprint(), h2, "connection bound");
     let conn = shared.binding.connection(ekm).admitted_as(ticket.clone());
+    let guard = ConnectionGuard(Arc::new(Guarded {
+        ticket: ticket.clone(),
+        auth_deadline,
+        idle_timeout: opts.idle_timeout,
+        stop: shared.stop.clone(),
+        log: shared.log.clone(),
+        peer,
+    }));
     let clock = TrafficClock::new();
     let svc = Tracked {
         inner: shared.app.clone(),
         conn,
+        guard,
         clock: clock.clone(),
         log: shared.log.clone(),
         peer,
@@ -350,41 +428,64 @@ async fn unauthenticated_at(deadline: tokio::time::Instant, ticket: &Ticket) {
     }
 }
 
+/// When something last moved, to the millisecond, without a lock.
+pub(crate) struct Activity {
+    base: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    pub(crate) fn new() -> Self {
+        Activity {
+            base: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn touch(&self) {
+        let ms = self.base.elapsed().as_millis() as u64;
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Resolves once nothing has moved for `limit` while `busy` says no.
+    pub(crate) async fn idle_for(&self, limit: Duration, busy: impl Fn() -> bool) {
+        loop {
+            let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+            let quiet = self.base.elapsed().saturating_sub(last);
+            if quiet >= limit && !busy() {
+                return;
+            }
+            tokio::time::sleep(limit.saturating_sub(quiet).max(Duration::from_millis(100))).await;
+        }
+    }
+}
+
 /// When request or response traffic last moved on a connection, and how
 /// many handlers are at work on it.
 #[derive(Clone)]
 struct TrafficClock(Arc<ClockState>);
 
 struct ClockState {
-    base: Instant,
-    last_ms: AtomicU64,
+    activity: Activity,
     busy: AtomicUsize,
 }
 
 impl TrafficClock {
     fn new() -> Self {
         TrafficClock(Arc::new(ClockState {
-            base: Instant::now(),
-            last_ms: AtomicU64::new(0),
+            activity: Activity::new(),
             busy: AtomicUsize::new(0),
         }))
     }
 
     fn touch(&self) {
-        let ms = self.0.base.elapsed().as_millis() as u64;
-        self.0.last_ms.store(ms, Ordering::Relaxed);
+        self.0.activity.touch();
     }
 
     /// Resolves once no handler has worked and nothing has moved for `limit`.
     async fn idle_for(&self, limit: Duration) {
-        loop {
-            let last = Duration::from_millis(self.0.last_ms.load(Ordering::Relaxed));
-            let quiet = self.0.base.elapsed().saturating_sub(last);
-            if quiet >= limit && self.0.busy.load(Ordering::Relaxed) == 0 {
-                return;
-            }
-            tokio::time::sleep(limit.saturating_sub(quiet).max(Duration::from_millis(100))).await;
-        }
+        let busy = || self.0.busy.load(Ordering::Relaxed) != 0;
+        self.0.activity.idle_for(limit, busy).await
     }
 }
 
@@ -414,6 +515,7 @@ impl Drop for Busy {
 struct Tracked<S> {
     inner: S,
     conn: ConnectionBinding,
+    guard: ConnectionGuard,
     clock: TrafficClock,
     log: Arc<Log>,
     peer: SocketAddr,
@@ -441,6 +543,7 @@ where
         };
         let ext = req.extensions_mut();
         ext.insert(self.conn.clone());
+        ext.insert(self.guard.clone());
         ext.insert(PeerAddr(self.peer));
         TrackedFuture {
             busy: Some(Busy::new(self.clock.clone())),

@@ -30,7 +30,10 @@ use tokio::sync::Mutex;
 use tower_service::Service;
 
 use crate::client::{bearer, BoundConnection, BoundSender, ClientBody, ClientSetup, Target};
-use crate::hop::{strip_hop_by_hop, tunnel, wants_upgrade, ProxyBody};
+use crate::hop::{
+    clean_trailers, is_websocket_upgrade, strip_hop_by_hop, switches_to_websocket, trailer_allowed,
+    tunnel, ProxyBody, TunnelLimits,
+};
 use crate::issuer::{Issuer, REGISTERED};
 use crate::token::Form;
 
@@ -103,6 +106,9 @@ pub enum Refusal {
     /// The server could not be reached, or the connection failed before
     /// an answer.
     ServerUnreachable,
+    /// The server answered `101` to a request that asked for no WebSocket,
+    /// or switched to another protocol.
+    BadUpgrade,
 }
 
 impl Refusal {
@@ -113,6 +119,7 @@ impl Refusal {
             Refusal::AuthorizationNotAllowed => "authorization_not_allowed",
             Refusal::BadClaims => "bad_claims",
             Refusal::ServerUnreachable => "server_unreachable",
+            Refusal::BadUpgrade => "bad_upgrade",
         }
     }
 
@@ -121,7 +128,7 @@ impl Refusal {
             Refusal::ConnectNotSupported => StatusCode::METHOD_NOT_ALLOWED,
             Refusal::HostNotAllowed => StatusCode::FORBIDDEN,
             Refusal::AuthorizationNotAllowed | Refusal::BadClaims => StatusCode::BAD_REQUEST,
-            Refusal::ServerUnreachable => StatusCode::BAD_GATEWAY,
+            Refusal::ServerUnreachable | Refusal::BadUpgrade => StatusCode::BAD_GATEWAY,
         }
     }
 }
@@ -204,11 +211,16 @@ async fn handle(shared: &Shared, mut req: Request<Incoming>) -> Response<ProxyBo
         Ok(c) => c,
         Err(why) => return refuse(Refusal::BadClaims, &why),
     };
-    let upgrade = wants_upgrade(req.headers()) && req.version() == Version::HTTP_11;
+    let upgrade = is_websocket_upgrade(&req);
     let app_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers, upgrade);
     parts.headers.remove(&cfg.claims_header);
+    // The app's trailers obey the header rules too: no claims header, no
+    // Authorization, nothing a header section alone may carry.
+    let claims_header = cfg.claims_header.clone();
+    let body =
+        body.map_frame(move |f| clean_trailers(f, |n| trailer_allowed(n) && *n != claims_header));
     parts.headers.remove(HOST);
     let path = parts
         .uri
@@ -245,13 +257,27 @@ async fn handle(shared: &Shared, mut req: Request<Incoming>) -> Response<ProxyBo
         };
         match sent.await {
             Ok(mut resp) => {
-                if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-                    if let Some(app) = app_upgrade {
-                        let server = hyper::upgrade::on(&mut resp);
-                        tokio::spawn(tunnel(app, server, ()));
+                let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+                if switching {
+                    // Joined only as the WebSocket the app asked for.
+                    match app_upgrade.filter(|_| switches_to_websocket(resp.headers())) {
+                        Some(app) => {
+                            let server = hyper::upgrade::on(&mut resp);
+                            let limits = TunnelLimits {
+                                idle: cfg.idle_timeout,
+                                guard: None,
+                            };
+                            tokio::spawn(tunnel(app, server, limits));
+                        }
+                        None => {
+                            return refuse(
+                                Refusal::BadUpgrade,
+                                "the server switched protocols to something other than the \
+                                 WebSocket asked for; the connection was not joined",
+                            )
+                        }
                     }
                 }
-                let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS && upgrade;
                 let (mut parts, body) = resp.into_parts();
                 strip_hop_by_hop(&mut parts.headers, switching);
                 let mut resp =

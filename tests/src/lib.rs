@@ -152,13 +152,15 @@ impl TestServer {
     /// A gateway to `config`'s upstream, with the fixtures' keystore and
     /// the default policy.
     pub async fn gateway(config: GatewayConfig) -> TestServer {
+        Self::gateway_with(config, ServerOptions::default()).await
+    }
+
+    /// As [`TestServer::gateway`], with the serving loop's limits given.
+    pub async fn gateway_with(config: GatewayConfig, opts: ServerOptions) -> TestServer {
         let gateway = Gateway::new(config);
-        Self::start_with(
-            Policy::default(),
-            fixture_keystore(),
-            ServerOptions::default(),
-            |layer| gateway.service(layer),
-        )
+        Self::start_with(Policy::default(), fixture_keystore(), opts, |layer| {
+            gateway.service(layer)
+        })
         .await
     }
 
@@ -217,4 +219,53 @@ pub async fn connect(server: &TestServer, setup: &ClientSetup) -> BoundConnectio
     BoundConnection::connect(&target, setup)
         .await
         .expect("connect")
+}
+
+/// A TLS 1.3 client stream, for tests that write HTTP bytes themselves.
+pub type TlsStream = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
+
+/// A TLS 1.3 connection (HTTP/1.1) to the server with client1's issuer
+/// bound to it, for clients that bring their own HTTP.
+pub async fn bound_tls(port: u16) -> (TlsStream, jose_binding::Issuer) {
+    use jose_binding::{Issuer, SubKeys};
+    let roots = tls::load_roots(&fixtures().join("ca.pem")).unwrap();
+    let cfg = tls::client_config(roots, &[tls::ALPN_HTTP11]).unwrap();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let stream = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let ekm = tls::export_ekm(stream.get_ref().1).unwrap();
+    let id = ClientId::new("client1").unwrap();
+    let keys = SubKeys::derive(&fixture_key("client1"), &ekm, &id).unwrap();
+    (stream, Issuer::new(id, "localhost", keys))
+}
+
+/// Reads a response head (through the blank line) from `io`, byte by byte
+/// so nothing after it is consumed; `None` if the peer closed first.
+pub async fn read_head<R: tokio::io::AsyncRead + Unpin>(io: &mut R) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match io.read(&mut byte).await {
+            Ok(1) => head.push(byte[0]),
+            _ => return None,
+        }
+        if head.len() > 64 * 1024 {
+            return None;
+        }
+    }
+    Some(String::from_utf8_lossy(&head).into_owned())
+}
+
+/// The status code of a response head.
+pub fn status_of(head: &str) -> u16 {
+    head.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }

@@ -281,3 +281,271 @@ pub async fn plain_get(port: u16, path: &str) -> String {
     s.read_to_string(&mut out).await.unwrap();
     out
 }
+
+/// A request an upstream served, as it read it.
+#[derive(Debug, Clone)]
+pub struct SeenRequest {
+    pub version: http::Version,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl SeenRequest {
+    fn of<B>(req: &Request<B>) -> SeenRequest {
+        SeenRequest {
+            version: req.version(),
+            path: req.uri().path().to_owned(),
+            headers: req
+                .headers()
+                .iter()
+                .map(|(n, v)| {
+                    let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+                    (n.as_str().to_owned(), v)
+                })
+                .collect(),
+        }
+    }
+
+    /// Values of header `name` (lower case).
+    pub fn header(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+/// An upstream that switches to h2c whenever a request asks to upgrade to
+/// anything, as an h2c-capable server (hypercorn, say) may: `101` with
+/// `Upgrade: h2c`, then HTTP/2 on the same connection. It records every
+/// request it serves, over HTTP/1.1 or inside the tunnel, until dropped.
+pub struct H2cUpstream {
+    pub addr: SocketAddr,
+    seen: Arc<std::sync::Mutex<Vec<SeenRequest>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl H2cUpstream {
+    pub async fn start() -> H2cUpstream {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let s = seen.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| h2c(s.clone(), req));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tcp), svc)
+                        .with_upgrades()
+                        .await;
+                });
+            }
+        });
+        H2cUpstream { addr, seen, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn seen(&self) -> Vec<SeenRequest> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for H2cUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+type Seen2 = Arc<std::sync::Mutex<Vec<SeenRequest>>>;
+
+async fn h2c(
+    seen: Seen2,
+    mut req: Request<Incoming>,
+) -> Result<Response<http_body_util::Full<Bytes>>, Infallible> {
+    seen.lock().unwrap().push(SeenRequest::of(&req));
+    if !req.headers().contains_key("upgrade") {
+        return Ok(Response::new(Bytes::from_static(b"ok").into()));
+    }
+    let upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let Ok(io) = upgrade.await else { return };
+        let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+            seen.lock().unwrap().push(SeenRequest::of(&req));
+            async {
+                Ok::<_, Infallible>(Response::new(http_body_util::Full::new(
+                    Bytes::from_static(b"h2 ok"),
+                )))
+            }
+        });
+        let _ = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .serve_connection(io, svc)
+            .await;
+    });
+    let mut r = Response::new(http_body_util::Full::new(Bytes::new()));
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    r.headers_mut().insert("upgrade", "h2c".parse().unwrap());
+    r.headers_mut()
+        .insert("connection", "Upgrade".parse().unwrap());
+    Ok(r)
+}
+
+/// A plain TCP upstream that keeps every byte it receives and answers each
+/// HTTP/1.1 request `200 ok` once it has read it whole (by
+/// `Content-Length`, or chunked with its trailer section). Read raw, no
+/// field a parser might drop or merge goes unseen.
+pub struct RawUpstream {
+    pub addr: SocketAddr,
+    received: Arc<std::sync::Mutex<Vec<u8>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RawUpstream {
+    pub async fn start() -> RawUpstream {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let received = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = received.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                tokio::spawn(raw_connection(tcp, log.clone()));
+            }
+        });
+        RawUpstream {
+            addr,
+            received,
+            task,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Everything received so far, as text.
+    pub fn received(&self) -> String {
+        String::from_utf8_lossy(&self.received.lock().unwrap()).into_owned()
+    }
+}
+
+impl Drop for RawUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn raw_connection(tcp: tokio::net::TcpStream, log: Arc<std::sync::Mutex<Vec<u8>>>) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let mut r = BufReader::new(tcp);
+    let mut line = Vec::new();
+    macro_rules! read_line {
+        () => {{
+            line.clear();
+            match r.read_until(b'\n', &mut line).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => log.lock().unwrap().extend_from_slice(&line),
+            }
+            String::from_utf8_lossy(&line).trim_end().to_owned()
+        }};
+    }
+    loop {
+        let (mut length, mut chunked) = (0usize, false);
+        loop {
+            let l = read_line!();
+            if l.is_empty() {
+                break;
+            }
+            let lower = l.to_ascii_lowercase();
+            if let Some(v) = lower.strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap_or(0);
+            }
+            if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
+                chunked = true;
+            }
+        }
+        if chunked {
+            loop {
+                let size = read_line!();
+                let size = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)
+                    .unwrap_or(0);
+                if size == 0 {
+                    while !read_line!().is_empty() {}
+                    break;
+                }
+                let mut data = vec![0; size + 2];
+                if r.read_exact(&mut data).await.is_err() {
+                    return;
+                }
+                log.lock().unwrap().extend_from_slice(&data);
+            }
+        } else if length > 0 {
+            let mut data = vec![0; length];
+            if r.read_exact(&mut data).await.is_err() {
+                return;
+            }
+            log.lock().unwrap().extend_from_slice(&data);
+        }
+        let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+        if r.get_mut().write_all(ok).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A real WebSocket echo server (tungstenite) on a loopback port; the
+/// number of handshakes it completed, and of tunnels open now.
+pub struct WsEcho {
+    pub addr: SocketAddr,
+    pub accepted: Arc<AtomicUsize>,
+    pub open: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl WsEcho {
+    pub async fn start() -> WsEcho {
+        use futures_util::{SinkExt, StreamExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let open = Arc::new(AtomicUsize::new(0));
+        let (a, o) = (accepted.clone(), open.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (a, o) = (a.clone(), o.clone());
+                tokio::spawn(async move {
+                    if let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await {
+                        a.fetch_add(1, Ordering::SeqCst);
+                        o.fetch_add(1, Ordering::SeqCst);
+                        while let Some(Ok(m)) = ws.next().await {
+                            if m.is_text() || m.is_binary() {
+                                let _ = ws.send(m).await;
+                            }
+                        }
+                        o.fetch_sub(1, Ordering::SeqCst);
+                    }
+                });
+            }
+        });
+        WsEcho {
+            addr,
+            accepted,
+            open,
+            task,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for WsEcho {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

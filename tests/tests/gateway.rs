@@ -16,8 +16,8 @@ use jose_binding::gateway::status::{serve_status, Readiness};
 use jose_binding::gateway::{Gateway, GatewayConfig, IpNet};
 use jose_binding::layer::KeystoreHandle;
 use jose_binding::{b64, Form};
-use jose_binding_e2e::upstream::{free_port, plain_get, HyperUpstream, Nginx};
-use jose_binding_e2e::{connect, fixture_keystore, setup, TestServer};
+use jose_binding_e2e::upstream::{free_port, plain_get, HyperUpstream, Nginx, WsEcho};
+use jose_binding_e2e::{bound_tls, connect, fixture_keystore, setup, TestServer};
 use serde_json::{json, Value};
 use tower_service::Service;
 
@@ -344,26 +344,9 @@ async fn a_websocket_echo_round_trips_after_its_upgrade_request_verifies() {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
 
-    // A real WebSocket echo server (tungstenite), counting handshakes.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let ws_url = format!("http://{}", listener.local_addr().unwrap());
-    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = accepted.clone();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let counter = counter.clone();
-            tokio::spawn(async move {
-                if let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await {
-                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    while let Some(Ok(m)) = ws.next().await {
-                        if m.is_text() || m.is_binary() {
-                            let _ = ws.send(m).await;
-                        }
-                    }
-                }
-            });
-        }
-    });
+    let echo = WsEcho::start().await;
+    let accepted = echo.accepted.clone();
+    let ws_url = echo.url();
     let server = TestServer::gateway(config(&ws_url)).await;
 
     for with_token in [false, true] {
@@ -398,31 +381,6 @@ async fn a_websocket_echo_round_trips_after_its_upgrade_request_verifies() {
         }
     }
     assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
-}
-
-/// A TLS 1.3 connection (HTTP/1.1) to the server with client1's issuer
-/// bound to it, for clients that bring their own HTTP.
-async fn bound_tls(
-    port: u16,
-) -> (
-    tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
-    jose_binding::Issuer,
-) {
-    use jose_binding::{tls, ClientId, Issuer, SubKeys};
-    let roots = tls::load_roots(&jose_binding_e2e::fixtures().join("ca.pem")).unwrap();
-    let cfg = tls::client_config(roots, &[tls::ALPN_HTTP11]).unwrap();
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let stream = tokio_rustls::TlsConnector::from(Arc::new(cfg))
-        .connect(name, tcp)
-        .await
-        .unwrap();
-    let ekm = tls::export_ekm(stream.get_ref().1).unwrap();
-    let id = ClientId::new("client1").unwrap();
-    let keys = SubKeys::derive(&jose_binding_e2e::fixture_key("client1"), &ekm, &id).unwrap();
-    (stream, Issuer::new(id, "localhost", keys))
 }
 
 #[tokio::test]

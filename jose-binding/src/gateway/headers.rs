@@ -10,7 +10,7 @@
 
 use std::net::IpAddr;
 
-use http::header::{HeaderName, AUTHORIZATION, FORWARDED};
+use http::header::{HeaderName, AUTHORIZATION, FORWARDED, TRAILER};
 use http::{HeaderMap, HeaderValue};
 
 /// The names of the identity headers the gateway sets.
@@ -63,12 +63,50 @@ fn fold(b: u8) -> u8 {
     }
 }
 
-/// True for the `Forwarded` family in any CGI spelling: `forwarded`,
-/// `x-forwarded-*`, `x-real-ip`.
-fn is_forwarding(name: &HeaderName) -> bool {
+/// Headers that say who the client is, as proxies and CDNs set them:
+/// believed only from a trusted proxy, like `Forwarded`.
+const CLIENT_ADDRESS: &[&[u8]] = &[
+    b"forwarded",
+    b"x-real-ip",
+    b"true-client-ip",
+    b"x-client-ip",
+    b"client-ip",
+    b"cf-connecting-ip",
+    b"fastly-client-ip",
+    b"x-cluster-client-ip",
+    b"x-originating-ip",
+];
+
+/// Headers with which frameworks let a request rename its own path or
+/// method after the gateway matched them (a public prefix, the access
+/// log): removed from everyone, trusted proxies too.
+const REWRITES: &[&[u8]] = &[
+    b"x-original-url",
+    b"x-rewrite-url",
+    b"x-original-uri",
+    b"x-http-method-override",
+    b"x-http-method",
+    b"x-method-override",
+];
+
+/// `name` is one of `words` read CGI-style.
+fn is_one_of(name: &HeaderName, words: &[&[u8]]) -> bool {
     let n = name.as_str().as_bytes();
-    let exactly = |w: &[u8]| n.len() == w.len() && cgi_starts_with(n, w);
-    exactly(b"forwarded") || exactly(b"x-real-ip") || cgi_starts_with(n, b"x-forwarded-")
+    words
+        .iter()
+        .any(|w| n.len() == w.len() && cgi_starts_with(n, w))
+}
+
+/// True for the `Forwarded` family and the client-address headers in any
+/// CGI spelling: `forwarded`, `x-forwarded-*`, `x-real-ip`,
+/// `true-client-ip`, `cf-connecting-ip` and the like.
+fn is_forwarding(name: &HeaderName) -> bool {
+    is_one_of(name, CLIENT_ADDRESS) || cgi_starts_with(name.as_str().as_bytes(), b"x-forwarded-")
+}
+
+/// True for the path and method override headers in any CGI spelling.
+fn is_rewrite(name: &HeaderName) -> bool {
+    is_one_of(name, REWRITES)
 }
 
 /// The identity of a verified request, as the upstream will read it.
@@ -120,7 +158,12 @@ pub fn own_request_headers(
     }
     let doomed: Vec<HeaderName> = headers
         .keys()
-        .filter(|n| names.spoofs(n) || (is_forwarding(n) && !hop.trusted) || is_lookalike(n))
+        .filter(|n| {
+            names.spoofs(n)
+                || (is_forwarding(n) && !hop.trusted)
+                || is_lookalike(n)
+                || is_rewrite(n)
+        })
         .cloned()
         .collect();
     for name in doomed {
@@ -135,6 +178,43 @@ pub fn own_request_headers(
         headers.insert(names.claims.clone(), id.claims.clone());
     }
     set_forwarded(headers, hop, &previous_for, &previous_forwarded);
+}
+
+/// True if `name` may reach the upstream as a request trailer: what may be
+/// a trailer at all ([`crate::hop::trailer_allowed`]), and none of the
+/// headers the gateway owns or believes only from a trusted proxy, in any
+/// spelling. Trailers come after the gateway vouched for the head, so even
+/// a trusted proxy's `X-Forwarded-For` has no place there.
+pub fn request_trailer_allowed(names: &IdentityHeaders, name: &HeaderName) -> bool {
+    crate::hop::trailer_allowed(name)
+        && !names.spoofs(name)
+        && !is_forwarding(name)
+        && !is_rewrite(name)
+}
+
+/// Keeps in the request's `Trailer` header only the names that will pass
+/// as trailers, so the upstream is not told to expect what it will not get.
+pub fn own_trailer_announcement(headers: &mut HeaderMap, names: &IdentityHeaders) {
+    if !headers.contains_key(TRAILER) {
+        return;
+    }
+    let kept: Vec<&str> = headers
+        .get_all(TRAILER)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|n| {
+            HeaderName::from_bytes(n.as_bytes()).is_ok_and(|n| request_trailer_allowed(names, &n))
+        })
+        .collect();
+    let value = kept.join(", ");
+    headers.remove(TRAILER);
+    if let Ok(v) = HeaderValue::try_from(value) {
+        if !v.is_empty() {
+            headers.insert(TRAILER, v);
+        }
+    }
 }
 
 /// From a trusted proxy, `x_forwarded_for` and friends spelled with `_`
@@ -335,6 +415,64 @@ mod tests {
         assert!(h.contains_key("authorization"));
         own_request_headers(&mut h, &IdentityHeaders::default(), None, hop(false), false);
         assert!(!h.contains_key("authorization"));
+    }
+
+    #[test]
+    fn client_address_headers_count_as_forwarding_and_rewrites_always_go() {
+        let pairs = [
+            ("true-client-ip", "6.6.6.6"),
+            ("X-Client-IP", "6.6.6.6"),
+            ("cf_connecting_ip", "6.6.6.6"),
+            ("client-ip", "6.6.6.6"),
+            ("x-original-url", "/admin"),
+            ("X_Rewrite_URL", "/admin"),
+            ("x-http-method-override", "DELETE"),
+            ("x-client-ipx", "kept"),
+        ];
+        let mut h = map(&pairs);
+        own_request_headers(&mut h, &IdentityHeaders::default(), None, hop(false), false);
+        let mut kept: Vec<_> = h
+            .keys()
+            .map(|n| n.as_str())
+            .filter(|n| !n.starts_with("x-forwarded-") && *n != "forwarded")
+            .collect();
+        kept.sort();
+        assert_eq!(kept, ["x-client-ipx"]);
+        // A trusted proxy's canonical client address stays; rewrites never.
+        let mut h = map(&pairs);
+        own_request_headers(&mut h, &IdentityHeaders::default(), None, hop(true), false);
+        assert_eq!(h["true-client-ip"], "6.6.6.6");
+        assert_eq!(h["client-ip"], "6.6.6.6");
+        assert!(!h.contains_key("cf_connecting_ip"));
+        assert!(!h.contains_key("x-original-url") && !h.contains_key("x-http-method-override"));
+    }
+
+    #[test]
+    fn request_trailers_and_their_announcement_lose_what_the_gateway_owns() {
+        let names = IdentityHeaders::default();
+        let mut h = map(&[(
+            "trailer",
+            "X-Jose-Binding-Client-Id, x-checksum, X-Forwarded-For, x_jose_binding_claims",
+        )]);
+        own_trailer_announcement(&mut h, &names);
+        assert_eq!(h["trailer"], "x-checksum");
+        let mut h = map(&[("trailer", "x-forwarded-for, authorization")]);
+        own_trailer_announcement(&mut h, &names);
+        assert!(!h.contains_key("trailer"));
+        for (name, allowed) in [
+            ("x-checksum", true),
+            ("grpc-status", true),
+            ("x-jose-binding-client-id", false),
+            ("X_JOSE_BINDING_FORM", false),
+            ("x-forwarded-for", false),
+            ("true-client-ip", false),
+            ("x-original-url", false),
+            ("authorization", false),
+            ("content-length", false),
+        ] {
+            let n = HeaderName::from_bytes(name.as_bytes()).unwrap();
+            assert_eq!(request_trailer_allowed(&names, &n), allowed, "{name}");
+        }
     }
 
     #[test]

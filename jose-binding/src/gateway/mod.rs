@@ -4,9 +4,10 @@
 //! Every request needs a bound token verified on its own connection (paths
 //! under a public prefix excepted); what reaches the upstream carries the
 //! verified identity in headers the gateway owns ([`headers`]), never the
-//! token. Bodies stream both ways, an HTTP/1.1 `Upgrade` (WebSocket) is
-//! tunnelled once its request verified, and upstream failures answer 502
-//! or 504 without leaking the upstream's internals.
+//! token. Bodies stream both ways, trailers pass the same rules as headers,
+//! a WebSocket upgrade (and no other) is tunnelled once its request
+//! verified, the tunnel held to its connection's rules, and upstream
+//! failures answer 502 or 504 without leaking the upstream's internals.
 
 pub mod headers;
 pub mod status;
@@ -29,11 +30,12 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tower_service::Service;
 
-use crate::hop::{tunnel, Idle, ProxyBody};
-use crate::layer::{
-    static_bearer_accepted, BindingLayer, BindingService, ConnectionBinding, Layer, Outcome,
+use crate::hop::{
+    clean_trailers, is_websocket_upgrade, switches_to_websocket, tunnel, Idle, ProxyBody,
+    TunnelLimits,
 };
-use crate::server::{BoxError, PeerAddr, UpstreamReport};
+use crate::layer::{static_bearer_accepted, BindingLayer, BindingService, Layer, Outcome};
+use crate::server::{BoxError, ConnectionGuard, PeerAddr, UpstreamReport};
 use crate::Verified;
 use headers::{Hop, Identity, IdentityHeaders};
 use upstream::{Connector, Failure, Upstream};
@@ -48,8 +50,14 @@ pub struct GatewayConfig {
     pub upstream_tls: Option<Arc<rustls::ClientConfig>>,
     /// `Host` sent upstream instead of the client's.
     pub upstream_host: Option<HeaderValue>,
-    /// Path prefixes forwarded without a token ([`is_public`]).
+    /// Path prefixes forwarded without a token ([`is_public`]); a
+    /// WebSocket upgrade is not public there.
     pub public_paths: Vec<String>,
+    /// Path prefixes where a WebSocket upgrade is tunnelled without a
+    /// token. Such a tunnel is still cut at the connection's
+    /// authentication deadline and can be evicted, as any connection with
+    /// no accepted token.
+    pub public_websocket_paths: Vec<String>,
     /// Forward the client's `Authorization` header (normally removed: a
     /// bound token is worthless to the upstream).
     pub forward_token: bool,
@@ -75,6 +83,7 @@ impl GatewayConfig {
             upstream_tls: None,
             upstream_host: None,
             public_paths: Vec::new(),
+            public_websocket_paths: Vec::new(),
             forward_token: false,
             identity: IdentityHeaders::default(),
             trusted_proxies: Vec::new(),
@@ -210,7 +219,13 @@ impl Service<Request<Incoming>> for GatewayService {
 
     fn call(&mut self, mut req: Request<Incoming>) -> GatewayFuture {
         let shared = &self.proxy.shared;
-        if is_public(&shared.config.public_paths, req.uri().path()) {
+        let cfg = &shared.config;
+        let public = if is_websocket_upgrade(&req) {
+            &cfg.public_websocket_paths
+        } else {
+            &cfg.public_paths
+        };
+        if is_public(public, req.uri().path()) {
             return self.proxy.call(req);
         }
         if let Some(expected) = &shared.baseline {
@@ -297,19 +312,22 @@ async fn forward(
         },
     };
     let peer: Option<IpAddr> = req.extensions().get::<PeerAddr>().map(|p| p.0.ip());
-    let upgrade = crate::hop::wants_upgrade(req.headers()) && req.version() == Version::HTTP_11;
-    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-    let conn = upgrade
-        .then(|| req.extensions().get::<ConnectionBinding>().cloned())
-        .flatten();
+    let websocket = is_websocket_upgrade(&req);
+    let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
+    let guard = req.extensions().get::<ConnectionGuard>().cloned();
     let (mut parts, body) = req.into_parts();
 
-    let host = parts
-        .headers
-        .get(HOST)
-        .cloned()
-        .or_else(|| parts.uri.authority().and_then(|a| a.as_str().parse().ok()));
-    crate::hop::strip_hop_by_hop(&mut parts.headers, upgrade);
+    let host = match target_host(&parts) {
+        Ok(h) => h,
+        Err(()) => {
+            return Ok(failed(
+                Failure::ClientHost,
+                "Host differs from :authority",
+                start,
+            ))
+        }
+    };
+    crate::hop::strip_hop_by_hop(&mut parts.headers, websocket);
     let trusted = peer.is_some_and(|ip| cfg.trusted_proxies.iter().any(|n| n.contains(&ip)));
     let hop = Hop {
         peer: peer.unwrap_or(IpAddr::from([0, 0, 0, 0])),
@@ -323,6 +341,7 @@ async fn forward(
         hop,
         cfg.forward_token,
     );
+    headers::own_trailer_announcement(&mut parts.headers, &cfg.identity);
     if let Some(h) = cfg.upstream_host.clone().or(host) {
         parts.headers.insert(HOST, h);
     }
@@ -349,7 +368,7 @@ async fn forward(
     parts.version = Version::HTTP_11;
     parts.extensions = http::Extensions::new();
 
-    let (body, sent) = RequestBody::new(body, cfg.idle_timeout);
+    let (body, sent, client_fault) = RequestBody::new(body, shared.clone());
     let send = shared.client.request(Request::from_parts(parts, body));
     let deadline = async {
         let _ = sent.await;
@@ -359,7 +378,9 @@ async fn forward(
         r = send => match r {
             Ok(resp) => resp,
             Err(e) => {
-                let why = Failure::of(&e);
+                // The client's body failing fails the upstream request too:
+                // that is the client's fault, not the upstream's.
+                let why = client_fault.get().copied().unwrap_or_else(|| Failure::of(&e));
                 return Ok(failed(why, &error_chain(&e), start));
             }
         },
@@ -368,12 +389,31 @@ async fn forward(
     let status = resp.status();
     let latency = start.elapsed();
     let switching = status == StatusCode::SWITCHING_PROTOCOLS;
-    if let (true, Some(client_upgrade)) = (switching, client_upgrade) {
-        let upstream_upgrade = hyper::upgrade::on(&mut resp);
-        tokio::spawn(tunnel(client_upgrade, upstream_upgrade, conn));
+    if switching {
+        // Joined only as the WebSocket the client asked for: a 101 to
+        // anything else would open a tunnel whose bytes no rule here reads.
+        let Some(client_upgrade) = client_upgrade.filter(|_| switches_to_websocket(resp.headers()))
+        else {
+            return Ok(failed(
+                Failure::BadUpgrade,
+                "101 without a WebSocket asked and agreed",
+                start,
+            ));
+        };
+        let limits = TunnelLimits {
+            idle: guard
+                .as_ref()
+                .map_or(cfg.idle_timeout, |g| g.idle_timeout()),
+            guard,
+        };
+        tokio::spawn(tunnel(
+            client_upgrade,
+            hyper::upgrade::on(&mut resp),
+            limits,
+        ));
     }
     let (mut parts, body) = resp.into_parts();
-    crate::hop::strip_hop_by_hop(&mut parts.headers, switching && upgrade);
+    crate::hop::strip_hop_by_hop(&mut parts.headers, switching);
     parts.extensions = http::Extensions::new();
     parts.extensions.insert(UpstreamReport {
         status: Some(status.as_u16()),
@@ -383,6 +423,25 @@ async fn forward(
     });
     let body = ProxyBody::streaming(body, cfg.idle_timeout);
     Ok(Response::from_parts(parts, body))
+}
+
+/// The host the client asked for. A target with an authority (HTTP/2's
+/// `:authority`, HTTP/1.1's absolute form) names it, and `Host` is ignored
+/// (RFC 9112 §3.2.2); an HTTP/2 `Host` that names another host makes the
+/// request malformed (RFC 9113 §8.3.1). Otherwise `Host`.
+fn target_host(parts: &http::request::Parts) -> Result<Option<HeaderValue>, ()> {
+    let header = parts.headers.get(HOST);
+    let Some(authority) = parts.uri.authority() else {
+        return Ok(header.cloned());
+    };
+    let differs = header.is_some_and(|h| {
+        !h.as_bytes()
+            .eq_ignore_ascii_case(authority.as_str().as_bytes())
+    });
+    if differs && parts.version == Version::HTTP_2 {
+        return Err(());
+    }
+    Ok(HeaderValue::from_str(authority.as_str()).ok())
 }
 
 /// `e` and its sources, for the log (never for the client).
@@ -397,18 +456,11 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-/// 502 `bad_gateway` or 504 `gateway_timeout`, with the cause for the log.
+/// The answer for `why` ([`Failure::answer`]), with the cause for the log.
 fn failed(why: Failure, cause: &str, start: Instant) -> Response<GatewayBody> {
-    let (status, body) = if why.is_timeout() {
-        (
-            StatusCode::GATEWAY_TIMEOUT,
-            &br#"{"error":"gateway_timeout"}"#[..],
-        )
-    } else {
-        (StatusCode::BAD_GATEWAY, &br#"{"error":"bad_gateway"}"#[..])
-    };
+    let (status, body) = why.answer();
     let mut resp = Response::new(GatewayBody::from(Bytes::from_static(body)));
-    *resp.status_mut() = status;
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp.extensions_mut().insert(UpstreamReport {
@@ -421,26 +473,39 @@ fn failed(why: Failure, cause: &str, start: Instant) -> Response<GatewayBody> {
 }
 
 /// The client's request body on its way upstream: streamed frame by
-/// frame, cut after the idle timeout, and reporting when it has ended
-/// (the response timeout runs from there).
+/// frame, cut after the idle timeout, its trailers kept to
+/// [`headers::request_trailer_allowed`], reporting when it has ended (the
+/// response timeout runs from there) and, if it failed, how.
 pub struct RequestBody {
     inner: Incoming,
     idle: Idle,
+    shared: Arc<Shared>,
     sent: Option<tokio::sync::oneshot::Sender<()>>,
+    fault: Arc<std::sync::OnceLock<Failure>>,
 }
 
 impl RequestBody {
-    fn new(inner: Incoming, idle: Duration) -> (Self, tokio::sync::oneshot::Receiver<()>) {
+    fn new(
+        inner: Incoming,
+        shared: Arc<Shared>,
+    ) -> (
+        Self,
+        tokio::sync::oneshot::Receiver<()>,
+        Arc<std::sync::OnceLock<Failure>>,
+    ) {
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let fault = Arc::new(std::sync::OnceLock::new());
         let mut body = RequestBody {
-            idle: Idle::new(idle),
+            idle: Idle::new(shared.config.idle_timeout),
+            shared,
             sent: Some(tx),
+            fault: fault.clone(),
             inner,
         };
         if body.inner.is_end_stream() {
             body.done();
         }
-        (body, rx)
+        (body, rx, fault)
     }
 
     fn done(&mut self) {
@@ -466,12 +531,22 @@ impl Body for RequestBody {
         let ended = match &frame {
             Poll::Ready(None) => true,
             Poll::Ready(Some(Ok(_))) => this.inner.is_end_stream(),
-            _ => false,
+            Poll::Ready(Some(Err(e))) => {
+                let why = if e.is::<crate::hop::BodyIdle>() {
+                    Failure::ClientBodyTimeout
+                } else {
+                    Failure::ClientBody
+                };
+                let _ = this.fault.set(why);
+                false
+            }
+            Poll::Pending => false,
         };
         if ended {
             this.done();
         }
-        frame
+        let names = &this.shared.config.identity;
+        frame.map_ok(|f| clean_trailers(f, |n| headers::request_trailer_allowed(names, n)))
     }
 
     fn is_end_stream(&self) -> bool {

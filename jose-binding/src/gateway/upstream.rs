@@ -255,8 +255,10 @@ impl AsyncWrite for Stream {
     }
 }
 
-/// How a forwarded request failed, as logged; the client sees only
-/// `bad_gateway` (502) or `gateway_timeout` (504).
+/// How a forwarded request failed, as logged. The client sees only a
+/// status and a fixed body ([`Failure::answer`]): 502 `bad_gateway` or 504
+/// `gateway_timeout` when the upstream failed, 400 `bad_request` or 408
+/// `request_timeout` when the client did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
     /// The upstream refused or dropped the connection attempt.
@@ -268,6 +270,16 @@ pub enum Failure {
     /// The connection failed after it was made: reset, closed early, or
     /// an answer that is not HTTP.
     Reset,
+    /// The upstream answered `101` to a request that asked for no
+    /// WebSocket, or switched to another protocol; nothing was joined.
+    BadUpgrade,
+    /// The client's request body broke off or was malformed (a bad chunk).
+    ClientBody,
+    /// The client's request body went silent past the idle timeout.
+    ClientBodyTimeout,
+    /// The request names two different hosts: an HTTP/2 `Host` header
+    /// that differs from `:authority` (RFC 9113 §8.3.1).
+    ClientHost,
 }
 
 impl Failure {
@@ -278,11 +290,29 @@ impl Failure {
             Failure::ConnectTimeout => "upstream_connect_timeout",
             Failure::ResponseTimeout => "upstream_response_timeout",
             Failure::Reset => "upstream_reset",
+            Failure::BadUpgrade => "upstream_bad_upgrade",
+            Failure::ClientBody => "client_body_error",
+            Failure::ClientBodyTimeout => "client_body_timeout",
+            Failure::ClientHost => "client_host_mismatch",
         }
     }
 
     pub const fn is_timeout(self) -> bool {
         matches!(self, Failure::ConnectTimeout | Failure::ResponseTimeout)
+    }
+
+    /// The status and the body the client gets.
+    pub const fn answer(self) -> (u16, &'static [u8]) {
+        match self {
+            Failure::ConnectTimeout | Failure::ResponseTimeout => {
+                (504, br#"{"error":"gateway_timeout"}"#)
+            }
+            Failure::Unreachable | Failure::Reset | Failure::BadUpgrade => {
+                (502, br#"{"error":"bad_gateway"}"#)
+            }
+            Failure::ClientBody | Failure::ClientHost => (400, br#"{"error":"bad_request"}"#),
+            Failure::ClientBodyTimeout => (408, br#"{"error":"request_timeout"}"#),
+        }
     }
 
     /// What hyper's pool reported, named.

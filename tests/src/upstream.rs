@@ -36,6 +36,8 @@ pub struct Seen {
 /// - `/headers`: `{"method","path","headers":[[name,value],…]}` of the request;
 /// - `/sse`: one server-sent event at once, a second after 2 s, then the end;
 /// - `/trailers`: `hello` with the trailer `x-checksum: 5d41402a`, declared;
+/// - `/bad-trailers`: `hello` with `x-checksum` and fields that may never
+///   be trailers (`set-cookie`, `content-type`, `location`), all declared;
 /// - `/upload`: reads the body, answers how many bytes it had;
 /// - `/slow`: answers after 3 s;
 /// - anything else: 200 `ok`.
@@ -120,6 +122,23 @@ async fn handle(seen: Arc<Seen>, req: Request<Incoming>) -> Result<Response<Chan
             let mut r = Response::new(body);
             r.headers_mut()
                 .insert("trailer", "x-checksum".parse().unwrap());
+            return Ok(r);
+        }
+        "/bad-trailers" => {
+            let _ = tx.try_send(Frame::data(Bytes::from_static(b"hello")));
+            let mut t = HeaderMap::new();
+            t.insert("x-checksum", "5d41402a".parse().unwrap());
+            t.insert("set-cookie", "session=stolen".parse().unwrap());
+            t.insert("content-type", "text/html".parse().unwrap());
+            t.insert("location", "https://evil.example/".parse().unwrap());
+            let _ = tx.try_send(Frame::trailers(t));
+            let mut r = Response::new(body);
+            r.headers_mut().insert(
+                "trailer",
+                "x-checksum, set-cookie, content-type, location"
+                    .parse()
+                    .unwrap(),
+            );
             return Ok(r);
         }
         "/upload" => {

@@ -238,7 +238,7 @@ async fn the_host_a_target_names_wins_over_the_host_header() {
     let body = answer.split_once("\r\n\r\n").unwrap().1;
     let body = body.trim_start_matches(|c: char| c.is_ascii_hexdigit() || c == '\r' || c == '\n');
     let json_end = body.rfind('}').unwrap() + 1;
-    let headers = seen_headers(body[..json_end].as_bytes());
+    let headers = seen_headers(&body.as_bytes()[..json_end]);
     let host: Vec<_> = headers.iter().filter(|(n, _)| n == "host").collect();
     assert_eq!(host, [&("host".to_owned(), authority.clone())]);
     assert!(!answer.contains("evil.example"), "{answer}");

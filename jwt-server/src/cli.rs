@@ -25,8 +25,8 @@ use jose_binding::Form;
 /// eviction_min_age_ms, handshake_timeout_secs, auth_timeout_secs,
 /// header_read_timeout_secs, idle_timeout_secs, max_streams,
 /// max_send_buf_bytes, refusal_log_per_sec; the gateway's: upstream,
-/// upstream_ca, upstream_host, public_paths, forward_token,
-/// client_id_header, form_header, claims_header, trusted_proxies,
+/// upstream_ca, upstream_host, public_paths, public_websocket_paths,
+/// forward_token, client_id_header, form_header, claims_header, trusted_proxies,
 /// upstream_connect_timeout_secs, upstream_response_timeout_secs,
 /// upstream_idle_timeout_secs, status_listen), then the defaults shown.
 #[derive(Parser, Debug)]
@@ -273,6 +273,18 @@ pub(crate) struct ServeArgs {
         help_heading = "Gateway"
     )]
     pub(crate) public_paths: Option<Vec<String>>,
+    /// Path prefix where a WebSocket upgrade is tunnelled without a token
+    /// (under --public-path it needs one); repeat or comma-separate. Same
+    /// matching as --public-path. Such a tunnel carries no identity and is
+    /// cut at the connection's --auth-timeout-secs.
+    #[arg(
+        long = "public-websocket-path",
+        env = "JWT_PUBLIC_WEBSOCKET_PATHS",
+        value_delimiter = ',',
+        value_name = "PREFIX",
+        help_heading = "Gateway"
+    )]
+    pub(crate) public_websocket_paths: Option<Vec<String>>,
     /// Forward the client's Authorization header too (by default it is
     /// removed: a bound token is worthless to the upstream).
     #[arg(long, env = "JWT_FORWARD_TOKEN", help_heading = "Gateway")]

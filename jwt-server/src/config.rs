@@ -46,6 +46,7 @@ pub(crate) struct FileConfig {
     pub(crate) upstream_ca: Option<PathBuf>,
     pub(crate) upstream_host: Option<String>,
     pub(crate) public_paths: Option<Vec<String>>,
+    pub(crate) public_websocket_paths: Option<Vec<String>>,
     pub(crate) forward_token: Option<bool>,
     pub(crate) client_id_header: Option<String>,
     pub(crate) form_header: Option<String>,
@@ -249,8 +250,18 @@ fn gateway(a: &ServeArgs, file: &FileConfig) -> Result<Option<GatewayConfig>, St
         .clone()
         .or(file.public_paths.clone())
         .unwrap_or_default();
-    if let Some(p) = g.public_paths.iter().find(|p| !p.starts_with('/')) {
-        return Err(format!("--public-path {p:?}: a prefix starts with /"));
+    g.public_websocket_paths = a
+        .public_websocket_paths
+        .clone()
+        .or(file.public_websocket_paths.clone())
+        .unwrap_or_default();
+    for (flag, list) in [
+        ("--public-path", &g.public_paths),
+        ("--public-websocket-path", &g.public_websocket_paths),
+    ] {
+        if let Some(p) = list.iter().find(|p| !p.starts_with('/')) {
+            return Err(format!("{flag} {p:?}: a prefix starts with /"));
+        }
     }
     g.forward_token = a.forward_token || file.forward_token.unwrap_or(false);
     let header = |flag: &Option<String>, file: &Option<String>, default: HeaderName| match flag

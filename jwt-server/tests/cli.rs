@@ -449,6 +449,15 @@ fn gateway_settings_are_checked_before_serving() {
             ][..],
             "starts with /",
         ),
+        (
+            &[
+                "--upstream",
+                "http://127.0.0.1:1",
+                "--public-websocket-path",
+                "live",
+            ][..],
+            "--public-websocket-path \"live\": a prefix starts with /",
+        ),
     ] {
         let out = Command::new(BIN)
             .args(args)

@@ -206,6 +206,26 @@ async fn a_malformed_chunked_body_is_the_clients_fault() {
     }
 }
 
+#[tokio::test]
+async fn a_request_body_that_falls_silent_is_a_408() {
+    let hyper = HyperUpstream::start().await;
+    let mut cfg = config(&hyper.url());
+    cfg.idle_timeout = Duration::from_secs(1);
+    let server = TestServer::gateway(cfg).await;
+    let (mut tls, issuer) = bound_tls(server.port).await;
+    let t = issuer.issue(Form::Signed, &json!({})).unwrap();
+    let req = format!(
+        "POST /upload HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {t}\r\n\
+         Content-Length: 100\r\n\r\nhello"
+    );
+    tls.write_all(req.as_bytes()).await.unwrap();
+    let head = tokio::time::timeout(Duration::from_secs(5), read_head(&mut tls))
+        .await
+        .expect("an answer in time")
+        .expect("an answer");
+    assert_eq!(status_of(&head), 408, "{head}");
+}
+
 /// The request headers the hyper upstream saw for a reply from `/headers`.
 fn seen_headers(body: &[u8]) -> Vec<(String, String)> {
     let v: Value = serde_json::from_slice(body).unwrap();

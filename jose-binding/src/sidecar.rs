@@ -176,14 +176,39 @@ impl Service<Request<Incoming>> for Sidecar {
     }
 }
 
-async fn handle(shared: &Shared, mut req: Request<Incoming>) -> Response<ProxyBody> {
+async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<ProxyBody> {
+    match relay(shared, req).await {
+        Ok(resp) => resp,
+        Err(refused) => refused.into_response(),
+    }
+}
+
+/// One app request: checked, made a request for the server, sent (with
+/// one retry if it was never written), and the answer handed back.
+async fn relay(
+    shared: &Shared,
+    mut req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Refused> {
     let cfg = &shared.config;
+    admissible(cfg, &req)?;
+    let claims = request_claims(&cfg.claims, req.headers().get(&cfg.claims_header))
+        .map_err(|why| Refused::new(Refusal::BadClaims, why.to_string()))?;
+    let websocket = is_websocket_upgrade(&req);
+    let app_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
+    let (out, path) = outgoing(cfg, req, websocket);
+    let (resp, attempts) = send(shared, out, &path, &claims).await?;
+    answer(cfg, resp, app_upgrade, attempts)
+}
+
+/// Refuses what the sidecar never sends: CONNECT, a forward-proxy request
+/// to a host not allowed, and the app's own `Authorization`.
+fn admissible(cfg: &SidecarConfig, req: &Request<Incoming>) -> Result<(), Refused> {
     if req.method() == Method::CONNECT {
-        return refuse(
+        return Err(Refused::new(
             Refusal::ConnectNotSupported,
             "https:// URLs cannot go through this proxy: CONNECT hides the requests, so no \
              token can be added. Use http:// URLs; the sidecar speaks TLS to the server.",
-        );
+        ));
     }
     // Absolute-form (`GET http://host/…`) is how HTTP/1 clients speak to a
     // forward proxy; an HTTP/2 (h2c) request always names an authority, and
@@ -194,34 +219,39 @@ async fn handle(shared: &Shared, mut req: Request<Incoming>) -> Response<ProxyBo
         if req.uri().scheme_str() != Some("http")
             || !cfg.allow_hosts.iter().any(|h| h.eq_ignore_ascii_case(host))
         {
-            return refuse(
+            return Err(Refused::new(
                 Refusal::HostNotAllowed,
                 "this host is not in --allow-host: the request was not sent anywhere",
-            );
+            ));
         }
     }
     if req.headers().contains_key(AUTHORIZATION) {
-        return refuse(
+        return Err(Refused::new(
             Refusal::AuthorizationNotAllowed,
             "the sidecar authenticates every request with a bound token; remove the app's \
              own Authorization header (it would otherwise be dropped, or sent as another identity)",
-        );
+        ));
     }
-    let claims = match request_claims(&cfg.claims, req.headers().get(&cfg.claims_header)) {
-        Ok(c) => c,
-        Err(why) => return refuse(Refusal::BadClaims, &why),
-    };
-    let upgrade = is_websocket_upgrade(&req);
-    let app_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    Ok(())
+}
+
+/// The app's request as the server gets it, before it is addressed to a
+/// connection: hop-by-hop headers, `Host` and the claims header gone, its
+/// trailers kept to what may be a trailer; and its path.
+fn outgoing(
+    cfg: &SidecarConfig,
+    req: Request<Incoming>,
+    websocket: bool,
+) -> (Request<ClientBody>, String) {
     let (mut parts, body) = req.into_parts();
-    strip_hop_by_hop(&mut parts.headers, upgrade);
+    strip_hop_by_hop(&mut parts.headers, websocket);
     parts.headers.remove(&cfg.claims_header);
+    parts.headers.remove(HOST);
     // The app's trailers obey the header rules too: no claims header, no
     // Authorization, nothing a header section alone may carry.
     let claims_header = cfg.claims_header.clone();
     let body =
         body.map_frame(move |f| clean_trailers(f, |n| trailer_allowed(n) && *n != claims_header));
-    parts.headers.remove(HOST);
     let path = parts
         .uri
         .path_and_query()
@@ -231,8 +261,21 @@ async fn handle(shared: &Shared, mut req: Request<Incoming>) -> Response<ProxyBo
     let mut out = Request::new(body);
     *out.method_mut() = parts.method;
     *out.headers_mut() = parts.headers;
+    (out, path)
+}
 
-    let mut last_error = String::new();
+/// Sends `out` on a pooled connection with a token of that connection.
+/// A request never written (no connection, or it closed first) is tried
+/// once more on another; one written is not, since the server may have
+/// acted on it and it is not known to be idempotent.
+async fn send(
+    shared: &Shared,
+    mut out: Request<ClientBody>,
+    path: &str,
+    claims: &Map<String, Value>,
+) -> Result<(Response<Incoming>, Attempts), Refused> {
+    let cfg = &shared.config;
+    let mut last_error = Unreachable::NotTried;
     for attempt in 0..2 {
         let slot = shared.next.fetch_add(1, Ordering::Relaxed) % shared.slots.len();
         let sent = {
@@ -250,45 +293,14 @@ async fn handle(shared: &Shared, mut req: Request<Incoming>) -> Response<ProxyBo
                     continue;
                 }
             };
-            if let Err(e) = address(&mut out, &conn.sender, &path, &conn.issuer, cfg, &claims) {
-                return refuse(Refusal::BadClaims, &e);
-            }
+            address(&mut out, &conn.sender, path, &conn.issuer, cfg, claims)
+                .map_err(|e| Refused::new(Refusal::BadClaims, e.to_string()))?;
             conn.sender.try_send(out)
         };
         match sent.await {
-            Ok(mut resp) => {
-                let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
-                if switching {
-                    // Joined only as the WebSocket the app asked for.
-                    match app_upgrade.filter(|_| switches_to_websocket(resp.headers())) {
-                        Some(app) => {
-                            let server = hyper::upgrade::on(&mut resp);
-                            let limits = TunnelLimits {
-                                idle: cfg.idle_timeout,
-                                guard: None,
-                            };
-                            tokio::spawn(tunnel(app, server, limits));
-                        }
-                        None => {
-                            return refuse(
-                                Refusal::BadUpgrade,
-                                "the server switched protocols to something other than the \
-                                 WebSocket asked for; the connection was not joined",
-                            )
-                        }
-                    }
-                }
-                let (mut parts, body) = resp.into_parts();
-                strip_hop_by_hop(&mut parts.headers, switching);
-                let mut resp =
-                    Response::from_parts(parts, ProxyBody::streaming(body, cfg.idle_timeout));
-                resp.extensions_mut().insert(Attempts(attempt + 1));
-                return resp;
-            }
+            Ok(resp) => return Ok((resp, Attempts(attempt + 1))),
             Err(unsent) => {
-                last_error = unsent.error.to_string();
-                // Written, or partly: the server may have acted on it, and
-                // a request is not known to be idempotent. Not retried.
+                last_error = Unreachable::Send(unsent.error);
                 match unsent.request {
                     Some(r) if attempt == 0 => out = r,
                     _ => break,
@@ -296,7 +308,95 @@ async fn handle(shared: &Shared, mut req: Request<Incoming>) -> Response<ProxyBo
             }
         }
     }
-    refuse(Refusal::ServerUnreachable, &last_error)
+    Err(Refused::new(
+        Refusal::ServerUnreachable,
+        last_error.to_string(),
+    ))
+}
+
+/// The server's answer for the app: a `101` joined only as the WebSocket
+/// the app asked for, hop-by-hop headers removed, the body streamed.
+fn answer(
+    cfg: &SidecarConfig,
+    mut resp: Response<Incoming>,
+    app_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    attempts: Attempts,
+) -> Result<Response<ProxyBody>, Refused> {
+    let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+    if switching {
+        let Some(app) = app_upgrade.filter(|_| switches_to_websocket(resp.headers())) else {
+            return Err(Refused::new(
+                Refusal::BadUpgrade,
+                "the server switched protocols to something other than the WebSocket asked \
+                 for; the connection was not joined",
+            ));
+        };
+        let server = hyper::upgrade::on(&mut resp);
+        let limits = TunnelLimits {
+            idle: cfg.idle_timeout,
+            guard: None,
+        };
+        tokio::spawn(tunnel(app, server, limits));
+    }
+    let (mut parts, body) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers, switching);
+    let mut resp = Response::from_parts(parts, ProxyBody::streaming(body, cfg.idle_timeout));
+    resp.extensions_mut().insert(attempts);
+    Ok(resp)
+}
+
+/// A refusal and what it tells the app.
+struct Refused {
+    why: Refusal,
+    message: std::borrow::Cow<'static, str>,
+}
+
+impl Refused {
+    fn new(why: Refusal, message: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        Refused {
+            why,
+            message: message.into(),
+        }
+    }
+
+    fn into_response(self) -> Response<ProxyBody> {
+        refuse(self.why, &self.message)
+    }
+}
+
+/// Why the server could not be reached, for the app's 502 message.
+#[derive(Debug, thiserror::Error)]
+enum Unreachable {
+    #[error("no connection was tried")]
+    NotTried,
+    #[error("{0}")]
+    Connect(#[from] crate::client::ClientError),
+    #[error("{0}")]
+    Ready(hyper::Error),
+    #[error("{0}")]
+    Send(hyper::Error),
+}
+
+/// Why a request could not be addressed to a connection.
+#[derive(Debug, thiserror::Error)]
+enum AddressError {
+    #[error("{0}")]
+    Request(#[from] http::Error),
+    #[error("{0}")]
+    Token(#[from] crate::issuer::IssueError),
+    #[error("{0}")]
+    Header(#[from] crate::client::ClientError),
+}
+
+/// Why a request's claims header was refused.
+#[derive(Debug, thiserror::Error)]
+enum ClaimsError {
+    #[error("the claims header is not JSON: {0}")]
+    NotJson(serde_json::Error),
+    #[error("the claims header must be a JSON object")]
+    NotAnObject,
+    #[error("the sidecar sets {0:?} itself")]
+    Registered(String),
 }
 
 /// The pause before the retry when a new connection could not be made.
@@ -311,25 +411,23 @@ pub struct Attempts(pub u32);
 async fn ready<'a>(
     slot: &'a mut Option<Conn>,
     cfg: &SidecarConfig,
-) -> Result<&'a mut Conn, String> {
+) -> Result<&'a mut Conn, Unreachable> {
     if slot.as_ref().is_some_and(|c| c.sender.is_closed()) {
         *slot = None;
     }
     if let Some(conn) = slot.as_mut() {
         if poll_ready(&mut conn.sender).await.is_ok() {
             // Reborrow through the Option, so the borrow checker sees one path.
-            return slot.as_mut().ok_or_else(String::new);
+            return slot.as_mut().ok_or(Unreachable::NotTried);
         }
         *slot = None;
     }
-    let conn = BoundConnection::connect(&cfg.target, &cfg.setup)
-        .await
-        .map_err(|e| e.to_string())?;
+    let conn = BoundConnection::connect(&cfg.target, &cfg.setup).await?;
     let (sender, issuer) = conn.into_service();
     let conn = slot.insert(Conn { sender, issuer });
     poll_ready(&mut conn.sender)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(Unreachable::Ready)?;
     Ok(conn)
 }
 
@@ -346,11 +444,10 @@ fn address(
     issuer: &Issuer,
     cfg: &SidecarConfig,
     claims: &Map<String, Value>,
-) -> Result<(), String> {
+) -> Result<(), AddressError> {
     let template = sender
         .request_builder(req.method().clone(), path)
-        .body(())
-        .map_err(|e| e.to_string())?;
+        .body(())?;
     let (tp, ()) = template.into_parts();
     *req.uri_mut() = tp.uri;
     *req.version_mut() = tp.version;
@@ -358,8 +455,8 @@ fn address(
     if let Some(h) = tp.headers.get(HOST) {
         req.headers_mut().insert(HOST, h.clone());
     }
-    let token = issuer.issue(cfg.form, claims).map_err(|e| e.to_string())?;
-    let value = bearer(&token).map_err(|e| e.to_string())?;
+    let token = issuer.issue(cfg.form, claims)?;
+    let value = bearer(&token)?;
     req.headers_mut().insert(AUTHORIZATION, value);
     Ok(())
 }
@@ -370,23 +467,60 @@ fn address(
 fn request_claims(
     base: &Map<String, Value>,
     header: Option<&HeaderValue>,
-) -> Result<Map<String, Value>, String> {
+) -> Result<Map<String, Value>, ClaimsError> {
     let mut claims = base.clone();
     let Some(h) = header else {
         return Ok(claims);
     };
-    let extra: Value = serde_json::from_slice(h.as_bytes())
-        .map_err(|e| format!("the claims header is not JSON: {e}"))?;
+    let extra: Value = serde_json::from_slice(h.as_bytes()).map_err(ClaimsError::NotJson)?;
     let Value::Object(extra) = extra else {
-        return Err("the claims header must be a JSON object".into());
+        return Err(ClaimsError::NotAnObject);
     };
     for (k, v) in extra {
         if REGISTERED.contains(&k.as_str()) {
-            return Err(format!("the sidecar sets {k:?} itself"));
+            return Err(ClaimsError::Registered(k));
         }
         claims.insert(k, v);
     }
     Ok(claims)
+}
+
+/// Why the sidecar cannot listen where it was told.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ListenError {
+    #[error("--listen {0:?}: use HOST:PORT or unix:/PATH")]
+    BadAddress(String),
+    #[error(
+        "--listen {0}: not a loopback address; whoever reaches the sidecar acts as this \
+         client, so a non-loopback address needs --allow-remote"
+    )]
+    NotLoopback(String),
+    #[error("{} exists and is not a socket", .0.display())]
+    NotASocket(PathBuf),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("chmod 600 {}: {source}", path.display())]
+    Mode {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl ListenError {
+    /// A stable code, for scripts and logs.
+    pub const fn code(&self) -> &'static str {
+        match self {
+            ListenError::BadAddress(_) => "bad_listen_address",
+            ListenError::NotLoopback(_) => "listen_not_loopback",
+            ListenError::NotASocket(_) => "listen_path_not_a_socket",
+            ListenError::Bind { .. } => "listen_failed",
+            ListenError::Mode { .. } => "listen_socket_mode",
+        }
+    }
 }
 
 /// Where the sidecar listens.
@@ -406,36 +540,43 @@ pub enum Listener {
 impl Listener {
     /// Binds `addr`: `unix:/path` or a socket address. A non-loopback
     /// address needs `allow_remote`.
-    pub async fn bind(addr: &str, allow_remote: bool) -> Result<Listener, String> {
+    pub async fn bind(addr: &str, allow_remote: bool) -> Result<Listener, ListenError> {
         if let Some(path) = addr.strip_prefix("unix:") {
             let path = PathBuf::from(path);
             // A socket left by an earlier run; anything else is not ours to remove.
             if let Ok(meta) = std::fs::symlink_metadata(&path) {
                 use std::os::unix::fs::FileTypeExt;
                 if !meta.file_type().is_socket() {
-                    return Err(format!("{} exists and is not a socket", path.display()));
+                    return Err(ListenError::NotASocket(path));
                 }
                 let _ = std::fs::remove_file(&path);
             }
-            let listener = tokio::net::UnixListener::bind(&path)
-                .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+            let listener =
+                tokio::net::UnixListener::bind(&path).map_err(|source| ListenError::Bind {
+                    addr: path.display().to_string(),
+                    source,
+                })?;
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-                .map_err(|e| format!("chmod 600 {}: {e}", path.display()))?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(
+                |source| ListenError::Mode {
+                    path: path.clone(),
+                    source,
+                },
+            )?;
             return Ok(Listener::Unix { listener, path });
         }
         let sock: SocketAddr = addr
             .parse()
-            .map_err(|_| format!("--listen {addr:?}: use HOST:PORT or unix:/PATH"))?;
+            .map_err(|_| ListenError::BadAddress(addr.to_owned()))?;
         if !sock.ip().is_loopback() && !allow_remote {
-            return Err(format!(
-                "--listen {addr}: not a loopback address; whoever reaches the sidecar acts as \
-                 this client, so a non-loopback address needs --allow-remote"
-            ));
+            return Err(ListenError::NotLoopback(addr.to_owned()));
         }
         let listener = tokio::net::TcpListener::bind(sock)
             .await
-            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+            .map_err(|source| ListenError::Bind {
+                addr: addr.to_owned(),
+                source,
+            })?;
         Ok(Listener::Tcp {
             listener,
             allow_remote,

@@ -187,7 +187,9 @@ pub async fn run(a: ProxyArgs) -> Result<ExitCode, String> {
         .clone()
         .or(file.allow_hosts)
         .unwrap_or_default();
-    let listener = Listener::bind(&listen, allow_remote).await?;
+    let listener = Listener::bind(&listen, allow_remote)
+        .await
+        .map_err(|e| e.to_string())?;
     if allow_remote {
         tracing::warn!("--allow-remote: anyone who reaches the listener acts as this client");
     }

@@ -220,7 +220,8 @@ async fn server_down_is_a_502_and_a_restarted_server_is_used_again() {
 #[tokio::test]
 async fn the_listener_is_loopback_or_a_private_socket() {
     let err = Listener::bind("0.0.0.0:0", false).await.err().unwrap();
-    assert!(err.contains("--allow-remote"), "{err}");
+    assert_eq!(err.code(), "listen_not_loopback");
+    assert!(err.to_string().contains("--allow-remote"), "{err}");
     assert!(Listener::bind("0.0.0.0:0", true).await.is_ok());
 
     let server = TestServer::start(Policy::default(), fixture_keystore()).await;

@@ -295,8 +295,33 @@ async fn forward(
     shared: Arc<Shared>,
     mut req: Request<Incoming>,
 ) -> Result<Response<GatewayBody>, Infallible> {
-    let cfg = &shared.config;
     let start = Instant::now();
+    let websocket = is_websocket_upgrade(&req);
+    let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
+    let guard = req.extensions().get::<ConnectionGuard>().cloned();
+    let upstream_req = match upstream_request(&shared, req, websocket) {
+        Ok(r) => r,
+        Err((why, cause)) => return Ok(failed(why, cause, start)),
+    };
+    let resp = match exchange(&shared, upstream_req).await {
+        Ok(r) => r,
+        Err((why, cause)) => return Ok(failed(why, &cause, start)),
+    };
+    Ok(
+        downstream(&shared.config, resp, client_upgrade, guard, start)
+            .unwrap_or_else(|(why, cause)| failed(why, cause, start)),
+    )
+}
+
+/// The client's request as the upstream gets it: its identity (or none),
+/// the header rules of [`headers`], `Host`, the upstream's URI, HTTP/1.1,
+/// and a body whose trailers obey the same rules.
+fn upstream_request(
+    shared: &Arc<Shared>,
+    mut req: Request<Incoming>,
+    websocket: bool,
+) -> Result<(Request<RequestBody>, Ended), (Failure, &'static str)> {
+    let cfg = &shared.config;
     // A verified request goes with its identity or not at all: forwarded
     // without one, the upstream could take it for a public request. (Client
     // ids and base64url are always valid header values, so this holds by
@@ -304,29 +329,16 @@ async fn forward(
     let identity = match req.extensions_mut().remove::<Identity>() {
         Some(id) => Some(id),
         None => match req.extensions().get::<Verified>() {
-            Some(v) => match Identity::of(v) {
-                Some(id) => Some(id),
-                None => return Ok(failed(Failure::Reset, "identity not a header value", start)),
-            },
+            Some(v) => {
+                Some(Identity::of(v).ok_or((Failure::Reset, "identity not a header value"))?)
+            }
             None => None,
         },
     };
     let peer: Option<IpAddr> = req.extensions().get::<PeerAddr>().map(|p| p.0.ip());
-    let websocket = is_websocket_upgrade(&req);
-    let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
-    let guard = req.extensions().get::<ConnectionGuard>().cloned();
     let (mut parts, body) = req.into_parts();
-
-    let host = match target_host(&parts) {
-        Ok(h) => h,
-        Err(()) => {
-            return Ok(failed(
-                Failure::ClientHost,
-                "Host differs from :authority",
-                start,
-            ))
-        }
-    };
+    let host =
+        target_host(&parts).map_err(|()| (Failure::ClientHost, "Host differs from :authority"))?;
     crate::hop::strip_hop_by_hop(&mut parts.headers, websocket);
     let trusted = peer.is_some_and(|ip| cfg.trusted_proxies.iter().any(|n| n.contains(&ip)));
     let hop = Hop {
@@ -356,50 +368,62 @@ async fn forward(
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    parts.uri = match Uri::builder()
+    parts.uri = Uri::builder()
         .scheme(scheme)
         .authority(authority)
         .path_and_query(path)
         .build()
-    {
-        Ok(u) => u,
-        Err(_) => return Ok(failed(Failure::Reset, "request URI", start)),
-    };
+        .map_err(|_| (Failure::Reset, "request URI"))?;
     parts.version = Version::HTTP_11;
     parts.extensions = http::Extensions::new();
+    let (body, ended) = RequestBody::new(body, shared.clone());
+    Ok((Request::from_parts(parts, body), ended))
+}
 
-    let (body, sent, client_fault) = RequestBody::new(body, shared.clone());
-    let send = shared.client.request(Request::from_parts(parts, body));
+/// Sends the request and waits for the upstream's response head, at most
+/// the response timeout from the end of the request body.
+async fn exchange(
+    shared: &Shared,
+    (req, ended): (Request<RequestBody>, Ended),
+) -> Result<Response<Incoming>, (Failure, String)> {
+    let Ended { sent, fault } = ended;
     let deadline = async {
         let _ = sent.await;
-        tokio::time::sleep(cfg.response_timeout).await;
+        tokio::time::sleep(shared.config.response_timeout).await;
     };
-    let mut resp = tokio::select! {
-        r = send => match r {
-            Ok(resp) => resp,
-            Err(e) => {
-                // The client's body failing fails the upstream request too:
-                // that is the client's fault, not the upstream's.
-                let why = client_fault.get().copied().unwrap_or_else(|| Failure::of(&e));
-                return Ok(failed(why, &error_chain(&e), start));
-            }
-        },
-        _ = deadline => return Ok(failed(Failure::ResponseTimeout, "no response head", start)),
-    };
+    tokio::select! {
+        r = shared.client.request(req) => r.map_err(|e| {
+            // The client's body failing fails the upstream request too:
+            // that is the client's fault, not the upstream's.
+            let why = fault.get().copied().unwrap_or_else(|| Failure::of(&e));
+            (why, error_chain(&e))
+        }),
+        _ = deadline => Err((Failure::ResponseTimeout, "no response head".to_owned())),
+    }
+}
+
+/// The upstream's answer for the client: a `101` joined only as the
+/// WebSocket the client asked for, hop-by-hop headers removed, the body
+/// streamed with the idle timeout, and the report for the access line.
+fn downstream(
+    cfg: &GatewayConfig,
+    mut resp: Response<Incoming>,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    guard: Option<ConnectionGuard>,
+    start: Instant,
+) -> Result<Response<GatewayBody>, (Failure, &'static str)> {
     let status = resp.status();
     let latency = start.elapsed();
     let switching = status == StatusCode::SWITCHING_PROTOCOLS;
     if switching {
-        // Joined only as the WebSocket the client asked for: a 101 to
-        // anything else would open a tunnel whose bytes no rule here reads.
-        let Some(client_upgrade) = client_upgrade.filter(|_| switches_to_websocket(resp.headers()))
-        else {
-            return Ok(failed(
+        // A 101 to anything else would open a tunnel whose bytes no rule
+        // here reads.
+        let client_upgrade = client_upgrade
+            .filter(|_| switches_to_websocket(resp.headers()))
+            .ok_or((
                 Failure::BadUpgrade,
                 "101 without a WebSocket asked and agreed",
-                start,
-            ));
-        };
+            ))?;
         let limits = TunnelLimits {
             idle: guard
                 .as_ref()
@@ -484,16 +508,17 @@ pub struct RequestBody {
     fault: Arc<std::sync::OnceLock<Failure>>,
 }
 
+/// What the forwarding waits on besides the upstream: the end of the
+/// client's body (the response timeout runs from there), and how it
+/// failed, if it did.
+struct Ended {
+    sent: tokio::sync::oneshot::Receiver<()>,
+    fault: Arc<std::sync::OnceLock<Failure>>,
+}
+
 impl RequestBody {
-    fn new(
-        inner: Incoming,
-        shared: Arc<Shared>,
-    ) -> (
-        Self,
-        tokio::sync::oneshot::Receiver<()>,
-        Arc<std::sync::OnceLock<Failure>>,
-    ) {
-        let (tx, rx) = tokio::sync::oneshot::channel();
+    fn new(inner: Incoming, shared: Arc<Shared>) -> (Self, Ended) {
+        let (tx, sent) = tokio::sync::oneshot::channel();
         let fault = Arc::new(std::sync::OnceLock::new());
         let mut body = RequestBody {
             idle: Idle::new(shared.config.idle_timeout),
@@ -505,7 +530,7 @@ impl RequestBody {
         if body.inner.is_end_stream() {
             body.done();
         }
-        (body, rx, fault)
+        (body, Ended { sent, fault })
     }
 
     fn done(&mut self) {

@@ -147,6 +147,25 @@ impl Stats {
 pub async fn run(a: BenchArgs) -> Result<ExitCode, String> {
     let (target, setup) = a.conn.setup(a.http).await?;
     let setup = Arc::new(setup);
+    let kinds = plan(&a)?;
+    let rounds = run_rounds(&a, &target, &setup, &kinds).await;
+    let summary = Summary::of(&kinds, &rounds);
+    if a.json {
+        print_json(&a, &rounds, &summary);
+    } else {
+        print_text(&a, &rounds, &summary);
+    }
+    let failed = rounds.iter().flatten().any(|s| s.errors > 0);
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The kinds of run `--only`, `--baseline-token-file` and `--via-sidecar`
+/// ask for, bound first and baseline second (the ratio reads them so).
+fn plan(a: &BenchArgs) -> Result<Vec<Kind>, String> {
     let mut kinds = Vec::new();
     if a.only.is_none() || a.only == Some(Only::Bound) {
         kinds.push(Kind::Bound(a.form));
@@ -170,103 +189,126 @@ pub async fn run(a: BenchArgs) -> Result<ExitCode, String> {
         (None, Some(Only::Sidecar)) => return Err("--only sidecar needs --via-sidecar".into()),
         _ => {}
     }
-    // Interleave the kinds round by round so drift on a shared machine hits both alike.
-    let mut rounds: Vec<Vec<Stats>> = Vec::new();
+    Ok(kinds)
+}
+
+/// Every kind once a round, interleaved so drift on a shared machine hits
+/// all alike; `rounds[r][k]` is kind `k` in round `r`.
+async fn run_rounds(
+    a: &BenchArgs,
+    target: &Target,
+    setup: &Arc<ClientSetup>,
+    kinds: &[Kind],
+) -> Vec<Vec<Stats>> {
+    let mut rounds = Vec::new();
     for round in 0..a.rounds.max(1) {
         let mut this = Vec::new();
-        for kind in &kinds {
+        for kind in kinds {
             if !a.json {
                 eprintln!("round {}/{}: {}", round + 1, a.rounds.max(1), kind.name());
             }
-            this.push(load(&a, &target, &setup, kind.clone()).await);
+            this.push(load(a, target, setup, kind.clone()).await);
         }
         rounds.push(this);
     }
-    let failed = rounds.iter().flatten().any(|s| s.errors > 0);
-    // Per kind, the round with the median throughput; the ratio is the median of per-round ratios.
-    let medians: Vec<&Stats> = (0..kinds.len())
-        .map(|k| {
-            let mut col: Vec<&Stats> = rounds.iter().map(|r| &r[k]).collect();
-            col.sort_by(|x, y| x.rps().total_cmp(&y.rps()));
-            col[col.len() / 2]
-        })
-        .collect();
-    // Bound over baseline, when both ran (they are the first two kinds).
-    let both = matches!(kinds.as_slice(), [Kind::Bound(_), Kind::Baseline(_), ..]);
-    let ratios: Vec<f64> = rounds
-        .iter()
-        .filter(|_| both)
-        .map(|r| r[0].rps() / r[1].rps().max(1e-9))
-        .collect();
-    let median_ratio = {
-        let mut v = ratios.clone();
-        v.sort_by(f64::total_cmp);
-        v.get(v.len() / 2).copied()
-    };
-    if a.json {
-        let all: Vec<Vec<Value>> = rounds
-            .iter()
-            .map(|r| r.iter().map(Stats::json).collect())
+    rounds
+}
+
+/// What the rounds come to: per kind the round with the median
+/// throughput, and bound over baseline per round and its median.
+struct Summary<'a> {
+    medians: Vec<&'a Stats>,
+    ratios: Vec<f64>,
+    median_ratio: Option<f64>,
+}
+
+impl<'a> Summary<'a> {
+    fn of(kinds: &[Kind], rounds: &'a [Vec<Stats>]) -> Self {
+        let medians = (0..kinds.len())
+            .map(|k| {
+                let mut col: Vec<&Stats> = rounds.iter().map(|r| &r[k]).collect();
+                col.sort_by(|x, y| x.rps().total_cmp(&y.rps()));
+                col[col.len() / 2]
+            })
             .collect();
-        let med: Vec<Value> = medians.iter().map(|s| s.json()).collect();
-        outln!(
-            "{}",
-            json!({"connections": a.connections, "requests_per_connection": a.requests,
-                   "new_connections": a.new_connections, "http": format!("{:?}", a.http),
-                   "rounds": all, "median_runs": med, "ratios": ratios,
-                   "bound_over_baseline_throughput": median_ratio})
-        );
-    } else {
-        outln!(
-            "{} connections x {} requests{}, {:?}, {} rounds (medians)",
-            a.connections,
-            a.requests,
-            if a.new_connections {
-                " (a new connection each)"
-            } else {
-                " (keep-alive)"
-            },
-            a.http,
-            rounds.len()
-        );
-        outln!(
-            "{:<28} {:>10} {:>7} {:>9} {:>9} {:>9} {:>14} {:>14}",
-            "run",
-            "req/s",
-            "errors",
-            "p50 ms",
-            "p99 ms",
-            "p99.9 ms",
-            "server us/req",
-            "client us/req"
-        );
-        let us = |c: Option<f64>| c.map(|c| format!("{c:.1}")).unwrap_or_else(|| "-".into());
-        for s in &medians {
-            outln!(
-                "{:<28} {:>10.0} {:>7} {:>9.3} {:>9.3} {:>9.3} {:>14} {:>14}",
-                s.name,
-                s.rps(),
-                s.errors,
-                s.pct(0.5),
-                s.pct(0.99),
-                s.pct(0.999),
-                us(s.server_cpu_us),
-                us(s.client_cpu_us)
-            );
-        }
-        if let Some(r) = median_ratio {
-            let each: Vec<String> = ratios.iter().map(|r| format!("{r:.3}")).collect();
-            outln!(
-                "bound / baseline throughput: {r:.3} (median of rounds: {})",
-                each.join(", ")
-            );
+        // Bound over baseline, when both ran (they are the first two kinds).
+        let both = matches!(kinds, [Kind::Bound(_), Kind::Baseline(_), ..]);
+        let ratios: Vec<f64> = rounds
+            .iter()
+            .filter(|_| both)
+            .map(|r| r[0].rps() / r[1].rps().max(1e-9))
+            .collect();
+        let mut sorted = ratios.clone();
+        sorted.sort_by(f64::total_cmp);
+        let median_ratio = sorted.get(sorted.len() / 2).copied();
+        Summary {
+            medians,
+            ratios,
+            median_ratio,
         }
     }
-    Ok(if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+}
+
+fn print_json(a: &BenchArgs, rounds: &[Vec<Stats>], s: &Summary<'_>) {
+    let all: Vec<Vec<Value>> = rounds
+        .iter()
+        .map(|r| r.iter().map(Stats::json).collect())
+        .collect();
+    let med: Vec<Value> = s.medians.iter().map(|s| s.json()).collect();
+    outln!(
+        "{}",
+        json!({"connections": a.connections, "requests_per_connection": a.requests,
+               "new_connections": a.new_connections, "http": format!("{:?}", a.http),
+               "rounds": all, "median_runs": med, "ratios": s.ratios,
+               "bound_over_baseline_throughput": s.median_ratio})
+    );
+}
+
+fn print_text(a: &BenchArgs, rounds: &[Vec<Stats>], s: &Summary<'_>) {
+    outln!(
+        "{} connections x {} requests{}, {:?}, {} rounds (medians)",
+        a.connections,
+        a.requests,
+        if a.new_connections {
+            " (a new connection each)"
+        } else {
+            " (keep-alive)"
+        },
+        a.http,
+        rounds.len()
+    );
+    outln!(
+        "{:<28} {:>10} {:>7} {:>9} {:>9} {:>9} {:>14} {:>14}",
+        "run",
+        "req/s",
+        "errors",
+        "p50 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "server us/req",
+        "client us/req"
+    );
+    let us = |c: Option<f64>| c.map(|c| format!("{c:.1}")).unwrap_or_else(|| "-".into());
+    for m in &s.medians {
+        outln!(
+            "{:<28} {:>10.0} {:>7} {:>9.3} {:>9.3} {:>9.3} {:>14} {:>14}",
+            m.name,
+            m.rps(),
+            m.errors,
+            m.pct(0.5),
+            m.pct(0.99),
+            m.pct(0.999),
+            us(m.server_cpu_us),
+            us(m.client_cpu_us)
+        );
+    }
+    if let Some(r) = s.median_ratio {
+        let each: Vec<String> = s.ratios.iter().map(|r| format!("{r:.3}")).collect();
+        outln!(
+            "bound / baseline throughput: {r:.3} (median of rounds: {})",
+            each.join(", ")
+        );
+    }
 }
 
 async fn load(a: &BenchArgs, target: &Target, setup: &Arc<ClientSetup>, kind: Kind) -> Stats {

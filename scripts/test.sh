@@ -67,6 +67,15 @@ for crate in tokio hyper rustls toml age vsss-rs; do
   fi
 done
 
+# The client binary holds a root key; it builds no server-side code.
+client_tree=$(cargo tree --locked -p jwt-client -e normal --prefix none)
+for crate in jwt-server ipnet age vsss-rs; do
+  if grep -qE "^$crate v" <<<"$client_tree"; then
+    echo "error: jwt-client depends on $crate" >&2
+    exit 1
+  fi
+done
+
 echo "==> test vectors regenerate byte for byte"
 check_dir="target/vectors-check"
 cargo run --quiet --locked -p xtask -- fixtures --vectors-only --dir "$check_dir" 2>/dev/null

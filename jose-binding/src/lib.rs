@@ -22,6 +22,8 @@ pub mod client;
 pub mod client_id;
 #[cfg(feature = "custody")]
 pub mod custody;
+#[cfg(feature = "net")]
+pub mod echo;
 pub mod error;
 #[cfg(feature = "gateway")]
 pub mod gateway;

@@ -9,10 +9,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use jose_binding::client::{BoundConnection, ClientSetup, HttpVersion, Reply, Target};
+use jose_binding::echo::EchoApp;
 use jose_binding::layer::{Binding, KeystoreHandle};
 use jose_binding::server::{self, ServerOptions};
 use jose_binding::{tls, ClientId, Form, Keystore, Policy, RootKey, SoftwareRootKey};
-use jwt_server::app::EchoApp;
 use serde_json::json;
 
 /// Finds fixtures/ from the current directory or the workspace this binary was built in.

@@ -252,8 +252,8 @@ fn stdout_json(out: &Output) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bench_runs_bound_and_baseline_and_reports_json() {
+    use jose_binding::echo::EchoApp;
     use jose_binding::server::ServerOptions;
-    use jwt_server::app::EchoApp;
     let token = "bench-baseline-token-0123456789";
     let server = TestServer::start_with(
         Policy::default(),
@@ -317,8 +317,8 @@ async fn bench_runs_bound_and_baseline_and_reports_json() {
 /// derives fresh keys and every request is answered.
 #[tokio::test(flavor = "multi_thread")]
 async fn send_survives_a_server_restart() {
+    use jose_binding::echo::EchoApp;
     use jose_binding::server::ServerOptions;
-    use jwt_server::app::EchoApp;
     let first = TestServer::start(Policy::default(), fixture_keystore()).await;
     let port = first.port;
     let client = tokio::task::spawn_blocking(move || {

@@ -3,8 +3,8 @@
 //! Thin on purpose: this file only dispatches. The command line is in
 //! cli.rs, settings in config.rs, serving in serve.rs, the keystore's
 //! clients in keys.rs and custody in custody.rs; the binding, the verifier
-//! and the serving loop live in the jose-binding library, the echo app in
-//! app.rs (this crate's library).
+//! and the serving loop live in the jose-binding library, the echo app
+//! too (`jose_binding::echo`).
 
 /// `println!` that ends the process quietly when stdout is gone (`| head`)
 /// instead of panicking.

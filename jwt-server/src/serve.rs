@@ -6,12 +6,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use jose_binding::echo::EchoApp;
 use jose_binding::gateway::status::{serve_status, Readiness};
 use jose_binding::gateway::Gateway;
 use jose_binding::layer::{Binding, KeystoreHandle};
 use jose_binding::server;
 use jose_binding::{tls, Form, Keystore};
-use jwt_server::app::EchoApp;
 
 use crate::cli::ServeArgs;
 use crate::config::{settings, Settings};

@@ -11,12 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jose_binding::client::{BoundConnection, ClientSetup, HttpVersion, Target};
+use jose_binding::echo::EchoApp;
 use jose_binding::gateway::{Gateway, GatewayConfig};
 use jose_binding::layer::{Binding, BindingLayer, KeystoreHandle};
 use jose_binding::server::{self, App, ServerOptions};
 use jose_binding::sidecar::{self, Listener, Sidecar, SidecarConfig};
 use jose_binding::{tls, ClientId, Keystore, Policy, SoftwareRootKey};
-use jwt_server::app::EchoApp;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 

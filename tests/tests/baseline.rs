@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use http::Method;
 use jose_binding::client::HttpVersion;
+use jose_binding::echo::EchoApp;
 use jose_binding::gateway::{Gateway, GatewayConfig};
 use jose_binding::server::ServerOptions;
 use jose_binding::Policy;
 use jose_binding_e2e::upstream::HyperUpstream;
 use jose_binding_e2e::{connect, fixture_keystore, setup, TestServer};
-use jwt_server::app::EchoApp;
 
 const TOKEN: &str = "bench-baseline-token-0123456789";
 

@@ -335,7 +335,7 @@ async fn http_level_abuse() {
         Policy::default(),
         fixture_keystore(),
         opts,
-        jwt_server::app::EchoApp::new,
+        jose_binding::echo::EchoApp::new,
     )
     .await;
     let port = server.port;
@@ -470,7 +470,7 @@ async fn idle_keep_alive_connections_are_closed() {
         Policy::default(),
         fixture_keystore(),
         opts,
-        jwt_server::app::EchoApp::new,
+        jose_binding::echo::EchoApp::new,
     )
     .await;
     // Quiet right after the handshake.

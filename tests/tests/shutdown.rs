@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use http::{Request, Response, StatusCode};
 use jose_binding::client::{HttpVersion, Target};
+use jose_binding::echo::{json, Body};
 use jose_binding::layer::Layer;
 use jose_binding::server::ServerOptions;
 use jose_binding::{Form, Policy};
 use jose_binding_e2e::{connect, fixture_keystore, setup, TestServer};
-use jwt_server::app::{json, Body};
 use tower_service::Service;
 
 /// A protected handler that takes 500 ms.

@@ -6,13 +6,13 @@ use std::process::Command;
 use std::time::Duration;
 
 use jose_binding::client::{HttpVersion, Target};
+use jose_binding::echo::EchoApp;
 use jose_binding::gateway::GatewayConfig;
 use jose_binding::server::ServerOptions;
 use jose_binding::sidecar::{Listener, SidecarConfig};
 use jose_binding::{Form, Policy};
 use jose_binding_e2e::upstream::{free_port, Nginx};
 use jose_binding_e2e::{fixture_keystore, setup, start_sidecar, TempDir, TestServer};
-use jwt_server::app::EchoApp;
 use serde_json::Value;
 
 /// A sidecar in this process for `server`, listening on `listen`; its address.

@@ -1,4 +1,5 @@
-//! The reference application of PROTOCOL.md §6: `POST /v1/claims` behind
+//! The reference application of PROTOCOL.md §6, which `jwt-server`, the
+//! `jwt-client demo` and the tests serve alike: `POST /v1/claims` behind
 //! the binding layer echoes the verified claims, `GET /healthz` is open,
 //! everything else is 404.
 //!
@@ -13,14 +14,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use crate::layer::{static_bearer_accepted, unauthorized, BindingLayer, BindingService, Outcome};
+use crate::{ErrorCode, Rejection, Verified};
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
-use jose_binding::layer::{
-    static_bearer_accepted, unauthorized, BindingLayer, BindingService, Outcome,
-};
-use jose_binding::{ErrorCode, Rejection, Verified};
 use tower_service::Service;
 
 pub type Body = Full<Bytes>;
@@ -42,7 +41,7 @@ impl std::fmt::Debug for EchoApp {
 
 impl EchoApp {
     pub fn new(binding: &BindingLayer) -> Self {
-        use jose_binding::layer::Layer;
+        use crate::layer::Layer;
         EchoApp {
             claims: binding.layer(EchoClaims),
             baseline: None,

@@ -118,3 +118,7 @@ else
   cargo test --workspace --all-features --locked --no-fail-fast
 fi
 
+# nextest does not run doctests; the examples in the docs must run too.
+echo "==> doctests"
+cargo test --doc --workspace --all-features --locked
+

@@ -4,7 +4,10 @@
 //! subkeys and keystores built from raw root keys, a verifier on a given
 //! EKM, and the outcome of a verification. The second part is the fixed
 //! world of the PROTOCOL.md §7 suite (`verifier_*.rs`): client1 and client2
-//! on one EKM at a fixed `NOW`, and the token builders its cases need.
+//! on one EKM at a fixed `NOW`, and the token builders its cases need: the
+//! library's own `issuer::seal`, `token::sign_jws` and `token::encrypt_jwe`,
+//! or byte by byte (`raw_jws`, with a raw HMAC) where a case needs parts
+//! those functions would never produce.
 //!
 //! A test file declares `mod support;` (Cargo builds no test binary for a
 //! subdirectory of `tests/`); one that uses only part of it writes

@@ -3,20 +3,20 @@
 //! verifier; (b) tokens our issuer builds open with josekit and carry the
 //! same claims.
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jose_binding::b64;
 use jose_binding::issuer::seal;
 use jose_binding::verifier::unix_now;
-use jose_binding::{
-    ClientId, ConnectionVerifier, Ekm, ErrorCode, Form, Issuer, Keystore, Policy, Rejection,
-    SoftwareRootKey, SubKeys, Verified,
-};
+use jose_binding::{ConnectionVerifier, ErrorCode, Form, Issuer, Keystore, Policy, SubKeys};
 use josekit::jwe::{self, Dir, JweHeader};
 use josekit::jws::{self, JwsHeader, HS256, HS512};
 use josekit::jwt::{self, JwtPayload};
 use serde_json::{json, Map, Value};
+
+#[allow(dead_code)] // the §7 suite's part is not used here
+mod support;
+use support::{accepted, cid, keys_for, keystore_of, refused, verifier_on};
 
 const NOW: f64 = 1_700_000_000.0;
 const T: u64 = 1_700_000_000;
@@ -25,49 +25,16 @@ const OTHER_EKM: [u8; 32] = [0x5B; 32];
 const ROOT: [u8; 32] = [0x6C; 32];
 const ID: &str = "client-7.x";
 
-fn cid() -> ClientId {
-    ClientId::new(ID).unwrap()
-}
-
-fn keys_on(ekm: [u8; 32]) -> SubKeys {
-    SubKeys::derive(
-        &SoftwareRootKey::new(&ROOT).unwrap(),
-        &Ekm::from_bytes(ekm),
-        &cid(),
-    )
-    .unwrap()
-}
-
 fn keys() -> SubKeys {
-    keys_on(EKM)
+    keys_for(ROOT, EKM, ID)
 }
 
 fn keystore() -> Keystore {
-    Keystore::parse(&format!(
-        "[clients.\"{ID}\"]\nkeys = [\"{}\"]\n",
-        b64::encode(&ROOT)
-    ))
-    .unwrap()
+    keystore_of(&[(ID, &[ROOT])])
 }
 
 fn verifier() -> ConnectionVerifier {
-    ConnectionVerifier::new(Ekm::from_bytes(EKM), Arc::new(Policy::default()))
-}
-
-#[track_caller]
-fn ok(r: Result<Verified, Rejection>) -> Verified {
-    match r {
-        Ok(v) => v,
-        Err(e) => panic!("refused: {e}"),
-    }
-}
-
-#[track_caller]
-fn refused(r: Result<Verified, Rejection>) -> ErrorCode {
-    match r {
-        Ok(v) => panic!("accepted: {v:?}"),
-        Err(e) => e.code,
-    }
+    verifier_on(EKM, Policy::default())
 }
 
 fn at(secs: u64) -> SystemTime {
@@ -155,7 +122,7 @@ fn decode_header_json(part: &str) -> Map<String, Value> {
 fn check_josekit_form(form: Form) {
     let payload = josekit_payload("jk-1");
     let t = josekit_token(form, &keys(), &payload);
-    let v = ok(verifier().verify_at(&keystore(), &t, NOW));
+    let v = accepted(verifier().verify_at(&keystore(), &t, NOW));
     assert_eq!(v.form, form);
     assert_eq!(v.client_id.as_str(), ID);
     assert_eq!(v.key_index, 0);
@@ -209,7 +176,7 @@ fn many_josekit_tokens_on_one_connection() {
     for i in 0..10 {
         for form in Form::ALL {
             let t = josekit_token(form, &keys(), &josekit_payload(&format!("{form}-{i}")));
-            assert_eq!(ok(v.verify_at(&ks, &t, NOW)).form, form);
+            assert_eq!(accepted(v.verify_at(&ks, &t, NOW)).form, form);
         }
     }
     // Replaying one of them is refused.
@@ -219,7 +186,7 @@ fn many_josekit_tokens_on_one_connection() {
 
 #[test]
 fn josekit_tokens_for_another_connection_are_refused() {
-    let other = keys_on(OTHER_EKM);
+    let other = keys_for(ROOT, OTHER_EKM, ID);
     let ks = keystore();
     for (form, want) in [
         (Form::Signed, ErrorCode::BadSignature),
@@ -289,7 +256,7 @@ fn josekit_jwt_without_typ_is_refused() {
 // ---------------------------------------------------------------------------
 
 fn our_claims(jti: &str) -> Vec<u8> {
-    Issuer::new(cid(), "localhost", keys())
+    Issuer::new(cid(ID), "localhost", keys())
         .claims(
             &json!({"role": "ops", "n": [1, 2, {"x": null}]}),
             T as i64,
@@ -345,19 +312,22 @@ fn josekit_open(form: Form, token: &str, keys: &SubKeys) -> Map<String, Value> {
 fn sealed_tokens_open_with_josekit() {
     for form in Form::ALL {
         let claims = our_claims(&format!("seal-{form}"));
-        let t = seal(form, &cid(), &claims, &keys(), [0x42; 12]);
+        let t = seal(form, &cid(ID), &claims, &keys(), [0x42; 12]);
         let got = josekit_open(form, &t, &keys());
         let want: Map<String, Value> = serde_json::from_slice(&claims).unwrap();
         assert_eq!(got, want, "{form}");
         assert_eq!(got["role"], "ops");
         // And our own verifier agrees.
-        assert_eq!(ok(verifier().verify_at(&keystore(), &t, NOW)).claims, want);
+        assert_eq!(
+            accepted(verifier().verify_at(&keystore(), &t, NOW)).claims,
+            want
+        );
     }
 }
 
 #[test]
 fn issued_tokens_open_with_josekit() {
-    let issuer = Issuer::new(cid(), "localhost", keys());
+    let issuer = Issuer::new(cid(ID), "localhost", keys());
     for form in Form::ALL {
         let t = issuer.issue(form, &json!({"k": [true, 1.5]})).unwrap();
         let got = josekit_open(form, &t, &keys());
@@ -369,20 +339,20 @@ fn issued_tokens_open_with_josekit() {
         assert!((iat as f64 - unix_now()).abs() < 60.0);
         let jti = got["jti"].as_str().unwrap();
         assert_eq!(b64::decode(jti).unwrap().len(), 16);
-        let v = ok(verifier().verify_at(&keystore(), &t, unix_now()));
+        let v = accepted(verifier().verify_at(&keystore(), &t, unix_now()));
         assert_eq!(v.claims, got);
     }
 }
 
 #[test]
 fn josekit_refuses_our_tokens_with_the_wrong_keys() {
-    let other = keys_on(OTHER_EKM);
-    let t = seal(Form::Signed, &cid(), &our_claims("w"), &keys(), [1; 12]);
+    let other = keys_for(ROOT, OTHER_EKM, ID);
+    let t = seal(Form::Signed, &cid(ID), &our_claims("w"), &keys(), [1; 12]);
     let verifier = HS256.verifier_from_bytes(other.sig.expose()).unwrap();
     assert!(jwt::decode_with_verifier(&t, &verifier).is_err());
     let t = seal(
         Form::SignedThenEncrypted,
-        &cid(),
+        &cid(ID),
         &our_claims("w"),
         &keys(),
         [1; 12],
@@ -391,7 +361,7 @@ fn josekit_refuses_our_tokens_with_the_wrong_keys() {
     assert!(jwe::deserialize_compact(&t, &decrypter).is_err());
     let t = seal(
         Form::EncryptedThenSigned,
-        &cid(),
+        &cid(ID),
         &our_claims("w"),
         &keys(),
         [1; 12],

@@ -2,22 +2,21 @@
 //! always refused with a §7 code; no mutation of a valid token is accepted;
 //! random claims inside a correctly signed token are judged as §7 says.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use jose_binding::b64;
 use jose_binding::issuer::seal;
 use jose_binding::token::{headers, sign_jws};
-use jose_binding::{
-    ClientId, ConnectionVerifier, Ekm, ErrorCode, Form, Keystore, Policy, Rejection,
-    SoftwareRootKey, SubKeys, Verified,
-};
+use jose_binding::{ErrorCode, Form, Keystore, Policy, Rejection, SubKeys, Verified};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::TestCaseError;
 use serde_json::{json, Map, Value};
 
-const NOW: f64 = 1_700_000_000.0;
-const T: i64 = 1_700_000_000;
+#[allow(dead_code)] // the §7 suite's part is not used here
+mod support;
+use support::{cid, keys_for, keystore_of, std_claims, verifier_on, NOW, T};
+
 const EKM: [u8; 32] = [0x0E; 32];
 const ROOT: [u8; 32] = [0x0F; 32];
 const ID: &str = "prop-client";
@@ -34,52 +33,27 @@ fn config(cases: u32) -> ProptestConfig {
 
 fn keystore() -> &'static Keystore {
     static KS: OnceLock<Keystore> = OnceLock::new();
-    KS.get_or_init(|| {
-        Keystore::parse(&format!(
-            "[clients.{ID}]\nkeys = [\"{}\"]\n[clients.other]\nkeys = [\"{}\"]\n",
-            b64::encode(&ROOT),
-            b64::encode(&[0x10; 32])
-        ))
-        .unwrap()
-    })
+    KS.get_or_init(|| keystore_of(&[(ID, &[ROOT]), ("other", &[[0x10; 32]])]))
 }
 
 fn keys() -> &'static SubKeys {
     static K: OnceLock<SubKeys> = OnceLock::new();
-    K.get_or_init(|| {
-        SubKeys::derive(
-            &SoftwareRootKey::new(&ROOT).unwrap(),
-            &Ekm::from_bytes(EKM),
-            &ClientId::new(ID).unwrap(),
-        )
-        .unwrap()
-    })
-}
-
-fn std_claims() -> Map<String, Value> {
-    match json!({"iss": ID, "aud": "localhost", "iat": T, "exp": T + 60, "jti": "prop-jti"}) {
-        Value::Object(m) => m,
-        _ => unreachable!(),
-    }
+    K.get_or_init(|| keys_for(ROOT, EKM, ID))
 }
 
 /// One valid token of each form, made once.
 fn valid_tokens() -> &'static [(Form, String); 3] {
     static V: OnceLock<[(Form, String); 3]> = OnceLock::new();
     V.get_or_init(|| {
-        let claims = serde_json::to_vec(&std_claims()).unwrap();
-        let id = ClientId::new(ID).unwrap();
+        let claims = serde_json::to_vec(&std_claims(ID, "prop-jti")).unwrap();
+        let id = cid(ID);
         Form::ALL.map(|f| (f, seal(f, &id, &claims, keys(), [0x21; 12])))
     })
 }
 
 /// A fresh connection for every call.
 fn run(token: &str) -> Result<Verified, Rejection> {
-    ConnectionVerifier::new(Ekm::from_bytes(EKM), Arc::new(Policy::default())).verify_at(
-        keystore(),
-        token,
-        NOW,
-    )
+    verifier_on(EKM, Policy::default()).verify_at(keystore(), token, NOW)
 }
 
 /// Refused, with a code the verifier may give (`missing_token` is the transport's).
@@ -276,10 +250,10 @@ fn apply(token: &str, m: &Mutation) -> String {
 fn donors() -> &'static [(Form, String); 3] {
     static D: OnceLock<[(Form, String); 3]> = OnceLock::new();
     D.get_or_init(|| {
-        let mut c = std_claims();
+        let mut c = std_claims(ID, "prop-jti");
         c.insert("jti".into(), "donor".into());
         let claims = serde_json::to_vec(&c).unwrap();
-        let id = ClientId::new(ID).unwrap();
+        let id = cid(ID);
         Form::ALL.map(|f| (f, seal(f, &id, &claims, keys(), [0x77; 12])))
     })
 }
@@ -510,7 +484,7 @@ proptest! {
         app in prop::collection::vec(("[a-z_]{1,8}", json_value()), 0..8),
         filler in prop::option::of(6_000usize..9_000),
     ) {
-        let mut m = std_claims();
+        let mut m = std_claims(ID, "prop-jti");
         for (k, v) in app {
             m.insert(format!("app_{k}"), v);
         }

@@ -1,7 +1,6 @@
 //! fixtures/vectors.json: our key schedule and issuer reproduce every vector
 //! byte for byte, and the verifier accepts every token vector.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use jose_binding::issuer::seal;
@@ -9,9 +8,9 @@ use jose_binding::schedule::{Ekm, RootKey, SoftwareRootKey, SubKeys};
 use jose_binding::{ClientId, ConnectionVerifier, Form, Keystore, Policy};
 use serde_json::Value;
 
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
-}
+#[allow(dead_code)] // only `fixtures` is used here
+mod support;
+use support::fixtures;
 
 fn vectors() -> Value {
     let text = std::fs::read_to_string(fixtures().join("vectors.json")).expect("vectors.json");

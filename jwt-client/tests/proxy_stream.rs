@@ -26,7 +26,7 @@ impl Drop for Kill {
 }
 
 /// curl's output with `status bytes-down bytes-up` after it.
-async fn curl(args: Vec<String>) -> String {
+async fn curl_sizes(args: Vec<String>) -> String {
     let mut all = vec![
         "-s".into(),
         "-S".into(),
@@ -75,7 +75,7 @@ async fn a_gigabyte_each_way_through_the_sidecar() {
     let base = format!("http://127.0.0.1:{port}");
 
     // Warm up both directions, then the idle size.
-    let out = curl(vec![
+    let out = curl_sizes(vec![
         "-o".into(),
         "/dev/null".into(),
         format!("{base}/upload"),
@@ -87,7 +87,7 @@ async fn a_gigabyte_each_way_through_the_sidecar() {
     let idle = proc_status(pid, "VmRSS:");
 
     let start = Instant::now();
-    let out = curl(vec!["-o".into(), "/dev/null".into(), format!("{base}/big")]).await;
+    let out = curl_sizes(vec!["-o".into(), "/dev/null".into(), format!("{base}/big")]).await;
     let down = start.elapsed();
     assert_eq!(out, format!("200 {GIB} 0"));
 
@@ -96,7 +96,7 @@ async fn a_gigabyte_each_way_through_the_sidecar() {
         .seen
         .uploaded
         .load(std::sync::atomic::Ordering::SeqCst);
-    let out = curl(vec![
+    let out = curl_sizes(vec![
         format!("{base}/upload"),
         // -T streams the file (--data-binary would read it all first).
         "-T".into(),

@@ -52,6 +52,21 @@ pub async fn curl(args: Vec<String>) -> std::process::Output {
     output(cmd).await
 }
 
+/// curl's status and body, `args` before `url`; status 0 if curl got no
+/// response. The body is what curl wrote before the status line.
+pub async fn curl_status(args: &[&str], url: &str) -> (u16, String) {
+    let mut all: Vec<String> = ["-s", "-S", "-o", "-", "-w", "\n%{http_code}"]
+        .iter()
+        .chain(args)
+        .map(|a| a.to_string())
+        .collect();
+    all.push(url.to_owned());
+    let out = curl(all).await;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}
+
 pub fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
 }

@@ -12,7 +12,7 @@ use jose_binding::server::ServerOptions;
 use jose_binding::sidecar::{Listener, SidecarConfig};
 use jose_binding::{Form, Policy};
 use jose_binding_e2e::upstream::{free_port, Nginx};
-use jose_binding_e2e::{fixture_keystore, setup, start_sidecar, TempDir, TestServer};
+use jose_binding_e2e::{curl_status, fixture_keystore, setup, start_sidecar, TempDir, TestServer};
 use serde_json::Value;
 
 /// A sidecar in this process for `server`, listening on `listen`; its address.
@@ -30,20 +30,6 @@ async fn sidecar(
     start_sidecar(config, listen).await
 }
 
-/// curl's status and body; `args` go before the URL.
-async fn curl(args: &[&str], url: &str) -> (u16, String) {
-    let mut all: Vec<String> = ["-s", "-S", "-o", "-", "-w", "\n%{http_code}"]
-        .iter()
-        .chain(args)
-        .map(|a| a.to_string())
-        .collect();
-    all.push(url.to_owned());
-    let out = jose_binding_e2e::curl(all).await;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.trim().parse().unwrap_or(0), body.to_owned())
-}
-
 fn json(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
@@ -58,7 +44,7 @@ async fn curl_and_python_through_the_sidecar_in_every_form() {
             })
             .await;
             let url = format!("http://{addr}/v1/claims");
-            let (status, body) = curl(&["-X", "POST"], &url).await;
+            let (status, body) = curl_status(&["-X", "POST"], &url).await;
             assert_eq!(status, 200, "{version:?} {form:?}: {body}");
             let v = json(&body);
             assert_eq!(v["client_id"], "client1");
@@ -119,7 +105,7 @@ async fn what_the_sidecar_refuses_and_what_passes_unchanged() {
         ),
     ];
     for (args, want, code) in cases {
-        let (status, body) = curl(args, &url).await;
+        let (status, body) = curl_status(args, &url).await;
         assert_eq!(
             (status, json(&body)["error"].as_str()),
             (want, Some(code)),
@@ -127,13 +113,13 @@ async fn what_the_sidecar_refuses_and_what_passes_unchanged() {
         );
     }
     // The server's own answers pass unchanged: 404, and the §7 405.
-    let (status, _) = curl(&[], &format!("http://{addr}/nowhere")).await;
+    let (status, _) = curl_status(&[], &format!("http://{addr}/nowhere")).await;
     assert_eq!(status, 404);
 
     // Forward-proxy mode: an allowed host goes to the configured server,
     // any other is refused and sent nowhere; https:// cannot work.
     let proxy = format!("http://{addr}");
-    let (status, body) = curl(
+    let (status, body) = curl_status(
         &["-X", "POST", "-x", &proxy],
         "http://api.internal/v1/claims",
     )
@@ -142,12 +128,12 @@ async fn what_the_sidecar_refuses_and_what_passes_unchanged() {
         (status, json(&body)["client_id"].as_str()),
         (200, Some("client1"))
     );
-    let (status, body) = curl(&["-x", &proxy], "http://example.com/").await;
+    let (status, body) = curl_status(&["-x", &proxy], "http://example.com/").await;
     assert_eq!(
         (status, json(&body)["error"].as_str()),
         (403, Some("host_not_allowed"))
     );
-    let (status, _) = curl(&["-x", &proxy], "https://api.internal/").await;
+    let (status, _) = curl_status(&["-x", &proxy], "https://api.internal/").await;
     assert_ne!(status, 200, "https through the proxy must not work");
 }
 
@@ -168,7 +154,7 @@ async fn through_the_sidecar_and_the_gateway_to_nginx() {
             |_| {},
         )
         .await;
-        let (status, body) = curl(&[], &format!("http://{addr}/orders")).await;
+        let (status, body) = curl_status(&[], &format!("http://{addr}/orders")).await;
         assert_eq!(
             (status, body.as_str()),
             (200, "client=client1 auth="),
@@ -182,7 +168,7 @@ async fn server_down_is_a_502_and_a_restarted_server_is_used_again() {
     let port = free_port();
     let addr = sidecar(port, HttpVersion::Auto, Form::Signed, "127.0.0.1:0", |_| {}).await;
     let url = format!("http://{addr}/v1/claims");
-    let (status, body) = curl(&["-X", "POST"], &url).await;
+    let (status, body) = curl_status(&["-X", "POST"], &url).await;
     assert_eq!(
         (status, json(&body)["error"].as_str()),
         (502, Some("server_unreachable"))
@@ -196,12 +182,12 @@ async fn server_down_is_a_502_and_a_restarted_server_is_used_again() {
         EchoApp::new,
     )
     .await;
-    let (status, _) = curl(&["-X", "POST"], &url).await;
+    let (status, _) = curl_status(&["-X", "POST"], &url).await;
     assert_eq!(status, 200);
     // The server goes away and comes back: the connections in the pool are
     // dead, and the next requests dial fresh ones.
     server.stop().await;
-    let (status, _) = curl(&["-X", "POST"], &url).await;
+    let (status, _) = curl_status(&["-X", "POST"], &url).await;
     assert_eq!(status, 502);
     let _server = TestServer::start_on(
         port,
@@ -212,7 +198,7 @@ async fn server_down_is_a_502_and_a_restarted_server_is_used_again() {
     )
     .await;
     for _ in 0..8 {
-        let (status, body) = curl(&["-X", "POST"], &url).await;
+        let (status, body) = curl_status(&["-X", "POST"], &url).await;
         assert_eq!(status, 200, "{body}");
     }
 }
@@ -240,7 +226,7 @@ async fn the_listener_is_loopback_or_a_private_socket() {
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     let sock = path.to_str().unwrap().to_owned();
-    let (status, body) = curl(
+    let (status, body) = curl_status(
         &["-X", "POST", "--unix-socket", &sock],
         "http://localhost/v1/claims",
     )
@@ -337,7 +323,7 @@ async fn the_server_s_401_reaches_the_app_unchanged() {
     let addr = start_sidecar(SidecarConfig::new(target, ghost), "127.0.0.1:0").await;
     let dir = TempDir::new("sidecar-401");
     let head = dir.join("head.txt");
-    let (status, body) = curl(
+    let (status, body) = curl_status(
         &["-X", "POST", "-D", head.to_str().unwrap()],
         &format!("http://{addr}/v1/claims"),
     )
@@ -364,7 +350,7 @@ async fn an_h2c_app_is_in_reverse_mode() {
         |_| {},
     )
     .await;
-    let (status, body) = curl(
+    let (status, body) = curl_status(
         &["-X", "POST", "--http2-prior-knowledge"],
         &format!("http://{addr}/v1/claims"),
     )

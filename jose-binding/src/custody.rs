@@ -451,7 +451,10 @@ impl<'a> Fields<'a> {
                     problem: if name.chars().count() <= 32 {
                         format!("unknown field {name:?}")
                     } else {
-                        format!("unknown field of {} characters (not shown)", name.chars().count())
+                        format!(
+                            "unknown field of {} characters (not shown)",
+                            name.chars().count()
+                        )
                     },
                 });
             }

@@ -121,12 +121,10 @@ pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsEr
             problem,
         })?;
     let certified = CertifiedKey::new(chain, signing);
-    certified
-        .keys_match()
-        .map_err(|_| TlsError::KeyMismatch {
-            cert: cert.display().to_string(),
-            key: key.display().to_string(),
-        })?;
+    certified.keys_match().map_err(|_| TlsError::KeyMismatch {
+        cert: cert.display().to_string(),
+        key: key.display().to_string(),
+    })?;
     Ok(certified)
 }
 

@@ -39,7 +39,9 @@ pub enum KeystoreError {
         expected: &'static str,
         found: &'static str,
     },
-    #[error("keystore, {at}: unknown field {name} in {table} (the only field there is `{allowed}`)")]
+    #[error(
+        "keystore, {at}: unknown field {name} in {table} (the only field there is `{allowed}`)"
+    )]
     UnknownField {
         at: Position,
         name: Name,
@@ -48,7 +50,9 @@ pub enum KeystoreError {
     },
     #[error("keystore, {at}: client id {id} is not 1-64 characters of [A-Za-z0-9._-]")]
     BadClientId { at: Position, id: Name },
-    #[error("keystore, {at}: client {client} has no keys (`keys = [\"<base64url root key>\", ...]`)")]
+    #[error(
+        "keystore, {at}: client {client} has no keys (`keys = [\"<base64url root key>\", ...]`)"
+    )]
     NoKeys { at: Position, client: String },
     #[error("keystore, {at}: client {client}, key #{index}: {problem}")]
     BadKey {
@@ -150,7 +154,10 @@ fn syntax_problem(message: &str) -> &'static str {
         ("invalid basic string", "invalid string"),
         ("invalid binary integer", "invalid number"),
         ("invalid date-time", "invalid date-time"),
-        ("invalid escape sequence", "invalid escape sequence in a string"),
+        (
+            "invalid escape sequence",
+            "invalid escape sequence in a string",
+        ),
         ("invalid floating-point number", "invalid number"),
         ("invalid hexadecimal integer", "invalid number"),
         ("invalid inline table", "invalid inline table"),
@@ -164,8 +171,14 @@ fn syntax_problem(message: &str) -> &'static str {
         ("invalid table header", "invalid table header"),
         ("invalid time offset", "invalid date-time"),
         ("invalid time", "invalid date-time"),
-        ("invalid unicode 4-digit hex code", "invalid escape sequence in a string"),
-        ("invalid unicode 8-digit hex code", "invalid escape sequence in a string"),
+        (
+            "invalid unicode 4-digit hex code",
+            "invalid escape sequence in a string",
+        ),
+        (
+            "invalid unicode 8-digit hex code",
+            "invalid escape sequence in a string",
+        ),
     ];
     if message.contains("duplicate key") {
         return "a key or table defined twice";
@@ -233,12 +246,14 @@ impl Keystore {
         let Some(item) = root.get("clients") else {
             return Ok(Keystore { clients });
         };
-        let table = item.as_table_like().ok_or_else(|| KeystoreError::WrongType {
-            at: Position::first(text, &[item.span(), key_span(root, "clients")]),
-            field: "clients".into(),
-            expected: "a table of clients ([clients.<id>])",
-            found: kind_of(item),
-        })?;
+        let table = item
+            .as_table_like()
+            .ok_or_else(|| KeystoreError::WrongType {
+                at: Position::first(text, &[item.span(), key_span(root, "clients")]),
+                field: "clients".into(),
+                expected: "a table of clients ([clients.<id>])",
+                found: kind_of(item),
+            })?;
         for (name, entry) in table.iter() {
             let entry_at = Position::first(text, &[key_span(table, name), entry.span()]);
             let id = ClientId::new(name).map_err(|_| KeystoreError::BadClientId {
@@ -349,14 +364,12 @@ fn client_keys(
         });
     };
     let at = Position::first(text, &[item.span(), key_span(table, "keys")]);
-    let array = item
-        .as_array()
-        .ok_or_else(|| KeystoreError::WrongType {
-            at,
-            field: format!("clients.{id}.keys"),
-            expected: "an array of base64url key strings",
-            found: kind_of(item),
-        })?;
+    let array = item.as_array().ok_or_else(|| KeystoreError::WrongType {
+        at,
+        field: format!("clients.{id}.keys"),
+        expected: "an array of base64url key strings",
+        found: kind_of(item),
+    })?;
     if array.is_empty() {
         return Err(KeystoreError::NoKeys {
             at,
@@ -374,14 +387,13 @@ fn client_keys(
                 found: kind_of_value(value),
             });
         };
-        let key = SoftwareRootKey::from_b64url(encoded).map_err(|problem| {
-            KeystoreError::BadKey {
+        let key =
+            SoftwareRootKey::from_b64url(encoded).map_err(|problem| KeystoreError::BadKey {
                 at,
                 client: id.to_string(),
                 index,
                 problem,
-            }
-        })?;
+            })?;
         if let Some(first) = keys.iter().position(|k| k.expose() == key.expose()) {
             return Err(KeystoreError::DuplicateKey {
                 at,
@@ -454,26 +466,76 @@ mod tests {
     fn a_misplaced_key_is_never_quoted() {
         let plus = K1.replace('A', "+");
         let cases = [
-            (format!("[clients.c1]\nkeys = \"{K1}\"\n"), "line 2, column 8", "clients.c1.keys"),
-            (format!("[clients.c1]\nkeys = {{ k = \"{K1}\" }}\n"), "line 2, column 8", "clients.c1.keys"),
-            ("[clients.c1]\nkeys = 123456789\n".to_owned(), "line 2, column 8", "clients.c1.keys"),
-            (format!("[clients.c1]\nkeys = [[\"{K1}\"]]\n"), "line 2, column 9", "clients.c1.keys[0]"),
-            (format!("[clients.c1]\nkeys = [\"{K1}\"]\n[clients.c1]\nkeys = [\"{K2}\"]\n"), "line 3", "defined twice"),
-            (format!("[clients.c1]\nkeys = [\"{K1}\"]\nextra = \"{K2}\"\n"), "line 3, column 1", "\"extra\" in [clients.c1]"),
-            (format!("[clients.c1]\nkeys = [\"{K2}\"]\n{K1} = 1\n"), "line 3, column 1", "of 43 characters (not shown"),
-            (format!("[clients.c1]\nkeys = [\"{K2}\"]\n{K1} = 1\n{K1} = 2\n"), "line 4", "defined twice"),
-            (format!("[clients]\nc1 = \"{K1}\"\n"), "line 2, column 1", "clients.c1"),
-            (format!("clients = \"{K1}\"\n"), "line 1, column 11", "`clients`"),
-            (format!("[clients.\"{plus}\"]\nkeys = [\"{K2}\"]\n"), "line 1, column 10", "not shown"),
+            (
+                format!("[clients.c1]\nkeys = \"{K1}\"\n"),
+                "line 2, column 8",
+                "clients.c1.keys",
+            ),
+            (
+                format!("[clients.c1]\nkeys = {{ k = \"{K1}\" }}\n"),
+                "line 2, column 8",
+                "clients.c1.keys",
+            ),
+            (
+                "[clients.c1]\nkeys = 123456789\n".to_owned(),
+                "line 2, column 8",
+                "clients.c1.keys",
+            ),
+            (
+                format!("[clients.c1]\nkeys = [[\"{K1}\"]]\n"),
+                "line 2, column 9",
+                "clients.c1.keys[0]",
+            ),
+            (
+                format!("[clients.c1]\nkeys = [\"{K1}\"]\n[clients.c1]\nkeys = [\"{K2}\"]\n"),
+                "line 3",
+                "defined twice",
+            ),
+            (
+                format!("[clients.c1]\nkeys = [\"{K1}\"]\nextra = \"{K2}\"\n"),
+                "line 3, column 1",
+                "\"extra\" in [clients.c1]",
+            ),
+            (
+                format!("[clients.c1]\nkeys = [\"{K2}\"]\n{K1} = 1\n"),
+                "line 3, column 1",
+                "of 43 characters (not shown",
+            ),
+            (
+                format!("[clients.c1]\nkeys = [\"{K2}\"]\n{K1} = 1\n{K1} = 2\n"),
+                "line 4",
+                "defined twice",
+            ),
+            (
+                format!("[clients]\nc1 = \"{K1}\"\n"),
+                "line 2, column 1",
+                "clients.c1",
+            ),
+            (
+                format!("clients = \"{K1}\"\n"),
+                "line 1, column 11",
+                "`clients`",
+            ),
+            (
+                format!("[clients.\"{plus}\"]\nkeys = [\"{K2}\"]\n"),
+                "line 1, column 10",
+                "not shown",
+            ),
             (format!("{K1} = 1\n"), "line 1, column 1", "the top level"),
         ];
         for (text, at, what) in cases {
             let err = Keystore::parse(&text).unwrap_err().to_string();
             for secret in [K1, &K1[8..24], &plus, &plus[8..24]] {
-                assert!(!err.contains(secret), "{err:?} quotes key material ({text:?})");
+                assert!(
+                    !err.contains(secret),
+                    "{err:?} quotes key material ({text:?})"
+                );
             }
             assert!(err.contains(at), "{err:?} should say {at:?} ({text:?})");
-            assert!(err.contains(what), "{err:?} should name {what:?} ({text:?})");
+            assert!(
+                err.contains(what),
+                "{err:?} should name {what:?} ({text:?})"
+            );
         }
     }
 

@@ -38,8 +38,9 @@ fn an_unwritable_key_out_changes_nothing() {
         &["keys", "add", "client7", "--key-out", bad][..],
     ] {
         let out = run(&[args, &["--keystore", ks_arg]].concat(), &dir, &[]);
-        refused(&out, "the keystore is unchanged");
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
         assert_eq!(fingerprints(&ks), before, "{args:?} changed the keystore");
+        refused(&out, "the keystore is unchanged");
     }
 }
 
@@ -55,10 +56,10 @@ fn a_piped_stdout_is_refused_without_stdout_flag() {
     ] {
         // Command::output pipes stdout, as `> client7.key` or `| tee` would.
         let out = run(args, &dir, &[]);
+        assert_eq!(fingerprints(&ks), before, "{args:?} changed the keystore");
+        assert!(out.stdout.is_empty(), "{args:?} printed a key");
         refused(&out, "--key-out FILE");
         refused(&out, "--stdout");
-        assert!(out.stdout.is_empty(), "{args:?} printed a key");
-        assert_eq!(fingerprints(&ks), before, "{args:?} changed the keystore");
     }
 }
 

@@ -84,7 +84,7 @@ nginx_conf proxy "
       proxy_set_header X-Forwarded-Proto https;
     }
   }"
-RUST_LOG=warn target/release/jwt-server --listen 127.0.0.1:18092 \
+RUST_LOG=warn target/release/jwt-server --dev --listen 127.0.0.1:18092 \
   --upstream http://127.0.0.1:18090 --baseline-token-file "$dir/token" \
   --replay-capacity 65536 --worker-threads "$workers" &
 gateway=$!

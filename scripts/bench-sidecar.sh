@@ -26,7 +26,7 @@ rate_requests=$((rate * 8 / conns))
 cargo build --release --quiet -p jwt-server -p jwt-client
 dir=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$dir"' EXIT
-RUST_LOG=warn target/release/jwt-server --listen 127.0.0.1:18443 --replay-capacity 65536 &
+RUST_LOG=warn target/release/jwt-server --dev --listen 127.0.0.1:18443 --replay-capacity 65536 &
 server=$!
 RUST_LOG=warn target/release/jwt-client proxy --listen 127.0.0.1:18080 \
   --server https://localhost:18443 --client-id client1 --key-file fixtures/client1.key \

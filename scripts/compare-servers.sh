@@ -18,9 +18,12 @@ rounds=${3:-5}
 token=$(mktemp)
 trap 'rm -f "$token"; kill $(jobs -p) 2>/dev/null || true' EXIT
 head -c 24 /dev/urandom | base64 >"$token"
-RUST_LOG=warn "$before/jwt-server" --listen 127.0.0.1:18443 --baseline-token-file "$token" --replay-capacity 65536 &
+# The fixtures by explicit path, not --dev: a build from before --dev existed
+# takes them the same way.
+fixture_args=(--cert fixtures/server.pem --key fixtures/server.key --keystore fixtures/keystore.toml)
+RUST_LOG=warn "$before/jwt-server" "${fixture_args[@]}" --listen 127.0.0.1:18443 --baseline-token-file "$token" --replay-capacity 65536 &
 pid_before=$!
-RUST_LOG=warn "$after/jwt-server" --listen 127.0.0.1:18444 --baseline-token-file "$token" --replay-capacity 65536 &
+RUST_LOG=warn "$after/jwt-server" "${fixture_args[@]}" --listen 127.0.0.1:18444 --baseline-token-file "$token" --replay-capacity 65536 &
 pid_after=$!
 sleep 1
 for round in $(seq "$rounds"); do

@@ -40,7 +40,7 @@ if [ -n "${PROFILE_UPSTREAM:-}" ]; then
   gateway=(--upstream "$PROFILE_UPSTREAM")
   route=(--path / --method GET)
 fi
-RUST_LOG=warn target/release/jwt-server --listen "127.0.0.1:$port" \
+RUST_LOG=warn target/release/jwt-server --dev --listen "127.0.0.1:$port" \
   --baseline-token-file "$out/baseline.token" --replay-capacity 65536 \
   "${gateway[@]}" >"$out/server.log" 2>&1 &
 server=$!

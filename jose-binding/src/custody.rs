@@ -446,7 +446,16 @@ impl<'a> Fields<'a> {
             if !allowed.contains(&name) {
                 return Err(CustodyError::Malformed {
                     origin: origin.to_owned(),
-                    problem: format!("unknown field {name:?}"),
+                    // A name that long may be the secret value on a
+                    // mangled line; say how long, not what.
+                    problem: if name.chars().count() <= 32 {
+                        format!("unknown field {name:?}")
+                    } else {
+                        format!(
+                            "unknown field of {} characters (not shown)",
+                            name.chars().count()
+                        )
+                    },
                 });
             }
             if out.iter().any(|(n, _)| *n == name) {
@@ -1493,6 +1502,10 @@ mod tests {
                 "appears twice",
             ),
             (text.replace("index: 1\n", "colour: red\n"), "unknown field"),
+            (
+                text.replace("index: 1\n", &format!("{}: 1\n", key.to_b64url().as_str())),
+                "unknown field of 43 characters (not shown)",
+            ),
             (text.replace("index: 1\n", "index 1\n"), "not `name: value`"),
             (text.replace("client: client7", "client: a b"), "client is"),
             (
@@ -1512,6 +1525,7 @@ mod tests {
             let err = ShareFile::parse(&bad, "s.share").unwrap_err().to_string();
             assert!(err.contains(want), "{err:?} should contain {want:?}");
             assert!(err.starts_with("s.share"), "{err}");
+            assert!(!err.contains(&key.to_b64url()[..16]), "{err}");
         }
     }
 

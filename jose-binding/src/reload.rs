@@ -1,12 +1,15 @@
-//! Keystore hot reload: on SIGHUP, and when the file changes (polled, which
-//! also catches editors and tools that replace the file by rename).
+//! Hot reload of the keystore, and of the server's certificate and key: on
+//! SIGHUP, and when a file changes (polled, which also catches editors and
+//! tools that replace the file by rename).
 //!
-//! A file that fails to load is logged and the keys in force stay in force.
+//! A file that fails to load is logged and what is in force stays in force.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::keystore::{Keystore, KeystoreHandle};
+use crate::tls::{self, CertSummary, ReloadableCert};
 
 /// What identifies a version of the file without reading it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,31 +47,94 @@ pub fn reload(handle: &KeystoreHandle, path: &Path) -> bool {
     }
 }
 
+/// Loads the pair in `cert` and `key` into `current` if it loads and the
+/// key belongs to the certificate; else logs why (no key material) and
+/// keeps the pair in force. Returns whether the new pair took effect.
+pub fn reload_certificate(current: &ReloadableCert, cert: &Path, key: &Path) -> bool {
+    match tls::load_certified_key(cert, key) {
+        Ok(pair) => {
+            let summary = pair.cert.first().and_then(|c| CertSummary::of(c));
+            current.replace(pair);
+            tracing::info!(
+                cert = %cert.display(),
+                subject = summary.as_ref().map(|s| s.subject.as_str()).unwrap_or("?"),
+                not_after = summary.as_ref().map(|s| s.not_after.as_str()).unwrap_or("?"),
+                "certificate reloaded"
+            );
+            true
+        }
+        Err(e) => {
+            tracing::error!(cert = %cert.display(), key = %key.display(), error = %e, "certificate reload failed; the certificate in force stays");
+            false
+        }
+    }
+}
+
+/// Watches the certificate and key files until the task is dropped, as
+/// [`watch`] does the keystore: SIGHUP forces a reload, and a change of
+/// either file is looked for every `poll`. New handshakes get the new
+/// pair; open connections keep the one they were made with.
+pub async fn watch_certificate(
+    current: Arc<ReloadableCert>,
+    cert: PathBuf,
+    key: PathBuf,
+    poll: Duration,
+) {
+    let stamps = || (stamp(&cert), stamp(&key));
+    let mut last = stamps();
+    let mut changes = Changes::new(poll);
+    loop {
+        let forced = changes.next().await;
+        let now = stamps();
+        if forced || now != last {
+            if forced {
+                tracing::info!("SIGHUP: reloading the certificate and key");
+            }
+            reload_certificate(&current, &cert, &key);
+            last = now;
+        }
+    }
+}
+
+/// The poll clock, and SIGHUP where there is one.
+struct Changes {
+    #[cfg(unix)]
+    hup: Option<tokio::signal::unix::Signal>,
+    tick: tokio::time::Interval,
+}
+
+impl Changes {
+    fn new(poll: Duration) -> Changes {
+        let mut tick = tokio::time::interval(poll);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Changes {
+            #[cfg(unix)]
+            hup: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok(),
+            tick,
+        }
+    }
+
+    /// Waits for the next tick (false) or SIGHUP (true).
+    async fn next(&mut self) -> bool {
+        #[cfg(unix)]
+        if let Some(h) = self.hup.as_mut() {
+            return tokio::select! {
+                _ = h.recv() => true,
+                _ = self.tick.tick() => false,
+            };
+        }
+        self.tick.tick().await;
+        false
+    }
+}
+
 /// Watches `path` until the task is dropped: SIGHUP forces a reload, and the
 /// file is checked for changes every `poll`.
 pub async fn watch(handle: KeystoreHandle, path: PathBuf, poll: Duration) {
     let mut last = stamp(&path);
-    #[cfg(unix)]
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-    let mut tick = tokio::time::interval(poll);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut changes = Changes::new(poll);
     loop {
-        #[cfg(unix)]
-        let forced = match hup.as_mut() {
-            Some(h) => tokio::select! {
-                _ = h.recv() => true,
-                _ = tick.tick() => false,
-            },
-            None => {
-                tick.tick().await;
-                false
-            }
-        };
-        #[cfg(not(unix))]
-        let forced = {
-            tick.tick().await;
-            false
-        };
+        let forced = changes.next().await;
         let now = stamp(&path);
         if forced || now != last {
             if forced {

@@ -1,11 +1,17 @@
-//! rustls configuration (TLS 1.3 only, no 0-RTT) and EKM export (§2, §3).
+//! rustls configuration (TLS 1.3 only, no 0-RTT) and EKM export (§2, §3);
+//! the server's certificate and key, replaceable while serving
+//! ([`ReloadableCert`]).
 
+use std::fmt;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
+use der::{Decode as _, Reader as _};
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, ConnectionCommon, ProtocolVersion, RootCertStore, ServerConfig};
 
 use crate::schedule::{Ekm, EKM_LABEL, EKM_LEN};
@@ -16,13 +22,14 @@ pub const ALPN_HTTP11: &[u8] = b"http/1.1";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("cannot read {path}: {source}")]
-    Pem {
-        path: String,
-        source: rustls::pki_types::pem::Error,
-    },
+    #[error("cannot read {path}: {problem}")]
+    Pem { path: String, problem: PemProblem },
     #[error("{0}: no certificate found")]
     NoCertificate(String),
+    #[error("{key}: not a private key this server can use ({problem})")]
+    BadKey { key: String, problem: rustls::Error },
+    #[error("the private key in {key} does not belong to the certificate in {cert}")]
+    KeyMismatch { cert: String, key: String },
     #[error("TLS configuration: {0}")]
     Rustls(#[from] rustls::Error),
     #[error("the connection did not negotiate TLS 1.3")]
@@ -35,12 +42,58 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
+/// What is wrong with a PEM file, in words of our own: the PEM reader's
+/// error can quote a line of the file, and in a key file a malformed
+/// `-----BEGIN` line may carry key material after it.
+#[derive(Debug)]
+pub enum PemProblem {
+    Io(std::io::Error),
+    /// A `-----BEGIN ...-----` line that is not one.
+    BadBeginLine,
+    /// A section with no `-----END ...-----` line.
+    NoEndLine,
+    /// A section whose body is not base64.
+    BadBase64,
+    /// No section of the kind wanted (a private key, a certificate).
+    NothingFound,
+    TooLarge,
+    Other,
+}
+
+impl From<pem::Error> for PemProblem {
+    fn from(e: pem::Error) -> Self {
+        match e {
+            pem::Error::Io(e) => PemProblem::Io(e),
+            pem::Error::IllegalSectionStart { .. } => PemProblem::BadBeginLine,
+            pem::Error::MissingSectionEnd { .. } => PemProblem::NoEndLine,
+            pem::Error::Base64Decode(_) => PemProblem::BadBase64,
+            pem::Error::NoItemsFound => PemProblem::NothingFound,
+            pem::Error::SectionTooLarge => PemProblem::TooLarge,
+            _ => PemProblem::Other,
+        }
+    }
+}
+
+impl fmt::Display for PemProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PemProblem::Io(e) => write!(f, "{e}"),
+            PemProblem::BadBeginLine => f.write_str("a -----BEGIN line is malformed"),
+            PemProblem::NoEndLine => f.write_str("a PEM section has no -----END line"),
+            PemProblem::BadBase64 => f.write_str("a PEM section is not valid base64"),
+            PemProblem::NothingFound => f.write_str("no PEM section of the expected kind"),
+            PemProblem::TooLarge => f.write_str("a PEM section is too large"),
+            PemProblem::Other => f.write_str("not a valid PEM file"),
+        }
+    }
+}
+
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|source| TlsError::Pem {
+        .map_err(|e| TlsError::Pem {
             path: path.display().to_string(),
-            source,
+            problem: e.into(),
         })?;
     if certs.is_empty() {
         return Err(TlsError::NoCertificate(path.display().to_string()));
@@ -49,10 +102,160 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
 }
 
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    PrivateKeyDer::from_pem_file(path).map_err(|source| TlsError::Pem {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| TlsError::Pem {
         path: path.display().to_string(),
-        source,
+        problem: e.into(),
     })
+}
+
+/// The certificate chain in `cert` and its private key in `key`, loaded
+/// and checked to belong together (the key's public key is the leaf's).
+pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
+    let chain = load_certs(cert)?;
+    let der = load_key(key)?;
+    let signing = provider()
+        .key_provider
+        .load_private_key(der)
+        .map_err(|problem| TlsError::BadKey {
+            key: key.display().to_string(),
+            problem,
+        })?;
+    let certified = CertifiedKey::new(chain, signing);
+    certified.keys_match().map_err(|_| TlsError::KeyMismatch {
+        cert: cert.display().to_string(),
+        key: key.display().to_string(),
+    })?;
+    Ok(certified)
+}
+
+/// The server's certificate and key, replaced whole while serving: each
+/// handshake takes the pair in force when it starts, and connections
+/// already open keep theirs.
+#[derive(Debug)]
+pub struct ReloadableCert(RwLock<Arc<CertifiedKey>>);
+
+impl ReloadableCert {
+    pub fn new(certified: CertifiedKey) -> Arc<Self> {
+        Arc::new(ReloadableCert(RwLock::new(Arc::new(certified))))
+    }
+
+    pub fn current(&self) -> Arc<CertifiedKey> {
+        match self.0.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub fn replace(&self, certified: CertifiedKey) {
+        let certified = Arc::new(certified);
+        match self.0.write() {
+            Ok(mut g) => *g = certified,
+            Err(poisoned) => *poisoned.into_inner() = certified,
+        }
+    }
+}
+
+impl ResolvesServerCert for ReloadableCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+}
+
+/// What the log says about a certificate: its subject and its expiry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertSummary {
+    /// The subject's attributes in certificate order, `CN=localhost, O=...`.
+    pub subject: String,
+    /// notAfter, RFC 3339 (`2124-01-01T00:00:00Z`).
+    pub not_after: String,
+}
+
+impl CertSummary {
+    /// Reads the subject and notAfter of a DER certificate; `None` if it is
+    /// not an X.509 certificate.
+    pub fn of(cert: &[u8]) -> Option<CertSummary> {
+        let mut r = der::SliceReader::new(cert).ok()?;
+        r.sequence(|cert| {
+            let summary = cert.sequence(|tbs| {
+                let version = der::Tag::ContextSpecific {
+                    constructed: true,
+                    number: der::TagNumber::N0,
+                };
+                if tbs.peek_tag()? == version {
+                    der::asn1::AnyRef::decode(tbs)?;
+                }
+                for _serial_signature_issuer in 0..3 {
+                    der::asn1::AnyRef::decode(tbs)?;
+                }
+                let not_after = tbs.sequence(|validity| {
+                    read_time(validity)?;
+                    read_time(validity)
+                })?;
+                let subject = tbs.sequence(read_name)?;
+                let rest = tbs.remaining_len();
+                tbs.read_slice(rest)?;
+                Ok(CertSummary { subject, not_after })
+            })?;
+            let rest = cert.remaining_len();
+            cert.read_slice(rest)?;
+            Ok(summary)
+        })
+        .ok()
+    }
+}
+
+fn read_time<'a, R: der::Reader<'a>>(r: &mut R) -> der::Result<String> {
+    if r.peek_tag()? == der::Tag::UtcTime {
+        Ok(der::asn1::UtcTime::decode(r)?.to_date_time().to_string())
+    } else {
+        Ok(der::asn1::GeneralizedTime::decode(r)?
+            .to_date_time()
+            .to_string())
+    }
+}
+
+/// An X.509 Name (a SEQUENCE of SETs of type and value) as `CN=..., O=...`.
+fn read_name<'a, R: der::Reader<'a>>(r: &mut R) -> der::Result<String> {
+    let mut parts = Vec::new();
+    while !r.is_finished() {
+        let set = der::asn1::AnyRef::decode(r)?;
+        let mut attrs = der::SliceReader::new(set.value())?;
+        while !attrs.is_finished() {
+            attrs.sequence(|atv| {
+                let oid = der::asn1::ObjectIdentifier::decode(atv)?;
+                let value = der::asn1::AnyRef::decode(atv)?;
+                let name = match oid.to_string().as_str() {
+                    "2.5.4.3" => "CN".to_owned(),
+                    "2.5.4.6" => "C".to_owned(),
+                    "2.5.4.7" => "L".to_owned(),
+                    "2.5.4.8" => "ST".to_owned(),
+                    "2.5.4.10" => "O".to_owned(),
+                    "2.5.4.11" => "OU".to_owned(),
+                    other => other.to_owned(),
+                };
+                // Printable text only: a subject must not forge log lines.
+                let text: String = String::from_utf8_lossy(value.value())
+                    .chars()
+                    .map(|c| if c.is_control() { '?' } else { c })
+                    .collect();
+                parts.push(format!("{name}={text}"));
+                Ok(())
+            })?;
+        }
+    }
+    Ok(parts.join(", "))
+}
+
+/// The server side with the certificate chosen per handshake by
+/// `resolver` (a [`ReloadableCert`]); otherwise as [`server_config`].
+pub fn server_config_with_resolver(
+    resolver: Arc<dyn ResolvesServerCert>,
+) -> Result<ServerConfig, TlsError> {
+    let cfg = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    Ok(finish_server(cfg))
 }
 
 pub fn load_roots(path: &Path) -> Result<RootCertStore, TlsError> {
@@ -70,15 +273,21 @@ pub fn server_config(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
 ) -> Result<ServerConfig, TlsError> {
-    let mut cfg = ServerConfig::builder_with_provider(provider())
+    let cfg = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_no_client_auth()
         .with_single_cert(chain, key)?;
+    Ok(finish_server(cfg))
+}
+
+/// What every server configuration has: ALPN h2 then http/1.1, no early
+/// data, the key log when asked for.
+fn finish_server(mut cfg: ServerConfig) -> ServerConfig {
     cfg.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP11.to_vec()];
     cfg.max_early_data_size = 0;
     cfg.send_half_rtt_data = false;
     keylog(&mut cfg.key_log);
-    Ok(cfg)
+    cfg
 }
 
 /// Client side: TLS 1.3 only, no early data, WebPKI verification against `roots`.
@@ -112,4 +321,57 @@ pub fn export_ekm<D>(conn: &ConnectionCommon<D>) -> Result<Ekm, TlsError> {
     }
     let out = conn.export_keying_material([0u8; EKM_LEN], EKM_LABEL, Some(&[]))?;
     Ok(Ekm::from_bytes(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../fixtures")
+            .join(name)
+    }
+
+    #[test]
+    fn summarizes_the_fixture_leaf() {
+        let chain = load_certs(&fixture("server.pem")).unwrap();
+        let leaf = CertSummary::of(&chain[0]).unwrap();
+        assert_eq!(leaf.subject, "CN=localhost");
+        assert_eq!(leaf.not_after, "2124-01-01T00:00:00Z");
+        let ca = CertSummary::of(&chain[1]).unwrap();
+        assert!(ca.subject.contains("test CA"), "{ca:?}");
+        assert_eq!(CertSummary::of(b"not DER"), None);
+    }
+
+    #[test]
+    fn a_key_of_another_certificate_is_refused() {
+        let dir = std::env::temp_dir().join(format!("tls-pair-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let other = dir.join("other.key");
+        let pkcs8 = aws_lc_rs::signature::EcdsaKeyPair::generate(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+        )
+        .unwrap()
+        .to_pkcs8v1()
+        .unwrap();
+        let pem = format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, pkcs8.as_ref())
+        );
+        std::fs::write(&other, &pem).unwrap();
+        let err = load_certified_key(&fixture("server.pem"), &other).unwrap_err();
+        assert!(matches!(err, TlsError::KeyMismatch { .. }), "{err}");
+        assert!(load_certified_key(&fixture("server.pem"), &fixture("server.key")).is_ok());
+
+        // Key material on a malformed BEGIN line is not quoted back.
+        let body = pem.lines().nth(1).unwrap();
+        std::fs::write(&other, format!("-----BEGIN PRIVATE KEY-----{body}\n")).unwrap();
+        let err = load_certified_key(&fixture("server.pem"), &other)
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains(&body[..20]), "{err}");
+        assert!(err.contains("BEGIN line is malformed"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

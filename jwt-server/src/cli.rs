@@ -13,14 +13,16 @@ use jose_binding::Form;
 /// token verifies only with keys derived from that EKM and the client's root
 /// key, so a token stolen from one connection is refused on any other.
 ///
-/// With no arguments, run from the repository root, it serves on
-/// 127.0.0.1:8443 with the test fixtures (fixtures/server.pem,
-/// fixtures/server.key, fixtures/keystore.toml).
+/// It needs a certificate chain and its key (--cert, --key) and a keystore
+/// (--keystore); there is no default for them. To try it out from the
+/// repository root, --dev serves on 127.0.0.1:8443 with the test fixtures
+/// (fixtures/server.pem, fixtures/server.key, fixtures/keystore.toml),
+/// whose private keys are published: never use --dev in production.
 ///
 /// Settings come from flags, then environment variables, then the --config
 /// TOML file (same names with underscores: listen, cert, key, keystore,
 /// audience, forms, skew_secs, max_ttl_secs, replay_capacity,
-/// worker_threads, and the
+/// worker_threads, baseline_token_file, and the
 /// limits: max_connections, max_handshakes, max_pending_per_source,
 /// eviction_min_age_ms, handshake_timeout_secs, auth_timeout_secs,
 /// header_read_timeout_secs, idle_timeout_secs, max_streams,
@@ -29,6 +31,12 @@ use jose_binding::Form;
 /// forward_token, client_id_header, form_header, claims_header, trusted_proxies,
 /// upstream_connect_timeout_secs, upstream_response_timeout_secs,
 /// upstream_idle_timeout_secs, status_listen), then the defaults shown.
+/// Relative paths in the --config file are relative to its directory. The
+/// keys commands read the keystore the same way (--keystore, JWT_KEYSTORE,
+/// the --config file's keystore, --dev).
+///
+/// The certificate and key, like the keystore, are reloaded on SIGHUP and
+/// when their files change; a pair that does not load keeps the one in force.
 #[derive(Parser, Debug)]
 #[command(name = "jwt-server", version, about, long_about, after_help = EXAMPLES)]
 pub(crate) struct Cli {
@@ -39,13 +47,14 @@ pub(crate) struct Cli {
 }
 
 pub(crate) const EXAMPLES: &str = "Examples:
-  jwt-server                                   # fixtures, 127.0.0.1:8443
+  jwt-server --dev                             # the published test fixtures, 127.0.0.1:8443
   jwt-server --listen 0.0.0.0:443 --cert chain.pem --key key.pem --keystore /etc/jwt/keystore.toml
-  jwt-server --upstream http://127.0.0.1:3000 --public-path /health  # gateway in front of your app
-  jwt-server keys add client7 --keystore /etc/jwt/keystore.toml > client7.key
+  jwt-server --config /etc/jwt/server.toml --upstream http://127.0.0.1:3000 --public-path /health
+  jwt-server keys add client7 --keystore /etc/jwt/keystore.toml --key-out client7.key
+  jwt-server keys rotate client7 --config /etc/jwt/server.toml --key-out client7.key
   jwt-server keys split client7 --threshold 2 --holder alice=age1... --holder bob=age1... --holder carol=age1...
   jwt-server keys combine client7 client7-alice.share client7-carol.share --identity alice.key --identity carol.key
-  kill -HUP $(pidof jwt-server)                # reload the keystore now
+  kill -HUP $(pidof jwt-server)                # reload the keystore, certificate and key now
 
 Logs go to stderr; RUST_LOG=debug adds key fingerprints (never keys).";
 
@@ -60,12 +69,22 @@ pub(crate) enum Command {
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum KeysCommand {
-    /// Create a client with a fresh 32-byte root key; prints its key file once.
-    Add(KeyTarget),
-    /// Put a fresh root key first for a client; the previous current key stays accepted.
+    /// Create a client with a fresh 32-byte root key; writes its key file
+    /// once (--key-out FILE, or --stdout), before the keystore changes.
+    Add {
+        #[command(flatten)]
+        target: KeyTarget,
+        #[command(flatten)]
+        out: KeyOut,
+    },
+    /// Put a fresh root key first for a client; the previous current key
+    /// stays accepted. The new key is written (--key-out FILE, or --stdout)
+    /// before the keystore changes.
     Rotate {
         #[command(flatten)]
         target: KeyTarget,
+        #[command(flatten)]
+        out: KeyOut,
         /// How many previous keys to keep accepting.
         #[arg(long, default_value_t = 1)]
         keep: usize,
@@ -91,8 +110,9 @@ pub(crate) enum KeysCommand {
     ShareDecrypt(ShareDecryptArgs),
     /// List clients with key fingerprints (never keys).
     List {
-        #[arg(long, env = "JWT_KEYSTORE", default_value = "fixtures/keystore.toml")]
-        keystore: PathBuf,
+        /// The keystore [default: --config's keystore; with --dev fixtures/keystore.toml].
+        #[arg(long, env = "JWT_KEYSTORE")]
+        keystore: Option<PathBuf>,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -103,21 +123,33 @@ pub(crate) enum KeysCommand {
 pub(crate) struct KeyTarget {
     /// The client id (1-64 characters of [A-Za-z0-9._-]).
     pub(crate) client_id: String,
-    /// The keystore file; created (mode 0600) if absent.
-    #[arg(long, env = "JWT_KEYSTORE", default_value = "fixtures/keystore.toml")]
-    pub(crate) keystore: PathBuf,
-    /// Write the new key file here (mode 0600) instead of printing it.
-    #[arg(long)]
+    /// The keystore file; created (mode 0600) if absent [default: --config's
+    /// keystore; with --dev fixtures/keystore.toml].
+    #[arg(long, env = "JWT_KEYSTORE")]
+    pub(crate) keystore: Option<PathBuf>,
+}
+
+/// Where a new key goes: a 0600 file, or stdout when asked for.
+#[derive(Args, Debug)]
+pub(crate) struct KeyOut {
+    /// Write the new key file here (mode 0600, replaced if it exists).
+    #[arg(long, value_name = "FILE")]
     pub(crate) key_out: Option<PathBuf>,
+    /// Print the new key file on stdout. Without it, stdout must be a
+    /// terminal: a shell redirect would create the file with the umask's
+    /// mode (often 0644), so use --key-out FILE for files.
+    #[arg(long, conflicts_with = "key_out")]
+    pub(crate) stdout: bool,
 }
 
 #[derive(Args, Debug)]
 pub(crate) struct SplitArgs {
     /// The client whose current root key is split.
     pub(crate) client_id: String,
-    /// The keystore holding the key.
-    #[arg(long, env = "JWT_KEYSTORE", default_value = "fixtures/keystore.toml")]
-    pub(crate) keystore: PathBuf,
+    /// The keystore holding the key [default: --config's keystore; with --dev
+    /// fixtures/keystore.toml].
+    #[arg(long, env = "JWT_KEYSTORE")]
+    pub(crate) keystore: Option<PathBuf>,
     /// How many shares rebuild the key: 2 to the number of holders.
     #[arg(long, short = 't')]
     pub(crate) threshold: usize,
@@ -146,9 +178,10 @@ pub(crate) struct CombineArgs {
     /// them); repeat for each holder whose encrypted share is given.
     #[arg(long = "identity", value_name = "AGE_IDENTITY_FILE")]
     pub(crate) identities: Vec<PathBuf>,
-    /// The keystore to put the rebuilt key into (created, mode 0600, if absent).
-    #[arg(long, env = "JWT_KEYSTORE", default_value = "fixtures/keystore.toml")]
-    pub(crate) keystore: PathBuf,
+    /// The keystore to put the rebuilt key into (created, mode 0600, if
+    /// absent) [default: --config's keystore; with --dev fixtures/keystore.toml].
+    #[arg(long, env = "JWT_KEYSTORE")]
+    pub(crate) keystore: Option<PathBuf>,
     /// Write the rebuilt key to this file (mode 0600, key file format) instead
     /// of the keystore; e.g. for `jwt-client tpm import --key-file FILE`.
     #[arg(long)]
@@ -174,19 +207,29 @@ pub(crate) struct ShareDecryptArgs {
 
 #[derive(Args, Debug, Default)]
 pub(crate) struct ServeArgs {
-    /// TOML file with any of the settings below.
+    /// TOML file with any of the settings below; relative paths in it are
+    /// relative to its directory. The keys commands read its keystore too.
     #[arg(long, env = "JWT_SERVER_CONFIG", global = true)]
     pub(crate) config: Option<PathBuf>,
+    /// Development only: default to the repository's fixtures (certificate,
+    /// key and keystore), whose private keys are public, and say so in the
+    /// log. Without it the server and the keys commands have no default
+    /// for them.
+    #[arg(long, env = "JWT_DEV", global = true, value_parser = clap::builder::FalseyValueParser::new())]
+    pub(crate) dev: bool,
     /// Address to listen on [default: 127.0.0.1:8443].
     #[arg(long, env = "JWT_LISTEN")]
     pub(crate) listen: Option<SocketAddr>,
-    /// Certificate chain, PEM, leaf first [default: fixtures/server.pem].
+    /// Certificate chain, PEM, leaf first; reloaded on SIGHUP and on change
+    /// [required; with --dev fixtures/server.pem].
     #[arg(long, env = "JWT_CERT")]
     pub(crate) cert: Option<PathBuf>,
-    /// Private key, PEM [default: fixtures/server.key].
+    /// The certificate's private key, PEM; reloaded with it [required; with
+    /// --dev fixtures/server.key].
     #[arg(long, env = "JWT_KEY")]
     pub(crate) key: Option<PathBuf>,
-    /// Keystore TOML; reloaded on SIGHUP and on change [default: fixtures/keystore.toml].
+    /// Keystore TOML; reloaded on SIGHUP and on change [required; with --dev
+    /// fixtures/keystore.toml].
     #[arg(long, env = "JWT_KEYSTORE")]
     pub(crate) keystore: Option<PathBuf>,
     /// The audience tokens must name in `aud` [default: localhost].

@@ -1,8 +1,12 @@
 //! Settings: flags, then environment, then the --config file, then the
 //! defaults, merged into what serving needs.
+//!
+//! Relative paths in a --config file are relative to the file's directory.
+//! The certificate, its key and the keystore have no default: only `--dev`
+//! falls back to the repository's fixtures, whose private keys are public.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use std::sync::Arc;
@@ -11,6 +15,7 @@ use http::{HeaderName, HeaderValue};
 use jose_binding::gateway::headers::IdentityHeaders;
 use jose_binding::gateway::upstream::{BadUpstream, Upstream};
 use jose_binding::gateway::{GatewayConfig, IpNet};
+use jose_binding::keystore::{parse_toml, Name, Position};
 use jose_binding::server::ServerOptions;
 use jose_binding::{tls, Form, FormSet, Policy};
 use serde::Deserialize;
@@ -56,6 +61,104 @@ pub(crate) struct FileConfig {
     pub(crate) upstream_response_timeout_secs: Option<u64>,
     pub(crate) upstream_idle_timeout_secs: Option<u64>,
     pub(crate) status_listen: Option<SocketAddr>,
+    pub(crate) baseline_token_file: Option<PathBuf>,
+}
+
+/// The fixtures `--dev` serves with. Their private keys are in the
+/// repository, so nothing falls back to them without `--dev`.
+pub(crate) const DEV_CERT: &str = "fixtures/server.pem";
+pub(crate) const DEV_KEY: &str = "fixtures/server.key";
+pub(crate) const DEV_KEYSTORE: &str = "fixtures/keystore.toml";
+
+/// What to say when no certificate and key are given.
+pub(crate) const NO_CERT: &str = "no TLS certificate and key: pass --cert FILE --key FILE \
+(or JWT_CERT and JWT_KEY, or cert and key in --config). For a host of your own, make a pair \
+with e.g. `openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 365 \
+-subj /CN=HOST -addext subjectAltName=DNS:HOST -addext basicConstraints=critical,CA:FALSE \
+-keyout key.pem -out cert.pem` (clients then trust cert.pem), or a test CA and a localhost \
+certificate with `cargo xtask fixtures --dir DIR` in the repository; to try the server out, \
+--dev serves the repository's test certificate, whose private key is public";
+
+/// What to say when no keystore is given.
+pub(crate) const NO_KEYSTORE: &str = "no keystore: pass --keystore FILE (or JWT_KEYSTORE, or \
+keystore in --config FILE / JWT_SERVER_CONFIG); --dev uses the repository's test keystore \
+fixtures/keystore.toml";
+
+/// Reads a --config file: TOML, with its relative paths made relative to
+/// the file's directory. Errors say where and which setting, never a value.
+pub(crate) fn read_config(path: &Path) -> Result<FileConfig, String> {
+    let shown = path.display();
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(path).map_err(|e| format!("--config {shown}: {e}"))?,
+    );
+    let doc = parse_toml(&text).map_err(|e| format!("--config {shown}: {e}"))?;
+    let mut file: FileConfig = toml::from_str(&text).map_err(|e| {
+        // Not e.message(): serde's messages quote the value
+        // (`invalid type: string "...", expected ...`).
+        let offset = e.span().map_or(0, |s| s.start);
+        let at = Position::at(&text, offset);
+        let root = doc.as_table();
+        let setting = root.iter().find_map(|(name, item)| {
+            let (key, _) = root.get_key_value(name)?;
+            let in_key = key.span().is_some_and(|s| s.contains(&offset));
+            let in_value = item.span().is_some_and(|s| s.contains(&offset));
+            (in_key || in_value).then_some((name, in_key))
+        });
+        match setting {
+            Some((name, true)) => format!(
+                "--config {shown}, {at}: unknown setting {} (see jwt-server --help for the names)",
+                Name::new(name)
+            ),
+            Some((name, false)) => format!(
+                "--config {shown}, {at}: setting {}: wrong type or invalid value (see jwt-server --help)",
+                Name::new(name)
+            ),
+            None => format!("--config {shown}, {at}: invalid settings (see jwt-server --help)"),
+        }
+    })?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let resolve = |p: &mut Option<PathBuf>| {
+        if let Some(p) = p {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        }
+    };
+    resolve(&mut file.cert);
+    resolve(&mut file.key);
+    resolve(&mut file.keystore);
+    resolve(&mut file.upstream_ca);
+    resolve(&mut file.baseline_token_file);
+    Ok(file)
+}
+
+/// The keystore for serving and for every `keys` command: `flag` (the
+/// command's own --keystore or JWT_KEYSTORE), else the top-level
+/// --keystore, else the --config file's, else with --dev the fixture's.
+/// Returns the path and whether it is the fixture.
+pub(crate) fn keystore_path(
+    flag: Option<&Path>,
+    a: &ServeArgs,
+    file: &FileConfig,
+) -> Result<(PathBuf, bool), String> {
+    if let Some(p) = flag.or(a.keystore.as_deref()).or(file.keystore.as_deref()) {
+        return Ok((p.to_owned(), false));
+    }
+    if a.dev {
+        return Ok((DEV_KEYSTORE.into(), true));
+    }
+    Err(NO_KEYSTORE.into())
+}
+
+/// The --config file, or no settings.
+pub(crate) fn config_file(a: &ServeArgs) -> Result<FileConfig, String> {
+    match &a.config {
+        Some(p) => read_config(p),
+        None => Ok(FileConfig::default()),
+    }
 }
 
 /// A setting from the flag (or its env var), else the config file, else
@@ -70,6 +173,10 @@ pub(crate) struct Settings {
     pub(crate) cert: PathBuf,
     pub(crate) key: PathBuf,
     pub(crate) keystore: PathBuf,
+    /// Which of cert+key and keystore are the published fixtures (`--dev`).
+    pub(crate) dev_cert: bool,
+    pub(crate) dev_keystore: bool,
+    pub(crate) baseline_token_file: Option<PathBuf>,
     pub(crate) policy: Policy,
     pub(crate) opts: ServerOptions,
     /// Runtime worker threads; `None`: one per CPU.
@@ -80,15 +187,7 @@ pub(crate) struct Settings {
 }
 
 pub(crate) fn settings(a: &ServeArgs) -> Result<Settings, String> {
-    let file: FileConfig = match &a.config {
-        Some(p) => {
-            let text =
-                std::fs::read_to_string(p).map_err(|e| format!("--config {}: {e}", p.display()))?;
-            toml::from_str(&text)
-                .map_err(|e| format!("--config {}: {}", p.display(), e.message()))?
-        }
-        None => FileConfig::default(),
-    };
+    let file = config_file(a)?;
     let forms = match (&a.forms, &file.forms) {
         (Some(f), _) => f.iter().copied().collect(),
         (None, Some(f)) => f
@@ -171,26 +270,32 @@ pub(crate) fn settings(a: &ServeArgs) -> Result<Settings, String> {
             return Err(format!("{name} must be at least 1"));
         }
     }
+    let (cert, key, dev_cert) = match (
+        a.cert.clone().or(file.cert.clone()),
+        a.key.clone().or(file.key.clone()),
+    ) {
+        (Some(cert), Some(key)) => (cert, key, false),
+        (None, None) if a.dev => (DEV_CERT.into(), DEV_KEY.into(), true),
+        (Some(_), None) => {
+            return Err("--cert is given but not --key (the certificate's private key)".into())
+        }
+        (None, Some(_)) => {
+            return Err("--key is given but not --cert (the certificate chain)".into())
+        }
+        (None, None) => return Err(NO_CERT.into()),
+    };
+    let (keystore, dev_keystore) = keystore_path(None, a, &file)?;
     Ok(Settings {
         listen: a
             .listen
             .or(file.listen)
             .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8443))),
-        cert: a
-            .cert
-            .clone()
-            .or(file.cert)
-            .unwrap_or_else(|| "fixtures/server.pem".into()),
-        key: a
-            .key
-            .clone()
-            .or(file.key)
-            .unwrap_or_else(|| "fixtures/server.key".into()),
-        keystore: a
-            .keystore
-            .clone()
-            .or(file.keystore)
-            .unwrap_or_else(|| "fixtures/keystore.toml".into()),
+        cert,
+        key,
+        keystore,
+        dev_cert,
+        dev_keystore,
+        baseline_token_file: a.baseline_token_file.clone().or(file.baseline_token_file),
         policy: Policy {
             audience: a
                 .audience

@@ -7,20 +7,21 @@ use jose_binding::custody::{self, Holder, ShareFile};
 use jose_binding::private_file::{write_private, Existing};
 use jose_binding::{ClientId, Keystore, RootKey};
 
-use crate::cli::{CombineArgs, ShareDecryptArgs, SplitArgs};
-use crate::keys::{load_or_empty, save};
+use crate::cli::{CombineArgs, ServeArgs, ShareDecryptArgs, SplitArgs};
+use crate::keys::{keystore_for, load_or_empty, save};
 use crate::serve::missing_hint;
 
 /// `keys split`: shares to files first, then (with --remove) the keystore.
-pub(crate) fn split(a: SplitArgs) -> Result<(), String> {
+pub(crate) fn split(a: SplitArgs, serve: &ServeArgs) -> Result<(), String> {
     let id = ClientId::new(&a.client_id).map_err(|e| e.to_string())?;
-    if !a.keystore.exists() {
-        return Err(missing_hint("keystore", &a.keystore));
+    let keystore = keystore_for(a.keystore.clone(), serve)?;
+    if !keystore.exists() {
+        return Err(missing_hint("keystore", &keystore));
     }
-    let mut ks = Keystore::load(&a.keystore).map_err(|e| e.to_string())?;
+    let mut ks = Keystore::load(&keystore).map_err(|e| e.to_string())?;
     let entry = ks
         .get(id.as_str())
-        .ok_or_else(|| format!("no client {id} in {}", a.keystore.display()))?
+        .ok_or_else(|| format!("no client {id} in {}", keystore.display()))?
         .clone();
     // Parsed here, not by clap, whose errors would echo a mistaken value
     // (a secret key pasted instead of a public one).
@@ -88,10 +89,10 @@ pub(crate) fn split(a: SplitArgs) -> Result<(), String> {
     }
     if a.remove {
         ks.remove(id.as_str());
-        save(&ks, &a.keystore)?;
+        save(&ks, &keystore)?;
         outln!(
             "{id} removed from {}; rebuild it with `jwt-server keys combine {id} SHARE_FILE...`",
-            a.keystore.display()
+            keystore.display()
         );
     }
     Ok(())
@@ -100,27 +101,28 @@ pub(crate) fn split(a: SplitArgs) -> Result<(), String> {
 /// Where `keys combine` puts the rebuilt key.
 enum Destination<'a> {
     KeyFile(&'a Path),
-    Keystore(Keystore),
+    Keystore(Keystore, PathBuf),
 }
 
 /// `keys combine`: read, decrypt, check and rebuild; write only a checked key.
-pub(crate) fn combine(a: CombineArgs) -> Result<(), String> {
+pub(crate) fn combine(a: CombineArgs, serve: &ServeArgs) -> Result<(), String> {
     let id = ClientId::new(&a.client_id).map_err(|e| e.to_string())?;
     // Refuse before anything is decrypted if the result could not be stored.
     let destination = match &a.key_out {
         Some(p) => Destination::KeyFile(p),
         None => {
-            let ks = load_or_empty(&a.keystore)?;
+            let keystore = keystore_for(a.keystore.clone(), serve)?;
+            let ks = load_or_empty(&keystore)?;
             if let Some(old) = ks.get(id.as_str()) {
                 if !a.replace {
                     return Err(format!(
                         "client {id} is already in {} (current key fp={}); pass --replace to replace its keys with the rebuilt one, or --key-out FILE",
-                        a.keystore.display(),
+                        keystore.display(),
                         RootKey::fingerprint(&old.keys[0])
                     ));
                 }
             }
-            Destination::Keystore(ks)
+            Destination::Keystore(ks, keystore)
         }
     };
     let files = a
@@ -161,13 +163,13 @@ pub(crate) fn combine(a: CombineArgs) -> Result<(), String> {
                 p.display()
             );
         }
-        Destination::Keystore(mut ks) => {
+        Destination::Keystore(mut ks, keystore) => {
             ks.set(id.clone(), vec![rebuilt.key.clone()]);
-            save(&ks, &a.keystore)?;
+            save(&ks, &keystore)?;
             outln!("{summary}");
             outln!(
                 "{id}: put into {} as its current key; a running server picks it up within 2 s",
-                a.keystore.display()
+                keystore.display()
             );
         }
     }

@@ -1,11 +1,18 @@
 //! `jwt-server keys add|rotate|remove|list`: the keystore's clients.
+//!
+//! A new key is written out (a 0600 file, or stdout) before the keystore
+//! changes, and the keystore is saved before the key file takes its name:
+//! a command that fails leaves the keystore and any existing key file as
+//! they were, so no client is ever left with a key nobody has.
 
-use std::path::Path;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
 
 use jose_binding::private_file::{write_private, Existing};
 use jose_binding::{ClientId, Keystore, RootKey, SoftwareRootKey};
 
-use crate::cli::KeysCommand;
+use crate::cli::{KeyOut, KeysCommand, ServeArgs};
+use crate::config::{config_file, keystore_path};
 
 pub(crate) fn load_or_empty(path: &Path) -> Result<Keystore, String> {
     if path.exists() {
@@ -15,58 +22,75 @@ pub(crate) fn load_or_empty(path: &Path) -> Result<Keystore, String> {
     }
 }
 
-pub(crate) fn keys(cmd: KeysCommand) -> Result<(), String> {
+/// The keystore a keys command works on: its own --keystore (or
+/// JWT_KEYSTORE), else the server's settings (`config::keystore_path`).
+pub(crate) fn keystore_for(flag: Option<PathBuf>, serve: &ServeArgs) -> Result<PathBuf, String> {
+    let file = config_file(serve)?;
+    keystore_path(flag.as_deref(), serve, &file).map(|(p, _)| p)
+}
+
+pub(crate) fn keys(cmd: KeysCommand, serve: &ServeArgs) -> Result<(), String> {
     match cmd {
-        KeysCommand::Add(t) => {
+        KeysCommand::Add { target: t, out } => {
             let id = ClientId::new(&t.client_id).map_err(|e| e.to_string())?;
-            let mut ks = load_or_empty(&t.keystore)?;
+            let path = keystore_for(t.keystore, serve)?;
+            let mut ks = load_or_empty(&path)?;
             if ks.get(id.as_str()).is_some() {
                 return Err(format!(
                     "client {id} already exists; use `keys rotate {id}`"
                 ));
             }
+            let out = Destination::of(&out)?;
             let key = SoftwareRootKey::generate();
             ks.set(id.clone(), vec![key.clone()]);
-            save(&ks, &t.keystore)?;
-            hand_out(&id, &key, t.key_out.as_deref(), "added")
+            hand_out_then_save(&id, &key, out, &ks, &path, "added")
         }
-        KeysCommand::Rotate { target: t, keep } => {
+        KeysCommand::Rotate {
+            target: t,
+            out,
+            keep,
+        } => {
             let id = ClientId::new(&t.client_id).map_err(|e| e.to_string())?;
-            let mut ks = load_or_empty(&t.keystore)?;
+            let path = keystore_for(t.keystore, serve)?;
+            let mut ks = load_or_empty(&path)?;
             let old = ks
                 .get(id.as_str())
-                .ok_or_else(|| format!("no client {id} in {}", t.keystore.display()))?;
+                .ok_or_else(|| format!("no client {id} in {}", path.display()))?;
+            let out = Destination::of(&out)?;
             let key = SoftwareRootKey::generate();
             let mut keys = vec![key.clone()];
             keys.extend(old.keys.iter().take(keep).cloned());
             ks.set(id.clone(), keys);
-            save(&ks, &t.keystore)?;
-            hand_out(&id, &key, t.key_out.as_deref(), "rotated")
+            hand_out_then_save(&id, &key, out, &ks, &path, "rotated")
         }
         KeysCommand::Remove {
             target: t,
             previous,
         } => {
             let id = ClientId::new(&t.client_id).map_err(|e| e.to_string())?;
-            let mut ks = load_or_empty(&t.keystore)?;
+            let path = keystore_for(t.keystore, serve)?;
+            let mut ks = load_or_empty(&path)?;
             let old = ks
                 .get(id.as_str())
-                .ok_or_else(|| format!("no client {id} in {}", t.keystore.display()))?;
-            if previous {
+                .ok_or_else(|| format!("no client {id} in {}", path.display()))?;
+            let said = if previous {
                 let current = old.keys[0].clone();
                 ks.set(id.clone(), vec![current]);
-                eprintln!("client {id}: previous keys removed; only the current key is accepted");
+                format!("client {id}: previous keys removed; only the current key is accepted")
             } else {
                 ks.remove(id.as_str());
-                eprintln!("client {id} removed");
-            }
-            save(&ks, &t.keystore)
+                format!("client {id} removed")
+            };
+            save(&ks, &path)?;
+            eprintln!("{said}");
+            Ok(())
         }
-        KeysCommand::Split(a) => crate::custody::split(a),
-        KeysCommand::Combine(a) => crate::custody::combine(a),
+        KeysCommand::Split(a) => crate::custody::split(a, serve),
+        KeysCommand::Combine(a) => crate::custody::combine(a, serve),
         KeysCommand::ShareDecrypt(a) => crate::custody::share_decrypt(a),
         KeysCommand::List { keystore, json } => {
-            let ks = Keystore::load(&keystore).map_err(|e| e.to_string())?;
+            let path = keystore_for(keystore, serve)?;
+            let ks = Keystore::load(&path).map_err(|e| e.to_string())?;
             let rows: Vec<_> = ks
                 .clients()
                 .map(|c| {
@@ -103,33 +127,111 @@ pub(crate) fn save(ks: &Keystore, path: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
-/// Gives the new key to the operator exactly once: to a 0600 file, or stdout.
-fn hand_out(
+/// Where a new key goes.
+enum Destination<'a> {
+    File(&'a Path),
+    Stdout,
+}
+
+impl<'a> Destination<'a> {
+    /// `--key-out FILE`, `--stdout`, or stdout when it is a terminal. A
+    /// pipe or a shell redirect is refused: `> client7.key` creates the
+    /// file with the umask's mode, readable by others.
+    fn of(out: &'a KeyOut) -> Result<Destination<'a>, String> {
+        match &out.key_out {
+            Some(p) if p.is_dir() => Err(format!(
+                "--key-out {} is a directory; name the key file (nothing was changed)",
+                p.display()
+            )),
+            Some(p) => Ok(Destination::File(p)),
+            None if out.stdout || std::io::stdout().is_terminal() => Ok(Destination::Stdout),
+            None => Err(
+                "stdout is not a terminal, and a shell redirect would create the key file \
+                 with your umask's mode (often 0644): use --key-out FILE (written mode 0600), or \
+                 --stdout to print the key anyway; nothing was changed"
+                    .into(),
+            ),
+        }
+    }
+}
+
+/// Writes the new key out, then saves the keystore that holds it.
+///
+/// With --key-out the key goes to a 0600 temporary file beside FILE first
+/// (so an unwritable place fails before the keystore changes), the
+/// keystore is saved, and only then does the temporary file take FILE's
+/// name: if saving fails, the temporary file is removed and FILE (perhaps
+/// the client's current key) is left as it was.
+fn hand_out_then_save(
     id: &ClientId,
     key: &SoftwareRootKey,
-    out: Option<&Path>,
+    out: Destination<'_>,
+    ks: &Keystore,
+    path: &Path,
     verb: &str,
 ) -> Result<(), String> {
     let line = key.to_key_file();
     let fp = RootKey::fingerprint(key);
     match out {
-        Some(p) => {
-            write_private(p, line.as_bytes(), Existing::Replace)
-                .map_err(|e| format!("cannot write {}: {e}", p.display()))?;
+        Destination::File(p) => {
+            let tmp = temporary_beside(p)?;
+            write_private(&tmp, line.as_bytes(), Existing::Refuse).map_err(|e| {
+                format!(
+                    "cannot write the new key beside {}: {e}; the keystore is unchanged",
+                    p.display()
+                )
+            })?;
+            if let Err(e) = save(ks, path) {
+                return Err(match std::fs::remove_file(&tmp) {
+                    Ok(()) => format!("{e}; the keystore is unchanged and no key file was written"),
+                    Err(r) => format!(
+                        "{e}; the keystore is unchanged, but {} (a key no keystore has) could not be removed ({r}): delete it",
+                        tmp.display()
+                    ),
+                });
+            }
+            std::fs::rename(&tmp, p).map_err(|e| {
+                format!(
+                    "client {id} {verb} in {} (new key fp={fp}), but the key file could not be renamed to {} ({e}): it is {}, mode 0600; move it there",
+                    path.display(),
+                    p.display(),
+                    tmp.display()
+                )
+            })?;
             eprintln!(
-                "client {id} {verb}: new key fp={fp} written to {}",
+                "client {id} {verb}: new key fp={fp} written to {} (mode 0600)",
                 p.display()
             );
         }
-        None => {
+        Destination::Stdout => {
             eprintln!("client {id} {verb}: new key fp={fp}; its key file follows on stdout (shown once, store it now)");
-            let mut out = std::io::stdout();
-            if std::io::Write::write_all(&mut out, line.as_bytes()).is_err() {
-                return Err(
-                    "cannot write the key to stdout; the keystore has it, rotate again".into(),
-                );
-            }
+            let mut stdout = std::io::stdout();
+            stdout
+                .write_all(line.as_bytes())
+                .and_then(|()| stdout.flush())
+                .map_err(|e| {
+                    format!("cannot write the key to stdout: {e}; the keystore is unchanged")
+                })?;
+            save(ks, path).map_err(|e| {
+                format!("{e}; the keystore is unchanged: the key printed above is in no keystore, discard it")
+            })?;
         }
     }
     Ok(())
+}
+
+/// `.NAME.new-PID` in FILE's directory: renaming it over FILE is atomic.
+fn temporary_beside(p: &Path) -> Result<PathBuf, String> {
+    let name = p
+        .file_name()
+        .ok_or_else(|| format!("--key-out {}: not a file name", p.display()))?;
+    let dir = match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    Ok(dir.join(format!(
+        ".{}.new-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    )))
 }

@@ -35,7 +35,7 @@ fn main() -> ExitCode {
     init_logging(json_logs);
     let result = match cli.command {
         None | Some(Command::Serve) => serve::run_server(&cli.serve),
-        Some(Command::Keys(k)) => keys::keys(k),
+        Some(Command::Keys(k)) => keys::keys(k, &cli.serve),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

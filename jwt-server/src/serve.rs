@@ -1,6 +1,6 @@
 //! `jwt-server serve`: load the certificate and keystore, serve the echo
 //! app (or, with `--upstream`, the gateway) behind the binding until Ctrl-C
-//! or SIGTERM, reload keys on change.
+//! or SIGTERM, reload the keystore, the certificate and its key on change.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use jose_binding::gateway::status::{serve_status, Readiness};
 use jose_binding::gateway::Gateway;
 use jose_binding::layer::{Binding, KeystoreHandle};
 use jose_binding::server;
+use jose_binding::tls::{CertSummary, ReloadableCert};
 use jose_binding::{tls, Form, Keystore};
 
 use crate::cli::ServeArgs;
@@ -19,7 +20,7 @@ use crate::config::{settings, Settings};
 pub(crate) fn missing_hint(what: &str, path: &Path) -> String {
     if path.starts_with("fixtures") {
         format!(
-            "{what} {} not found: run from the repository root, or pass --{what}",
+            "{what} {} not found: --dev uses the repository's fixtures, so run from the repository root, or pass --{what}",
             path.display()
         )
     } else {
@@ -38,14 +39,15 @@ pub(crate) fn run_server(args: &ServeArgs) -> Result<(), String> {
             return Err(missing_hint(what, p));
         }
     }
-    let chain = tls::load_certs(&s.cert).map_err(|e| e.to_string())?;
-    let key = tls::load_key(&s.key).map_err(|e| e.to_string())?;
-    let tls_config = Arc::new(tls::server_config(chain, key).map_err(|e| e.to_string())?);
+    let certified = tls::load_certified_key(&s.cert, &s.key).map_err(|e| e.to_string())?;
+    let certificate = ReloadableCert::new(certified);
+    let tls_config =
+        Arc::new(tls::server_config_with_resolver(certificate.clone()).map_err(|e| e.to_string())?);
     let keystore = Keystore::load(&s.keystore).map_err(|e| e.to_string())?;
     warn_if_readable(&s.keystore);
     let handle = KeystoreHandle::new(keystore);
     let binding = Binding::new(handle.clone(), s.policy.clone());
-    let baseline = match &args.baseline_token_file {
+    let baseline = match &s.baseline_token_file {
         Some(p) => {
             let token = zeroize::Zeroizing::new(
                 std::fs::read_to_string(p)
@@ -76,7 +78,7 @@ pub(crate) fn run_server(args: &ServeArgs) -> Result<(), String> {
                     None => Gateway::new(config),
                 };
                 let app = gateway.service(&binding.layer());
-                run(s, tls_config, binding, handle, app, Some(gateway)).await
+                run(s, tls_config, certificate, binding, handle, app, Some(gateway)).await
             }
             None => {
                 let mut app = EchoApp::new(&binding.layer());
@@ -84,17 +86,18 @@ pub(crate) fn run_server(args: &ServeArgs) -> Result<(), String> {
                     tracing::warn!("POST /v1/baseline is enabled (static bearer token, no binding): for benchmarks only");
                     app = app.with_baseline(t);
                 }
-                run(s, tls_config, binding, handle, app, None).await
+                run(s, tls_config, certificate, binding, handle, app, None).await
             }
         }
     })
 }
 
-/// Listens and serves `app` until a shutdown signal, with the keystore
-/// watched and, for a gateway, the status listener beside it.
+/// Listens and serves `app` until a shutdown signal, with the keystore and
+/// the certificate watched and, for a gateway, the status listener beside it.
 async fn run<S: server::App>(
     s: Settings,
     tls_config: Arc<rustls::ServerConfig>,
+    certificate: Arc<ReloadableCert>,
     binding: Binding,
     handle: KeystoreHandle,
     app: S,
@@ -119,8 +122,19 @@ async fn run<S: server::App>(
         }
         _ => None,
     };
+    if s.dev_cert {
+        tracing::warn!(cert = %s.cert.display(), key = %s.key.display(), "--dev: serving with the repository's test certificate, whose private key is published; anyone can impersonate this server. Never use --dev in production");
+    }
+    if s.dev_keystore {
+        tracing::warn!(keystore = %s.keystore.display(), "--dev: the repository's test keystore is in use; its client keys are published");
+    }
+    let leaf = certificate.current();
+    let summary = leaf.cert.first().and_then(|c| CertSummary::of(c));
     tracing::info!(
         listen = %local,
+        cert = %s.cert.display(),
+        subject = summary.as_ref().map(|c| c.subject.as_str()).unwrap_or("?"),
+        not_after = summary.as_ref().map(|c| c.not_after.as_str()).unwrap_or("?"),
         audience = %s.policy.audience,
         forms = ?s.policy.forms.iter().map(Form::as_str).collect::<Vec<_>>(),
         clients = handle.snapshot().len(),
@@ -133,6 +147,12 @@ async fn run<S: server::App>(
         s.keystore.clone(),
         Duration::from_secs(2),
     ));
+    let cert_reloader = tokio::spawn(jose_binding::reload::watch_certificate(
+        certificate,
+        s.cert.clone(),
+        s.key.clone(),
+        Duration::from_secs(2),
+    ));
     server::serve(
         listener,
         tls_config,
@@ -143,6 +163,7 @@ async fn run<S: server::App>(
     )
     .await;
     reloader.abort();
+    cert_reloader.abort();
     if let Some(st) = status {
         st.abort();
     }

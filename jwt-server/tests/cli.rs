@@ -24,7 +24,7 @@ fn keys_add_rotate_list_remove() {
     let dir = TempDir::new("keys");
     let ks = dir.join("keystore.toml");
 
-    let out = run(&["keys", "add", "c9"], &ks);
+    let out = run(&["keys", "add", "c9", "--stdout"], &ks);
     assert!(
         out.status.success(),
         "{}",
@@ -123,7 +123,11 @@ fn help_teaches() {
 #[test]
 fn missing_fixtures_give_a_hint_not_a_panic() {
     let dir = TempDir::new("nofix");
-    let out = Command::new(BIN).current_dir(&dir).output().unwrap();
+    let out = Command::new(BIN)
+        .arg("--dev")
+        .current_dir(&dir)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("run from the repository root"), "{err}");
@@ -143,7 +147,7 @@ impl Drop for KillOnDrop {
 async fn serves_from_a_config_file_and_stops_on_sigterm() {
     let dir = TempDir::new("serve");
     let ks_path = dir.join("keystore.toml");
-    let out = run(&["keys", "add", "svc"], &ks_path);
+    let out = run(&["keys", "add", "svc", "--stdout"], &ks_path);
     let key = SoftwareRootKey::from_b64url(&String::from_utf8(out.stdout).unwrap()).unwrap();
     let config = dir.join("server.toml");
     std::fs::write(

@@ -1,10 +1,12 @@
 //! The keystore's TOML file format (feature `keystore-file`).
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 
-use serde::Deserialize;
+use toml_edit::{ImDocument, Item, TableLike, Value};
 use zeroize::Zeroizing;
 
 use super::{ClientKeys, Keystore};
@@ -15,6 +17,10 @@ use crate::schedule::{KeyFileError, SoftwareRootKey};
 /// Longest keystore file read (a keystore is a few KiB).
 pub const MAX_KEYSTORE_BYTES: u64 = 4 << 20;
 
+/// What can be wrong with a keystore. Every message says where (line and
+/// column, and the field) and never holds text from the file but field
+/// names and client ids: the parser's own messages quote values (`invalid
+/// type: string "<the key>"`), so none of them is passed on.
 #[derive(Debug, thiserror::Error)]
 pub enum KeystoreError {
     #[error("cannot read keystore {path}: {source}")]
@@ -24,82 +30,241 @@ pub enum KeystoreError {
     },
     #[error("keystore is larger than 4 MiB")]
     TooLarge,
-    #[error("keystore is not valid TOML at line {line}, column {column}: {message}")]
-    Syntax {
-        line: usize,
-        column: usize,
-        message: String,
+    #[error("keystore is {0}")]
+    Syntax(TomlSyntaxError),
+    #[error("keystore, {at}: `{field}` must be {expected}, not {found}")]
+    WrongType {
+        at: Position,
+        field: String,
+        expected: &'static str,
+        found: &'static str,
     },
-    #[error("keystore: client id {0:?} is not 1-64 characters of [A-Za-z0-9._-]")]
-    BadClientId(String),
-    #[error("keystore: client {0} has no keys")]
-    NoKeys(String),
-    #[error("keystore: client {client}, key #{index}: {problem}")]
+    #[error(
+        "keystore, {at}: unknown field {name} in {table} (the only field there is `{allowed}`)"
+    )]
+    UnknownField {
+        at: Position,
+        name: Name,
+        table: String,
+        allowed: &'static str,
+    },
+    #[error("keystore, {at}: client id {id} is not 1-64 characters of [A-Za-z0-9._-]")]
+    BadClientId { at: Position, id: Name },
+    #[error(
+        "keystore, {at}: client {client} has no keys (`keys = [\"<base64url root key>\", ...]`)"
+    )]
+    NoKeys { at: Position, client: String },
+    #[error("keystore, {at}: client {client}, key #{index}: {problem}")]
     BadKey {
+        at: Position,
         client: String,
         index: usize,
         problem: KeyFileError,
     },
-    #[error("keystore: client {client} lists the same key twice (#{first} and #{second})")]
+    #[error("keystore, {at}: client {client} lists the same key twice (#{first} and #{second})")]
     DuplicateKey {
+        at: Position,
         client: String,
         first: usize,
         second: usize,
     },
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct File {
-    #[serde(default)]
-    clients: BTreeMap<String, Entry>,
+/// A place in a text: 1-based line and column (in bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub line: usize,
+    pub column: usize,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Entry {
-    keys: Vec<Zeroizing<String>>,
+impl Position {
+    /// The position of byte `offset` of `text`.
+    pub fn at(text: &str, offset: usize) -> Position {
+        let before = &text.as_bytes()[..offset.min(text.len())];
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        let column = before.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
+        Position { line, column }
+    }
+
+    /// The start of the first known span, else the start of the text.
+    fn first(text: &str, spans: &[Option<Range<usize>>]) -> Position {
+        let offset = spans.iter().flatten().next().map_or(0, |s| s.start);
+        Position::at(text, offset)
+    }
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}, column {}", self.line, self.column)
+    }
+}
+
+/// A name from the file (an unknown field, an invalid client id), shown
+/// only when it is too short to be a root key: a key is 43 or more
+/// base64url characters, and one pasted in the wrong place becomes a name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Name(Option<String>, usize);
+
+/// Longest name from the file that an error shows.
+pub const MAX_SHOWN_NAME: usize = 32;
+
+impl Name {
+    pub fn new(name: &str) -> Name {
+        let n = name.chars().count();
+        Name((n <= MAX_SHOWN_NAME).then(|| name.to_owned()), n)
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Some(name) => write!(f, "{name:?}"),
+            None => write!(
+                f,
+                "of {} characters (not shown: a name that long may be a key)",
+                self.1
+            ),
+        }
+    }
+}
+
+/// A TOML syntax error: where, and what in fixed words. The parser's
+/// message is not used, since it can quote the text (a duplicate key's
+/// name, which may be a key pasted in the wrong place).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not valid TOML at {at}: {problem}")]
+pub struct TomlSyntaxError {
+    pub at: Position,
+    pub problem: &'static str,
+}
+
+/// Parses `text` as TOML, keeping positions; a syntax error is described
+/// by [`TomlSyntaxError`] alone.
+pub fn parse_toml(text: &str) -> Result<ImDocument<&str>, TomlSyntaxError> {
+    ImDocument::parse(text).map_err(|e| TomlSyntaxError {
+        at: Position::at(text, e.span().map_or(0, |s| s.start)),
+        problem: syntax_problem(e.message()),
+    })
+}
+
+/// The parser's message mapped onto fixed words; nothing of it is copied.
+fn syntax_problem(message: &str) -> &'static str {
+    const LABELS: &[(&str, &str)] = &[
+        ("invalid array", "invalid array"),
+        ("invalid basic string", "invalid string"),
+        ("invalid binary integer", "invalid number"),
+        ("invalid date-time", "invalid date-time"),
+        (
+            "invalid escape sequence",
+            "invalid escape sequence in a string",
+        ),
+        ("invalid floating-point number", "invalid number"),
+        ("invalid hexadecimal integer", "invalid number"),
+        ("invalid inline table", "invalid inline table"),
+        ("invalid integer", "invalid number"),
+        ("invalid key", "invalid key"),
+        ("invalid literal string", "invalid string"),
+        ("invalid multiline basic string", "invalid string"),
+        ("invalid multiline literal string", "invalid string"),
+        ("invalid octal integer", "invalid number"),
+        ("invalid string", "invalid string"),
+        ("invalid table header", "invalid table header"),
+        ("invalid time offset", "invalid date-time"),
+        ("invalid time", "invalid date-time"),
+        (
+            "invalid unicode 4-digit hex code",
+            "invalid escape sequence in a string",
+        ),
+        (
+            "invalid unicode 8-digit hex code",
+            "invalid escape sequence in a string",
+        ),
+    ];
+    if message.contains("duplicate key") {
+        return "a key or table defined twice";
+    }
+    if message.contains("attempted to extend non-table type") {
+        return "a dotted key extends a value that is not a table";
+    }
+    if message.contains("recursion limit exceeded") {
+        return "nested too deeply";
+    }
+    if message.contains("value is out of range") {
+        return "a value out of range";
+    }
+    let first = message.lines().next().unwrap_or("");
+    LABELS
+        .iter()
+        .find(|(label, _)| first == *label)
+        .map_or("invalid TOML", |(_, words)| words)
+}
+
+/// "a string", "an array", ...: the kind of an item, never its value.
+pub fn kind_of(item: &Item) -> &'static str {
+    match item {
+        Item::None => "nothing",
+        Item::Table(_) => "a table",
+        Item::ArrayOfTables(_) => "an array of tables",
+        Item::Value(v) => kind_of_value(v),
+    }
+}
+
+fn kind_of_value(v: &Value) -> &'static str {
+    match v {
+        Value::String(_) => "a string",
+        Value::Integer(_) => "an integer",
+        Value::Float(_) => "a float",
+        Value::Boolean(_) => "a boolean",
+        Value::Datetime(_) => "a date-time",
+        Value::Array(_) => "an array",
+        Value::InlineTable(_) => "a table",
+    }
+}
+
+/// The span of a key in a table, if the parser kept one.
+fn key_span(table: &dyn TableLike, name: &str) -> Option<Range<usize>> {
+    table.get_key_value(name).and_then(|(k, _)| k.span())
 }
 
 impl Keystore {
+    /// Parses the keystore file format (module doc). Errors carry no key
+    /// material ([`KeystoreError`]).
     pub fn parse(text: &str) -> Result<Keystore, KeystoreError> {
-        let file: File = toml::from_str(text).map_err(|e| {
-            let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
-            KeystoreError::Syntax {
-                line,
-                column,
-                message: e.message().to_owned(),
+        let doc = parse_toml(text).map_err(KeystoreError::Syntax)?;
+        let root = doc.as_table();
+        for (name, _) in root.iter() {
+            if name != "clients" {
+                return Err(KeystoreError::UnknownField {
+                    at: Position::first(text, &[key_span(root, name)]),
+                    name: Name::new(name),
+                    table: "the top level".into(),
+                    allowed: "clients",
+                });
             }
-        })?;
+        }
         let mut clients = BTreeMap::new();
-        for (name, entry) in file.clients {
-            let id = ClientId::new(&name).map_err(|_| KeystoreError::BadClientId(name.clone()))?;
-            if entry.keys.is_empty() {
-                return Err(KeystoreError::NoKeys(name));
-            }
-            let mut keys: Vec<SoftwareRootKey> = Vec::with_capacity(entry.keys.len());
-            for (index, text) in entry.keys.iter().enumerate() {
-                let key = SoftwareRootKey::from_b64url(text).map_err(|problem| {
-                    KeystoreError::BadKey {
-                        client: name.clone(),
-                        index,
-                        problem,
-                    }
-                })?;
-                if let Some(first) = keys.iter().position(|k| k.expose() == key.expose()) {
-                    return Err(KeystoreError::DuplicateKey {
-                        client: name,
-                        first,
-                        second: index,
-                    });
-                }
-                keys.push(key);
-            }
+        let Some(item) = root.get("clients") else {
+            return Ok(Keystore { clients });
+        };
+        let table = item
+            .as_table_like()
+            .ok_or_else(|| KeystoreError::WrongType {
+                at: Position::first(text, &[item.span(), key_span(root, "clients")]),
+                field: "clients".into(),
+                expected: "a table of clients ([clients.<id>])",
+                found: kind_of(item),
+            })?;
+        for (name, entry) in table.iter() {
+            let entry_at = Position::first(text, &[key_span(table, name), entry.span()]);
+            let id = ClientId::new(name).map_err(|_| KeystoreError::BadClientId {
+                at: entry_at,
+                id: Name::new(name),
+            })?;
+            let keys = client_keys(text, &id, entry, entry_at)?;
             clients.insert(id.clone(), Arc::new(ClientKeys { id, keys }));
         }
         Ok(Keystore { clients })
     }
-
     pub fn load(path: &Path) -> Result<Keystore, KeystoreError> {
         let io = |source| KeystoreError::Io {
             path: path.display().to_string(),
@@ -167,11 +332,79 @@ impl Keystore {
     }
 }
 
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text.as_bytes()[..offset.min(text.len())];
-    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-    let column = before.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
-    (line, column)
+/// One client's `[clients.<id>]` table: `keys`, an array of key strings.
+fn client_keys(
+    text: &str,
+    id: &ClientId,
+    entry: &Item,
+    entry_at: Position,
+) -> Result<Vec<SoftwareRootKey>, KeystoreError> {
+    let table = entry
+        .as_table_like()
+        .ok_or_else(|| KeystoreError::WrongType {
+            at: entry_at,
+            field: format!("clients.{id}"),
+            expected: "a table with `keys = [...]`",
+            found: kind_of(entry),
+        })?;
+    for (name, _) in table.iter() {
+        if name != "keys" {
+            return Err(KeystoreError::UnknownField {
+                at: Position::first(text, &[key_span(table, name)]),
+                name: Name::new(name),
+                table: format!("[clients.{id}]"),
+                allowed: "keys",
+            });
+        }
+    }
+    let Some(item) = table.get("keys") else {
+        return Err(KeystoreError::NoKeys {
+            at: entry_at,
+            client: id.to_string(),
+        });
+    };
+    let at = Position::first(text, &[item.span(), key_span(table, "keys")]);
+    let array = item.as_array().ok_or_else(|| KeystoreError::WrongType {
+        at,
+        field: format!("clients.{id}.keys"),
+        expected: "an array of base64url key strings",
+        found: kind_of(item),
+    })?;
+    if array.is_empty() {
+        return Err(KeystoreError::NoKeys {
+            at,
+            client: id.to_string(),
+        });
+    }
+    let mut keys: Vec<SoftwareRootKey> = Vec::with_capacity(array.len());
+    for (index, value) in array.iter().enumerate() {
+        let at = Position::first(text, &[value.span(), item.span()]);
+        let Some(encoded) = value.as_str() else {
+            return Err(KeystoreError::WrongType {
+                at,
+                field: format!("clients.{id}.keys[{index}]"),
+                expected: "a base64url key string",
+                found: kind_of_value(value),
+            });
+        };
+        let key =
+            SoftwareRootKey::from_b64url(encoded).map_err(|problem| KeystoreError::BadKey {
+                at,
+                client: id.to_string(),
+                index,
+                problem,
+            })?;
+        if let Some(first) = keys.iter().position(|k| k.expose() == key.expose()) {
+            return Err(KeystoreError::DuplicateKey {
+                at,
+                client: id.to_string(),
+                first,
+                second: index,
+            });
+        }
+        keys.push(key);
+    }
+    Ok(keys)
 }
 
 #[cfg(test)]
@@ -225,6 +458,85 @@ mod tests {
             "no temporary left behind"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A key in the wrong place: the error says where, in which field, and
+    /// holds no part of the key (the toml/serde message would quote it).
+    #[test]
+    fn a_misplaced_key_is_never_quoted() {
+        let plus = K1.replace('A', "+");
+        let cases = [
+            (
+                format!("[clients.c1]\nkeys = \"{K1}\"\n"),
+                "line 2, column 8",
+                "clients.c1.keys",
+            ),
+            (
+                format!("[clients.c1]\nkeys = {{ k = \"{K1}\" }}\n"),
+                "line 2, column 8",
+                "clients.c1.keys",
+            ),
+            (
+                "[clients.c1]\nkeys = 123456789\n".to_owned(),
+                "line 2, column 8",
+                "clients.c1.keys",
+            ),
+            (
+                format!("[clients.c1]\nkeys = [[\"{K1}\"]]\n"),
+                "line 2, column 9",
+                "clients.c1.keys[0]",
+            ),
+            (
+                format!("[clients.c1]\nkeys = [\"{K1}\"]\n[clients.c1]\nkeys = [\"{K2}\"]\n"),
+                "line 3",
+                "defined twice",
+            ),
+            (
+                format!("[clients.c1]\nkeys = [\"{K1}\"]\nextra = \"{K2}\"\n"),
+                "line 3, column 1",
+                "\"extra\" in [clients.c1]",
+            ),
+            (
+                format!("[clients.c1]\nkeys = [\"{K2}\"]\n{K1} = 1\n"),
+                "line 3, column 1",
+                "of 43 characters (not shown",
+            ),
+            (
+                format!("[clients.c1]\nkeys = [\"{K2}\"]\n{K1} = 1\n{K1} = 2\n"),
+                "line 4",
+                "defined twice",
+            ),
+            (
+                format!("[clients]\nc1 = \"{K1}\"\n"),
+                "line 2, column 1",
+                "clients.c1",
+            ),
+            (
+                format!("clients = \"{K1}\"\n"),
+                "line 1, column 11",
+                "`clients`",
+            ),
+            (
+                format!("[clients.\"{plus}\"]\nkeys = [\"{K2}\"]\n"),
+                "line 1, column 10",
+                "not shown",
+            ),
+            (format!("{K1} = 1\n"), "line 1, column 1", "the top level"),
+        ];
+        for (text, at, what) in cases {
+            let err = Keystore::parse(&text).unwrap_err().to_string();
+            for secret in [K1, &K1[8..24], &plus, &plus[8..24]] {
+                assert!(
+                    !err.contains(secret),
+                    "{err:?} quotes key material ({text:?})"
+                );
+            }
+            assert!(err.contains(at), "{err:?} should say {at:?} ({text:?})");
+            assert!(
+                err.contains(what),
+                "{err:?} should name {what:?} ({text:?})"
+            );
+        }
     }
 
     #[test]

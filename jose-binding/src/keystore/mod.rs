@@ -7,9 +7,9 @@
 //! keys = ["<base64url root key>", "<previous key, still accepted>"]
 //! ```
 //!
-//! Errors name the client and the problem, never the key material: TOML
-//! syntax errors are reported by line and column only, since the parser's own
-//! message quotes the offending line.
+//! Errors say where (line, column, field) and what, never the key
+//! material: no message of the TOML parser is passed on, since those quote
+//! values and names from the file ([`KeystoreError`]).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -20,7 +20,13 @@ use crate::schedule::SoftwareRootKey;
 #[cfg(feature = "keystore-file")]
 mod file;
 #[cfg(feature = "keystore-file")]
-pub use file::{KeystoreError, MAX_KEYSTORE_BYTES};
+pub use file::{
+    kind_of, parse_toml, KeystoreError, Name, Position, TomlSyntaxError, MAX_KEYSTORE_BYTES,
+    MAX_SHOWN_NAME,
+};
+/// The TOML tree [`parse_toml`] returns (toml_edit's).
+#[cfg(feature = "keystore-file")]
+pub use toml_edit;
 
 /// One client's root keys; `keys[0]` is current, the rest are accepted.
 #[derive(Debug)]

@@ -60,7 +60,7 @@ for feature in "" keystore-file net gateway custody tpm test-vectors; do
   cargo clippy --quiet --locked -p jose-binding --no-default-features ${feature:+--features "$feature"} -- -D warnings
 done
 core_tree=$(cargo tree --locked -p jose-binding --no-default-features -e normal --prefix none)
-for crate in tokio hyper rustls toml age vsss-rs; do
+for crate in tokio hyper rustls toml toml_edit age vsss-rs; do
   if grep -qE "^$crate v" <<<"$core_tree"; then
     echo "error: the core build of jose-binding depends on $crate" >&2
     exit 1

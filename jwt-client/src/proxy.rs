@@ -43,7 +43,7 @@ pub struct ProxyArgs {
     listen: Option<String>,
     /// Listen on a non-loopback address and accept non-loopback peers.
     /// Anyone who reaches the port acts as this client.
-    #[arg(long, env = "JWT_PROXY_ALLOW_REMOTE")]
+    #[arg(long, env = "JWT_PROXY_ALLOW_REMOTE", value_parser = clap::builder::BoolishValueParser::new())]
     allow_remote: bool,
     /// Token form [default: signed].
     #[arg(long, env = "JWT_FORM")]
@@ -107,8 +107,9 @@ pub async fn run(a: ProxyArgs) -> Result<ExitCode, String> {
         Some(p) => {
             let text =
                 std::fs::read_to_string(p).map_err(|e| format!("--config {}: {e}", p.display()))?;
-            toml::from_str(&text)
-                .map_err(|e| format!("--config {}: {}", p.display(), e.message()))?
+            // Errors name the place and the setting, never a value.
+            jose_binding::keystore::read_settings(&text)
+                .map_err(|e| format!("--config {}, {e}", p.display()))?
         }
         None => FileConfig::default(),
     };

@@ -26,6 +26,39 @@ fn a_non_loopback_listener_needs_allow_remote() {
     assert!(err.contains("--allow-remote"), "{err}");
 }
 
+/// A key pasted into the wrong setting of a config file is never echoed.
+#[test]
+fn config_errors_name_the_setting_not_the_value() {
+    let dir = TempDir::new("proxy-config-errors");
+    let config = dir.join("proxy.toml");
+    let secret = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
+    for (body, want) in [
+        (
+            format!("connections = \"{secret}\"\n"),
+            "line 1, column 15: setting \"connections\"",
+        ),
+        (
+            format!("key_fle = \"{secret}\"\n"),
+            "unknown setting \"key_fle\"",
+        ),
+        (
+            format!("{secret} = 1\n"),
+            "unknown setting of 43 characters",
+        ),
+    ] {
+        std::fs::write(&config, &body).unwrap();
+        let out = Command::new(BIN)
+            .args(["proxy", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(want), "{err:?} lacks {want:?}");
+        assert!(!err.contains(&secret[4..20]), "{err}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settings_from_a_config_file_json_logs_and_sigterm() {
     let server = TestServer::start(Policy::default(), fixture_keystore()).await;

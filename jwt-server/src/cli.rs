@@ -215,7 +215,7 @@ pub(crate) struct ServeArgs {
     /// key and keystore), whose private keys are public, and say so in the
     /// log. Without it the server and the keys commands have no default
     /// for them.
-    #[arg(long, env = "JWT_DEV", global = true, value_parser = clap::builder::FalseyValueParser::new())]
+    #[arg(long, env = "JWT_DEV", global = true, value_parser = clap::builder::BoolishValueParser::new())]
     pub(crate) dev: bool,
     /// Address to listen on [default: 127.0.0.1:8443].
     #[arg(long, env = "JWT_LISTEN")]
@@ -330,7 +330,12 @@ pub(crate) struct ServeArgs {
     pub(crate) public_websocket_paths: Option<Vec<String>>,
     /// Forward the client's Authorization header too (by default it is
     /// removed: a bound token is worthless to the upstream).
-    #[arg(long, env = "JWT_FORWARD_TOKEN", help_heading = "Gateway")]
+    #[arg(
+        long,
+        env = "JWT_FORWARD_TOKEN",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        help_heading = "Gateway"
+    )]
     pub(crate) forward_token: bool,
     /// Header carrying the verified client id [default: x-jose-binding-client-id].
     #[arg(long, env = "JWT_CLIENT_ID_HEADER", help_heading = "Gateway")]

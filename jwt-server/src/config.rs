@@ -15,7 +15,7 @@ use http::{HeaderName, HeaderValue};
 use jose_binding::gateway::headers::IdentityHeaders;
 use jose_binding::gateway::upstream::{BadUpstream, Upstream};
 use jose_binding::gateway::{GatewayConfig, IpNet};
-use jose_binding::keystore::{parse_toml, Name, Position};
+use jose_binding::keystore::read_settings;
 use jose_binding::server::ServerOptions;
 use jose_binding::{tls, Form, FormSet, Policy};
 use serde::Deserialize;
@@ -91,31 +91,8 @@ pub(crate) fn read_config(path: &Path) -> Result<FileConfig, String> {
     let text = zeroize::Zeroizing::new(
         std::fs::read_to_string(path).map_err(|e| format!("--config {shown}: {e}"))?,
     );
-    let doc = parse_toml(&text).map_err(|e| format!("--config {shown}: {e}"))?;
-    let mut file: FileConfig = toml::from_str(&text).map_err(|e| {
-        // Not e.message(): serde's messages quote the value
-        // (`invalid type: string "...", expected ...`).
-        let offset = e.span().map_or(0, |s| s.start);
-        let at = Position::at(&text, offset);
-        let root = doc.as_table();
-        let setting = root.iter().find_map(|(name, item)| {
-            let (key, _) = root.get_key_value(name)?;
-            let in_key = key.span().is_some_and(|s| s.contains(&offset));
-            let in_value = item.span().is_some_and(|s| s.contains(&offset));
-            (in_key || in_value).then_some((name, in_key))
-        });
-        match setting {
-            Some((name, true)) => format!(
-                "--config {shown}, {at}: unknown setting {} (see jwt-server --help for the names)",
-                Name::new(name)
-            ),
-            Some((name, false)) => format!(
-                "--config {shown}, {at}: setting {}: wrong type or invalid value (see jwt-server --help)",
-                Name::new(name)
-            ),
-            None => format!("--config {shown}, {at}: invalid settings (see jwt-server --help)"),
-        }
-    })?;
+    let mut file: FileConfig =
+        read_settings(&text).map_err(|e| format!("--config {shown}, {e}"))?;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),

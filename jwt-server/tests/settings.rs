@@ -223,3 +223,23 @@ fn config_errors_name_the_setting_not_the_value() {
         assert!(!t.contains(&secret[4..20]), "{t}");
     }
 }
+
+/// Boolean env vars read as people write them (`1`, `yes`, `true`), and
+/// anything else is an error rather than a silent `true`.
+#[test]
+fn boolean_env_vars_take_1_and_refuse_garbage() {
+    let dir = TempDir::new("bool-env");
+    let gateway = ["--upstream", "http://127.0.0.1:1", "--public-path", "x"];
+    for (var, value, want) in [
+        ("JWT_FORWARD_TOKEN", "1", "a prefix starts with /"),
+        ("JWT_FORWARD_TOKEN", "yes", "a prefix starts with /"),
+        ("JWT_FORWARD_TOKEN", "maybe", "invalid value 'maybe'"),
+        ("JWT_DEV", "1", "a prefix starts with /"),
+        ("JWT_DEV", "maybe", "invalid value 'maybe'"),
+    ] {
+        let out = run(&gateway, &dir, &[(var, value)]);
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{var}={value}: {t}");
+        assert!(t.contains(want), "{var}={value}: {t}");
+    }
+}

@@ -128,6 +128,45 @@ impl fmt::Display for Name {
     }
 }
 
+/// What is wrong in a settings file (`--config`), said by position and
+/// setting name only: serde's own messages quote the value
+/// (`invalid type: string "...", expected ...`), and a value may be a key
+/// pasted in the wrong place.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingsError {
+    #[error(transparent)]
+    Syntax(#[from] TomlSyntaxError),
+    #[error("{at}: unknown setting {name} (see --help for the names)")]
+    Unknown { at: Position, name: Name },
+    #[error("{at}: setting {name}: wrong type or invalid value (see --help)")]
+    Invalid { at: Position, name: Name },
+    #[error("{at}: invalid settings (see --help)")]
+    Other { at: Position },
+}
+
+/// Reads a settings file of `text` into `T`; a failure is described by
+/// [`SettingsError`] alone.
+pub fn read_settings<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, SettingsError> {
+    let doc = parse_toml(text)?;
+    let de = toml_edit::de::from_str::<T>(text);
+    de.map_err(|e| {
+        let offset = e.span().map_or(0, |s| s.start);
+        let at = Position::at(text, offset);
+        let root = doc.as_table();
+        let setting = root.iter().find_map(|(name, item)| {
+            let (key, _) = root.get_key_value(name)?;
+            let in_key = key.span().is_some_and(|s| s.contains(&offset));
+            let in_value = item.span().is_some_and(|s| s.contains(&offset));
+            (in_key || in_value).then_some((Name::new(name), in_key))
+        });
+        match setting {
+            Some((name, true)) => SettingsError::Unknown { at, name },
+            Some((name, false)) => SettingsError::Invalid { at, name },
+            None => SettingsError::Other { at },
+        }
+    })
+}
+
 /// A TOML syntax error: where, and what in fixed words. The parser's
 /// message is not used, since it can quote the text (a duplicate key's
 /// name, which may be a key pasted in the wrong place).

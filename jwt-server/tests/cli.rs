@@ -332,7 +332,7 @@ async fn limits_come_from_the_config_file_and_the_environment() {
     );
 }
 
-/// The README's "Protect an existing service", as an operator runs it:
+/// The README's gateway ("Any HTTP service"), as an operator runs it:
 /// examples/whoami.py as the app, the gateway's settings from a config
 /// file and the environment, the status listener, and the app going away.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

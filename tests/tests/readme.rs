@@ -1,6 +1,6 @@
-//! The README's "Using the library" snippets are code that compiles: each
-//! is found, line for line and in order, in the example or doctest it is
-//! taken from.
+//! The library snippets of the README ("Three ways to adopt it") and of
+//! docs/LIBRARY.md are code that compiles: each is found, line for line and
+//! in order, in the example or doctest it is taken from.
 
 use std::path::Path;
 
@@ -55,7 +55,6 @@ fn contains_in_order(haystack: &[String], needle: &[String]) -> bool {
 
 #[test]
 fn library_snippets_are_compiled_code() {
-    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
     let sources: Vec<(String, Vec<String>)> =
         ["tests/examples/axum.rs", "jose-binding/src/stamp.rs"]
             .iter()
@@ -64,15 +63,25 @@ fn library_snippets_are_compiled_code() {
                 (p.to_string(), compiled_lines(&text))
             })
             .collect();
-    let blocks = snippets(&readme, "## Using the library");
-    assert!(blocks.len() >= 3, "found {} snippets", blocks.len());
-    for block in &blocks {
+    for (page, section, at_least) in [
+        ("README.md", "## Three ways to adopt it", 1),
+        ("docs/LIBRARY.md", "## Using the library", 3),
+    ] {
+        let text = std::fs::read_to_string(repo().join(page)).unwrap();
+        let blocks = snippets(&text, section);
         assert!(
-            sources
-                .iter()
-                .any(|(_, lines)| contains_in_order(lines, block)),
-            "README snippet not found in any compiled source:\n{}",
-            block.join("\n")
+            blocks.len() >= at_least,
+            "{page}: found {} snippets",
+            blocks.len()
         );
+        for block in &blocks {
+            assert!(
+                sources
+                    .iter()
+                    .any(|(_, lines)| contains_in_order(lines, block)),
+                "{page}: snippet not found in any compiled source:\n{}",
+                block.join("\n")
+            );
+        }
     }
 }

@@ -13,46 +13,32 @@
 
 #![forbid(unsafe_code)]
 
+// The rooms, in the order dependencies point: proxy -> serve -> keys ->
+// protocol. docs/ARCHITECTURE.md draws them.
+mod keys;
+mod protocol;
 #[cfg(feature = "net")]
-pub mod admission;
-pub mod b64;
-pub mod claims;
+mod proxy;
 #[cfg(feature = "net")]
-pub mod client;
-pub mod client_id;
+mod serve;
+
+pub use protocol::{
+    b64, claims, client_id, error, issuer, json, lookup, replay, schedule, token, verifier,
+};
+
 #[cfg(feature = "custody")]
-pub mod custody;
-#[cfg(feature = "net")]
-pub mod echo;
-pub mod error;
-#[cfg(feature = "gateway")]
-pub mod gateway;
-#[cfg(feature = "net")]
-pub mod hop;
-pub mod issuer;
-pub mod json;
-pub mod keystore;
-#[cfg(feature = "net")]
-pub mod layer;
-pub mod private_file;
-#[cfg(feature = "net")]
-pub mod reload;
-pub mod replay;
-pub mod schedule;
-#[cfg(feature = "net")]
-pub mod server;
-#[cfg(feature = "net")]
-pub mod sidecar;
-#[cfg(feature = "net")]
-pub mod stamp;
-#[cfg(feature = "net")]
-pub mod throttle;
-#[cfg(feature = "net")]
-pub mod tls;
-pub mod token;
+pub use keys::custody;
 #[cfg(feature = "tpm")]
-pub mod tpm;
-pub mod verifier;
+pub use keys::tpm;
+pub use keys::{keystore, private_file};
+
+#[cfg(feature = "net")]
+pub use serve::{admission, client, echo, layer, reload, server, stamp, throttle, tls};
+
+#[cfg(feature = "gateway")]
+pub use proxy::gateway;
+#[cfg(feature = "net")]
+pub use proxy::{hop, sidecar};
 
 pub use claims::Claims;
 pub use client_id::ClientId;

@@ -56,7 +56,7 @@ fn contains_in_order(haystack: &[String], needle: &[String]) -> bool {
 #[test]
 fn library_snippets_are_compiled_code() {
     let sources: Vec<(String, Vec<String>)> =
-        ["tests/examples/axum.rs", "jose-binding/src/stamp.rs"]
+        ["tests/examples/axum.rs", "jose-binding/src/serve/stamp.rs"]
             .iter()
             .map(|p| {
                 let text = std::fs::read_to_string(repo().join(p)).unwrap();

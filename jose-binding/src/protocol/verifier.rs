@@ -10,7 +10,7 @@ use crate::claims::Claims;
 use crate::client_id::ClientId;
 use crate::error::{reject, ErrorCode, Rejection};
 use crate::json;
-use crate::keystore::{ClientKeys, KeyLookup};
+use crate::lookup::{ClientKeys, KeyLookup};
 use crate::replay::{self, Replay, ReplayCache};
 use crate::schedule::{Ekm, Fingerprint, SubKeys};
 use crate::token::{Cty, Form, FormSet, HeaderMemo, Kind, Layer, MAX_CLAIMS_LEN, MAX_TOKEN_LEN};

@@ -28,22 +28,7 @@ pub use file::{
 #[cfg(feature = "keystore-file")]
 pub use toml_edit;
 
-/// One client's root keys; `keys[0]` is current, the rest are accepted.
-#[derive(Debug)]
-pub struct ClientKeys {
-    pub id: ClientId,
-    pub keys: Vec<SoftwareRootKey>,
-}
-
-/// Where the verifier finds a client's root keys. [`Keystore`] is the one
-/// this crate ships; another source (a secrets service, say) implements
-/// this.
-pub trait KeyLookup {
-    /// The keys of client `kid`, current first. The verifier keeps the
-    /// subkeys it derived for as long as it gets the same `Arc` back, so a
-    /// source returns a new `Arc` exactly when a client's keys change.
-    fn client_keys(&self, kid: &str) -> Option<&Arc<ClientKeys>>;
-}
+pub use crate::protocol::lookup::{ClientKeys, KeyLookup};
 
 /// An immutable keystore snapshot. Reloads build a new one.
 #[derive(Debug, Default)]

@@ -1,0 +1,14 @@
+//! The serving glue (feature `net`): TLS 1.3 and the EKM export, the
+//! tower layer, the accept loop with its admission budgets, throttled
+//! logging and deadlines, reload of keys and certificates, the bound
+//! client and its stamping layer, and the reference echo app.
+
+pub mod admission;
+pub mod client;
+pub mod echo;
+pub mod layer;
+pub mod reload;
+pub mod server;
+pub mod stamp;
+pub mod throttle;
+pub mod tls;

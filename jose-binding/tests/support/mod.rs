@@ -13,6 +13,9 @@
 //! subdirectory of `tests/`); one that uses only part of it writes
 //! `#[allow(dead_code)] mod support;`.
 
+// Shared by the test binaries, not part of the library's API.
+#![allow(unreachable_pub)]
+
 use std::path::PathBuf;
 use std::sync::Arc;
 

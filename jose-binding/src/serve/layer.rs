@@ -322,24 +322,36 @@ where
                     code: None,
                 };
                 parts.extensions.insert(verified);
-                BindingFuture::Inner {
-                    future: self.inner.call(Request::from_parts(parts, body)),
-                    outcome: Some(outcome),
+                BindingFuture {
+                    kind: Kind::Inner {
+                        future: self.inner.call(Request::from_parts(parts, body)),
+                        outcome: Some(outcome),
+                    },
                 }
             }
-            Err(refusal) => BindingFuture::Refused {
-                refusal,
-                body: std::marker::PhantomData,
+            Err(refusal) => BindingFuture {
+                kind: Kind::Refused {
+                    refusal,
+                    body: std::marker::PhantomData,
+                },
             },
         }
     }
 }
 
 pin_project_lite::pin_project! {
-    /// Either the inner service's future or an immediate 401.
-    #[project = BindingFutureProj]
-    #[allow(private_interfaces)]
-    pub enum BindingFuture<F, B> {
+    /// The future of [`BindingService`]: the inner service's, or an
+    /// immediate 401. Its kind is private, so the refusal stays an
+    /// implementation detail.
+    pub struct BindingFuture<F, B> {
+        #[pin]
+        kind: Kind<F, B>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = KindProj]
+    enum Kind<F, B> {
         Inner { #[pin] future: F, outcome: Option<Outcome> },
         // The answer is made when polled, from a `Copy` rejection, so a
         // future polled again after completion answers again instead of
@@ -356,8 +368,8 @@ where
     type Output = Result<Response<B>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
-            BindingFutureProj::Inner { future, outcome } => match future.poll(cx) {
+        match self.project().kind.project() {
+            KindProj::Inner { future, outcome } => match future.poll(cx) {
                 Poll::Ready(Ok(mut resp)) => {
                     if let Some(o) = outcome.take() {
                         resp.extensions_mut().insert(o);
@@ -366,7 +378,7 @@ where
                 }
                 other => other,
             },
-            BindingFutureProj::Refused { refusal, .. } => Poll::Ready(Ok(match *refusal {
+            KindProj::Refused { refusal, .. } => Poll::Ready(Ok(match *refusal {
                 Refusal::Token(rejection) => {
                     let mut resp = unauthorized(rejection);
                     resp.extensions_mut().insert(Outcome {

@@ -30,12 +30,8 @@ use http::{HeaderMap, HeaderValue, Method, Request, Version};
 /// a WebSocket handshake ([`is_websocket_upgrade`]) and goes on as
 /// `Connection: upgrade` / `Upgrade: websocket`; without it, `Upgrade` goes.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, websocket: bool) {
-    let named: Vec<HeaderName> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+    let named: Vec<HeaderName> = list_items(headers, CONNECTION)
+        .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
         .collect();
     for name in named {
         if name != HOST && name != CONTENT_LENGTH && !(websocket && name == UPGRADE) {
@@ -96,12 +92,18 @@ fn only_websocket(headers: &HeaderMap) -> bool {
 /// True if a comma-separated header `name` lists `token` (ASCII case
 /// folded).
 fn names_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
+    list_items(headers, name).any(|t| t.eq_ignore_ascii_case(token))
+}
+
+/// The items of a comma-separated header (`Connection`, `Trailer`), over
+/// all its lines, trimmed; lines that are not text are skipped.
+pub(crate) fn list_items(headers: &HeaderMap, name: HeaderName) -> impl Iterator<Item = &str> {
     headers
         .get_all(name)
-        .iter()
+        .into_iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
+        .map(str::trim)
 }
 
 /// Fields that are never trailers here: hop-by-hop ones, and those RFC 9110

@@ -198,12 +198,7 @@ pub fn own_trailer_announcement(headers: &mut HeaderMap, names: &IdentityHeaders
     if !headers.contains_key(TRAILER) {
         return;
     }
-    let kept: Vec<&str> = headers
-        .get_all(TRAILER)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
+    let kept: Vec<&str> = crate::hop::list_items(headers, TRAILER)
         .filter(|n| {
             HeaderName::from_bytes(n.as_bytes()).is_ok_and(|n| request_trailer_allowed(names, &n))
         })

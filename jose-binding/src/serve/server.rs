@@ -192,7 +192,8 @@ impl Log {
 /// its place in the budgets, close when the connection is evicted, at the
 /// authentication deadline unless a token was accepted on it, when it
 /// falls silent, and when the server stops. Every request served by
-/// [`serve`] carries one as an extension; cloning shares it.
+/// [`serve`] with an `Upgrade` header carries one as an extension (no
+/// other can become a tunnel); cloning shares it.
 #[derive(Clone)]
 pub struct ConnectionGuard(Arc<Guarded>);
 
@@ -541,9 +542,14 @@ where
             peer: self.peer,
             log: self.log.clone(),
         };
+        // Only a request that asks to upgrade can become a tunnel; the
+        // others are spared the allocation.
+        let upgrade = req.headers().contains_key(http::header::UPGRADE);
         let ext = req.extensions_mut();
         ext.insert(self.conn.clone());
-        ext.insert(self.guard.clone());
+        if upgrade {
+            ext.insert(self.guard.clone());
+        }
         ext.insert(PeerAddr(self.peer));
         TrackedFuture {
             busy: Some(Busy::new(self.clock.clone())),

@@ -298,7 +298,9 @@ async fn forward(
     let start = Instant::now();
     let websocket = is_websocket_upgrade(&req);
     let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
-    let guard = req.extensions().get::<ConnectionGuard>().cloned();
+    let guard = websocket
+        .then(|| req.extensions().get::<ConnectionGuard>().cloned())
+        .flatten();
     let upstream_req = match upstream_request(&shared, req, websocket) {
         Ok(r) => r,
         Err((why, cause)) => return Ok(failed(why, cause, start)),

@@ -146,19 +146,12 @@ fn a_keystore_that_cannot_be_saved_leaves_no_key_file() {
     std::fs::write(dir.join("not-a-dir"), "").unwrap();
     let ks = dir.join("not-a-dir/keystore.toml");
     let file = dir.join("client7.key");
-    let out = run(
-        &[
-            "keys",
-            "add",
-            "client7",
-            "--keystore",
-            ks.to_str().unwrap(),
-            "--key-out",
-            file.to_str().unwrap(),
-        ],
-        &dir,
-        &[],
-    );
+    let add = || {
+        let args = ["keys", "add", "client7", "--keystore", ks.to_str().unwrap()];
+        let key_out = ["--key-out", file.to_str().unwrap()];
+        run(&[&args[..], &key_out[..]].concat(), &dir, &[])
+    };
+    let out = add();
     refused(&out, "no key file was written");
     let left: Vec<_> = std::fs::read_dir(&*dir)
         .unwrap()
@@ -167,19 +160,7 @@ fn a_keystore_that_cannot_be_saved_leaves_no_key_file() {
     assert_eq!(left, ["not-a-dir"], "no key file, no temporary file");
 
     std::fs::write(&file, "the client's current key\n").unwrap();
-    let out = run(
-        &[
-            "keys",
-            "add",
-            "client7",
-            "--keystore",
-            ks.to_str().unwrap(),
-            "--key-out",
-            file.to_str().unwrap(),
-        ],
-        &dir,
-        &[],
-    );
+    let out = add();
     refused(&out, "the keystore is unchanged");
     assert_eq!(
         std::fs::read_to_string(&file).unwrap(),

@@ -13,6 +13,18 @@ use jose_binding::{Form, Keystore};
 use jose_binding_e2e::{fixtures, TempDir};
 use support::{command, run, run_bounded, text, Server};
 
+/// The status of one signed request from client1 to the server on `port`.
+async fn signed_request(port: u16) -> u16 {
+    let target = Target::parse(&format!("https://localhost:{port}")).unwrap();
+    let setup = jose_binding_e2e::setup("client1", HttpVersion::Auto);
+    let mut conn = BoundConnection::connect(&target, &setup).await.unwrap();
+    let r = conn
+        .send(Form::Signed, &serde_json::json!({}))
+        .await
+        .unwrap();
+    r.status
+}
+
 fn repo() -> std::path::PathBuf {
     fixtures().join("..")
 }
@@ -133,14 +145,7 @@ async fn dev_serves_the_fixtures_and_says_so() {
     ] {
         assert!(ready.contains(want), "{ready:?} lacks {want:?}");
     }
-    let target = Target::parse(&format!("https://localhost:{}", server.port)).unwrap();
-    let setup = jose_binding_e2e::setup("client1", HttpVersion::Auto);
-    let mut conn = BoundConnection::connect(&target, &setup).await.unwrap();
-    let r = conn
-        .send(Form::Signed, &serde_json::json!({}))
-        .await
-        .unwrap();
-    assert_eq!(r.status, 200);
+    assert_eq!(signed_request(server.port).await, 200);
     assert!(server
         .wait_for("status=200", Duration::from_secs(5))
         .is_some());
@@ -177,14 +182,7 @@ async fn serve_resolves_config_paths_against_the_config_file() {
     .expect("serves with the config's relative paths");
     let ready = server.log.last().unwrap();
     assert!(ready.contains("etc/server.pem"), "{ready}");
-    let target = Target::parse(&format!("https://localhost:{}", server.port)).unwrap();
-    let setup = jose_binding_e2e::setup("client1", HttpVersion::Auto);
-    let mut conn = BoundConnection::connect(&target, &setup).await.unwrap();
-    let r = conn
-        .send(Form::Signed, &serde_json::json!({}))
-        .await
-        .unwrap();
-    assert_eq!(r.status, 200);
+    assert_eq!(signed_request(server.port).await, 200);
 }
 
 /// A --config error says where and which setting, and quotes no value.

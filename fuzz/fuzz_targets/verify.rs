@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use jose_binding::schedule::{Ekm, SoftwareRootKey};
+use jose_binding::{Ekm, SoftwareRootKey};
 use jose_binding::{ClientId, ConnectionVerifier, Keystore, Policy};
 use libfuzzer_sys::fuzz_target;
 

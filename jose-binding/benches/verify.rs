@@ -10,9 +10,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use hmac::{Hmac, Mac};
-use jose_binding::issuer::{seal, Issuer};
-use jose_binding::schedule::{Ekm, SoftwareRootKey, SubKeys};
+use jose_binding::token::seal;
+use jose_binding::Issuer;
 use jose_binding::{ClientId, ConnectionVerifier, Form, Keystore, Policy};
+use jose_binding::{Ekm, SoftwareRootKey, SubKeys};
 use serde_json::{json, Value};
 use sha2::Sha256;
 

@@ -3,9 +3,11 @@
 
 use std::sync::Arc;
 
-use jose_binding::issuer::{seal, Issuer};
-use jose_binding::schedule::{Ekm, SoftwareRootKey, SubKeys};
+use jose_binding::token::seal;
+
+use jose_binding::Issuer;
 use jose_binding::{ClientId, ConnectionVerifier, Form, Keystore, Policy};
+use jose_binding::{Ekm, SoftwareRootKey, SubKeys};
 use serde_json::json;
 
 fn main() {

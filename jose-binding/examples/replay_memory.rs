@@ -5,7 +5,9 @@
 //! tokens per second, expiries advancing) and divides the RSS growth by the
 //! entries held.
 
-use jose_binding::replay::{ReplayCache, DEFAULT_CAPACITY};
+use jose_binding::ReplayCache;
+
+const DEFAULT_CAPACITY: usize = ReplayCache::DEFAULT_CAPACITY;
 
 fn rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();

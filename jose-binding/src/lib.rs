@@ -1,15 +1,20 @@
 //! JOSE tokens bound to the TLS 1.3 connection they travel on.
 //!
-//! Both ends export the connection's keying material, mix it with a shared
-//! root key and derive per-connection subkeys ([`schedule`]). Tokens made
-//! with them ([`issuer`]) verify only on that connection ([`verifier`]).
-//! The wire contract is docs/PROTOCOL.md.
+//! Both ends export the connection's keying material ([`Ekm`]), mix it
+//! with a shared root key ([`RootKey`]) and derive per-connection subkeys
+//! ([`SubKeys`]). Tokens made with them ([`Issuer`]) verify only on that
+//! connection ([`ConnectionVerifier`]). The wire contract is
+//! docs/PROTOCOL.md.
 //!
 //! The default build is that core alone, with no IO crate. Features add
 //! `keystore-file` (the TOML keystore), `net` (TLS 1.3, HTTP and tower
 //! glue: [`layer`], [`server`], [`client`]), `gateway` (a reverse proxy
-//! behind the layer), `custody` and `tpm`;
-//! docs/ARCHITECTURE.md says which file holds what.
+//! behind the layer), `custody` and `tpm`; docs/ARCHITECTURE.md says
+//! which file holds what.
+//!
+//! This page is the public API: every path a user can name is listed
+//! below. The modules under `src/` are private; `unreachable_pub` and
+//! `unnameable_types` keep an item from being public by accident.
 
 #![forbid(unsafe_code)]
 
@@ -22,29 +27,103 @@ mod proxy;
 #[cfg(feature = "net")]
 mod serve;
 
-pub use protocol::{
-    b64, claims, client_id, error, issuer, json, lookup, replay, schedule, token, verifier,
+// ---- The protocol core: always built, no IO crate.
+
+pub use protocol::claims::Claims;
+pub use protocol::client_id::{ClientId, InvalidClientId, CLIENT_ID_MAX};
+pub use protocol::error::{ErrorCode, Rejection};
+pub use protocol::issuer::{IssueError, Issuer, DEFAULT_TTL_SECS};
+pub use protocol::lookup::{ClientKeys, KeyLookup};
+pub use protocol::replay::{Replay, ReplayCache};
+pub use protocol::schedule::{
+    Ekm, EncKey, Fingerprint, KeyFileError, Prk, RootKey, RootKeyError, RootKeyLength, SigKey,
+    SoftwareRootKey, SubKeys, EKM_LABEL, EKM_LEN, ROOT_KEY_MAX, ROOT_KEY_MIN,
 };
+pub use protocol::token::{Form, FormSet, UnknownForm};
+pub use protocol::verifier::{ConnectionVerifier, Policy, Verified};
+
+pub use keys::keystore::Keystore;
+
+/// The strict base64url of every token part (no padding, canonical only).
+pub use protocol::b64;
+/// The strict JSON of headers and claims (no duplicate member, bounded
+/// depth).
+pub use protocol::json;
+
+/// Tokens taken apart and made without a connection: the layer parser,
+/// header analysis, the exact §5 headers, sealing with given subkeys and
+/// verification with them. For debuggers, fuzzers and other
+/// implementations' tests; a server uses [`ConnectionVerifier`].
+pub mod token {
+    #[cfg(feature = "test-vectors")]
+    pub use crate::protocol::issuer::seal;
+    pub use crate::protocol::issuer::REGISTERED;
+    #[cfg(feature = "test-vectors")]
+    pub use crate::protocol::token::encrypt_jwe;
+    pub use crate::protocol::token::{
+        analyse_header, headers, sign_jws, sign_jws_encoded, Body, Cty, HeaderMemo, Kind, Layer,
+        FORBIDDEN_HEADERS, MAX_CLAIMS_LEN, MAX_HEADER_LEN, MAX_TOKEN_LEN,
+    };
+    pub use crate::protocol::verifier::{unix_now, verify_with_subkeys};
+}
+
+// ---- Key providers.
+
+/// Root keys by client id: the in-memory [`Keystore`], its TOML file
+/// (feature `keystore-file`), the handle reloads swap, and
+/// the reader that gives a config file's errors a line and column.
+pub mod keystore {
+    pub use crate::keys::keystore::KeystoreHandle;
+    #[cfg(feature = "keystore-file")]
+    pub use crate::keys::keystore::{
+        kind_of, parse_toml, read_settings, toml_edit, KeystoreError, Name, Position,
+        SettingsError, TomlSyntaxError, MAX_KEYSTORE_BYTES, MAX_SHOWN_NAME,
+    };
+}
 
 #[cfg(feature = "custody")]
 pub use keys::custody;
+pub use keys::private_file;
 #[cfg(feature = "tpm")]
 pub use keys::tpm;
-pub use keys::{keystore, private_file};
+
+// ---- The serving glue (feature `net`).
 
 #[cfg(feature = "net")]
-pub use serve::{admission, client, echo, layer, reload, server, stamp, throttle, tls};
+pub use serve::{client, echo, reload, stamp, tls};
 
+/// The binding as a tower layer: put [`Binding`](layer::Binding) in front
+/// of any service and every request needs a token bound to its connection.
+#[cfg(feature = "net")]
+pub mod layer {
+    pub use crate::serve::layer::{
+        Binding, BindingFuture, BindingLayer, BindingService, ConnectionBinding, Layer,
+    };
+}
+
+/// The accept loop: TLS 1.3, admission budgets, deadlines and the access
+/// log around an [`App`](server::App).
+#[cfg(feature = "net")]
+pub mod server {
+    pub use crate::serve::server::{serve, App, BoxError, PeerAddr, ServerOptions};
+}
+
+// ---- The proxies (feature `net`; the gateway also `gateway`).
+
+/// A streaming reverse proxy behind the binding layer, with its upstream
+/// pool and status listener.
 #[cfg(feature = "gateway")]
-pub use proxy::gateway;
-#[cfg(feature = "net")]
-pub use proxy::{hop, sidecar};
+pub mod gateway {
+    pub use crate::proxy::gateway::headers::IdentityHeaders;
+    pub use crate::proxy::gateway::status::{serve_status, NotReady, Readiness};
+    pub use crate::proxy::gateway::upstream::{BadUpstream, Upstream};
+    pub use crate::proxy::gateway::{Gateway, GatewayConfig, GatewayFuture, GatewayService, IpNet};
+}
 
-pub use claims::Claims;
-pub use client_id::ClientId;
-pub use error::{ErrorCode, Rejection};
-pub use issuer::Issuer;
-pub use keystore::Keystore;
-pub use schedule::{Ekm, Fingerprint, RootKey, SoftwareRootKey, SubKeys};
-pub use token::{Form, FormSet};
-pub use verifier::{ConnectionVerifier, Policy, Verified};
+/// The body of every response a proxy (the gateway or the sidecar) sends:
+/// a buffered answer of its own, or the upstream's body streamed with an
+/// idle timeout.
+#[cfg(feature = "net")]
+pub use proxy::hop::ProxyBody;
+#[cfg(feature = "net")]
+pub use proxy::sidecar;

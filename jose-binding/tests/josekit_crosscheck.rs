@@ -6,8 +6,8 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jose_binding::b64;
-use jose_binding::issuer::seal;
-use jose_binding::verifier::unix_now;
+use jose_binding::token::seal;
+use jose_binding::token::unix_now;
 use jose_binding::{ConnectionVerifier, ErrorCode, Form, Issuer, Keystore, Policy, SubKeys};
 use josekit::jwe::{self, Dir, JweHeader};
 use josekit::jws::{self, JwsHeader, HS256, HS512};

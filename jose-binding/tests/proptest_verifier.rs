@@ -5,7 +5,7 @@
 use std::sync::OnceLock;
 
 use jose_binding::b64;
-use jose_binding::issuer::seal;
+use jose_binding::token::seal;
 use jose_binding::token::{headers, sign_jws};
 use jose_binding::{ErrorCode, Form, Keystore, Policy, Rejection, SubKeys, Verified};
 use proptest::prelude::*;

@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use jose_binding::issuer::seal;
-use jose_binding::schedule::{Ekm, RootKey, SoftwareRootKey, SubKeys};
+use jose_binding::token::seal;
 use jose_binding::{ClientId, ConnectionVerifier, Form, Keystore, Policy};
+use jose_binding::{Ekm, RootKey, SoftwareRootKey, SubKeys};
 use serde_json::Value;
 
 #[allow(dead_code)] // only `fixtures` is used here
@@ -67,10 +67,9 @@ fn token_vectors_reproduce_and_verify() {
             s(t, "root_key_b64u")
         ))
         .unwrap();
-        let policy = Arc::new(Policy {
-            audience: s(t, "audience").to_owned(),
-            ..Policy::default()
-        });
+        let mut policy = Policy::default();
+        policy.audience = s(t, "audience").to_owned();
+        let policy = Arc::new(policy);
         let mut conn = ConnectionVerifier::new(ekm(t), policy);
         let iat = t["iat"].as_f64().unwrap();
         let ok = conn.verify_at(&ks, &token, iat).expect("vector verifies");

@@ -53,10 +53,8 @@ fn wrong_audience_other() {
         }
     }
     // A server configured for another audience.
-    let p = Policy {
-        audience: "api.example".into(),
-        ..Policy::default()
-    };
+    let mut p = Policy::default();
+    p.audience = "api.example".into();
     let ks = keystore();
     assert_eq!(
         code_of(verifier_with(p.clone()).verify_at(&ks, &s(&claims()), NOW)),
@@ -167,11 +165,9 @@ fn float_iat_and_exp_are_accepted() {
 
 #[test]
 fn custom_skew_and_ttl_are_honoured() {
-    let p = Policy {
-        skew_secs: 0,
-        max_ttl_secs: 60,
-        ..Policy::default()
-    };
+    let mut p = Policy::default();
+    p.skew_secs = 0;
+    p.max_ttl_secs = 60;
     let ks = keystore();
     let r = |c: &str| verifier_with(p.clone()).verify_at(&ks, &s(c), NOW);
     assert_eq!(code_of(r(&times(json!(T - 60), json!(T)))), C::Expired);

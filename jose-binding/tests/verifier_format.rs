@@ -6,8 +6,8 @@
 //! the fixtures and token builders are in `support/`.
 
 use jose_binding::b64;
-use jose_binding::issuer::seal;
 use jose_binding::token::headers;
+use jose_binding::token::seal;
 use jose_binding::{ErrorCode, Form};
 use serde_json::json;
 use ErrorCode as C;

@@ -4,7 +4,7 @@
 //! Every case asserts the exact `ErrorCode` at a fixed `now` on a fixed EKM;
 //! the fixtures and token builders are in `support/`.
 
-use jose_binding::issuer::seal;
+use jose_binding::token::seal;
 use jose_binding::{ErrorCode, Form, Policy};
 use serde_json::{json, Value};
 use ErrorCode as C;
@@ -158,10 +158,8 @@ fn replayed_jti_compared_after_json_unescaping() {
 #[test]
 fn replay_cache_bound_never_admits_a_replay() {
     let ks = keystore();
-    let small = Policy {
-        replay_capacity: 4,
-        ..Policy::default()
-    };
+    let mut small = Policy::default();
+    small.replay_capacity = 4;
     // Expiries that advance: every fresh token is accepted, every replay refused.
     let mut v = verifier_with(small.clone());
     let advancing: Vec<String> = (0..20)

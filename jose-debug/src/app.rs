@@ -223,19 +223,18 @@ fn roots(args: &KeyArgs, kid: Option<&str>) -> Result<Option<Roots>, UsageError>
 const DEFAULT_AUDIENCE: &str = "localhost";
 
 fn policy(args: &PolicyArgs) -> Policy {
-    Policy {
-        audience: args
-            .audience
-            .clone()
-            .unwrap_or_else(|| DEFAULT_AUDIENCE.to_owned()),
-        forms: match &args.forms {
-            Some(list) => list.iter().copied().collect(),
-            None => FormSet::ALL,
-        },
-        skew_secs: args.skew_secs,
-        max_ttl_secs: args.max_ttl_secs,
-        ..Policy::default()
-    }
+    let mut p = Policy::default();
+    p.audience = args
+        .audience
+        .clone()
+        .unwrap_or_else(|| DEFAULT_AUDIENCE.to_owned());
+    p.forms = match &args.forms {
+        Some(list) => list.iter().copied().collect(),
+        None => FormSet::ALL,
+    };
+    p.skew_secs = args.skew_secs;
+    p.max_ttl_secs = args.max_ttl_secs;
+    p
 }
 
 fn now(args: &PolicyArgs) -> Result<(f64, bool), UsageError> {
@@ -245,7 +244,7 @@ fn now(args: &PolicyArgs) -> Result<(f64, bool), UsageError> {
                 "--now {t:?}: expected seconds since the epoch or RFC 3339 (2026-01-01T00:00:00Z)"
             ))
         }),
-        None => Ok((jose_binding::verifier::unix_now(), false)),
+        None => Ok((jose_binding::token::unix_now(), false)),
     }
 }
 

@@ -268,8 +268,8 @@ fn claims_check(c: &Claims, rules: &ClaimRules<'_>) -> ClaimsCheck {
 mod tests {
     use super::*;
     use crate::inspect::{self, DecodeKeys};
-    use jose_binding::schedule::{EncKey, SigKey};
     use jose_binding::token::{encrypt_jwe, headers, sign_jws};
+    use jose_binding::{EncKey, SigKey};
     use zeroize::Zeroizing;
 
     const NOW: f64 = 1_767_225_600.0;

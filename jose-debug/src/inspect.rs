@@ -824,8 +824,8 @@ fn classify(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jose_binding::schedule::{EncKey, SigKey};
     use jose_binding::token::{encrypt_jwe, headers, sign_jws};
+    use jose_binding::{EncKey, SigKey};
 
     const NOW: f64 = 1_767_225_600.0;
 

@@ -14,8 +14,8 @@
 //! secret, SHA-384 for a 48-byte one (TLS_AES_256_GCM_SHA384).
 
 use hkdf::Hkdf;
-use jose_binding::schedule::{EKM_LABEL, EKM_LEN};
 use jose_binding::Ekm;
+use jose_binding::{EKM_LABEL, EKM_LEN};
 use sha2::{Digest, Sha256, Sha384};
 use zeroize::Zeroizing;
 

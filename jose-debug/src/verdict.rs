@@ -10,12 +10,12 @@
 
 use std::sync::Arc;
 
-use jose_binding::schedule::{EncKey, SigKey};
-use jose_binding::verifier::verify_with_subkeys;
+use jose_binding::token::verify_with_subkeys;
 use jose_binding::{
     ClientId, ConnectionVerifier, Ekm, ErrorCode, Form, Keystore, Policy, Rejection, SubKeys,
     Verified,
 };
+use jose_binding::{EncKey, SigKey};
 use rand::RngCore;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -129,7 +129,7 @@ impl Verdict {
 }
 
 const BY_CONNECTION: &str = "jose_binding::ConnectionVerifier::verify_at";
-const BY_SUBKEYS: &str = "jose_binding::verifier::verify_with_subkeys";
+const BY_SUBKEYS: &str = "jose_binding::token::verify_with_subkeys";
 
 fn random_32() -> [u8; 32] {
     let mut k = [0u8; 32];
@@ -234,7 +234,7 @@ pub fn parse_form(s: &str) -> Result<Form, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jose_binding::issuer::seal;
+    use jose_binding::token::seal;
     use jose_binding::token::sign_jws;
 
     const NOW: f64 = 1_767_225_600.0;

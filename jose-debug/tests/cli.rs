@@ -124,7 +124,7 @@ fn explicit_subkeys_give_the_same_verdict() {
         assert_eq!(r["verdict"]["client_id"], "client1");
         assert_eq!(
             r["verdict"]["computed_by"],
-            "jose_binding::verifier::verify_with_subkeys"
+            "jose_binding::token::verify_with_subkeys"
         );
         // 10 minutes later the same token is expired, for the same reason on both paths.
         let later = (t["iat"].as_i64().unwrap() + 600).to_string();
@@ -491,8 +491,8 @@ fn help_teaches_with_examples() {
 
 #[test]
 fn lenient_decoding_shows_what_the_server_refuses() {
-    use jose_binding::schedule::SigKey;
     use jose_binding::token::sign_jws;
+    use jose_binding::SigKey;
     let key = [7u8; 32];
     let claims = br#"{"iss":"c1","aud":"localhost","iat":1767225600,"exp":1767225660,"jti":"j1"}"#;
     let key_hex = hex::encode(key);

@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use jose_binding::client::{BoundConnection, ClientSetup, HttpVersion, Reply, Target};
 use jose_binding::echo::EchoApp;
-use jose_binding::layer::{Binding, KeystoreHandle};
+use jose_binding::keystore::KeystoreHandle;
+use jose_binding::layer::Binding;
 use jose_binding::server::{self, ServerOptions};
 use jose_binding::{tls, ClientId, Form, Keystore, Policy, RootKey, SoftwareRootKey};
 use serde_json::json;

@@ -120,8 +120,8 @@ pub fn tpm_command(_cmd: TpmCommand) -> Result<(), String> {
 
 #[cfg(feature = "tpm")]
 pub fn tpm_command(cmd: TpmCommand) -> Result<(), String> {
-    use jose_binding::schedule::Ekm;
     use jose_binding::tpm::{self, SessionMode, TpmKeyFile, TpmRootKey};
+    use jose_binding::Ekm;
     match cmd {
         TpmCommand::Import {
             key_file,

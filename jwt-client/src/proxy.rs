@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use http::HeaderName;
-use jose_binding::issuer::REGISTERED;
 use jose_binding::sidecar::{serve, Listener, Sidecar, SidecarConfig};
+use jose_binding::token::REGISTERED;
 use jose_binding::Form;
 
 use crate::{keys, read_claims, ConnArgs, Http};

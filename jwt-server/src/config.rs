@@ -12,8 +12,8 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue};
-use jose_binding::gateway::headers::IdentityHeaders;
-use jose_binding::gateway::upstream::{BadUpstream, Upstream};
+use jose_binding::gateway::IdentityHeaders;
+use jose_binding::gateway::{BadUpstream, Upstream};
 use jose_binding::gateway::{GatewayConfig, IpNet};
 use jose_binding::keystore::read_settings;
 use jose_binding::server::ServerOptions;
@@ -177,7 +177,6 @@ pub(crate) fn settings(a: &ServeArgs) -> Result<Settings, String> {
         return Err("--forms names no form".into());
     }
     let defaults = Policy::default();
-    let opts = ServerOptions::default();
     let gateway = gateway(a, &file)?;
     let status_listen = a.status_listen.or(file.status_listen);
     let worker_threads = a.worker_threads.or(file.worker_threads);
@@ -187,56 +186,43 @@ pub(crate) fn settings(a: &ServeArgs) -> Result<Settings, String> {
     if status_listen.is_some() && gateway.is_none() {
         return Err("--status-listen needs --upstream (the gateway)".into());
     }
-    let opts = ServerOptions {
-        max_connections: pick(
-            a.max_connections,
-            file.max_connections,
-            opts.max_connections,
-        ),
-        max_handshakes: pick(a.max_handshakes, file.max_handshakes, opts.max_handshakes),
-        max_pending_per_source: pick(
-            a.max_pending_per_source,
-            file.max_pending_per_source,
-            opts.max_pending_per_source,
-        ),
-        eviction_min_age: a
-            .eviction_min_age_ms
-            .or(file.eviction_min_age_ms)
-            .map(Duration::from_millis)
-            .unwrap_or(opts.eviction_min_age),
-        handshake_timeout: secs(
-            a.handshake_timeout_secs,
-            file.handshake_timeout_secs,
-            opts.handshake_timeout,
-        ),
-        auth_timeout: secs(
-            a.auth_timeout_secs,
-            file.auth_timeout_secs,
-            opts.auth_timeout,
-        ),
-        header_read_timeout: secs(
-            a.header_read_timeout_secs,
-            file.header_read_timeout_secs,
-            opts.header_read_timeout,
-        ),
-        idle_timeout: secs(
-            a.idle_timeout_secs,
-            file.idle_timeout_secs,
-            opts.idle_timeout,
-        ),
-        max_concurrent_streams: pick(a.max_streams, file.max_streams, opts.max_concurrent_streams),
-        max_send_buf_size: pick(
-            a.max_send_buf_bytes,
-            file.max_send_buf_bytes,
-            opts.max_send_buf_size,
-        ),
-        refusal_log_per_sec: pick(
-            a.refusal_log_per_sec,
-            file.refusal_log_per_sec,
-            opts.refusal_log_per_sec,
-        ),
-        ..opts
-    };
+    let od = ServerOptions::default();
+    let mut opts = ServerOptions::default();
+    opts.max_connections = pick(a.max_connections, file.max_connections, od.max_connections);
+    opts.max_handshakes = pick(a.max_handshakes, file.max_handshakes, od.max_handshakes);
+    opts.max_pending_per_source = pick(
+        a.max_pending_per_source,
+        file.max_pending_per_source,
+        od.max_pending_per_source,
+    );
+    opts.eviction_min_age = a
+        .eviction_min_age_ms
+        .or(file.eviction_min_age_ms)
+        .map(Duration::from_millis)
+        .unwrap_or(od.eviction_min_age);
+    opts.handshake_timeout = secs(
+        a.handshake_timeout_secs,
+        file.handshake_timeout_secs,
+        od.handshake_timeout,
+    );
+    opts.auth_timeout = secs(a.auth_timeout_secs, file.auth_timeout_secs, od.auth_timeout);
+    opts.header_read_timeout = secs(
+        a.header_read_timeout_secs,
+        file.header_read_timeout_secs,
+        od.header_read_timeout,
+    );
+    opts.idle_timeout = secs(a.idle_timeout_secs, file.idle_timeout_secs, od.idle_timeout);
+    opts.max_concurrent_streams = pick(a.max_streams, file.max_streams, od.max_concurrent_streams);
+    opts.max_send_buf_size = pick(
+        a.max_send_buf_bytes,
+        file.max_send_buf_bytes,
+        od.max_send_buf_size,
+    );
+    opts.refusal_log_per_sec = pick(
+        a.refusal_log_per_sec,
+        file.refusal_log_per_sec,
+        od.refusal_log_per_sec,
+    );
     for (name, value) in [
         ("--max-connections", opts.max_connections),
         ("--max-handshakes", opts.max_handshakes),
@@ -262,6 +248,20 @@ pub(crate) fn settings(a: &ServeArgs) -> Result<Settings, String> {
         (None, None) => return Err(NO_CERT.into()),
     };
     let (keystore, dev_keystore) = keystore_path(None, a, &file)?;
+    let mut policy = Policy::default();
+    policy.audience = a
+        .audience
+        .clone()
+        .or(file.audience)
+        .unwrap_or(defaults.audience);
+    policy.forms = forms;
+    policy.skew_secs = pick(a.skew_secs, file.skew_secs, defaults.skew_secs);
+    policy.max_ttl_secs = pick(a.max_ttl_secs, file.max_ttl_secs, defaults.max_ttl_secs);
+    policy.replay_capacity = pick(
+        a.replay_capacity,
+        file.replay_capacity,
+        defaults.replay_capacity,
+    );
     Ok(Settings {
         listen: a
             .listen
@@ -273,21 +273,7 @@ pub(crate) fn settings(a: &ServeArgs) -> Result<Settings, String> {
         dev_cert,
         dev_keystore,
         baseline_token_file: a.baseline_token_file.clone().or(file.baseline_token_file),
-        policy: Policy {
-            audience: a
-                .audience
-                .clone()
-                .or(file.audience)
-                .unwrap_or(defaults.audience),
-            forms,
-            skew_secs: pick(a.skew_secs, file.skew_secs, defaults.skew_secs),
-            max_ttl_secs: pick(a.max_ttl_secs, file.max_ttl_secs, defaults.max_ttl_secs),
-            replay_capacity: pick(
-                a.replay_capacity,
-                file.replay_capacity,
-                defaults.replay_capacity,
-            ),
-        },
+        policy,
         opts,
         gateway,
         status_listen,
@@ -355,11 +341,9 @@ fn gateway(a: &ServeArgs, file: &FileConfig) -> Result<Option<GatewayConfig>, St
         None => Ok(default),
     };
     let d = IdentityHeaders::default();
-    g.identity = IdentityHeaders {
-        client_id: header(&a.client_id_header, &file.client_id_header, d.client_id)?,
-        form: header(&a.form_header, &file.form_header, d.form)?,
-        claims: header(&a.claims_header, &file.claims_header, d.claims)?,
-    };
+    g.identity.client_id = header(&a.client_id_header, &file.client_id_header, d.client_id)?;
+    g.identity.form = header(&a.form_header, &file.form_header, d.form)?;
+    g.identity.claims = header(&a.claims_header, &file.claims_header, d.claims)?;
     let i = &g.identity;
     if i.client_id == i.form || i.client_id == i.claims || i.form == i.claims {
         return Err("the client id, form and claims headers must differ".into());

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jose_binding::echo::EchoApp;
-use jose_binding::gateway::status::{serve_status, Readiness};
 use jose_binding::gateway::Gateway;
-use jose_binding::layer::{Binding, KeystoreHandle};
+use jose_binding::gateway::{serve_status, Readiness};
+use jose_binding::keystore::KeystoreHandle;
+use jose_binding::layer::Binding;
 use jose_binding::server;
 use jose_binding::tls::{CertSummary, ReloadableCert};
 use jose_binding::{tls, Form, Keystore};

@@ -18,10 +18,8 @@ const TOKEN: &str = "bench-baseline-token-0123456789";
 
 #[tokio::test]
 async fn the_baseline_token_authenticates_its_connection() {
-    let opts = ServerOptions {
-        auth_timeout: Duration::from_secs(1),
-        ..ServerOptions::default()
-    };
+    let mut opts = ServerOptions::default();
+    opts.auth_timeout = Duration::from_secs(1);
     let server = TestServer::start_with(Policy::default(), fixture_keystore(), opts, |l| {
         EchoApp::new(l).with_baseline(TOKEN.as_bytes())
     })

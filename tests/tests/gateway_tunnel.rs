@@ -172,10 +172,8 @@ async fn a_tunnel_without_a_token_is_cut_at_the_authentication_deadline_and_a_bo
     let echo = WsEcho::start().await;
     let mut cfg = config(&echo.url());
     cfg.public_websocket_paths = vec!["/live".into()];
-    let opts = ServerOptions {
-        auth_timeout: Duration::from_secs(1),
-        ..ServerOptions::default()
-    };
+    let mut opts = ServerOptions::default();
+    opts.auth_timeout = Duration::from_secs(1);
     let server = TestServer::gateway_with(cfg, opts).await;
     let mut public = websocket(server.port, "/live", false).await.unwrap();
     let mut bound = websocket(server.port, "/chat", true).await.unwrap();
@@ -193,11 +191,9 @@ async fn tunnels_hold_their_slot_and_are_evicted_like_any_connection_without_a_t
     let echo = WsEcho::start().await;
     let mut cfg = config(&echo.url());
     cfg.public_websocket_paths = vec!["/live".into()];
-    let opts = ServerOptions {
-        max_connections: 3,
-        eviction_min_age: Duration::from_millis(100),
-        ..ServerOptions::default()
-    };
+    let mut opts = ServerOptions::default();
+    opts.max_connections = 3;
+    opts.eviction_min_age = Duration::from_millis(100);
     let server = TestServer::gateway_with(cfg, opts).await;
     let mut tunnels = Vec::new();
     for _ in 0..8 {
@@ -232,10 +228,8 @@ async fn tunnels_hold_their_slot_and_are_evicted_like_any_connection_without_a_t
 #[tokio::test]
 async fn a_silent_tunnel_closes_after_the_idle_timeout() {
     let echo = WsEcho::start().await;
-    let opts = ServerOptions {
-        idle_timeout: Duration::from_secs(1),
-        ..ServerOptions::default()
-    };
+    let mut opts = ServerOptions::default();
+    opts.idle_timeout = Duration::from_secs(1);
     let server = TestServer::gateway_with(config(&echo.url()), opts).await;
     let mut silent = websocket(server.port, "/chat", true).await.unwrap();
     let mut chatty = websocket(server.port, "/chat", true).await.unwrap();

@@ -21,7 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const KID: &str = "client1";
 
 fn now() -> i64 {
-    jose_binding::verifier::unix_now() as i64
+    jose_binding::token::unix_now() as i64
 }
 
 fn unique() -> String {
@@ -325,12 +325,10 @@ fn statuses(text: &str) -> Vec<u16> {
 
 #[tokio::test]
 async fn http_level_abuse() {
-    let opts = ServerOptions {
-        header_read_timeout: Duration::from_secs(1),
-        handshake_timeout: Duration::from_secs(1),
-        idle_timeout: Duration::from_secs(2),
-        ..ServerOptions::default()
-    };
+    let mut opts = ServerOptions::default();
+    opts.header_read_timeout = Duration::from_secs(1);
+    opts.handshake_timeout = Duration::from_secs(1);
+    opts.idle_timeout = Duration::from_secs(2);
     let server = TestServer::start_with(
         Policy::default(),
         fixture_keystore(),
@@ -461,11 +459,9 @@ async fn http_level_abuse() {
 /// even when the header-read timeout is long.
 #[tokio::test]
 async fn idle_keep_alive_connections_are_closed() {
-    let opts = ServerOptions {
-        header_read_timeout: Duration::from_secs(30),
-        idle_timeout: Duration::from_secs(1),
-        ..ServerOptions::default()
-    };
+    let mut opts = ServerOptions::default();
+    opts.header_read_timeout = Duration::from_secs(30);
+    opts.idle_timeout = Duration::from_secs(1);
     let server = TestServer::start_with(
         Policy::default(),
         fixture_keystore(),

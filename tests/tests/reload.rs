@@ -128,7 +128,7 @@ async fn reload_returns_false_and_keeps_keys_on_a_bad_file() {
     let key = SoftwareRootKey::generate();
     let mut ks = Keystore::default();
     ks.set(ClientId::new("c1").unwrap(), vec![key]);
-    let handle = jose_binding::layer::KeystoreHandle::new(ks);
+    let handle = jose_binding::keystore::KeystoreHandle::new(ks);
     std::fs::write(&path, "[clients.c1]\nkeys = []\n").unwrap();
     assert!(!jose_binding::reload::reload(&handle, &path));
     assert!(handle.snapshot().get("c1").is_some());

@@ -6,9 +6,9 @@ use std::process::Command;
 use std::sync::Arc;
 
 use jose_binding::client::{BoundConnection, ClientSetup, HttpVersion, Target};
-use jose_binding::schedule::{Ekm, RootKey, SoftwareRootKey};
 use jose_binding::tpm::{self, SessionMode, TpmKeyFile, TpmRootKey};
 use jose_binding::{tls, ClientId, Form, Keystore, Policy};
+use jose_binding::{Ekm, RootKey, SoftwareRootKey};
 use jose_binding_e2e::swtpm::Swtpm;
 use jose_binding_e2e::{fixtures, TestServer};
 use serde_json::json;

@@ -7,14 +7,14 @@ use bytes::Bytes;
 use http::Method;
 use http_body_util::Full;
 use jose_binding::client::{BoundConnection, HttpVersion, Reply};
-use jose_binding::issuer::seal;
+use jose_binding::token::seal;
 use jose_binding::token::{encrypt_jwe, headers, sign_jws};
 use jose_binding::{ClientId, Form, FormSet, Policy};
 use jose_binding_e2e::{connect, fixture_keystore, fixtures, setup, TestServer};
 use serde_json::{json, Value};
 
 fn now() -> i64 {
-    jose_binding::verifier::unix_now() as i64
+    jose_binding::token::unix_now() as i64
 }
 
 fn assert_refused(reply: &Reply, code: &str) {
@@ -297,7 +297,7 @@ async fn every_verification_code_over_the_wire() {
         ("decrypt_failed", {
             let id = ClientId::new(kid).unwrap();
             let mut keys = c.issuer().subkeys().clone();
-            keys.enc = jose_binding::schedule::EncKey::from_bytes([1; 32]);
+            keys.enc = jose_binding::EncKey::from_bytes([1; 32]);
             seal(
                 Form::SignedThenEncrypted,
                 &id,
@@ -378,10 +378,8 @@ async fn every_verification_code_over_the_wire() {
 
 #[tokio::test]
 async fn form_policy_and_client_pinning_over_the_wire() {
-    let policy = Policy {
-        forms: FormSet::NONE.with(Form::Signed),
-        ..Policy::default()
-    };
+    let mut policy = Policy::default();
+    policy.forms = FormSet::NONE.with(Form::Signed);
     let server = TestServer::start(policy, fixture_keystore()).await;
     let mut c = connect(&server, &setup("client1", HttpVersion::Auto)).await;
     let t = c.token(Form::SignedThenEncrypted, &json!({})).unwrap();

@@ -7,9 +7,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use jose_binding::issuer::{seal, Issuer};
-use jose_binding::schedule::{Ekm, RootKey, SoftwareRootKey, SubKeys};
+use jose_binding::token::seal;
+
+use jose_binding::Issuer;
 use jose_binding::{b64, ClientId, Form, Keystore};
+use jose_binding::{Ekm, RootKey, SoftwareRootKey, SubKeys};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     KeyUsagePurpose, SanType,

@@ -6,7 +6,7 @@
 
 #[cfg(feature = "custody")]
 pub mod custody;
-pub mod keystore;
+pub(crate) mod keystore;
 pub mod private_file;
 #[cfg(feature = "tpm")]
 pub mod tpm;

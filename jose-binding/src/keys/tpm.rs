@@ -46,7 +46,7 @@ use tss_esapi::traits::{Marshall, UnMarshall};
 use tss_esapi::Context;
 use zeroize::Zeroizing;
 
-use crate::schedule::{Ekm, Fingerprint, Prk, RootKey, RootKeyError, SoftwareRootKey};
+use crate::protocol::schedule::{Ekm, Fingerprint, Prk, RootKey, RootKeyError, SoftwareRootKey};
 
 /// `id-loadablekey` of the TSS2 key file format.
 const LOADABLE_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.23.133.10.1.3");
@@ -59,6 +59,7 @@ pub const DEFAULT_TCTI: &str = "device:/dev/tpmrm0";
 
 /// How TPM2_HMAC is authorized.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum SessionMode {
     /// HMAC session salted with the storage primary; EKM and PRK are
     /// encrypted on the bus.
@@ -82,6 +83,7 @@ impl FromStr for SessionMode {
 }
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TpmError {
     #[error("TPM at {tcti}: {what}: {error}")]
     Tpm {

@@ -4,7 +4,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 /// The whole verified claims set: exactly the JSON text the client signed,
-/// an object valid under the strict rules of [`crate::json`], whose
+/// an object valid under the strict rules of [`crate::protocol::json`], whose
 /// registered claims passed §7.
 ///
 /// The verifier checks the text without building a map, so a request pays

@@ -29,7 +29,7 @@ impl ClientId {
 }
 
 /// The §1 syntax check, without allocating.
-pub fn is_valid(s: &str) -> bool {
+pub(crate) fn is_valid(s: &str) -> bool {
     (1..=CLIENT_ID_MAX).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))

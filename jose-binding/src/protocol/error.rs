@@ -11,6 +11,7 @@ macro_rules! error_codes {
     ($($(#[$doc:meta])* $name:ident = $wire:literal,)+) => {
         /// The stable error codes of §7, in the order the checks run.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
         pub enum ErrorCode {
             $($(#[$doc])* $name,)+
         }

@@ -2,10 +2,10 @@
 
 use rand::RngCore;
 
-use crate::b64;
-use crate::client_id::ClientId;
-use crate::schedule::SubKeys;
-use crate::token::{encrypt_jwe_encoded, headers, sign_jws_encoded, Form};
+use crate::protocol::b64;
+use crate::protocol::client_id::ClientId;
+use crate::protocol::schedule::SubKeys;
+use crate::protocol::token::{encrypt_jwe_encoded, headers, sign_jws_encoded, Form};
 
 /// Default token lifetime (§4).
 pub const DEFAULT_TTL_SECS: u64 = 60;
@@ -14,6 +14,7 @@ pub const DEFAULT_TTL_SECS: u64 = 60;
 pub const REGISTERED: [&str; 5] = ["iss", "aud", "iat", "exp", "jti"];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum IssueError {
     #[error("claim {0:?} is set by the issuer and may not be given by the application")]
     Reserved(String),
@@ -65,7 +66,7 @@ impl Issuer {
     where
         C: serde::Serialize + ?Sized,
     {
-        let now = crate::verifier::unix_now().floor() as i64;
+        let now = crate::protocol::verifier::unix_now().floor() as i64;
         let mut rng = rand::thread_rng();
         let mut jti = [0u8; 16];
         rng.fill_bytes(&mut jti);
@@ -206,7 +207,7 @@ impl EncodedHeaders {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schedule::{EncKey, SigKey};
+    use crate::protocol::schedule::{EncKey, SigKey};
     use proptest::prelude::*;
     use serde_json::{Map, Value};
 

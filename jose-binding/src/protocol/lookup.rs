@@ -1,10 +1,10 @@
 //! The core's port for root keys: the verifier asks [`KeyLookup`], and a
-//! key provider answers ([`crate::keystore::Keystore`], or your own).
+//! key provider answers ([`crate::keys::keystore::Keystore`], or your own).
 
 use std::sync::Arc;
 
-use crate::client_id::ClientId;
-use crate::schedule::SoftwareRootKey;
+use crate::protocol::client_id::ClientId;
+use crate::protocol::schedule::SoftwareRootKey;
 
 /// One client's root keys; `keys[0]` is current, the rest are accepted.
 #[derive(Debug)]
@@ -13,7 +13,7 @@ pub struct ClientKeys {
     pub keys: Vec<SoftwareRootKey>,
 }
 
-/// Where the verifier finds a client's root keys. [`Keystore`] is the one
+/// Where the verifier finds a client's root keys. [`Keystore`](crate::Keystore) is the one
 /// this crate ships; another source (a secrets service, say) implements
 /// this.
 pub trait KeyLookup {

@@ -5,13 +5,13 @@
 //! providers ([`crate::keys`]) implement, so nothing here depends on them.
 
 pub mod b64;
-pub mod claims;
-pub mod client_id;
-pub mod error;
-pub mod issuer;
+pub(crate) mod claims;
+pub(crate) mod client_id;
+pub(crate) mod error;
+pub(crate) mod issuer;
 pub mod json;
-pub mod lookup;
-pub mod replay;
-pub mod schedule;
-pub mod token;
-pub mod verifier;
+pub(crate) mod lookup;
+pub(crate) mod replay;
+pub(crate) mod schedule;
+pub(crate) mod token;
+pub(crate) mod verifier;

@@ -18,10 +18,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 
-/// Default entries per connection (28 bytes each, measured by
-/// `examples/replay_memory.rs`: about 220 KiB full).
-pub const DEFAULT_CAPACITY: usize = 8192;
-
+/// The `jti`s accepted on one connection, bounded in entries.
 #[derive(Debug)]
 pub struct ReplayCache {
     capacity: usize,
@@ -46,6 +43,10 @@ pub enum Replay {
 }
 
 impl ReplayCache {
+    /// Default entries per connection (28 bytes each, measured by
+    /// `examples/replay_memory.rs`: about 220 KiB full).
+    pub const DEFAULT_CAPACITY: usize = 8192;
+
     pub fn new(capacity: usize) -> Self {
         ReplayCache {
             capacity: capacity.max(1),

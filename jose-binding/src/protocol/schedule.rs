@@ -17,7 +17,7 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-use crate::client_id::ClientId;
+use crate::protocol::client_id::ClientId;
 
 /// The exporter label of RFC 9266 (`tls-exporter` channel binding).
 pub const EKM_LABEL: &[u8] = b"EXPORTER-Channel-Binding";
@@ -228,6 +228,7 @@ impl SubKeys {
 /// Why a root key could not compute a PRK. Software keys never fail; a TPM
 /// can be unreachable or refuse.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RootKeyError {
     #[error("root key provider unavailable: {0}")]
     Unavailable(String),
@@ -275,7 +276,9 @@ impl SoftwareRootKey {
 
     /// Parses the key file format: one line of unpadded base64url.
     pub fn from_b64url(text: &str) -> Result<Self, KeyFileError> {
-        let bytes = Zeroizing::new(crate::b64::decode(text.trim()).ok_or(KeyFileError::Encoding)?);
+        let bytes = Zeroizing::new(
+            crate::protocol::b64::decode(text.trim()).ok_or(KeyFileError::Encoding)?,
+        );
         SoftwareRootKey::new(&bytes).map_err(KeyFileError::Length)
     }
 
@@ -287,16 +290,16 @@ impl SoftwareRootKey {
 
     /// The key in base64url; the caller decides where it may go.
     pub fn to_b64url(&self) -> Zeroizing<String> {
-        Zeroizing::new(crate::b64::encode(&self.bytes))
+        Zeroizing::new(crate::protocol::b64::encode(&self.bytes))
     }
 
     /// The key file's text, the line [`SoftwareRootKey::from_file`] reads.
     /// Sized up front so no reallocation leaves a copy behind.
     pub fn to_key_file(&self) -> Zeroizing<String> {
         let mut text = Zeroizing::new(String::with_capacity(
-            crate::b64::encoded_len(self.bytes.len()) + 1,
+            crate::protocol::b64::encoded_len(self.bytes.len()) + 1,
         ));
-        crate::b64::encode_into(&self.bytes, &mut text);
+        crate::protocol::b64::encode_into(&self.bytes, &mut text);
         text.push('\n');
         text
     }
@@ -309,6 +312,7 @@ impl SoftwareRootKey {
 
 /// A root key file that could not be used.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum KeyFileError {
     #[error("cannot read key file: {0}")]
     Io(std::io::Error),

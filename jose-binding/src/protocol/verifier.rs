@@ -6,17 +6,20 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::claims::Claims;
-use crate::client_id::ClientId;
-use crate::error::{reject, ErrorCode, Rejection};
-use crate::json;
-use crate::lookup::{ClientKeys, KeyLookup};
-use crate::replay::{self, Replay, ReplayCache};
-use crate::schedule::{Ekm, Fingerprint, SubKeys};
-use crate::token::{Cty, Form, FormSet, HeaderMemo, Kind, Layer, MAX_CLAIMS_LEN, MAX_TOKEN_LEN};
+use crate::protocol::claims::Claims;
+use crate::protocol::client_id::ClientId;
+use crate::protocol::error::{reject, ErrorCode, Rejection};
+use crate::protocol::json;
+use crate::protocol::lookup::{ClientKeys, KeyLookup};
+use crate::protocol::replay::{self, Replay, ReplayCache};
+use crate::protocol::schedule::{Ekm, Fingerprint, SubKeys};
+use crate::protocol::token::{
+    Cty, Form, FormSet, HeaderMemo, Kind, Layer, MAX_CLAIMS_LEN, MAX_TOKEN_LEN,
+};
 
 /// What the server accepts. Shared by all connections.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Policy {
     /// The only accepted `aud` (default `localhost`).
     pub audience: String,
@@ -37,7 +40,7 @@ impl Default for Policy {
             forms: FormSet::ALL,
             skew_secs: 30,
             max_ttl_secs: 300,
-            replay_capacity: replay::DEFAULT_CAPACITY,
+            replay_capacity: replay::ReplayCache::DEFAULT_CAPACITY,
         }
     }
 }

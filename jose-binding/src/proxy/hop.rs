@@ -15,7 +15,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::server::{Activity, BoxError, ConnectionGuard};
+use crate::serve::server::{Activity, BoxError, ConnectionGuard};
 use http::header::{
     HeaderName, CONNECTION, CONTENT_LENGTH, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE,
     TRANSFER_ENCODING, UPGRADE,
@@ -29,7 +29,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, Version};
 /// where or how much the upstream reads. With `websocket`, the request is
 /// a WebSocket handshake ([`is_websocket_upgrade`]) and goes on as
 /// `Connection: upgrade` / `Upgrade: websocket`; without it, `Upgrade` goes.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap, websocket: bool) {
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, websocket: bool) {
     let named: Vec<HeaderName> = list_items(headers, CONNECTION)
         .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
         .collect();
@@ -66,7 +66,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, websocket: bool) {
 /// above all, whose tunnel would carry HTTP/2 requests with headers of the
 /// client's choosing) is stripped and the request forwarded as plain
 /// HTTP/1.1.
-pub fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
+pub(crate) fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
     req.version() == Version::HTTP_11
         && req.method() == Method::GET
         && names_token(req.headers(), CONNECTION, "upgrade")
@@ -75,7 +75,7 @@ pub fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
 
 /// True if a `101` response switches to WebSocket: `Upgrade: websocket`,
 /// once, and nothing else. A `101` that is not is never joined.
-pub fn switches_to_websocket(headers: &HeaderMap) -> bool {
+pub(crate) fn switches_to_websocket(headers: &HeaderMap) -> bool {
     only_websocket(headers)
 }
 
@@ -156,7 +156,7 @@ const NEVER_TRAILERS: &[&str] = &[
 ];
 
 /// True if `name` may pass as a trailer field in either direction.
-pub fn trailer_allowed(name: &HeaderName) -> bool {
+pub(crate) fn trailer_allowed(name: &HeaderName) -> bool {
     !NEVER_TRAILERS.contains(&name.as_str())
 }
 
@@ -181,7 +181,7 @@ pub(crate) fn clean_trailers(
 
 /// What a tunnel obeys besides its own two ends: a silence limit, and the
 /// rules of the connection it took over, if it was served by
-/// [`crate::server::serve`].
+/// [`crate::serve::server::serve`].
 pub(crate) struct TunnelLimits {
     /// Longest silence in both directions.
     pub(crate) idle: Duration,
@@ -320,10 +320,10 @@ impl Idle {
 /// A body silent for longer than the idle timeout.
 #[derive(Debug, thiserror::Error)]
 #[error("body idle for longer than the idle timeout")]
-pub struct BodyIdle;
+pub(crate) struct BodyIdle;
 
 /// A proxied response body: the far side's, streamed with an idle
-/// timeout and its trailers kept to [`trailer_allowed`], or one the proxy
+/// timeout and its trailers kept to the allow-list, or one the proxy
 /// wrote itself.
 pub struct ProxyBody {
     kind: Kind,

@@ -4,6 +4,6 @@
 //! any language.
 
 #[cfg(feature = "gateway")]
-pub mod gateway;
-pub mod hop;
+pub(crate) mod gateway;
+pub(crate) mod hop;
 pub mod sidecar;

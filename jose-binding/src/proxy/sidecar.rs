@@ -29,16 +29,17 @@ use serde_json::{Map, Value};
 use tokio::sync::Mutex;
 use tower_service::Service;
 
-use crate::client::{bearer, BoundConnection, BoundSender, ClientBody, ClientSetup, Target};
-use crate::hop::{
+use crate::protocol::issuer::{Issuer, REGISTERED};
+use crate::protocol::token::Form;
+use crate::proxy::hop::{
     clean_trailers, is_websocket_upgrade, strip_hop_by_hop, switches_to_websocket, trailer_allowed,
     tunnel, ProxyBody, TunnelLimits,
 };
-use crate::issuer::{Issuer, REGISTERED};
-use crate::token::Form;
+use crate::serve::client::{bearer, BoundConnection, BoundSender, ClientBody, ClientSetup, Target};
 
 /// How the sidecar sends.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct SidecarConfig {
     pub target: Target,
     pub setup: ClientSetup,
@@ -93,6 +94,7 @@ struct Conn {
 
 /// Why a request was not forwarded: a stable code for the app and the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Refusal {
     /// CONNECT: an `https://` URL through the proxy; the requests inside
     /// would be hidden from it, so no token could be added.
@@ -370,7 +372,7 @@ enum Unreachable {
     #[error("no connection was tried")]
     NotTried,
     #[error("{0}")]
-    Connect(#[from] crate::client::ClientError),
+    Connect(#[from] crate::serve::client::ClientError),
     #[error("{0}")]
     Ready(hyper::Error),
     #[error("{0}")]
@@ -383,9 +385,9 @@ enum AddressError {
     #[error("{0}")]
     Request(#[from] http::Error),
     #[error("{0}")]
-    Token(#[from] crate::issuer::IssueError),
+    Token(#[from] crate::protocol::issuer::IssueError),
     #[error("{0}")]
-    Header(#[from] crate::client::ClientError),
+    Header(#[from] crate::serve::client::ClientError),
 }
 
 /// Why a request's claims header was refused.

@@ -26,7 +26,7 @@ use tokio::sync::Notify;
 
 /// The limits the table enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Budgets {
+pub(crate) struct Budgets {
     /// Connections held at once, pending and authenticated.
     pub max_connections: usize,
     /// Connections in the TLS handshake at once.
@@ -51,14 +51,14 @@ impl Default for Budgets {
 
 /// Which budget made room, or refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Budget {
+pub(crate) enum Budget {
     Connections,
     Handshakes,
     PendingPerSource,
 }
 
 impl Budget {
-    pub const fn as_str(self) -> &'static str {
+    pub(crate) const fn as_str(self) -> &'static str {
         match self {
             Budget::Connections => "connections",
             Budget::Handshakes => "handshakes",
@@ -70,11 +70,11 @@ impl Budget {
 /// A newcomer refused: the budget is full and nothing in it may be evicted
 /// yet (all authenticated, or all pending ones younger than the minimum age).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Refused(pub Budget);
+pub(crate) struct Refused(pub Budget);
 
 /// What admitting a connection did to make room.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Admitted {
+pub(crate) struct Admitted {
     /// Budgets whose oldest eligible pending connection was closed, one
     /// entry per eviction.
     pub evicted: Vec<Budget>,
@@ -148,13 +148,13 @@ impl Table {
 
 /// The shared table of connections; one per listener.
 #[derive(Debug)]
-pub struct Admission {
+pub(crate) struct Admission {
     budgets: Budgets,
     table: Mutex<Table>,
 }
 
 impl Admission {
-    pub fn new(budgets: Budgets) -> Arc<Self> {
+    pub(crate) fn new(budgets: Budgets) -> Arc<Self> {
         Arc::new(Admission {
             budgets,
             table: Mutex::new(Table::default()),
@@ -172,7 +172,7 @@ impl Admission {
 
     /// Admits a new connection from `source`, in the handshake, closing
     /// pending connections to make room where a budget is full.
-    pub fn admit(self: &Arc<Self>, source: IpAddr) -> Result<(Ticket, Admitted), Refused> {
+    pub(crate) fn admit(self: &Arc<Self>, source: IpAddr) -> Result<(Ticket, Admitted), Refused> {
         self.admit_at(source, Instant::now())
     }
 
@@ -244,7 +244,8 @@ impl Admission {
     }
 
     /// Connections held now: (pending, of which in the handshake, authenticated).
-    pub fn counts(&self) -> (usize, usize, usize) {
+    #[cfg(test)]
+    pub(crate) fn counts(&self) -> (usize, usize, usize) {
         let t = self.table();
         (t.pending.len(), t.handshaking, t.authenticated)
     }
@@ -252,7 +253,7 @@ impl Admission {
 
 /// One connection's place in the table; leaving it (drop) frees the slot.
 #[derive(Debug)]
-pub struct Ticket {
+pub(crate) struct Ticket {
     admission: Arc<Admission>,
     id: u64,
     evict: Arc<Notify>,
@@ -261,7 +262,7 @@ pub struct Ticket {
 
 impl Ticket {
     /// The TLS handshake finished: the connection leaves the handshake budget.
-    pub fn handshake_done(&self) {
+    pub(crate) fn handshake_done(&self) {
         let mut t = self.admission.table();
         if let Some(e) = t.pending.get_mut(&self.id) {
             if e.handshaking {
@@ -273,7 +274,7 @@ impl Ticket {
 
     /// A token was accepted: the connection is authenticated and can no
     /// longer be evicted. Cheap after the first call.
-    pub fn authenticate(&self) {
+    pub(crate) fn authenticate(&self) {
         use std::sync::atomic::Ordering;
         if self.authenticated.load(Ordering::Relaxed) {
             return;
@@ -286,13 +287,13 @@ impl Ticket {
         }
     }
 
-    pub fn is_authenticated(&self) -> bool {
+    pub(crate) fn is_authenticated(&self) -> bool {
         self.authenticated
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Resolves when the table closes this connection to make room.
-    pub async fn evicted(&self) {
+    pub(crate) async fn evicted(&self) {
         self.evict.notified().await
     }
 }

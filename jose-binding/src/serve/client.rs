@@ -17,12 +17,12 @@ use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use crate::client_id::ClientId;
-use crate::error::ErrorCode;
-use crate::issuer::{IssueError, Issuer};
-use crate::schedule::{Fingerprint, RootKey, RootKeyError, SubKeys};
-use crate::tls::{self, TlsError};
-use crate::token::Form;
+use crate::protocol::client_id::ClientId;
+use crate::protocol::error::ErrorCode;
+use crate::protocol::issuer::{IssueError, Issuer};
+use crate::protocol::schedule::{Fingerprint, RootKey, RootKeyError, SubKeys};
+use crate::protocol::token::Form;
+use crate::serve::tls::{self, TlsError};
 
 /// Largest response body read (the echo answer is small).
 const MAX_RESPONSE: usize = 1 << 20;
@@ -38,6 +38,7 @@ pub struct Target {
 }
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClientError {
     #[error("bad server URL {0:?}: expected https://host[:port]")]
     Url(String),
@@ -90,6 +91,7 @@ impl Target {
 
 /// Which HTTP versions to offer by ALPN.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum HttpVersion {
     /// Offer h2 and http/1.1; the server picks.
     #[default]
@@ -114,7 +116,7 @@ enum Sender {
 }
 
 /// The body type on the wire: any body, boxed, so a request can stream.
-pub type ClientBody = UnsyncBoxBody<Bytes, crate::server::BoxError>;
+pub type ClientBody = UnsyncBoxBody<Bytes, crate::serve::server::BoxError>;
 
 /// The server's answer to one request.
 #[derive(Debug, Clone)]
@@ -156,6 +158,7 @@ impl std::fmt::Debug for BoundConnection {
 
 /// Everything a connection needs besides the target.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct ClientSetup {
     pub tls: Arc<rustls::ClientConfig>,
     pub client_id: ClientId,
@@ -178,7 +181,7 @@ impl ClientSetup {
             client_id,
             root_key,
             audience: None,
-            ttl_secs: crate::issuer::DEFAULT_TTL_SECS,
+            ttl_secs: crate::protocol::issuer::DEFAULT_TTL_SECS,
             timeout: Duration::from_secs(10),
         })
     }
@@ -354,7 +357,7 @@ impl BoundConnection {
     }
 }
 
-/// A bound connection as a tower service over hyper, for [`crate::stamp`]:
+/// A bound connection as a tower service over hyper, for [`crate::serve::stamp`]:
 /// it sends requests as given (build them with
 /// [`BoundSender::request_builder`]) and answers hyper's response.
 pub struct BoundSender {
@@ -372,7 +375,7 @@ impl std::fmt::Debug for BoundSender {
 
 impl BoundConnection {
     /// The connection as a tower service, and its issuer: put a
-    /// [`crate::stamp::StampLayer`] made from the issuer on the service, and
+    /// [`crate::serve::stamp::StampLayer`] made from the issuer on the service, and
     /// every request gets a fresh token bound to this connection.
     pub fn into_service(self) -> (BoundSender, Arc<Issuer>) {
         let sender = BoundSender {
@@ -440,7 +443,7 @@ pub type SendFuture = std::pin::Pin<
 fn boxed<B>(req: Request<B>) -> Request<ClientBody>
 where
     B: hyper::body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<crate::server::BoxError>,
+    B::Error: Into<crate::serve::server::BoxError>,
 {
     req.map(|b| b.map_err(Into::into).boxed_unsync())
 }
@@ -449,7 +452,7 @@ where
 impl<B> tower_service::Service<Request<B>> for BoundSender
 where
     B: hyper::body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<crate::server::BoxError>,
+    B::Error: Into<crate::serve::server::BoxError>,
 {
     type Response = http::Response<Incoming>;
     type Error = hyper::Error;

@@ -14,7 +14,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use crate::layer::{static_bearer_accepted, unauthorized, BindingLayer, BindingService, Outcome};
+use crate::serve::layer::{
+    static_bearer_accepted, unauthorized, BindingLayer, BindingService, Outcome,
+};
 use crate::{ErrorCode, Rejection, Verified};
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
@@ -41,7 +43,7 @@ impl std::fmt::Debug for EchoApp {
 
 impl EchoApp {
     pub fn new(binding: &BindingLayer) -> Self {
-        use crate::layer::Layer;
+        use crate::serve::layer::Layer;
         EchoApp {
             claims: binding.layer(EchoClaims),
             baseline: None,

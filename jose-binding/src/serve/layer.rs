@@ -4,7 +4,7 @@
 //! The layer is mounted once. What is particular to a TLS connection, its
 //! [`ConnectionBinding`] (the verifier made from that connection's EKM,
 //! shared by every request on it), reaches the layer as a request extension
-//! put there by the acceptor ([`crate::server::serve`], or your own accept
+//! put there by the acceptor ([`crate::serve::server::serve`], or your own accept
 //! loop with [`Binding::connection`]). Verified claims reach the inner
 //! service as a [`Verified`] request extension; refused requests never reach
 //! it and get the §7 answer (401, `WWW-Authenticate`, JSON body).
@@ -20,7 +20,8 @@
 //! use axum::{routing::get, Extension, Router};
 //! use http::Method;
 //! use jose_binding::client::{BoundConnection, ClientSetup, HttpVersion, Target};
-//! use jose_binding::layer::{Binding, KeystoreHandle};
+//! use jose_binding::keystore::KeystoreHandle;
+//! use jose_binding::layer::Binding;
 //! use jose_binding::server::{serve, ServerOptions};
 //! use jose_binding::{tls, ClientId, Form, Keystore, Policy, SoftwareRootKey, Verified};
 //!
@@ -90,12 +91,12 @@ use http::{HeaderValue, Request, Response, StatusCode};
 pub use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::admission::Ticket;
-use crate::error::{ErrorCode, Rejection};
-use crate::keystore::Keystore;
-pub use crate::keystore::KeystoreHandle;
-use crate::schedule::Ekm;
-use crate::verifier::{ConnectionVerifier, Policy, Verified};
+use crate::keys::keystore::Keystore;
+use crate::keys::keystore::KeystoreHandle;
+use crate::protocol::error::{ErrorCode, Rejection};
+use crate::protocol::schedule::Ekm;
+use crate::protocol::verifier::{ConnectionVerifier, Policy, Verified};
+use crate::serve::admission::Ticket;
 
 /// What every connection shares: the keystore and the policy.
 #[derive(Debug, Clone)]
@@ -146,7 +147,7 @@ pub struct ConnectionBinding {
 
 impl ConnectionBinding {
     /// Reports the first accepted token on this connection to `ticket`.
-    pub fn admitted_as(mut self, ticket: Arc<Ticket>) -> Self {
+    pub(crate) fn admitted_as(mut self, ticket: Arc<Ticket>) -> Self {
         self.ticket = Some(ticket);
         self
     }
@@ -200,7 +201,7 @@ impl<S> Layer<S> for BindingLayer {
 /// How a request fared, attached to every response as an extension so the
 /// server can log one line per request without re-parsing anything.
 #[derive(Debug, Clone)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     pub client_id: Option<crate::ClientId>,
     pub form: Option<crate::Form>,
     pub code: Option<ErrorCode>,
@@ -238,7 +239,7 @@ enum Refusal {
 /// compared in constant time: the benchmarks' baseline, against which the
 /// binding's own cost is measured. A match authenticates the connection as
 /// an accepted token would.
-pub fn static_bearer_accepted<B>(expected: &[u8], req: &Request<B>) -> bool {
+pub(crate) fn static_bearer_accepted<B>(expected: &[u8], req: &Request<B>) -> bool {
     use subtle::ConstantTimeEq;
     let ok = match bearer_token(req.headers()) {
         Ok(t) => bool::from(t.as_bytes().ct_eq(expected)),
@@ -253,7 +254,7 @@ pub fn static_bearer_accepted<B>(expected: &[u8], req: &Request<B>) -> bool {
 }
 
 /// Step 1: exactly one `Authorization: Bearer <token>`.
-pub fn bearer_token(headers: &http::HeaderMap) -> Result<&str, Rejection> {
+pub(crate) fn bearer_token(headers: &http::HeaderMap) -> Result<&str, Rejection> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let Some(value) = values.next() else {
         return Err(MISSING);
@@ -287,7 +288,7 @@ const MISSING: Rejection = Rejection::new(
 );
 
 /// The §7 answer to a refused request.
-pub fn unauthorized<B: From<Bytes>>(r: Rejection) -> Response<B> {
+pub(crate) fn unauthorized<B: From<Bytes>>(r: Rejection) -> Response<B> {
     let challenge = HeaderValue::from_static(r.code.challenge());
     let body = serde_json::json!({"error": r.code.as_str(), "message": r.detail});
     let mut resp = Response::new(B::from(Bytes::from(body.to_string())));

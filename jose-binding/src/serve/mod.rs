@@ -3,12 +3,12 @@
 //! logging and deadlines, reload of keys and certificates, the bound
 //! client and its stamping layer, and the reference echo app.
 
-pub mod admission;
+pub(crate) mod admission;
 pub mod client;
 pub mod echo;
-pub mod layer;
+pub(crate) mod layer;
 pub mod reload;
-pub mod server;
+pub(crate) mod server;
 pub mod stamp;
-pub mod throttle;
+pub(crate) mod throttle;
 pub mod tls;

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::keystore::{Keystore, KeystoreHandle};
-use crate::tls::{self, CertSummary, ReloadableCert};
+use crate::keys::keystore::{Keystore, KeystoreHandle};
+use crate::serve::tls::{self, CertSummary, ReloadableCert};
 
 /// What identifies a version of the file without reading it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! Serving: the TLS 1.3 accept loop. It admits connections within the
-//! budgets of [`crate::admission`], exports each one's EKM into a
+//! budgets of [`crate::serve::admission`], exports each one's EKM into a
 //! [`ConnectionBinding`] that every request carries as an extension (where
-//! the [`crate::layer::BindingLayer`] finds it), serves any tower service
+//! the [`crate::serve::layer::BindingLayer`] finds it), serves any tower service
 //! over HTTP/1.1 or HTTP/2 by ALPN, enforces the deadlines, logs one line
 //! per request within the log budget, and shuts down gracefully.
 
@@ -23,18 +23,19 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower_service::Service;
 
-use crate::admission::{Admission, Budgets, Refused, Ticket};
-use crate::layer::{Binding, ConnectionBinding, Outcome};
-use crate::throttle::{Counters, Dropped, LogBudget};
-use crate::tls;
+use crate::serve::admission::{Admission, Budgets, Refused, Ticket};
+use crate::serve::layer::{Binding, ConnectionBinding, Outcome};
+use crate::serve::throttle::{Counters, Dropped, LogBudget};
+use crate::serve::tls;
 
 /// Limits of the serving loop. The defaults suit a 2-core box serving about
 /// a thousand clients; docs/SECURITY.md says what each one stops.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ServerOptions {
     /// Connections served at once. When full, the oldest connection that
     /// has not yet presented an accepted token is closed to admit a new one
-    /// ([`admission`](crate::admission)); authenticated ones never are.
+    /// (the admission budget); authenticated ones never are.
     pub max_connections: usize,
     /// Connections in the TLS handshake at once.
     pub max_handshakes: usize,
@@ -133,9 +134,9 @@ where
 }
 
 /// What an application's upstream did for a request (a proxy such as
-/// [`crate::gateway`] puts it on its responses); the access line adds it.
+/// [`crate::proxy::gateway`] puts it on its responses); the access line adds it.
 #[derive(Debug, Clone)]
-pub struct UpstreamReport {
+pub(crate) struct UpstreamReport {
     /// The upstream's status, if it answered.
     pub status: Option<u16>,
     /// From the request's arrival at the proxy to the upstream's head.
@@ -195,11 +196,13 @@ impl Log {
 /// [`serve`] with an `Upgrade` header carries one as an extension (no
 /// other can become a tunnel); cloning shares it.
 #[derive(Clone)]
-pub struct ConnectionGuard(Arc<Guarded>);
+pub(crate) struct ConnectionGuard(Arc<Guarded>);
 
 struct Guarded {
     ticket: Arc<Ticket>,
     auth_deadline: tokio::time::Instant,
+    // Read by the gateway's tunnels only.
+    #[cfg_attr(not(feature = "gateway"), allow(dead_code))]
     idle_timeout: Duration,
     stop: tokio::sync::watch::Receiver<bool>,
     log: Arc<Log>,
@@ -217,7 +220,8 @@ impl std::fmt::Debug for ConnectionGuard {
 
 impl ConnectionGuard {
     /// The connection's idle timeout ([`ServerOptions::idle_timeout`]).
-    pub fn idle_timeout(&self) -> Duration {
+    #[cfg_attr(not(feature = "gateway"), allow(dead_code))]
+    pub(crate) fn idle_timeout(&self) -> Duration {
         self.0.idle_timeout
     }
 

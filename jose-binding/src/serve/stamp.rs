@@ -30,8 +30,8 @@ use serde_json::{Map, Value};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::issuer::{IssueError, Issuer, REGISTERED};
-use crate::token::Form;
+use crate::protocol::issuer::{IssueError, Issuer, REGISTERED};
+use crate::protocol::token::Form;
 
 /// Stamps a fresh token of one form, over fixed application claims, on
 /// every request; replaces whatever `Authorization` the request had.
@@ -113,7 +113,7 @@ where
             .issuer
             .issue(self.layer.form, &*self.layer.claims)
         {
-            if let Ok(value) = crate::client::bearer(&token) {
+            if let Ok(value) = crate::serve::client::bearer(&token) {
                 headers.insert(AUTHORIZATION, value);
             }
         }

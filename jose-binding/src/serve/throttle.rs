@@ -11,7 +11,7 @@ use std::time::Instant;
 
 /// A per-second allowance of log lines, lock-free.
 #[derive(Debug)]
-pub struct LogBudget {
+pub(crate) struct LogBudget {
     per_sec: u32,
     base: Instant,
     /// The second (since `base`) the allowance below belongs to.
@@ -21,7 +21,7 @@ pub struct LogBudget {
 }
 
 impl LogBudget {
-    pub fn new(per_sec: u32) -> Self {
+    pub(crate) fn new(per_sec: u32) -> Self {
         LogBudget {
             per_sec,
             base: Instant::now(),
@@ -35,7 +35,7 @@ impl LogBudget {
     /// suppressed. Two threads crossing a second's boundary together may let
     /// a line or two more through; the bound stays per_sec plus the number
     /// of worker threads.
-    pub fn allow(&self) -> bool {
+    pub(crate) fn allow(&self) -> bool {
         let now = self.base.elapsed().as_secs();
         let w = self.window.load(Ordering::Relaxed);
         if w != now
@@ -55,14 +55,14 @@ impl LogBudget {
     }
 
     /// Lines suppressed since the last call.
-    pub fn take_suppressed(&self) -> u64 {
+    pub(crate) fn take_suppressed(&self) -> u64 {
         self.suppressed.swap(0, Ordering::Relaxed)
     }
 }
 
 /// Why a connection was closed or refused by the server, not by its peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dropped {
+pub(crate) enum Dropped {
     /// No room at accept and nothing evictable.
     Refused,
     /// Closed to make room for a newer connection.
@@ -76,7 +76,8 @@ pub enum Dropped {
 }
 
 impl Dropped {
-    pub const ALL: [Dropped; 5] = [
+    #[cfg(test)]
+    pub(crate) const ALL: [Dropped; 5] = [
         Dropped::Refused,
         Dropped::Evicted,
         Dropped::Handshake,
@@ -84,7 +85,7 @@ impl Dropped {
         Dropped::Idle,
     ];
 
-    pub const fn as_str(self) -> &'static str {
+    pub(crate) const fn as_str(self) -> &'static str {
         match self {
             Dropped::Refused => "refused",
             Dropped::Evicted => "evicted",
@@ -97,7 +98,7 @@ impl Dropped {
 
 /// Running totals since start; read them for metrics or the summary line.
 #[derive(Debug, Default)]
-pub struct Counters {
+pub(crate) struct Counters {
     pub accepted: AtomicU64,
     dropped: [AtomicU64; 5],
     /// Requests answered with a 4xx (a §7 refusal, 404, 405 …).
@@ -105,11 +106,11 @@ pub struct Counters {
 }
 
 impl Counters {
-    pub fn dropped(&self, why: Dropped) -> &AtomicU64 {
+    pub(crate) fn dropped(&self, why: Dropped) -> &AtomicU64 {
         &self.dropped[why as usize]
     }
 
-    pub fn count_dropped(&self, why: Dropped) {
+    pub(crate) fn count_dropped(&self, why: Dropped) {
         self.dropped(why).fetch_add(1, Ordering::Relaxed);
     }
 }

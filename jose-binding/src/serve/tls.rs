@@ -14,13 +14,14 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, ConnectionCommon, ProtocolVersion, RootCertStore, ServerConfig};
 
-use crate::schedule::{Ekm, EKM_LABEL, EKM_LEN};
+use crate::protocol::schedule::{Ekm, EKM_LABEL, EKM_LEN};
 
 /// ALPN identifiers, server preference order.
 pub const ALPN_H2: &[u8] = b"h2";
 pub const ALPN_HTTP11: &[u8] = b"http/1.1";
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TlsError {
     #[error("cannot read {path}: {problem}")]
     Pem { path: String, problem: PemProblem },
@@ -46,6 +47,7 @@ pub fn provider() -> Arc<CryptoProvider> {
 /// error can quote a line of the file, and in a key file a malformed
 /// `-----BEGIN` line may carry key material after it.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum PemProblem {
     Io(std::io::Error),
     /// A `-----BEGIN ...-----` line that is not one.

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use hmac::{Hmac, Mac};
 use jose_binding::b64;
-use jose_binding::issuer::seal;
+use jose_binding::token::seal;
 use jose_binding::token::{encrypt_jwe, sign_jws};
 use jose_binding::{
     ClientId, ConnectionVerifier, Ekm, ErrorCode, Form, Keystore, Policy, Rejection,

@@ -9,7 +9,7 @@ use std::str::FromStr;
 use age::armor::ArmoredReader;
 use zeroize::Zeroizing;
 
-use crate::client_id::{self};
+use crate::protocol::client_id::{self};
 
 use super::*;
 

@@ -136,6 +136,7 @@ const FIELDS: [&str; 9] = [
 
 /// What went wrong, naming the file (`origin`) and never secret material.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CustodyError {
     #[error("--threshold must be at least 2 (got {0}): a single share would be the key itself")]
     ThresholdTooLow(usize),
@@ -258,8 +259,8 @@ impl fmt::Debug for GroupId {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client_id::ClientId;
-    use crate::schedule::SoftwareRootKey;
+    use crate::protocol::client_id::ClientId;
+    use crate::protocol::schedule::SoftwareRootKey;
     use age::secrecy::ExposeSecret;
 
     fn holders(n: usize) -> (Vec<age::x25519::Identity>, Vec<Holder>) {
@@ -625,7 +626,7 @@ mod tests {
         };
         assert_eq!(parsed.meta, split.shares[1].meta);
         let plain = parsed.decrypt(&ids).unwrap();
-        let value_b64 = crate::b64::encode(plain.value());
+        let value_b64 = crate::protocol::b64::encode(plain.value());
         assert!(!text.contains(&value_b64));
         assert!(!format!("{plain:?}").contains(&value_b64));
         assert!(!format!("{split:?}").contains(&value_b64));

@@ -6,8 +6,8 @@ use sha2::Sha256;
 use vsss_rs::Gf256;
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::client_id::ClientId;
-use crate::schedule::{RootKey, SoftwareRootKey};
+use crate::protocol::client_id::ClientId;
+use crate::protocol::schedule::{RootKey, SoftwareRootKey};
 
 use super::*;
 

@@ -9,8 +9,8 @@ use std::str::FromStr;
 use age::armor::{ArmoredWriter, Format};
 use zeroize::Zeroizing;
 
-use crate::client_id::{self, ClientId};
-use crate::schedule::{ROOT_KEY_MAX, ROOT_KEY_MIN};
+use crate::protocol::client_id::{self, ClientId};
+use crate::protocol::schedule::{ROOT_KEY_MAX, ROOT_KEY_MIN};
 
 use super::*;
 
@@ -25,7 +25,7 @@ pub struct ShareMeta {
     pub holder: String,
     /// The holder's age public key, `age1...`.
     pub recipient: String,
-    /// [`RootKey::fingerprint`] of the split key, 16 hex digits.
+    /// [`RootKey::fingerprint`](crate::RootKey::fingerprint) of the split key, 16 hex digits.
     pub key_fingerprint: String,
     pub commitment: [u8; 32],
 }
@@ -212,7 +212,7 @@ impl PlainShare {
         ));
         m.write_fields(&mut out);
         out.push_str("value: ");
-        out.push_str(&Zeroizing::new(crate::b64::encode(&self.value)));
+        out.push_str(&Zeroizing::new(crate::protocol::b64::encode(&self.value)));
         out.push('\n');
         Zeroizing::new(out)
     }
@@ -234,7 +234,7 @@ impl PlainShare {
             problem: problem.to_owned(),
         };
         let value = Zeroizing::new(
-            crate::b64::decode(fields.get("value").ok_or_else(|| bad("no value line"))?)
+            crate::protocol::b64::decode(fields.get("value").ok_or_else(|| bad("no value line"))?)
                 .ok_or_else(|| bad("value is not unpadded base64url"))?,
         );
         if !(ROOT_KEY_MIN..=ROOT_KEY_MAX).contains(&value.len()) {

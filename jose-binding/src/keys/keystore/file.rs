@@ -10,9 +10,9 @@ use toml_edit::{ImDocument, Item, TableLike, Value};
 use zeroize::Zeroizing;
 
 use super::{ClientKeys, Keystore};
-use crate::client_id::ClientId;
-use crate::private_file::{write_private, Existing};
-use crate::schedule::{KeyFileError, SoftwareRootKey};
+use crate::keys::private_file::{write_private, Existing};
+use crate::protocol::client_id::ClientId;
+use crate::protocol::schedule::{KeyFileError, SoftwareRootKey};
 
 /// Longest keystore file read (a keystore is a few KiB).
 pub const MAX_KEYSTORE_BYTES: u64 = 4 << 20;
@@ -22,6 +22,7 @@ pub const MAX_KEYSTORE_BYTES: u64 = 4 << 20;
 /// names and client ids: the parser's own messages quote values (`invalid
 /// type: string "<the key>"`), so none of them is passed on.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum KeystoreError {
     #[error("cannot read keystore {path}: {source}")]
     Io {
@@ -133,6 +134,7 @@ impl fmt::Display for Name {
 /// (`invalid type: string "...", expected ...`), and a value may be a key
 /// pasted in the wrong place.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SettingsError {
     #[error(transparent)]
     Syntax(#[from] TomlSyntaxError),

@@ -14,8 +14,8 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-use crate::client_id::ClientId;
-use crate::schedule::SoftwareRootKey;
+use crate::protocol::client_id::ClientId;
+use crate::protocol::schedule::SoftwareRootKey;
 
 #[cfg(feature = "keystore-file")]
 mod file;
@@ -28,7 +28,7 @@ pub use file::{
 #[cfg(feature = "keystore-file")]
 pub use toml_edit;
 
-pub use crate::protocol::lookup::{ClientKeys, KeyLookup};
+use crate::protocol::lookup::{ClientKeys, KeyLookup};
 
 /// An immutable keystore snapshot. Reloads build a new one.
 #[derive(Debug, Default)]

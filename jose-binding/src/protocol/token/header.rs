@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use super::*;
-use crate::error::{reject, ErrorCode, Rejection};
-use crate::json;
+use crate::protocol::error::{reject, ErrorCode, Rejection};
+use crate::protocol::json;
 
 /// Protected headers that passed steps 4–6 on one connection, by their exact
 /// encoded text and layer kind. A client sends the same few headers with
@@ -113,8 +113,8 @@ pub fn analyse_header(bytes: &[u8], kind: Kind) -> Result<(Cty, Option<String>),
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::b64;
-    use crate::schedule::{EncKey, SigKey};
+    use crate::protocol::b64;
+    use crate::protocol::schedule::{EncKey, SigKey};
 
     /// With a memo, parsing gives exactly what it gives without one, in
     /// any order of good and bad tokens sharing headers; the memo stays at

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use aws_lc_rs::aead;
 
 use super::*;
-use crate::b64;
-use crate::error::{reject, ErrorCode, Rejection};
-use crate::schedule::{EncKey, SigKey, SubKeys};
+use crate::protocol::b64;
+use crate::protocol::error::{reject, ErrorCode, Rejection};
+use crate::protocol::schedule::{EncKey, SigKey, SubKeys};
 
 /// JWS (3 parts) or JWE (5 parts).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

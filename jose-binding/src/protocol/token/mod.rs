@@ -62,7 +62,7 @@ pub mod headers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schedule::{EncKey, SigKey};
+    use crate::protocol::schedule::{EncKey, SigKey};
 
     #[test]
     fn form_names() {

@@ -2,8 +2,8 @@
 
 use aws_lc_rs::aead;
 
-use crate::b64;
-use crate::schedule::{EncKey, SigKey};
+use crate::protocol::b64;
+use crate::protocol::schedule::{EncKey, SigKey};
 
 /// Produces a compact JWS over `payload` with the given header JSON.
 pub fn sign_jws(header_json: &str, payload: &[u8], key: &SigKey) -> String {

@@ -1,5 +1,5 @@
 //! What the gateway does to headers on their way to the upstream: after
-//! hop-by-hop headers went ([`crate::hop`]), headers the gateway owns out
+//! hop-by-hop headers went ([`crate::proxy::hop`]), headers the gateway owns out
 //! whatever their spelling, then the verified identity and the `Forwarded`
 //! family in.
 //!
@@ -15,6 +15,7 @@ use http::{HeaderMap, HeaderValue};
 
 /// The names of the identity headers the gateway sets.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct IdentityHeaders {
     pub client_id: HeaderName,
     pub form: HeaderName,
@@ -111,7 +112,7 @@ fn is_rewrite(name: &HeaderName) -> bool {
 
 /// The identity of a verified request, as the upstream will read it.
 #[derive(Debug, Clone)]
-pub struct Identity {
+pub(crate) struct Identity {
     pub client_id: HeaderValue,
     pub form: HeaderValue,
     /// base64url (no padding) of the claims JSON exactly as signed.
@@ -119,19 +120,21 @@ pub struct Identity {
 }
 
 impl Identity {
-    pub fn of(v: &crate::Verified) -> Option<Identity> {
+    pub(crate) fn of(v: &crate::Verified) -> Option<Identity> {
         Some(Identity {
             client_id: HeaderValue::from_str(v.client_id.as_str()).ok()?,
             form: HeaderValue::from_static(v.form.as_str()),
-            claims: HeaderValue::try_from(crate::b64::encode(v.claims.as_json().as_bytes()))
-                .ok()?,
+            claims: HeaderValue::try_from(crate::protocol::b64::encode(
+                v.claims.as_json().as_bytes(),
+            ))
+            .ok()?,
         })
     }
 }
 
 /// How the request reached the gateway, for the `Forwarded` family.
 #[derive(Debug, Clone, Copy)]
-pub struct Hop<'a> {
+pub(crate) struct Hop<'a> {
     pub peer: IpAddr,
     /// The peer is a proxy whose `Forwarded` headers are believed.
     pub trusted: bool,
@@ -143,7 +146,7 @@ pub struct Hop<'a> {
 /// spelling of the identity headers (and, from an untrusted peer, of the
 /// `Forwarded` family), then sets them from the verified identity and the
 /// hop. `Authorization` goes unless `keep_token`.
-pub fn own_request_headers(
+pub(crate) fn own_request_headers(
     headers: &mut HeaderMap,
     names: &IdentityHeaders,
     identity: Option<&Identity>,
@@ -181,12 +184,12 @@ pub fn own_request_headers(
 }
 
 /// True if `name` may reach the upstream as a request trailer: what may be
-/// a trailer at all ([`crate::hop::trailer_allowed`]), and none of the
+/// a trailer at all ([`crate::proxy::hop::trailer_allowed`]), and none of the
 /// headers the gateway owns or believes only from a trusted proxy, in any
 /// spelling. Trailers come after the gateway vouched for the head, so even
 /// a trusted proxy's `X-Forwarded-For` has no place there.
-pub fn request_trailer_allowed(names: &IdentityHeaders, name: &HeaderName) -> bool {
-    crate::hop::trailer_allowed(name)
+pub(crate) fn request_trailer_allowed(names: &IdentityHeaders, name: &HeaderName) -> bool {
+    crate::proxy::hop::trailer_allowed(name)
         && !names.spoofs(name)
         && !is_forwarding(name)
         && !is_rewrite(name)
@@ -194,11 +197,11 @@ pub fn request_trailer_allowed(names: &IdentityHeaders, name: &HeaderName) -> bo
 
 /// Keeps in the request's `Trailer` header only the names that will pass
 /// as trailers, so the upstream is not told to expect what it will not get.
-pub fn own_trailer_announcement(headers: &mut HeaderMap, names: &IdentityHeaders) {
+pub(crate) fn own_trailer_announcement(headers: &mut HeaderMap, names: &IdentityHeaders) {
     if !headers.contains_key(TRAILER) {
         return;
     }
-    let kept: Vec<&str> = crate::hop::list_items(headers, TRAILER)
+    let kept: Vec<&str> = crate::proxy::hop::list_items(headers, TRAILER)
         .filter(|n| {
             HeaderName::from_bytes(n.as_bytes()).is_ok_and(|n| request_trailer_allowed(names, &n))
         })
@@ -278,7 +281,7 @@ fn quote_into(s: &str, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hop::header_map as map;
+    use crate::proxy::hop::header_map as map;
 
     fn identity() -> Identity {
         Identity {
@@ -343,7 +346,7 @@ mod tests {
             ("connection", "x-jose-binding-client-id, x-custom"),
             ("x-custom", "1"),
         ]);
-        crate::hop::strip_hop_by_hop(&mut h, false);
+        crate::proxy::hop::strip_hop_by_hop(&mut h, false);
         own_request_headers(
             &mut h,
             &IdentityHeaders::default(),

@@ -9,9 +9,9 @@
 //! verified, the tunnel held to its connection's rules, and upstream
 //! failures answer 502 or 504 without leaking the upstream's internals.
 
-pub mod headers;
-pub mod status;
-pub mod upstream;
+pub(crate) mod headers;
+pub(crate) mod status;
+pub(crate) mod upstream;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -30,12 +30,12 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tower_service::Service;
 
-use crate::hop::{
+use crate::proxy::hop::{
     clean_trailers, is_websocket_upgrade, switches_to_websocket, tunnel, Idle, ProxyBody,
     TunnelLimits,
 };
-use crate::layer::{static_bearer_accepted, BindingLayer, BindingService, Layer, Outcome};
-use crate::server::{BoxError, ConnectionGuard, PeerAddr, UpstreamReport};
+use crate::serve::layer::{static_bearer_accepted, BindingLayer, BindingService, Layer, Outcome};
+use crate::serve::server::{BoxError, ConnectionGuard, PeerAddr, UpstreamReport};
 use crate::Verified;
 use headers::{Hop, Identity, IdentityHeaders};
 use upstream::{Connector, Failure, Upstream};
@@ -44,14 +44,16 @@ pub use ipnet::IpNet;
 
 /// How the gateway forwards.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct GatewayConfig {
     pub upstream: Upstream,
     /// For an `https://` upstream: the roots its certificate must chain to.
     pub upstream_tls: Option<Arc<rustls::ClientConfig>>,
     /// `Host` sent upstream instead of the client's.
     pub upstream_host: Option<HeaderValue>,
-    /// Path prefixes forwarded without a token ([`is_public`]); a
-    /// WebSocket upgrade is not public there.
+    /// Path prefixes forwarded without a token, when the path matches at a
+    /// `/` boundary and has no dot segment, `//`, `\`, `;` or encoded
+    /// separator; a WebSocket upgrade is not public there.
     pub public_paths: Vec<String>,
     /// Path prefixes where a WebSocket upgrade is tunnelled without a
     /// token. Such a tunnel is still cut at the connection's
@@ -166,7 +168,7 @@ impl Gateway {
 
     /// One connection attempt to the upstream, within the connect timeout
     /// (what `/readyz` asks).
-    pub async fn probe(&self) -> Result<(), upstream::ConnectError> {
+    pub(crate) async fn probe(&self) -> Result<(), upstream::ConnectError> {
         self.shared.connector.connect().await.map(drop)
     }
 
@@ -180,7 +182,7 @@ impl Gateway {
 /// follows a `/`), and is plain enough that the upstream cannot read it as
 /// another path: no `.` or `..` segment, no `//`, no backslash, no `;`, no
 /// percent-encoded `.`, `/` or `\`. Anything else needs a token.
-pub fn is_public(prefixes: &[String], path: &str) -> bool {
+pub(crate) fn is_public(prefixes: &[String], path: &str) -> bool {
     let matched = prefixes
         .iter()
         .any(|p| match path.strip_prefix(p.as_str()) {
@@ -262,7 +264,7 @@ fn baseline_identity() -> Identity {
 
 /// Forwards one request and its answer.
 #[derive(Clone)]
-pub struct Proxy {
+pub(crate) struct Proxy {
     shared: Arc<Shared>,
 }
 
@@ -341,7 +343,7 @@ fn upstream_request(
     let (mut parts, body) = req.into_parts();
     let host =
         target_host(&parts).map_err(|()| (Failure::ClientHost, "Host differs from :authority"))?;
-    crate::hop::strip_hop_by_hop(&mut parts.headers, websocket);
+    crate::proxy::hop::strip_hop_by_hop(&mut parts.headers, websocket);
     let trusted = peer.is_some_and(|ip| cfg.trusted_proxies.iter().any(|n| n.contains(&ip)));
     let hop = Hop {
         peer: peer.unwrap_or(IpAddr::from([0, 0, 0, 0])),
@@ -439,7 +441,7 @@ fn downstream(
         ));
     }
     let (mut parts, body) = resp.into_parts();
-    crate::hop::strip_hop_by_hop(&mut parts.headers, switching);
+    crate::proxy::hop::strip_hop_by_hop(&mut parts.headers, switching);
     parts.extensions = http::Extensions::new();
     parts.extensions.insert(UpstreamReport {
         status: Some(status.as_u16()),
@@ -502,7 +504,7 @@ fn failed(why: Failure, cause: &str, start: Instant) -> Response<GatewayBody> {
 /// frame, cut after the idle timeout, its trailers kept to
 /// [`headers::request_trailer_allowed`], reporting when it has ended (the
 /// response timeout runs from there) and, if it failed, how.
-pub struct RequestBody {
+pub(crate) struct RequestBody {
     inner: Incoming,
     idle: Idle,
     shared: Arc<Shared>,
@@ -559,7 +561,7 @@ impl Body for RequestBody {
             Poll::Ready(None) => true,
             Poll::Ready(Some(Ok(_))) => this.inner.is_end_stream(),
             Poll::Ready(Some(Err(e))) => {
-                let why = if e.is::<crate::hop::BodyIdle>() {
+                let why = if e.is::<crate::proxy::hop::BodyIdle>() {
                     Failure::ClientBodyTimeout
                 } else {
                     Failure::ClientBody
@@ -587,7 +589,7 @@ impl Body for RequestBody {
 
 /// A gateway response body: the upstream's, streamed with the idle
 /// timeout, or one the gateway wrote.
-pub type GatewayBody = ProxyBody;
+pub(crate) type GatewayBody = ProxyBody;
 
 #[cfg(test)]
 mod tests {

@@ -21,7 +21,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use super::Gateway;
-use crate::keystore::KeystoreHandle;
+use crate::keys::keystore::KeystoreHandle;
 
 /// Connections the status listener serves at once; more wait in the
 /// kernel's backlog.
@@ -30,6 +30,7 @@ const PROBE_EVERY: Duration = Duration::from_secs(1);
 
 /// Why the gateway is not ready.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum NotReady {
     KeystoreEmpty,
     UpstreamUnreachable,

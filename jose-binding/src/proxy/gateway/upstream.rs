@@ -21,6 +21,7 @@ use tokio_rustls::TlsConnector;
 
 /// Where requests go.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Upstream {
     /// `http://host:port`: plain HTTP/1.1 over TCP.
     Http { authority: Authority },
@@ -85,7 +86,7 @@ impl Upstream {
 
 /// Why a connection to the upstream failed.
 #[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
+pub(crate) enum ConnectError {
     #[error("connect timed out")]
     Timeout,
     #[error("connect: {0}")]
@@ -97,7 +98,7 @@ pub enum ConnectError {
 /// Opens connections to the one upstream, whatever URI hyper's pool asks
 /// for; the pool keys connections by that URI, which is always the same.
 #[derive(Clone)]
-pub struct Connector {
+pub(crate) struct Connector {
     upstream: Arc<Upstream>,
     tls: Option<TlsConnector>,
     connect_timeout: Duration,
@@ -105,7 +106,7 @@ pub struct Connector {
 
 impl Connector {
     /// `tls` is needed for an `https://` upstream, ignored otherwise.
-    pub fn new(
+    pub(crate) fn new(
         upstream: Upstream,
         tls: Option<Arc<rustls::ClientConfig>>,
         connect_timeout: Duration,
@@ -118,7 +119,7 @@ impl Connector {
     }
 
     /// One connection, within the connect timeout.
-    pub async fn connect(&self) -> Result<Stream, ConnectError> {
+    pub(crate) async fn connect(&self) -> Result<Stream, ConnectError> {
         tokio::time::timeout(self.connect_timeout, self.open())
             .await
             .map_err(|_| ConnectError::Timeout)?
@@ -179,7 +180,7 @@ impl tower_service::Service<Uri> for Connector {
 }
 
 /// A connection to the upstream.
-pub enum Stream {
+pub(crate) enum Stream {
     Tcp(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
     Unix(UnixStream),
@@ -260,7 +261,7 @@ impl AsyncWrite for Stream {
 /// `gateway_timeout` when the upstream failed, 400 `bad_request` or 408
 /// `request_timeout` when the client did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failure {
+pub(crate) enum Failure {
     /// The upstream refused or dropped the connection attempt.
     Unreachable,
     /// No connection within the connect timeout.
@@ -284,7 +285,7 @@ pub enum Failure {
 
 impl Failure {
     /// Stable codes for logs.
-    pub const fn as_str(self) -> &'static str {
+    pub(crate) const fn as_str(self) -> &'static str {
         match self {
             Failure::Unreachable => "upstream_unreachable",
             Failure::ConnectTimeout => "upstream_connect_timeout",
@@ -297,12 +298,8 @@ impl Failure {
         }
     }
 
-    pub const fn is_timeout(self) -> bool {
-        matches!(self, Failure::ConnectTimeout | Failure::ResponseTimeout)
-    }
-
     /// The status and the body the client gets.
-    pub const fn answer(self) -> (u16, &'static [u8]) {
+    pub(crate) const fn answer(self) -> (u16, &'static [u8]) {
         match self {
             Failure::ConnectTimeout | Failure::ResponseTimeout => {
                 (504, br#"{"error":"gateway_timeout"}"#)

@@ -14,7 +14,8 @@
 //!
 //! This page is the public API: every path a user can name is listed
 //! below. The modules under `src/` are private; `unreachable_pub` and
-//! `unnameable_types` keep an item from being public by accident.
+//! `unnameable_types` keep an item from being public by accident, and
+//! `missing_docs` keeps every public item documented.
 
 #![forbid(unsafe_code)]
 

@@ -7,7 +7,9 @@ use std::path::Path;
 /// Whether [`write_private`] may replace an existing file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Existing {
+    /// Create the file, or overwrite it after tightening it to 0600.
     Replace,
+    /// Fail with `AlreadyExists` and leave the file untouched.
     Refuse,
 }
 

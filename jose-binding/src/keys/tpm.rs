@@ -82,17 +82,27 @@ impl FromStr for SessionMode {
     }
 }
 
+/// Why a TPM key could not be read, written, imported or loaded.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TpmError {
+    /// The TPM or the TSS refused or failed a step: a bad TCTI, a TPM that
+    /// cannot be opened, a primary, session or load that fails.
     #[error("TPM at {tcti}: {what}: {error}")]
     Tpm {
+        /// The TCTI the TPM was reached by.
         tcti: String,
+        /// The step that failed, in fixed words.
         what: &'static str,
+        /// The TSS error.
         error: tss_esapi::Error,
     },
+    /// The key file cannot be read or is not a loadable `TSS2 PRIVATE KEY`
+    /// this crate can use (another key type, a policy, a parent other than
+    /// [`OWNER_PARENT`]).
     #[error("TPM key file: {0}")]
     KeyFile(String),
+    /// A setting given by the user is invalid (an unknown [`SessionMode`]).
     #[error("{0}")]
     Usage(String),
 }
@@ -100,8 +110,12 @@ pub enum TpmError {
 /// The key file: a loadable TPM key and the parent it belongs under.
 #[derive(Clone)]
 pub struct TpmKeyFile {
+    /// The parent's handle; only [`OWNER_PARENT`] can be loaded.
     pub parent: u32,
+    /// The key's TPM2B_PUBLIC area.
     pub public: Public,
+    /// The key's TPM2B_PRIVATE blob, wrapped by the parent: useless off
+    /// this TPM.
     pub private: Private,
 }
 
@@ -129,6 +143,8 @@ impl der::pem::PemLabel for Asn1Key {
 }
 
 impl TpmKeyFile {
+    /// Parses `TSS2 PRIVATE KEY` PEM; refuses any key type but a loadable
+    /// key, and keys with policies.
     pub fn from_pem(pem: &str) -> Result<Self, TpmError> {
         let bad = |e: &dyn fmt::Display| {
             TpmError::KeyFile(format!("not a loadable TSS2 PRIVATE KEY: {e}"))
@@ -156,6 +172,7 @@ impl TpmKeyFile {
         })
     }
 
+    /// The key file's PEM text (with `emptyAuth`), as [`from_pem`](Self::from_pem) reads it.
     pub fn to_pem(&self) -> Result<String, TpmError> {
         let err = |e: &dyn fmt::Display| TpmError::KeyFile(e.to_string());
         let public = self.public.marshall().map_err(|e| err(&e))?;
@@ -169,6 +186,7 @@ impl TpmKeyFile {
         k.to_pem(der::pem::LineEnding::LF).map_err(|e| err(&e))
     }
 
+    /// Reads and parses the key file at `path`.
     pub fn load(path: &std::path::Path) -> Result<Self, TpmError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| TpmError::KeyFile(format!("{}: {e}", path.display())))?;

@@ -35,6 +35,7 @@ pub fn decode_fixed<const N: usize>(s: &str) -> Result<Option<[u8; N]>, NonCanon
     }
 }
 
+/// Encodes unpadded, the one canonical form [`decode`] accepts.
 pub fn encode(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ClientId(Arc<str>);
 
+/// Longest client id, in bytes (§1).
 pub const CLIENT_ID_MAX: usize = 64;
 
 /// The id is empty, too long, or has a byte outside `[A-Za-z0-9._-]`.
@@ -15,6 +16,8 @@ pub const CLIENT_ID_MAX: usize = 64;
 pub struct InvalidClientId;
 
 impl ClientId {
+    /// Checks `s` against the §1 syntax; nothing else makes a `ClientId`,
+    /// so every one in hand is valid.
     pub fn new(s: &str) -> Result<Self, InvalidClientId> {
         if is_valid(s) {
             Ok(ClientId(Arc::from(s)))
@@ -23,6 +26,7 @@ impl ClientId {
         }
     }
 
+    /// The id's text: ASCII only, by construction.
     pub fn as_str(&self) -> &str {
         &self.0
     }

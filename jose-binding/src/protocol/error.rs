@@ -50,21 +50,51 @@ macro_rules! error_codes {
 error_codes! {
     /// No `Authorization: Bearer` header.
     MissingToken = "missing_token",
+    /// Bad syntax anywhere: `Bearer` without a token or two `Authorization`
+    /// headers, not 3 or 5 parts, non-canonical base64url, an empty JWS
+    /// payload, a non-empty JWE encrypted key, a header or claims set that
+    /// is not a strict JSON object, `iat`/`exp` absent or not numbers, `nbf`
+    /// not a number.
     Malformed = "malformed",
+    /// The token is over 16384 characters, a decoded protected header over
+    /// 1024 bytes, or the claims set over 8192 bytes.
     TooLarge = "too_large",
+    /// A header has a forbidden member (`crit`, `zip`, `jku`, `jwk`, `x5*`,
+    /// `b64`) or a `typ` other than exactly `JWT`.
     UnsupportedHeader = "unsupported_header",
+    /// A JWS `alg` other than `HS256`, or a JWE `alg` other than `dir` or
+    /// `enc` other than `A256GCM`.
     UnsupportedAlg = "unsupported_alg",
+    /// The layers do not make one of the three forms: a bad `cty`, a JWE
+    /// outside without `cty: JWT`, or an inner token of the wrong kind.
     BadNesting = "bad_nesting",
+    /// A valid form that the server's [`Policy`](crate::Policy) does not accept.
     FormNotAllowed = "form_not_allowed",
+    /// `kid` absent or not a known client, an inner `kid` that differs from
+    /// the outer, or `iss` absent or not the `kid`.
     UnknownClient = "unknown_client",
+    /// The connection is already pinned to another client.
     ClientMismatch = "client_mismatch",
+    /// An HS256 MAC does not verify under this connection's subkeys: the
+    /// outer layer's with none of the client's root keys, the inner layer's
+    /// with the one that opened the outer.
     BadSignature = "bad_signature",
+    /// An A256GCM layer does not open under this connection's subkeys: the
+    /// outer with none of the client's root keys, the inner with the one
+    /// that opened the outer.
     DecryptFailed = "decrypt_failed",
+    /// `aud` absent, not a string, or not the server's audience.
     WrongAudience = "wrong_audience",
+    /// `exp` is at or before now minus the skew.
     Expired = "expired",
+    /// `iat` or `nbf` is after now plus the skew.
     NotYetValid = "not_yet_valid",
+    /// `exp - iat` exceeds the server's maximum lifetime.
     TtlTooLong = "ttl_too_long",
+    /// `jti` absent, not a string, empty, or over 64 bytes.
     BadJti = "bad_jti",
+    /// This `jti` was already accepted on this connection, or the full
+    /// replay cache cannot rule out that it was.
     Replayed = "replayed",
 }
 
@@ -85,11 +115,14 @@ impl fmt::Display for ErrorCode {
 /// sentence saying which rule was broken. Neither ever contains token bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rejection {
+    /// The §7 code: what the client and the access log see.
     pub code: ErrorCode,
+    /// Which rule was broken, in fixed words (the 401 body's `message`).
     pub detail: &'static str,
 }
 
 impl Rejection {
+    /// A refusal with `code`; `detail` must be fixed text, never token bytes.
     pub const fn new(code: ErrorCode, detail: &'static str) -> Self {
         Rejection { code, detail }
     }

@@ -13,13 +13,19 @@ pub const DEFAULT_TTL_SECS: u64 = 60;
 /// Claims the issuer sets itself; an application claim may not use these names.
 pub const REGISTERED: [&str; 5] = ["iss", "aud", "iat", "exp", "jti"];
 
+/// Why application claims could not make a token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum IssueError {
+    /// The application's claims name one of [`REGISTERED`] at the top level.
     #[error("claim {0:?} is set by the issuer and may not be given by the application")]
     Reserved(String),
+    /// The application's claims serialize to something other than an object
+    /// or `null`.
     #[error("claims must be a JSON object")]
     NotObject,
+    /// serde_json could not serialize the application's claims (a map with
+    /// non-string keys, a failing `Serialize` impl); the text is serde_json's.
     #[error("claims cannot be written as JSON: {0}")]
     Serialize(String),
 }
@@ -35,6 +41,8 @@ pub struct Issuer {
 }
 
 impl Issuer {
+    /// An issuer for `client_id` on the connection `keys` were derived for,
+    /// with `aud` set to `audience` and the default lifetime.
     pub fn new(client_id: ClientId, audience: impl Into<String>, keys: SubKeys) -> Self {
         Issuer {
             audience: audience.into(),
@@ -45,11 +53,14 @@ impl Issuer {
         }
     }
 
+    /// Sets `exp - iat` of its tokens (default [`DEFAULT_TTL_SECS`]); a
+    /// server refuses more than its maximum (300 s by default).
     pub fn with_ttl(mut self, ttl_secs: u64) -> Self {
         self.ttl_secs = ttl_secs;
         self
     }
 
+    /// The client tokens are issued for (`iss` and `kid`).
     pub fn client_id(&self) -> &ClientId {
         &self.client_id
     }

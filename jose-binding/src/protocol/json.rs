@@ -31,6 +31,7 @@ pub enum JsonError {
 }
 
 impl JsonError {
+    /// The fixed sentence a `malformed` refusal carries for this reason.
     pub const fn detail(self) -> &'static str {
         match self {
             JsonError::Syntax => "not valid JSON (syntax, UTF-8 or surrogate escape)",
@@ -129,14 +130,17 @@ impl<'de> Visitor<'de> for StrictSeed<'_> {
 /// A string member the verifier reads, as found.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Member<'a> {
+    /// Not in the object.
     #[default]
     Absent,
+    /// A string, borrowed from the input when it had no escapes.
     Str(Cow<'a, str>),
     /// Present but not a string.
     Other,
 }
 
 impl Member<'_> {
+    /// The string, when the member is present and a string.
     pub fn as_str(&self) -> Option<&str> {
         match self {
             Member::Str(s) => Some(s),
@@ -148,14 +152,17 @@ impl Member<'_> {
 /// A numeric member (a NumericDate) the verifier reads, as found.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub enum Num {
+    /// Not in the object.
     #[default]
     Absent,
+    /// A number, as `f64` (integers included).
     Num(f64),
     /// Present but not a number.
     Other,
 }
 
 impl Num {
+    /// The number, when the member is present and a number.
     pub fn as_f64(self) -> Option<f64> {
         match self {
             Num::Num(n) => Some(n),
@@ -171,10 +178,15 @@ impl Num {
 /// the common case.
 #[derive(Debug, Default)]
 pub struct HeaderMembers<'a> {
+    /// `alg`: `HS256` for a JWS, `dir` for a JWE.
     pub alg: Member<'a>,
+    /// `enc`: `A256GCM` for a JWE.
     pub enc: Member<'a>,
+    /// `typ`: must be exactly `JWT`.
     pub typ: Member<'a>,
+    /// `cty`: `JWT` on the outer layer of a nested form.
     pub cty: Member<'a>,
+    /// `kid`: the client id.
     pub kid: Member<'a>,
     /// Some member named in `forbidden` is present.
     pub forbidden: bool,
@@ -197,11 +209,17 @@ pub fn parse_header<'a>(
 /// the verified claims reach the application as the JSON text itself.
 #[derive(Debug, Default)]
 pub struct ClaimMembers<'a> {
+    /// `iss`: must be the `kid`.
     pub iss: Member<'a>,
+    /// `aud`: must be the server's audience.
     pub aud: Member<'a>,
+    /// `jti`: the replay cache's key.
     pub jti: Member<'a>,
+    /// `iat`: issued-at, seconds since the epoch.
     pub iat: Num,
+    /// `exp`: expiry, seconds since the epoch.
     pub exp: Num,
+    /// `nbf`: not-before, seconds since the epoch; optional.
     pub nbf: Num,
 }
 

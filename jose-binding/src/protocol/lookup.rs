@@ -9,7 +9,9 @@ use crate::protocol::schedule::SoftwareRootKey;
 /// One client's root keys; `keys[0]` is current, the rest are accepted.
 #[derive(Debug)]
 pub struct ClientKeys {
+    /// The client these keys belong to.
     pub id: ClientId,
+    /// Current key first; every key is tried at step 9.
     pub keys: Vec<SoftwareRootKey>,
 }
 

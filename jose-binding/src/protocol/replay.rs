@@ -47,6 +47,7 @@ impl ReplayCache {
     /// `examples/replay_memory.rs`: about 220 KiB full).
     pub const DEFAULT_CAPACITY: usize = 8192;
 
+    /// An empty cache of at most `capacity` entries (at least one).
     pub fn new(capacity: usize) -> Self {
         ReplayCache {
             capacity: capacity.max(1),
@@ -57,14 +58,17 @@ impl ReplayCache {
         }
     }
 
+    /// Entries held now, expired ones not yet purged included.
     pub fn len(&self) -> usize {
         self.seen.len()
     }
 
+    /// Whether no entry is held.
     pub fn is_empty(&self) -> bool {
         self.seen.is_empty()
     }
 
+    /// The most entries it holds before evicting.
     pub fn capacity(&self) -> usize {
         self.capacity
     }

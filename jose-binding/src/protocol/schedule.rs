@@ -21,12 +21,14 @@ use crate::protocol::client_id::ClientId;
 
 /// The exporter label of RFC 9266 (`tls-exporter` channel binding).
 pub const EKM_LABEL: &[u8] = b"EXPORTER-Channel-Binding";
+/// Bytes of keying material exported per connection (§3).
 pub const EKM_LEN: usize = 32;
 const SIG_INFO: &[u8] = b"jose-binding/v1 signing key";
 const ENC_INFO: &[u8] = b"jose-binding/v1 encryption key";
 
-/// Root keys are 32 to 64 bytes (§1).
+/// Shortest root key, in bytes (§1).
 pub const ROOT_KEY_MIN: usize = 32;
+/// Longest root key, in bytes (§1).
 pub const ROOT_KEY_MAX: usize = 64;
 
 /// A short public name for a secret: the first 8 bytes of SHA-256 over a
@@ -36,6 +38,8 @@ pub const ROOT_KEY_MAX: usize = 64;
 pub struct Fingerprint([u8; 8]);
 
 impl Fingerprint {
+    /// The fingerprint of `secret`; `kind` separates domains, so one
+    /// value used as two kinds of key gets two unrelated fingerprints.
     pub fn of(kind: &str, secret: &[u8]) -> Self {
         let mut h = Sha256::new();
         h.update(b"jose-binding/v1 fingerprint ");
@@ -71,6 +75,7 @@ macro_rules! secret_32 {
         pub struct $name([u8; 32]);
 
         impl $name {
+            /// Wraps bytes already derived or exported; no check is made.
             pub const fn from_bytes(bytes: [u8; 32]) -> Self {
                 $name(bytes)
             }
@@ -78,6 +83,7 @@ macro_rules! secret_32 {
             pub fn expose(&self) -> &[u8; 32] {
                 &self.0
             }
+            /// A public name for the secret, safe to log.
             pub fn fingerprint(&self) -> Fingerprint {
                 Fingerprint::of($kind, &self.0)
             }
@@ -112,6 +118,7 @@ pub struct SigKey {
 }
 
 impl SigKey {
+    /// Takes the 32 derived bytes and computes the HMAC state once.
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
         let mac = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &bytes);
         SigKey {
@@ -123,6 +130,7 @@ impl SigKey {
     pub fn expose(&self) -> &[u8; 32] {
         &self.bytes
     }
+    /// A public name for the key, safe to log.
     pub fn fingerprint(&self) -> Fingerprint {
         Fingerprint::of("sig", &*self.bytes)
     }
@@ -156,6 +164,7 @@ pub struct EncKey {
 }
 
 impl EncKey {
+    /// Takes the 32 derived bytes and expands the AES-256-GCM key once.
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
         use aws_lc_rs::aead::{LessSafeKey, UnboundKey, AES_256_GCM};
         // AES-256-GCM takes any 32-byte key: this cannot fail.
@@ -170,6 +179,7 @@ impl EncKey {
     pub fn expose(&self) -> &[u8; 32] {
         &self.bytes
     }
+    /// A public name for the key, safe to log.
     pub fn fingerprint(&self) -> Fingerprint {
         Fingerprint::of("enc", &*self.bytes)
     }
@@ -188,7 +198,9 @@ impl fmt::Debug for EncKey {
 /// The two subkeys a connection uses for one client.
 #[derive(Clone, Debug)]
 pub struct SubKeys {
+    /// `sig_key`: the HS256 key of every JWS layer.
     pub sig: SigKey,
+    /// `enc_key`: the A256GCM key of every JWE layer.
     pub enc: EncKey,
 }
 
@@ -230,8 +242,12 @@ impl SubKeys {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RootKeyError {
+    /// The provider could not be reached or failed (a TPM that cannot be
+    /// opened, or whose command failed); the text says why.
     #[error("root key provider unavailable: {0}")]
     Unavailable(String),
+    /// The provider answered but gave no usable PRK (a TPM in
+    /// dictionary-attack lockout, or a digest of the wrong size).
     #[error("root key provider refused: {0}")]
     Refused(String),
 }
@@ -257,6 +273,8 @@ pub struct SoftwareRootKey {
 pub struct RootKeyLength(pub usize);
 
 impl SoftwareRootKey {
+    /// Copies `bytes` into a wiped-on-drop buffer; refuses a length outside
+    /// [`ROOT_KEY_MIN`]..=[`ROOT_KEY_MAX`].
     pub fn new(bytes: &[u8]) -> Result<Self, RootKeyLength> {
         if !(ROOT_KEY_MIN..=ROOT_KEY_MAX).contains(&bytes.len()) {
             return Err(RootKeyLength(bytes.len()));
@@ -314,10 +332,13 @@ impl SoftwareRootKey {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum KeyFileError {
+    /// The file could not be read (absent, unreadable, not UTF-8).
     #[error("cannot read key file: {0}")]
     Io(std::io::Error),
+    /// The text, trimmed, is not canonical unpadded base64url.
     #[error("key file is not one line of unpadded base64url")]
     Encoding,
+    /// The decoded key is not 32 to 64 bytes.
     #[error(transparent)]
     Length(RootKeyLength),
 }

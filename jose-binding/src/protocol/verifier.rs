@@ -48,7 +48,9 @@ impl Default for Policy {
 /// A token that passed every check.
 #[derive(Debug, Clone)]
 pub struct Verified {
+    /// The client the token's `kid` and `iss` name, whose key opened it.
     pub client_id: ClientId,
+    /// The form the token came in, one the policy accepts.
     pub form: Form,
     /// The whole verified claims set.
     pub claims: Claims,
@@ -76,6 +78,8 @@ pub struct ConnectionVerifier {
 }
 
 impl ConnectionVerifier {
+    /// A verifier for the connection that exported `ekm`, unpinned, with an
+    /// empty replay cache.
     pub fn new(ekm: Ekm, policy: Arc<Policy>) -> Self {
         let replay = ReplayCache::new(policy.replay_capacity);
         ConnectionVerifier {
@@ -88,6 +92,8 @@ impl ConnectionVerifier {
         }
     }
 
+    /// A public name for this connection's EKM, for logs; both ends of a
+    /// connection compute the same one.
     pub fn ekm_fingerprint(&self) -> Fingerprint {
         self.ekm.fingerprint()
     }
@@ -97,6 +103,7 @@ impl ConnectionVerifier {
         self.pinned.as_ref()
     }
 
+    /// Entries in this connection's replay cache.
     pub fn replay_len(&self) -> usize {
         self.replay.len()
     }

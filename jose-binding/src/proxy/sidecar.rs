@@ -41,8 +41,11 @@ use crate::serve::client::{bearer, BoundConnection, BoundSender, ClientBody, Cli
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct SidecarConfig {
+    /// The bound server every request goes to.
     pub target: Target,
+    /// The client's id, root key, TLS and token settings.
     pub setup: ClientSetup,
+    /// The form of every token (default signed).
     pub form: Form,
     /// Application claims every token carries.
     pub claims: Map<String, Value>,
@@ -59,6 +62,8 @@ pub struct SidecarConfig {
 }
 
 impl SidecarConfig {
+    /// Defaults: form S, no claims, header `x-jose-binding-claims`, 4
+    /// connections, no forward-proxy host, 60 s idle timeout.
     pub fn new(target: Target, setup: ClientSetup) -> Self {
         SidecarConfig {
             target,
@@ -114,6 +119,7 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// The stable code, as in the answer's `error` member.
     pub const fn as_str(self) -> &'static str {
         match self {
             Refusal::ConnectNotSupported => "connect_not_supported",
@@ -147,6 +153,7 @@ fn refuse(why: Refusal, message: &str) -> Response<ProxyBody> {
 }
 
 impl Sidecar {
+    /// A sidecar with `config`; its connections are made on first use.
     pub fn new(config: SidecarConfig) -> Self {
         let n = config.connections.max(1);
         Sidecar {
@@ -491,23 +498,32 @@ fn request_claims(
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ListenError {
+    /// The address is neither `unix:/PATH` nor a socket address.
     #[error("--listen {0:?}: use HOST:PORT or unix:/PATH")]
     BadAddress(String),
+    /// A TCP address off loopback without `allow_remote`.
     #[error(
         "--listen {0}: not a loopback address; whoever reaches the sidecar acts as this \
          client, so a non-loopback address needs --allow-remote"
     )]
     NotLoopback(String),
+    /// The Unix socket path exists and is not a socket; it is left alone.
     #[error("{} exists and is not a socket", .0.display())]
     NotASocket(PathBuf),
+    /// Binding the TCP address or the Unix socket failed.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
+        /// The address or path.
         addr: String,
+        /// The error from the socket.
         source: std::io::Error,
     },
+    /// The Unix socket could not be made mode 0600.
     #[error("chmod 600 {}: {source}", path.display())]
     Mode {
+        /// The socket's path.
         path: PathBuf,
+        /// The error from the file system.
         source: std::io::Error,
     },
 }
@@ -529,12 +545,16 @@ impl ListenError {
 pub enum Listener {
     /// TCP; peers not on loopback are refused unless `allow_remote`.
     Tcp {
+        /// The bound socket.
         listener: tokio::net::TcpListener,
+        /// Whether peers off loopback are served.
         allow_remote: bool,
     },
     /// A Unix socket, mode 0600 (only this user can connect).
     Unix {
+        /// The bound socket.
         listener: tokio::net::UnixListener,
+        /// Where it is in the file system.
         path: PathBuf,
     },
 }
@@ -675,9 +695,14 @@ async fn accept(listener: &Listener) -> Option<(TokioIo<AppStream>, String)> {
 
 pin_project_lite::pin_project! {
     /// An app's connection, over TCP or a Unix socket.
+    // pin_project_lite takes no attribute on an enum's fields but `#[pin]`,
+    // so the two `s` fields cannot carry a doc comment.
+    #[allow(missing_docs)]
     #[project = AppStreamProj]
     pub enum AppStream {
+        /// From a [`Listener::Tcp`].
         Tcp { #[pin] s: tokio::net::TcpStream },
+        /// From a [`Listener::Unix`].
         Unix { #[pin] s: tokio::net::UnixStream },
     }
 }

@@ -32,39 +32,59 @@ const MAX_RESPONSE: usize = 1 << 20;
 pub struct Target {
     /// Host as dialled, IPv6 without brackets.
     pub host: String,
+    /// Port dialled; 443 when the URL gives none.
     pub port: u16,
     /// `host:port` as it goes in `Host` / `:authority`.
     pub authority: String,
 }
 
+/// Why a bound connection or a request on it failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientError {
+    /// The URL is not `https://host[:port]` with a host, or the host is not
+    /// a valid TLS server name.
     #[error("bad server URL {0:?}: expected https://host[:port]")]
     Url(String),
+    /// The TCP connection could not be made.
     #[error("cannot connect to {addr}: {source}")]
     Connect {
+        /// Host and port dialled.
         addr: String,
+        /// The error from the socket.
         source: std::io::Error,
     },
+    /// The TLS 1.3 handshake failed: no TLS 1.3, a certificate the roots
+    /// do not accept, a wrong name.
     #[error("TLS handshake with {addr} failed: {source}")]
     Handshake {
+        /// Host and port dialled.
         addr: String,
+        /// rustls' error, as an I/O error.
         source: std::io::Error,
     },
+    /// A step took longer than [`ClientSetup::timeout`]; the text names it
+    /// (TCP connect, TLS handshake, PRK computation, HTTP exchange).
     #[error("timed out: {0}")]
     Timeout(&'static str),
+    /// Building the TLS configuration or exporting the EKM failed.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The root key could not compute the PRK (a TPM unavailable or
+    /// refusing), or the task computing it failed.
     #[error("root key: {0}")]
     RootKey(#[from] RootKeyError),
+    /// The application's claims could not make a token.
     #[error("claims: {0}")]
     Issue(#[from] IssueError),
+    /// The HTTP handshake or exchange failed, the answer's body was over
+    /// 1 MiB, or the token or request could not be built.
     #[error("HTTP: {0}")]
     Http(String),
 }
 
 impl Target {
+    /// Parses `https://host[:port]`; any other scheme is refused.
     pub fn parse(url: &str) -> Result<Target, ClientError> {
         let bad = || ClientError::Url(url.to_owned());
         let uri: Uri = url.parse().map_err(|_| bad())?;
@@ -96,11 +116,14 @@ pub enum HttpVersion {
     /// Offer h2 and http/1.1; the server picks.
     #[default]
     Auto,
+    /// Offer http/1.1 only.
     Http1,
+    /// Offer h2 only.
     Http2,
 }
 
 impl HttpVersion {
+    /// The ALPN protocol ids to offer, preferred first.
     pub fn alpn(self) -> &'static [&'static [u8]] {
         match self {
             HttpVersion::Auto => &[tls::ALPN_H2, tls::ALPN_HTTP11],
@@ -121,12 +144,16 @@ pub type ClientBody = UnsyncBoxBody<Bytes, crate::serve::server::BoxError>;
 /// The server's answer to one request.
 #[derive(Debug, Clone)]
 pub struct Reply {
+    /// The HTTP status code.
     pub status: u16,
+    /// The `WWW-Authenticate` header, when present and visible ASCII.
     pub www_authenticate: Option<String>,
+    /// The whole body (at most 1 MiB).
     pub body: Bytes,
 }
 
 impl Reply {
+    /// The body as JSON; `None` when it is not JSON.
     pub fn json(&self) -> Option<Value> {
         serde_json::from_slice(&self.body).ok()
     }
@@ -160,16 +187,26 @@ impl std::fmt::Debug for BoundConnection {
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct ClientSetup {
+    /// The TLS configuration; [`ClientSetup::new`] makes it TLS 1.3 only,
+    /// with its roots and ALPN.
     pub tls: Arc<rustls::ClientConfig>,
+    /// The client's id (`kid` and `iss`).
     pub client_id: ClientId,
+    /// The client's root key; its PRK step runs off the async threads,
+    /// since a TPM blocks.
     pub root_key: Arc<dyn RootKey>,
     /// `aud`; default: the host dialled.
     pub audience: Option<String>,
+    /// `exp - iat` of every token (default 60).
     pub ttl_secs: u64,
+    /// Limit on each step: TCP connect, TLS handshake, PRK computation and
+    /// each HTTP exchange (default 10 s).
     pub timeout: Duration,
 }
 
 impl ClientSetup {
+    /// A setup trusting `roots` and offering `version`, with the default
+    /// audience, lifetime and timeout.
     pub fn new(
         roots: rustls::RootCertStore,
         version: HttpVersion,
@@ -262,6 +299,7 @@ impl BoundConnection {
         })
     }
 
+    /// Whether the server chose h2 by ALPN.
     pub fn is_h2(&self) -> bool {
         matches!(self.sender, Sender::H2(_))
     }
@@ -272,6 +310,7 @@ impl BoundConnection {
         (self.ekm_fp, keys.sig.fingerprint(), keys.enc.fingerprint())
     }
 
+    /// The issuer holding this connection's subkeys.
     pub fn issuer(&self) -> &Issuer {
         &self.issuer
     }
@@ -392,6 +431,7 @@ impl BoundSender {
         request_builder(&self.sender, &self.target, method, path)
     }
 
+    /// Whether the server chose h2 by ALPN.
     pub fn is_h2(&self) -> bool {
         matches!(self.sender, Sender::H2(_))
     }
@@ -430,7 +470,9 @@ impl BoundSender {
 /// it was never written (so it can go elsewhere).
 #[derive(Debug)]
 pub struct Unsent {
+    /// Why the connection failed.
     pub error: hyper::Error,
+    /// The request, when hyper gives it back unwritten.
     pub request: Option<Request<ClientBody>>,
 }
 

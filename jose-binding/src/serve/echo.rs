@@ -24,6 +24,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use tower_service::Service;
 
+/// Every response body of the echo app: one buffer.
 pub type Body = Full<Bytes>;
 
 /// The echo app; mounts the binding layer on its claims route only.
@@ -42,6 +43,8 @@ impl std::fmt::Debug for EchoApp {
 }
 
 impl EchoApp {
+    /// The echo app with `binding` on `POST /v1/claims`, and no baseline
+    /// route.
     pub fn new(binding: &BindingLayer) -> Self {
         use crate::serve::layer::Layer;
         EchoApp {

@@ -101,11 +101,15 @@ use crate::serve::admission::Ticket;
 /// What every connection shares: the keystore and the policy.
 #[derive(Debug, Clone)]
 pub struct Binding {
+    /// The keystore every request looks its client up in; a reload
+    /// swaps it for all connections at once.
     pub keystore: KeystoreHandle,
+    /// What every connection's verifier accepts.
     pub policy: Arc<Policy>,
 }
 
 impl Binding {
+    /// The shared state for `keystore` under `policy`.
     pub fn new(keystore: KeystoreHandle, policy: Policy) -> Self {
         Binding {
             keystore,
@@ -207,6 +211,10 @@ pub(crate) struct Outcome {
     pub code: Option<ErrorCode>,
 }
 
+/// A service behind [`BindingLayer`]: a request reaches it only with a
+/// token bound to its connection, the [`Verified`] token in its
+/// extensions; any other gets the §7 401 (a 500 when the request carries
+/// no [`ConnectionBinding`]).
 #[derive(Debug, Clone)]
 pub struct BindingService<S> {
     inner: S,

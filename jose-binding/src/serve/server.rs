@@ -118,6 +118,7 @@ pub trait App:
     + Sync
     + 'static
 {
+    /// The response body type.
     type Body: hyper::body::Body<Data: Send, Error: Into<BoxError>> + Send + 'static;
 }
 

@@ -18,21 +18,46 @@ use crate::protocol::schedule::{Ekm, EKM_LABEL, EKM_LEN};
 
 /// ALPN identifiers, server preference order.
 pub const ALPN_H2: &[u8] = b"h2";
+/// HTTP/1.1's ALPN identifier, offered after [`ALPN_H2`].
 pub const ALPN_HTTP11: &[u8] = b"http/1.1";
 
+/// Why a certificate, key or TLS configuration could not be used, or a
+/// connection's EKM not exported. No message quotes a key file's text.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TlsError {
+    /// A PEM file could not be read or parsed.
     #[error("cannot read {path}: {problem}")]
-    Pem { path: String, problem: PemProblem },
+    Pem {
+        /// The file.
+        path: String,
+        /// What is wrong, in our own words.
+        problem: PemProblem,
+    },
+    /// A certificate file holds no certificate.
     #[error("{0}: no certificate found")]
     NoCertificate(String),
+    /// The private key is of a kind or shape aws-lc-rs cannot sign with.
     #[error("{key}: not a private key this server can use ({problem})")]
-    BadKey { key: String, problem: rustls::Error },
+    BadKey {
+        /// The key file.
+        key: String,
+        /// rustls' reason.
+        problem: rustls::Error,
+    },
+    /// The private key's public key is not the leaf certificate's.
     #[error("the private key in {key} does not belong to the certificate in {cert}")]
-    KeyMismatch { cert: String, key: String },
+    KeyMismatch {
+        /// The certificate file.
+        cert: String,
+        /// The key file.
+        key: String,
+    },
+    /// rustls refused the configuration, a root certificate, or the export.
     #[error("TLS configuration: {0}")]
     Rustls(#[from] rustls::Error),
+    /// An EKM was asked of a connection that is not TLS 1.3 or has not
+    /// finished its handshake.
     #[error("the connection did not negotiate TLS 1.3")]
     NotTls13,
 }
@@ -49,6 +74,7 @@ pub fn provider() -> Arc<CryptoProvider> {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum PemProblem {
+    /// The file could not be read.
     Io(std::io::Error),
     /// A `-----BEGIN ...-----` line that is not one.
     BadBeginLine,
@@ -58,7 +84,9 @@ pub enum PemProblem {
     BadBase64,
     /// No section of the kind wanted (a private key, a certificate).
     NothingFound,
+    /// A section larger than the PEM reader accepts.
     TooLarge,
+    /// Any other PEM error.
     Other,
 }
 
@@ -90,6 +118,7 @@ impl fmt::Display for PemProblem {
     }
 }
 
+/// Every certificate in the PEM file at `path`, in file order; at least one.
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
@@ -103,6 +132,7 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
     Ok(certs)
 }
 
+/// The first private key (PKCS#8, PKCS#1 or SEC1) in the PEM file at `path`.
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     PrivateKeyDer::from_pem_file(path).map_err(|e| TlsError::Pem {
         path: path.display().to_string(),
@@ -137,10 +167,12 @@ pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsEr
 pub struct ReloadableCert(RwLock<Arc<CertifiedKey>>);
 
 impl ReloadableCert {
+    /// A resolver that serves `certified` until replaced.
     pub fn new(certified: CertifiedKey) -> Arc<Self> {
         Arc::new(ReloadableCert(RwLock::new(Arc::new(certified))))
     }
 
+    /// The pair new handshakes get now.
     pub fn current(&self) -> Arc<CertifiedKey> {
         match self.0.read() {
             Ok(g) => g.clone(),
@@ -148,6 +180,8 @@ impl ReloadableCert {
         }
     }
 
+    /// Makes `certified` the pair of every later handshake; check it first
+    /// ([`load_certified_key`]), as this does not.
     pub fn replace(&self, certified: CertifiedKey) {
         let certified = Arc::new(certified);
         match self.0.write() {
@@ -260,6 +294,8 @@ pub fn server_config_with_resolver(
     Ok(finish_server(cfg))
 }
 
+/// The trust anchors a client verifies the server against: every
+/// certificate in the PEM file at `path`.
 pub fn load_roots(path: &Path) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
     for cert in load_certs(path)? {

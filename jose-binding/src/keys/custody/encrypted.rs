@@ -22,6 +22,8 @@ pub struct Holder {
 }
 
 impl Holder {
+    /// A holder named `name` with the age public key `recipient`; an
+    /// invalid name is not echoed when it may be a secret key.
     pub fn new(name: &str, recipient: &str) -> Result<Self, CustodyError> {
         if !client_id::is_valid(name) {
             // Name only: a mistaken value may be a secret key; never echo it.
@@ -44,10 +46,12 @@ impl Holder {
         })
     }
 
+    /// The holder's name, as in the share's file name and header.
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    /// The age public key the holder's share is encrypted to.
     pub fn recipient(&self) -> &age::x25519::Recipient {
         &self.recipient
     }
@@ -72,6 +76,8 @@ impl fmt::Debug for Holder {
 /// A share encrypted to its holder: the file `split` writes.
 #[derive(Clone, Debug)]
 pub struct EncryptedShare {
+    /// The visible header; not trusted until [`decrypt`](Self::decrypt)
+    /// checks it against the encrypted copy.
     pub meta: ShareMeta,
     pub(super) armored: String,
     pub(super) origin: String,
@@ -100,6 +106,7 @@ impl EncryptedShare {
         &self.armored
     }
 
+    /// Where the share came from (a file name), for error messages.
     pub fn origin(&self) -> &str {
         &self.origin
     }

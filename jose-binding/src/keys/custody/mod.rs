@@ -138,91 +138,193 @@ const FIELDS: [&str; 9] = [
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CustodyError {
+    /// [`split`] was asked for a threshold below 2.
     #[error("--threshold must be at least 2 (got {0}): a single share would be the key itself")]
     ThresholdTooLow(usize),
+    /// [`split`] was asked for a threshold above the number of holders.
     #[error("--threshold {threshold} is more than the {shares} holder(s)")]
-    ThresholdAboveShares { threshold: usize, shares: usize },
+    ThresholdAboveShares {
+        /// The threshold asked for.
+        threshold: usize,
+        /// The number of holders.
+        shares: usize,
+    },
+    /// [`split`] was given more than [`MAX_SHARES`] holders.
     #[error("at most {MAX_SHARES} holders (GF(256) has 255 share points), got {0}")]
     TooManyHolders(usize),
+    /// Two holders given to [`split`] have the same name.
     #[error("holder {0} is named twice; holder names must be distinct")]
     DuplicateHolder(String),
+    /// A holder is not `NAME=age1...`, or its name is not 1-64 characters
+    /// of `[A-Za-z0-9._-]`; the text shows the name only when it is short
+    /// and does not look like an age secret key.
     #[error("--holder {0}: expected NAME=age1..., NAME 1-64 characters of [A-Za-z0-9._-]")]
     BadHolder(String),
+    /// A holder's public key is not an age X25519 recipient.
     #[error("--holder {name}: not an age X25519 public key (age1...): {problem}")]
-    BadRecipient { name: String, problem: &'static str },
+    BadRecipient {
+        /// The holder's name.
+        name: String,
+        /// age's reason.
+        problem: &'static str,
+    },
+    /// vsss-rs refused to split, or its shares did not have the expected
+    /// layout or did not rebuild the key in the self-check.
     #[error("splitting failed: {0}")]
     Split(String),
+    /// age could not encrypt a share to its holder.
     #[error("encrypting the share for {holder} failed: {problem}")]
-    Encrypt { holder: String, problem: String },
+    Encrypt {
+        /// The holder's name.
+        holder: String,
+        /// age's reason.
+        problem: String,
+    },
+    /// A share or identity file could not be opened or read.
     #[error("{origin}: cannot read: {source}")]
     Io {
+        /// The file.
         origin: String,
+        /// The error from the file system.
         source: std::io::Error,
     },
+    /// A share or identity file is over [`MAX_FILE_BYTES`].
     #[error("{origin}: larger than 64 KiB, not a share or identity file")]
-    TooLarge { origin: String },
+    TooLarge {
+        /// The file.
+        origin: String,
+    },
+    /// The first line is neither [`SHARE_MAGIC`] nor [`PLAIN_MAGIC`].
     #[error(
         "{origin}: not a jose-binding custody share (its first line must be {SHARE_MAGIC:?} or {PLAIN_MAGIC:?})"
     )]
-    NotAShare { origin: String },
+    NotAShare {
+        /// The file.
+        origin: String,
+    },
+    /// A share breaks the file format: a missing, repeated, unknown or
+    /// invalid field, a bad value, no armored age file, an index out of
+    /// range, or points that do not interpolate.
     #[error("{origin}: malformed share: {problem}")]
-    Malformed { origin: String, problem: String },
+    Malformed {
+        /// The file.
+        origin: String,
+        /// What is wrong, never the share's value.
+        problem: String,
+    },
+    /// An identity file has a line that is not an age X25519 identity (a
+    /// plugin identity included), or holds no identity.
     #[error("{origin}: {problem}")]
-    BadIdentityFile { origin: String, problem: String },
+    BadIdentityFile {
+        /// The file.
+        origin: String,
+        /// What is wrong, by line number only.
+        problem: String,
+    },
+    /// An encrypted share was to be opened without any identity.
     #[error("{origin} is encrypted to {recipient} (holder {holder}): give that holder's age identity with --identity, or a share they decrypted")]
     NeedIdentity {
+        /// The share file.
         origin: String,
+        /// The holder the share is for.
         holder: String,
+        /// The holder's age public key.
         recipient: String,
     },
+    /// None of the given identities is the share's recipient.
     #[error("{origin}: wrong identity: the share is encrypted to {recipient} (holder {holder}) and none of the given identities is that key")]
     WrongIdentity {
+        /// The share file.
         origin: String,
+        /// The holder the share is for.
         holder: String,
+        /// The holder's age public key.
         recipient: String,
     },
+    /// The right identity was given but the age file does not decode,
+    /// authenticate or decrypt, or its payload is too large or not text.
     #[error("{origin}: corrupted: {problem}")]
-    Corrupted { origin: String, problem: String },
+    Corrupted {
+        /// The share file.
+        origin: String,
+        /// What failed, in one line.
+        problem: String,
+    },
+    /// The decrypted share disagrees with the file's visible header: the
+    /// header was altered.
     #[error("{origin}: the visible header says {field} {outer:?} but the encrypted share says {inner:?}: the header was altered")]
     HeaderMismatch {
+        /// The share file.
         origin: String,
+        /// The first field that differs.
         field: &'static str,
+        /// Its value in the visible header.
         outer: String,
+        /// Its value in the encrypted share.
         inner: String,
     },
+    /// [`combine`] was given no share.
     #[error("no shares given")]
     NoShares,
+    /// A share given to [`combine`] is of another client's key.
     #[error("{origin} is a share of client {found}'s key, not of {want}'s")]
     OtherClient {
+        /// The share.
         origin: String,
+        /// The client the share names.
         found: String,
+        /// The client being rebuilt.
         want: String,
     },
+    /// Shares given to [`combine`] come from different splits.
     #[error("{first} and {second} come from different splits (groups {first_group} and {second_group}); combine shares of one split only")]
     OtherGroup {
+        /// The first share given.
         first: String,
+        /// A share of another group.
         second: String,
+        /// The first share's group.
         first_group: String,
+        /// The other share's group.
         second_group: String,
     },
+    /// Shares of one group disagree on threshold, share count, commitment,
+    /// key fingerprint or key length.
     #[error(
         "{first} and {second} claim the same group but disagree on {field}: a share was altered"
     )]
     Disagree {
+        /// The first share given.
         first: String,
+        /// The share that disagrees with it.
         second: String,
+        /// What they disagree on.
         field: &'static str,
     },
+    /// Two shares given to [`combine`] have the same index.
     #[error("{first} and {second} are both share #{index}; give each share once")]
     DuplicateIndex {
+        /// The earlier share.
         first: String,
+        /// The later one.
         second: String,
+        /// The index both have.
         index: u8,
     },
+    /// Fewer shares than the split's threshold were given.
     #[error(
         "{got} share(s) given, but this split needs {need} of its {shares} to rebuild the key"
     )]
-    BelowThreshold { got: usize, need: u8, shares: u8 },
+    BelowThreshold {
+        /// Shares given.
+        got: usize,
+        /// The split's threshold.
+        need: u8,
+        /// Shares the split made.
+        shares: u8,
+    },
+    /// The rebuilt key fails the commitment or fingerprint check: a share
+    /// is corrupted, forged or altered.
     #[error("the rebuilt key does not match the commitment stored with the shares: a share is corrupted or was altered; nothing was written")]
     CommitmentMismatch,
 }
@@ -232,6 +334,7 @@ pub enum CustodyError {
 pub struct GroupId([u8; 16]);
 
 impl GroupId {
+    /// A fresh identifier from the operating system's RNG, for one split.
     pub fn random() -> Self {
         use rand::RngCore;
         let mut id = [0u8; 16];
@@ -239,6 +342,7 @@ impl GroupId {
         GroupId(id)
     }
 
+    /// The 16 bytes, as the commitment covers them.
     pub fn as_bytes(&self) -> &[u8; 16] {
         &self.0
     }

@@ -37,9 +37,13 @@ pub(super) fn commitment_mac(
 /// (share index = position + 1).
 #[derive(Debug)]
 pub struct Split {
+    /// This split's fresh identifier.
     pub group: GroupId,
+    /// Shares needed to rebuild the key.
     pub threshold: u8,
+    /// The split key's [`RootKey::fingerprint`], 16 hex digits.
     pub key_fingerprint: String,
+    /// One per holder, in holder order.
     pub shares: Vec<EncryptedShare>,
 }
 
@@ -138,9 +142,13 @@ pub fn split(
 /// A key rebuilt by [`combine`] and checked against the commitment.
 #[derive(Debug)]
 pub struct Rebuilt {
+    /// The root key, checked against the commitment and the fingerprint.
     pub key: SoftwareRootKey,
+    /// The split the shares came from.
     pub group: GroupId,
+    /// Shares that split needs.
     pub threshold: u8,
+    /// Shares that split made.
     pub shares: u8,
     /// The shares used: (index, holder), by index.
     pub used: Vec<(u8, String)>,

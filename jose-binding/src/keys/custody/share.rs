@@ -17,16 +17,24 @@ use super::*;
 /// The public facts about one share: the visible header of a share file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ShareMeta {
+    /// The split this share belongs to.
     pub group: GroupId,
+    /// Whose root key was split.
     pub client: ClientId,
+    /// Shares needed to rebuild the key (2 to `shares`).
     pub threshold: u8,
+    /// Shares the split made (at most 255).
     pub shares: u8,
+    /// This share's point, 1 to `shares`.
     pub index: u8,
+    /// The holder's name.
     pub holder: String,
     /// The holder's age public key, `age1...`.
     pub recipient: String,
     /// [`RootKey::fingerprint`](crate::RootKey::fingerprint) of the split key, 16 hex digits.
     pub key_fingerprint: String,
+    /// HMAC-SHA256 commitment to the key ([`commitment`]), checked by
+    /// [`combine`].
     pub commitment: [u8; 32],
 }
 
@@ -178,6 +186,7 @@ impl<'a> Fields<'a> {
 /// A decrypted share: its metadata and the share value (secret).
 #[derive(Clone)]
 pub struct PlainShare {
+    /// The share's metadata, as the decrypted payload states it.
     pub meta: ShareMeta,
     pub(super) value: Zeroizing<Vec<u8>>,
     pub(super) origin: String,
@@ -194,6 +203,7 @@ impl PlainShare {
         &self.origin
     }
 
+    /// The same share, naming `origin` in later errors.
     pub fn with_origin(mut self, origin: &str) -> Self {
         self.origin = origin.to_owned();
         self
@@ -293,11 +303,14 @@ impl fmt::Debug for PlainShare {
 /// A share file of either kind.
 #[derive(Debug)]
 pub enum ShareFile {
+    /// A share file as `split` writes it.
     Encrypted(EncryptedShare),
+    /// A share its holder already decrypted.
     Plain(PlainShare),
 }
 
 impl ShareFile {
+    /// Parses either kind, told apart by the first line.
     pub fn parse(text: &str, origin: &str) -> Result<ShareFile, CustodyError> {
         match text.lines().next().map(|l| l.trim_end_matches('\r')) {
             Some(SHARE_MAGIC) => EncryptedShare::parse(text, origin).map(ShareFile::Encrypted),
@@ -315,6 +328,8 @@ impl ShareFile {
         ShareFile::parse(&text, &origin)
     }
 
+    /// The share's metadata; for an encrypted share, its unverified
+    /// visible header.
     pub fn meta(&self) -> &ShareMeta {
         match self {
             ShareFile::Encrypted(s) => &s.meta,

@@ -24,49 +24,88 @@ pub const MAX_KEYSTORE_BYTES: u64 = 4 << 20;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum KeystoreError {
+    /// The file could not be read: absent, unreadable, or not UTF-8.
     #[error("cannot read keystore {path}: {source}")]
     Io {
+        /// The path as given.
         path: String,
+        /// The error from the file system.
         source: std::io::Error,
     },
+    /// The file is over [`MAX_KEYSTORE_BYTES`]; it is not read.
     #[error("keystore is larger than 4 MiB")]
     TooLarge,
+    /// The text is not valid TOML.
     #[error("keystore is {0}")]
     Syntax(TomlSyntaxError),
+    /// `clients`, a client's table, `keys` or one key has the wrong TOML type.
     #[error("keystore, {at}: `{field}` must be {expected}, not {found}")]
     WrongType {
+        /// Where the item is.
         at: Position,
+        /// Its dotted path (`clients.<id>.keys[2]`).
         field: String,
+        /// The type it must have, in words.
         expected: &'static str,
+        /// The type it has ([`kind_of`]), never its value.
         found: &'static str,
     },
+    /// A field other than `clients` at the top, or other than `keys` in a
+    /// client's table.
     #[error(
         "keystore, {at}: unknown field {name} in {table} (the only field there is `{allowed}`)"
     )]
     UnknownField {
+        /// Where the field's name is.
         at: Position,
+        /// The field's name, shown only when short.
         name: Name,
+        /// The table it is in, in words.
         table: String,
+        /// The one field that table takes.
         allowed: &'static str,
     },
+    /// A `[clients.<id>]` name is not a valid client id (§1).
     #[error("keystore, {at}: client id {id} is not 1-64 characters of [A-Za-z0-9._-]")]
-    BadClientId { at: Position, id: Name },
+    BadClientId {
+        /// Where the client's table is.
+        at: Position,
+        /// The name, shown only when short.
+        id: Name,
+    },
+    /// A client's table has no `keys`, or an empty array: a client that
+    /// could never be accepted.
     #[error(
         "keystore, {at}: client {client} has no keys (`keys = [\"<base64url root key>\", ...]`)"
     )]
-    NoKeys { at: Position, client: String },
+    NoKeys {
+        /// Where the client's table or its `keys` is.
+        at: Position,
+        /// The client id.
+        client: String,
+    },
+    /// A key string is not unpadded base64url of 32 to 64 bytes.
     #[error("keystore, {at}: client {client}, key #{index}: {problem}")]
     BadKey {
+        /// Where the key string is.
         at: Position,
+        /// The client id.
         client: String,
+        /// The key's place in `keys`, from 0.
         index: usize,
+        /// What is wrong with it, without its text.
         problem: KeyFileError,
     },
+    /// One client lists the same key twice.
     #[error("keystore, {at}: client {client} lists the same key twice (#{first} and #{second})")]
     DuplicateKey {
+        /// Where the second copy is.
         at: Position,
+        /// The client id.
         client: String,
+        /// Index of the first copy in `keys`, from 0.
         first: usize,
+        /// Index of the second copy.
         second: usize,
     },
 }
@@ -74,7 +113,9 @@ pub enum KeystoreError {
 /// A place in a text: 1-based line and column (in bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Position {
+    /// Line, from 1.
     pub line: usize,
+    /// Byte column in the line, from 1.
     pub column: usize,
 }
 
@@ -110,6 +151,8 @@ pub struct Name(Option<String>, usize);
 pub const MAX_SHOWN_NAME: usize = 32;
 
 impl Name {
+    /// Keeps `name` for display only when it is at most [`MAX_SHOWN_NAME`]
+    /// characters; otherwise only its length.
     pub fn new(name: &str) -> Name {
         let n = name.chars().count();
         Name((n <= MAX_SHOWN_NAME).then(|| name.to_owned()), n)
@@ -136,14 +179,33 @@ impl fmt::Display for Name {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SettingsError {
+    /// The text is not valid TOML.
     #[error(transparent)]
     Syntax(#[from] TomlSyntaxError),
+    /// The error lies in a top-level key's name: a setting `T` does not have.
     #[error("{at}: unknown setting {name} (see --help for the names)")]
-    Unknown { at: Position, name: Name },
+    Unknown {
+        /// Where the error is.
+        at: Position,
+        /// The setting's name, shown only when short.
+        name: Name,
+    },
+    /// The error lies in a top-level setting's value: the wrong type, or a
+    /// value `T` refuses.
     #[error("{at}: setting {name}: wrong type or invalid value (see --help)")]
-    Invalid { at: Position, name: Name },
+    Invalid {
+        /// Where the error is.
+        at: Position,
+        /// The setting's name, shown only when short.
+        name: Name,
+    },
+    /// `T` refused the file at a place that is in no top-level setting's
+    /// name or value.
     #[error("{at}: invalid settings (see --help)")]
-    Other { at: Position },
+    Other {
+        /// Where the error is (the start of the text when unknown).
+        at: Position,
+    },
 }
 
 /// Reads a settings file of `text` into `T`; a failure is described by
@@ -175,7 +237,9 @@ pub fn read_settings<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, Se
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("not valid TOML at {at}: {problem}")]
 pub struct TomlSyntaxError {
+    /// Where the parser stopped.
     pub at: Position,
+    /// What is wrong, in fixed words.
     pub problem: &'static str,
 }
 
@@ -306,6 +370,8 @@ impl Keystore {
         }
         Ok(Keystore { clients })
     }
+    /// Reads and parses the keystore file at `path` (at most
+    /// [`MAX_KEYSTORE_BYTES`]); the text read is wiped afterwards.
     pub fn load(path: &Path) -> Result<Keystore, KeystoreError> {
         let io = |source| KeystoreError::Io {
             path: path.display().to_string(),

@@ -43,19 +43,23 @@ impl KeyLookup for Keystore {
 }
 
 impl Keystore {
+    /// Client `id`'s keys, current first.
     pub fn get(&self, id: &str) -> Option<&Arc<ClientKeys>> {
         // BTreeMap<ClientId, _> looks up by &str through Borrow.
         self.clients.get(id)
     }
 
+    /// Every client, in client-id order.
     pub fn clients(&self) -> impl Iterator<Item = &Arc<ClientKeys>> {
         self.clients.values()
     }
 
+    /// Number of clients.
     pub fn len(&self) -> usize {
         self.clients.len()
     }
 
+    /// Whether there is no client.
     pub fn is_empty(&self) -> bool {
         self.clients.is_empty()
     }
@@ -66,6 +70,7 @@ impl Keystore {
             .insert(id.clone(), Arc::new(ClientKeys { id, keys }));
     }
 
+    /// Removes client `id` and all its keys; `false` if there was none.
     pub fn remove(&mut self, id: &str) -> bool {
         self.clients.remove(id).is_some()
     }
@@ -76,10 +81,13 @@ impl Keystore {
 pub struct KeystoreHandle(Arc<RwLock<Arc<Keystore>>>);
 
 impl KeystoreHandle {
+    /// A handle whose first snapshot is `ks`.
     pub fn new(ks: Keystore) -> Self {
         KeystoreHandle(Arc::new(RwLock::new(Arc::new(ks))))
     }
 
+    /// The current keystore. It stays whole for the caller however many
+    /// replacements follow; a poisoned lock still gives the last one set.
     pub fn snapshot(&self) -> Arc<Keystore> {
         match self.0.read() {
             Ok(g) => g.clone(),
@@ -87,6 +95,8 @@ impl KeystoreHandle {
         }
     }
 
+    /// Makes `ks` current for every later [`snapshot`](Self::snapshot);
+    /// snapshots already taken keep the old one.
     pub fn replace(&self, ks: Keystore) {
         let ks = Arc::new(ks);
         match self.0.write() {

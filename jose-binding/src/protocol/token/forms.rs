@@ -3,12 +3,17 @@
 /// The three token forms of §5.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Form {
+    /// `signed` (S): one HS256 JWS over the claims.
     Signed,
+    /// `encrypted-then-signed` (ES): an HS256 JWS over a dir/A256GCM JWE of
+    /// the claims.
     EncryptedThenSigned,
+    /// `signed-then-encrypted` (SE): a dir/A256GCM JWE over a form-S token.
     SignedThenEncrypted,
 }
 
 impl Form {
+    /// The three forms, in the §5 table's order.
     pub const ALL: [Form; 3] = [
         Form::Signed,
         Form::EncryptedThenSigned,
@@ -68,15 +73,20 @@ const fn short_name(f: Form) -> &'static str {
 pub struct FormSet(u8);
 
 impl FormSet {
+    /// All three forms (the default policy).
     pub const ALL: FormSet = FormSet(7);
+    /// No form: a policy with it refuses every token as `form_not_allowed`.
     pub const NONE: FormSet = FormSet(0);
 
+    /// This set with `f` added.
     pub fn with(self, f: Form) -> FormSet {
         FormSet(self.0 | f.bit())
     }
+    /// Whether `f` is in the set.
     pub fn contains(self, f: Form) -> bool {
         self.0 & f.bit() != 0
     }
+    /// The forms in the set, in [`Form::ALL`] order.
     pub fn iter(self) -> impl Iterator<Item = Form> {
         Form::ALL.into_iter().filter(move |f| self.contains(*f))
     }

@@ -14,13 +14,16 @@ use crate::protocol::schedule::{EncKey, SigKey, SubKeys};
 /// JWS (3 parts) or JWE (5 parts).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// A compact JWS: header, payload, signature.
     Jws,
+    /// A compact JWE: header, encrypted key, IV, ciphertext, tag.
     Jwe,
 }
 
 /// The `cty` member as §7 step 7 reads it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cty {
+    /// No `cty` member.
     Absent,
     /// Exactly the string `JWT`.
     Jwt,
@@ -31,18 +34,24 @@ pub enum Cty {
 /// The body of a layer, decoded but not yet opened.
 #[derive(Debug)]
 pub enum Body<'a> {
+    /// A JWS body.
     Jws {
         /// `header.payload`, the bytes the MAC covers.
         signing_input: &'a str,
+        /// The decoded payload (never empty): claims or a nested JWE.
         payload: Vec<u8>,
         /// `None` when canonical base64url of another length than 32.
         signature: Option<[u8; 32]>,
     },
+    /// A JWE body (its encrypted-key part was empty, as `dir` requires).
     Jwe {
         /// The encoded protected header, the AEAD's additional data.
         aad: &'a str,
+        /// `None` when canonical base64url of another length than 12.
         iv: Option<[u8; 12]>,
+        /// The decoded ciphertext.
         ciphertext: Vec<u8>,
+        /// `None` when canonical base64url of another length than 16.
         tag: Option<[u8; 16]>,
     },
 }
@@ -91,11 +100,14 @@ impl<'a> Parts<'a> {
 pub struct Layer<'a> {
     /// The header's `kid` when it is a string.
     kid: Option<Arc<str>>,
+    /// The header's `cty`, which with the kind decides the form (step 7).
     pub cty: Cty,
+    /// The decoded, still unopened body.
     pub body: Body<'a>,
 }
 
 impl<'a> Layer<'a> {
+    /// JWS or JWE, as the part count said.
     pub fn kind(&self) -> Kind {
         match self.body {
             Body::Jws { .. } => Kind::Jws,

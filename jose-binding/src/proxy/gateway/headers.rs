@@ -17,8 +17,11 @@ use http::{HeaderMap, HeaderValue};
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct IdentityHeaders {
+    /// The verified client id (default `x-jose-binding-client-id`).
     pub client_id: HeaderName,
+    /// The token's form (default `x-jose-binding-form`).
     pub form: HeaderName,
+    /// The verified claims JSON, base64url (default `x-jose-binding-claims`).
     pub claims: HeaderName,
 }
 

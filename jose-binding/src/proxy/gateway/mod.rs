@@ -46,6 +46,7 @@ pub use ipnet::IpNet;
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct GatewayConfig {
+    /// Where every forwarded request goes.
     pub upstream: Upstream,
     /// For an `https://` upstream: the roots its certificate must chain to.
     pub upstream_tls: Option<Arc<rustls::ClientConfig>>,
@@ -63,10 +64,14 @@ pub struct GatewayConfig {
     /// Forward the client's `Authorization` header (normally removed: a
     /// bound token is worthless to the upstream).
     pub forward_token: bool,
+    /// Names of the headers that tell the upstream who the verified
+    /// client is.
     pub identity: IdentityHeaders,
     /// Peers whose `Forwarded` / `X-Forwarded-*` headers are kept and
     /// appended to; from anyone else they are replaced.
     pub trusted_proxies: Vec<IpNet>,
+    /// Time to open a connection to the upstream (TLS included for
+    /// `https://`).
     pub connect_timeout: Duration,
     /// Time the upstream has for its response head once the request body
     /// has been sent.
@@ -79,6 +84,9 @@ pub struct GatewayConfig {
 }
 
 impl GatewayConfig {
+    /// Defaults: nothing public, the token not forwarded, the default
+    /// identity headers, no trusted proxy, 5 s to connect, 60 s for the
+    /// response head, 60 s idle, 64 idle connections.
     pub fn new(upstream: Upstream) -> Self {
         GatewayConfig {
             upstream,
@@ -121,6 +129,8 @@ impl std::fmt::Debug for Gateway {
 }
 
 impl Gateway {
+    /// A gateway forwarding as `config` says; connections are opened on
+    /// demand.
     pub fn new(config: GatewayConfig) -> Self {
         Self::build(config, None)
     }
@@ -172,6 +182,7 @@ impl Gateway {
         self.shared.connector.connect().await.map(drop)
     }
 
+    /// Where the gateway forwards to.
     pub fn upstream(&self) -> &Upstream {
         &self.shared.config.upstream
     }

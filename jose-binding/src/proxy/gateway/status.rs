@@ -32,11 +32,15 @@ const PROBE_EVERY: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum NotReady {
+    /// The keystore has no client, so no request could be accepted.
     KeystoreEmpty,
+    /// The last connection attempt to the upstream (at most a second old)
+    /// failed.
     UpstreamUnreachable,
 }
 
 impl NotReady {
+    /// The stable code `/readyz` answers with.
     pub const fn as_str(self) -> &'static str {
         match self {
             NotReady::KeystoreEmpty => "keystore_empty",
@@ -53,6 +57,7 @@ pub struct Readiness {
 }
 
 impl Readiness {
+    /// Readiness of `gateway` with the clients of `keystore`.
     pub fn new(gateway: Gateway, keystore: KeystoreHandle) -> Self {
         Readiness {
             gateway,
@@ -61,6 +66,8 @@ impl Readiness {
         }
     }
 
+    /// Ready when the keystore has a client and the upstream answered a
+    /// connection attempt; the attempt is made at most once a second.
     pub async fn check(&self) -> Result<(), NotReady> {
         if self.keystore.snapshot().is_empty() {
             return Err(NotReady::KeystoreEmpty);

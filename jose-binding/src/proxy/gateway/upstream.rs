@@ -24,12 +24,21 @@ use tokio_rustls::TlsConnector;
 #[non_exhaustive]
 pub enum Upstream {
     /// `http://host:port`: plain HTTP/1.1 over TCP.
-    Http { authority: Authority },
+    Http {
+        /// Host and port (default 80).
+        authority: Authority,
+    },
     /// `https://host:port`: HTTP/1.1 over TLS 1.3, verified against the
     /// gateway's `--upstream-ca`.
-    Https { authority: Authority },
+    Https {
+        /// Host and port (default 443); the host is the name verified.
+        authority: Authority,
+    },
     /// `unix:/path`: plain HTTP/1.1 over a Unix socket.
-    Unix { path: PathBuf },
+    Unix {
+        /// The socket's absolute path.
+        path: PathBuf,
+    },
 }
 
 /// Why an upstream address does not parse.

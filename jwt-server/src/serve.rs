@@ -108,6 +108,19 @@ async fn run<S: server::App>(
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", s.listen))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
+    // Before "ready": from here on SIGHUP reloads instead of ending the
+    // process (its default action).
+    let reloader = tokio::spawn(jose_binding::reload::watch(
+        handle.clone(),
+        s.keystore.clone(),
+        Duration::from_secs(2),
+    ));
+    let cert_reloader = tokio::spawn(jose_binding::reload::watch_certificate(
+        certificate.clone(),
+        s.cert.clone(),
+        s.key.clone(),
+        Duration::from_secs(2),
+    ));
     let status = match (s.status_listen, &gateway) {
         (Some(addr), Some(gw)) => {
             let l = tokio::net::TcpListener::bind(addr)
@@ -143,17 +156,6 @@ async fn run<S: server::App>(
         upstream = gateway.as_ref().map(|g| g.upstream().to_string()),
         "jwt-server ready (TLS 1.3 only)"
     );
-    let reloader = tokio::spawn(jose_binding::reload::watch(
-        handle.clone(),
-        s.keystore.clone(),
-        Duration::from_secs(2),
-    ));
-    let cert_reloader = tokio::spawn(jose_binding::reload::watch_certificate(
-        certificate,
-        s.cert.clone(),
-        s.key.clone(),
-        Duration::from_secs(2),
-    ));
     server::serve(
         listener,
         tls_config,

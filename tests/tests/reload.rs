@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use jose_binding::client::HttpVersion;
+use jose_binding::keystore::KeystoreHandle;
 use jose_binding::{ClientId, Form, Keystore, Policy, SoftwareRootKey};
 use jose_binding_e2e::{connect, setup_with_key, TempDir, TestServer};
 use serde_json::json;
@@ -138,4 +139,42 @@ async fn reload_returns_false_and_keeps_keys_on_a_bad_file() {
         "an empty keystore is valid"
     );
     assert!(handle.snapshot().is_empty());
+}
+
+/// SIGHUP is caught from the moment `watch` is called, before its task
+/// first runs: jwt-server says "ready" in that window, and SIGHUP's default
+/// action would end the process. The file keeps its length, inode and
+/// mtime, so only the SIGHUP can make the watcher read it.
+#[tokio::test]
+async fn sighup_is_caught_from_the_call_on() {
+    let dir = TempDir::new("reload-hup");
+    let path = dir.join("keystore.toml");
+    let id = ClientId::new("c1").unwrap();
+    let (first, second) = (SoftwareRootKey::generate(), SoftwareRootKey::generate());
+    let mut ks = Keystore::default();
+    ks.set(id.clone(), vec![first]);
+    ks.save_atomic(&path).unwrap();
+    let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let handle = KeystoreHandle::new(Keystore::load(&path).unwrap());
+    let watcher =
+        jose_binding::reload::watch(handle.clone(), path.clone(), Duration::from_secs(3600));
+
+    ks.set(id.clone(), vec![second.clone()]);
+    std::fs::write(&path, ks.to_toml().as_bytes()).unwrap();
+    let file = std::fs::File::options().write(true).open(&path).unwrap();
+    file.set_modified(mtime).unwrap();
+    drop(file);
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &std::process::id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    // Still here: the signal was caught. Now let the watcher run.
+    let task = tokio::spawn(watcher);
+    let current = || handle.snapshot().get("c1").unwrap().keys[0].to_b64url() == second.to_b64url();
+    assert!(
+        eventually(async || current()).await,
+        "the SIGHUP sent before the watcher first ran reloads the keystore"
+    );
+    task.abort();
 }

@@ -74,24 +74,29 @@ pub fn reload_certificate(current: &ReloadableCert, cert: &Path, key: &Path) -> 
 /// [`watch`] does the keystore: SIGHUP forces a reload, and a change of
 /// either file is looked for every `poll`. New handshakes get the new
 /// pair; open connections keep the one they were made with.
-pub async fn watch_certificate(
+///
+/// SIGHUP is caught from this call on, not from the future's first poll:
+/// call it (inside the runtime) before saying the server is ready, so a
+/// SIGHUP sent on that word reloads rather than ends the process.
+pub fn watch_certificate(
     current: Arc<ReloadableCert>,
     cert: PathBuf,
     key: PathBuf,
     poll: Duration,
-) {
-    let stamps = || (stamp(&cert), stamp(&key));
-    let mut last = stamps();
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let mut last = (stamp(&cert), stamp(&key));
     let mut changes = Changes::new(poll);
-    loop {
-        let forced = changes.next().await;
-        let now = stamps();
-        if forced || now != last {
-            if forced {
-                tracing::info!("SIGHUP: reloading the certificate and key");
+    async move {
+        loop {
+            let forced = changes.next().await;
+            let now = (stamp(&cert), stamp(&key));
+            if forced || now != last {
+                if forced {
+                    tracing::info!("SIGHUP: reloading the certificate and key");
+                }
+                reload_certificate(&current, &cert, &key);
+                last = now;
             }
-            reload_certificate(&current, &cert, &key);
-            last = now;
         }
     }
 }
@@ -130,18 +135,26 @@ impl Changes {
 
 /// Watches `path` until the task is dropped: SIGHUP forces a reload, and the
 /// file is checked for changes every `poll`.
-pub async fn watch(handle: KeystoreHandle, path: PathBuf, poll: Duration) {
+///
+/// SIGHUP is caught from this call on (see [`watch_certificate`]).
+pub fn watch(
+    handle: KeystoreHandle,
+    path: PathBuf,
+    poll: Duration,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
     let mut last = stamp(&path);
     let mut changes = Changes::new(poll);
-    loop {
-        let forced = changes.next().await;
-        let now = stamp(&path);
-        if forced || now != last {
-            if forced {
-                tracing::info!("SIGHUP: reloading keystore");
+    async move {
+        loop {
+            let forced = changes.next().await;
+            let now = stamp(&path);
+            if forced || now != last {
+                if forced {
+                    tracing::info!("SIGHUP: reloading keystore");
+                }
+                reload(&handle, &path);
+                last = now;
             }
-            reload(&handle, &path);
-            last = now;
         }
     }
 }

@@ -3,28 +3,31 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use clap::ValueHint;
 use jose_binding::{RootKey, SoftwareRootKey};
+use serde::{Deserialize, Serialize};
 
-/// Root-key flags shared by `send` and `demo`.
-#[derive(clap::Args, Debug, Clone, Default)]
+/// Root-key flags shared by `send`, `bench` and `proxy`.
+#[derive(clap::Args, Debug, Clone, Default, Serialize, Deserialize)]
 pub struct KeyArgs {
     /// Root key file: one line of base64url.
-    #[arg(long, env = "JWT_KEY_FILE", conflicts_with = "tpm_key")]
+    #[arg(long, env = "JWT_KEY_FILE", conflicts_with = "tpm_key", value_hint = ValueHint::FilePath)]
     pub key_file: Option<PathBuf>,
     /// Root key held in a TPM: a TSS2 PRIVATE KEY file from `jwt-client tpm import`
     /// (or tpm2_import + tpm2_encodeobject).
-    #[arg(long, env = "JWT_TPM_KEY")]
+    #[arg(long, env = "JWT_TPM_KEY", value_hint = ValueHint::FilePath)]
     pub tpm_key: Option<PathBuf>,
     #[command(flatten)]
+    #[serde(flatten)]
     pub tpm: TpmArgs,
 }
 
 /// How to reach the TPM.
-#[derive(clap::Args, Debug, Clone, Default)]
+#[derive(clap::Args, Debug, Clone, Default, Serialize, Deserialize)]
 pub struct TpmArgs {
     /// TPM access, tpm2-tools syntax: device:/dev/tpmrm0, swtpm:host=127.0.0.1,port=2321, tabrmd
-    /// [env JWT_TPM_TCTI, then TPM2TOOLS_TCTI; default device:/dev/tpmrm0].
-    #[arg(long)]
+    /// [then env TPM2TOOLS_TCTI; default: device:/dev/tpmrm0].
+    #[arg(long, env = "JWT_TPM_TCTI")]
     pub tcti: Option<String>,
     /// TPM session for the per-connection HMAC: salted (PRK encrypted on the
     /// TPM bus) or password (faster, PRK in clear on the bus).
@@ -37,7 +40,6 @@ impl TpmArgs {
     pub fn tcti(&self) -> String {
         self.tcti
             .clone()
-            .or_else(|| std::env::var("JWT_TPM_TCTI").ok())
             .or_else(|| std::env::var("TPM2TOOLS_TCTI").ok())
             .unwrap_or_else(|| jose_binding::tpm::DEFAULT_TCTI.to_owned())
     }

@@ -6,9 +6,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum, ValueHint};
 use jose_binding::client::{BoundConnection, ClientSetup, HttpVersion, Reply, Target};
 use jose_binding::{tls, ClientId, Form};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// `println!` that ends the process quietly when stdout is gone (`| head`)
@@ -90,19 +91,21 @@ enum Command {
     Tpm(keys::TpmCommand),
 }
 
-/// Where to connect and as whom: shared by `send` and `bench`.
-#[derive(clap::Args, Debug)]
+/// Where to connect and as whom: shared by `send`, `bench` and `proxy`
+/// (where each is also a --config key).
+#[derive(clap::Args, Debug, Serialize, Deserialize)]
 pub(crate) struct ConnArgs {
     /// Server URL.
     #[arg(long, env = "JWT_SERVER", default_value = "https://localhost:8443")]
     server: String,
     /// CA certificate(s) that sign the server's certificate (PEM).
-    #[arg(long, env = "JWT_CA", default_value = "fixtures/ca.pem")]
+    #[arg(long, env = "JWT_CA", default_value = "fixtures/ca.pem", value_hint = ValueHint::FilePath)]
     ca: PathBuf,
-    /// This client's id (the token's iss and kid).
+    /// This client's id (the token's iss and kid) [required].
     #[arg(long, env = "JWT_CLIENT_ID")]
-    client_id: String,
+    client_id: Option<String>,
     #[command(flatten)]
+    #[serde(flatten)]
     key: keys::KeyArgs,
 }
 
@@ -110,7 +113,10 @@ impl ConnArgs {
     /// The target and the client setup (root key opened, TLS configured).
     pub(crate) async fn setup(&self, http: Http) -> Result<(Target, ClientSetup), String> {
         let target = Target::parse(&self.server).map_err(|e| e.to_string())?;
-        let id = ClientId::new(&self.client_id).map_err(|e| format!("--client-id: {e}"))?;
+        let id = self.client_id.as_deref().ok_or(
+            "--client-id is required (or JWT_CLIENT_ID; for the proxy, client_id in --config)",
+        )?;
+        let id = ClientId::new(id).map_err(|e| format!("--client-id: {e}"))?;
         let roots = tls::load_roots(&self.ca).map_err(|e| format!("--ca: {e}"))?;
         let version = match http {
             Http::Auto => HttpVersion::Auto,
@@ -161,12 +167,15 @@ struct SendArgs {
     json: bool,
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
+#[derive(Clone, Copy, Debug, ValueEnum, Serialize, Deserialize)]
 pub(crate) enum Http {
+    #[serde(rename = "auto")]
     Auto,
     #[value(name = "1.1")]
+    #[serde(rename = "1.1")]
     H1,
     #[value(name = "2")]
+    #[serde(rename = "2")]
     H2,
 }
 
@@ -175,7 +184,13 @@ fn main() -> ExitCode {
     if std::env::var_os("TSS2_LOG").is_none() {
         std::env::set_var("TSS2_LOG", "all+none");
     }
-    let cli = Cli::parse();
+    let matches = Cli::command()
+        .mut_subcommand(
+            "proxy",
+            jose_binding_settings::annotate::<proxy::ProxySettings>,
+        )
+        .get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     // The sidecar logs a line per request; the other commands only warnings.
     let (level, json) = match &cli.command {
         Command::Proxy(p) => ("info", p.json),
@@ -205,7 +220,10 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Send(a) => send(a).await,
             Command::Bench(a) => bench::run(a).await,
-            Command::Proxy(a) => proxy::run(a).await,
+            Command::Proxy(a) => match matches.subcommand_matches("proxy") {
+                Some(m) => proxy::run(a, m).await,
+                None => Err("no proxy arguments".into()),
+            },
             Command::Demo { json, tpm_key, tpm } => {
                 let key = match tpm_key {
                     Some(path) => Some(

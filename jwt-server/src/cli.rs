@@ -3,8 +3,12 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
-use jose_binding::Form;
+use clap::builder::BoolishValueParser;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueHint};
+use jose_binding::gateway::{GatewayConfig, IdentityHeaders};
+use jose_binding::server::ServerOptions;
+use jose_binding::{Form, Policy};
+use serde::{Deserialize, Serialize};
 
 /// Serves POST /v1/claims behind TLS-bound JOSE verification, or with
 /// --upstream protects any HTTP service as a gateway.
@@ -19,19 +23,10 @@ use jose_binding::Form;
 /// (fixtures/server.pem, fixtures/server.key, fixtures/keystore.toml),
 /// whose private keys are published: never use --dev in production.
 ///
-/// Settings come from flags, then environment variables, then the --config
-/// TOML file (same names with underscores: listen, cert, key, keystore,
-/// audience, forms, skew_secs, max_ttl_secs, replay_capacity,
-/// worker_threads, baseline_token_file, and the
-/// limits: max_connections, max_handshakes, max_pending_per_source,
-/// eviction_min_age_ms, handshake_timeout_secs, auth_timeout_secs,
-/// header_read_timeout_secs, idle_timeout_secs, max_streams,
-/// max_send_buf_bytes, refusal_log_per_sec; the gateway's: upstream,
-/// upstream_ca, upstream_host, public_paths, public_websocket_paths,
-/// forward_token, client_id_header, form_header, claims_header, trusted_proxies,
-/// upstream_connect_timeout_secs, upstream_response_timeout_secs,
-/// upstream_idle_timeout_secs, status_listen), then the defaults shown.
-/// Relative paths in the --config file are relative to its directory. The
+/// Each setting comes from its flag, else its environment variable, else
+/// its key in the --config TOML file (shown as [config: KEY]), else the
+/// default shown. Relative paths in the --config file are relative to its
+/// directory. The
 /// keys commands read the keystore the same way (--keystore, JWT_KEYSTORE,
 /// the --config file's keystore, --dev).
 ///
@@ -43,7 +38,9 @@ pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Option<Command>,
     #[command(flatten)]
-    pub(crate) serve: ServeArgs,
+    pub(crate) global: Global,
+    #[command(flatten)]
+    pub(crate) settings: ServeSettings,
 }
 
 pub(crate) const EXAMPLES: &str = "Examples:
@@ -205,91 +202,115 @@ pub(crate) struct ShareDecryptArgs {
     pub(crate) out: PathBuf,
 }
 
-#[derive(Args, Debug, Default)]
-pub(crate) struct ServeArgs {
-    /// TOML file with any of the settings below; relative paths in it are
-    /// relative to its directory. The keys commands read its keystore too.
-    #[arg(long, env = "JWT_SERVER_CONFIG", global = true)]
+/// Flags that are not settings: which file, which mode, how to log. Each
+/// has an env var; none is a config key.
+#[derive(Args, Debug)]
+pub(crate) struct Global {
+    /// TOML file with any of the settings below, each under its [config:
+    /// KEY]; relative paths in it are relative to its directory. The keys
+    /// commands read its keystore too.
+    #[arg(long, env = "JWT_SERVER_CONFIG", global = true, value_hint = ValueHint::FilePath)]
     pub(crate) config: Option<PathBuf>,
     /// Development only: default to the repository's fixtures (certificate,
     /// key and keystore), whose private keys are public, and say so in the
     /// log. Without it the server and the keys commands have no default
     /// for them.
-    #[arg(long, env = "JWT_DEV", global = true, value_parser = clap::builder::BoolishValueParser::new())]
+    #[arg(long, env = "JWT_DEV", global = true, value_parser = BoolishValueParser::new())]
     pub(crate) dev: bool,
-    /// Address to listen on [default: 127.0.0.1:8443].
-    #[arg(long, env = "JWT_LISTEN")]
-    pub(crate) listen: Option<SocketAddr>,
+    /// Log format: text or json.
+    #[arg(long, env = "JWT_LOG_FORMAT", default_value = "text")]
+    pub(crate) log_format: String,
+}
+
+/// Every setting of the server, declared once: the field is the flag, its
+/// env var, its default and its help, and its name is the `--config` key
+/// (`jose_binding_settings` lays the file between env vars and defaults).
+/// Defaults are the library's, so `--help` shows what serving uses.
+#[derive(Args, Debug, Serialize, Deserialize)]
+pub(crate) struct ServeSettings {
+    /// Address to listen on.
+    #[arg(long, env = "JWT_LISTEN", default_value = "127.0.0.1:8443")]
+    pub(crate) listen: SocketAddr,
     /// Certificate chain, PEM, leaf first; reloaded on SIGHUP and on change
     /// [required; with --dev fixtures/server.pem].
-    #[arg(long, env = "JWT_CERT")]
+    #[arg(long, env = "JWT_CERT", value_hint = ValueHint::FilePath)]
     pub(crate) cert: Option<PathBuf>,
     /// The certificate's private key, PEM; reloaded with it [required; with
     /// --dev fixtures/server.key].
-    #[arg(long, env = "JWT_KEY")]
+    #[arg(long, env = "JWT_KEY", value_hint = ValueHint::FilePath)]
     pub(crate) key: Option<PathBuf>,
     /// Keystore TOML; reloaded on SIGHUP and on change [required; with --dev
     /// fixtures/keystore.toml].
-    #[arg(long, env = "JWT_KEYSTORE")]
+    #[arg(long, env = "JWT_KEYSTORE", value_hint = ValueHint::FilePath)]
     pub(crate) keystore: Option<PathBuf>,
-    /// The audience tokens must name in `aud` [default: localhost].
-    #[arg(long, env = "JWT_AUDIENCE")]
-    pub(crate) audience: Option<String>,
-    /// Accepted forms, comma-separated: signed, encrypted-then-signed, signed-then-encrypted [default: all].
-    #[arg(long, env = "JWT_FORMS", value_delimiter = ',')]
-    pub(crate) forms: Option<Vec<Form>>,
-    /// Clock skew allowed, seconds [default: 30].
-    #[arg(long, env = "JWT_SKEW_SECS")]
-    pub(crate) skew_secs: Option<u64>,
-    /// Longest accepted token lifetime exp - iat, seconds [default: 300].
-    #[arg(long, env = "JWT_MAX_TTL_SECS")]
-    pub(crate) max_ttl_secs: Option<u64>,
+    /// The audience tokens must name in `aud`.
+    #[arg(long, env = "JWT_AUDIENCE", default_value_t = Policy::default().audience)]
+    pub(crate) audience: String,
+    /// Accepted forms, comma-separated: signed, encrypted-then-signed,
+    /// signed-then-encrypted.
+    #[arg(long, env = "JWT_FORMS", value_delimiter = ',', default_values_t = Form::ALL)]
+    pub(crate) forms: Vec<Form>,
+    /// Clock skew allowed, seconds.
+    #[arg(long, env = "JWT_SKEW_SECS", default_value_t = Policy::default().skew_secs)]
+    pub(crate) skew_secs: u64,
+    /// Longest accepted token lifetime exp - iat, seconds.
+    #[arg(long, env = "JWT_MAX_TTL_SECS", default_value_t = Policy::default().max_ttl_secs)]
+    pub(crate) max_ttl_secs: u64,
     /// Connections served at once. When full, the oldest connection that has
     /// not yet presented an accepted token (and is older than
     /// --eviction-min-age-ms) is closed to admit the new one; authenticated
-    /// connections are never closed for it [default: 1024].
-    #[arg(long, env = "JWT_MAX_CONNECTIONS", help_heading = "Limits")]
-    pub(crate) max_connections: Option<usize>,
+    /// connections are never closed for it.
+    #[arg(long, env = "JWT_MAX_CONNECTIONS", help_heading = "Limits",
+          default_value_t = ServerOptions::default().max_connections)]
+    pub(crate) max_connections: usize,
     /// Connections in the TLS handshake at once; when full, the oldest one
-    /// is closed as above [default: 256].
-    #[arg(long, env = "JWT_MAX_HANDSHAKES", help_heading = "Limits")]
-    pub(crate) max_handshakes: Option<usize>,
+    /// is closed as above.
+    #[arg(long, env = "JWT_MAX_HANDSHAKES", help_heading = "Limits",
+          default_value_t = ServerOptions::default().max_handshakes)]
+    pub(crate) max_handshakes: usize,
     /// Connections without an accepted token from one source address at
-    /// once; when full, that address's oldest one is closed as above
-    /// [default: 256].
-    #[arg(long, env = "JWT_MAX_PENDING_PER_SOURCE", help_heading = "Limits")]
-    pub(crate) max_pending_per_source: Option<usize>,
+    /// once; when full, that address's oldest one is closed as above.
+    #[arg(long, env = "JWT_MAX_PENDING_PER_SOURCE", help_heading = "Limits",
+          default_value_t = ServerOptions::default().max_pending_per_source)]
+    pub(crate) max_pending_per_source: usize,
     /// Milliseconds a new connection is safe from being closed to make room;
-    /// a real client has its first token accepted well within it
-    /// [default: 1000].
-    #[arg(long, env = "JWT_EVICTION_MIN_AGE_MS", help_heading = "Limits")]
-    pub(crate) eviction_min_age_ms: Option<u64>,
-    /// Seconds a client has to finish the TLS handshake [default: 5].
-    #[arg(long, env = "JWT_HANDSHAKE_TIMEOUT_SECS", help_heading = "Limits")]
-    pub(crate) handshake_timeout_secs: Option<u64>,
+    /// a real client has its first token accepted well within it.
+    #[arg(long, env = "JWT_EVICTION_MIN_AGE_MS", help_heading = "Limits",
+          default_value_t = millis(ServerOptions::default().eviction_min_age))]
+    pub(crate) eviction_min_age_ms: u64,
+    /// Seconds a client has to finish the TLS handshake.
+    #[arg(long, env = "JWT_HANDSHAKE_TIMEOUT_SECS", help_heading = "Limits",
+          default_value_t = ServerOptions::default().handshake_timeout.as_secs())]
+    pub(crate) handshake_timeout_secs: u64,
     /// Seconds from accept to the first accepted token; PING, SETTINGS and
-    /// unauthenticated requests do not extend it [default: 10].
-    #[arg(long, env = "JWT_AUTH_TIMEOUT_SECS", help_heading = "Limits")]
-    pub(crate) auth_timeout_secs: Option<u64>,
-    /// Seconds a client has to send an HTTP/1.1 request head [default: 10].
-    #[arg(long, env = "JWT_HEADER_READ_TIMEOUT_SECS", help_heading = "Limits")]
-    pub(crate) header_read_timeout_secs: Option<u64>,
+    /// unauthenticated requests do not extend it.
+    #[arg(long, env = "JWT_AUTH_TIMEOUT_SECS", help_heading = "Limits",
+          default_value_t = ServerOptions::default().auth_timeout.as_secs())]
+    pub(crate) auth_timeout_secs: u64,
+    /// Seconds a client has to send an HTTP/1.1 request head.
+    #[arg(long, env = "JWT_HEADER_READ_TIMEOUT_SECS", help_heading = "Limits",
+          default_value_t = ServerOptions::default().header_read_timeout.as_secs())]
+    pub(crate) header_read_timeout_secs: u64,
     /// Seconds a connection may go without request or response traffic
     /// before it is closed, between keep-alive requests too; HTTP/2 PINGs
-    /// and a response the client does not read do not count [default: 60].
-    #[arg(long, env = "JWT_IDLE_TIMEOUT_SECS", help_heading = "Limits")]
-    pub(crate) idle_timeout_secs: Option<u64>,
-    /// HTTP/2 streams per connection at once [default: 8].
-    #[arg(long, env = "JWT_MAX_STREAMS", help_heading = "Limits")]
-    pub(crate) max_streams: Option<u32>,
+    /// and a response the client does not read do not count.
+    #[arg(long, env = "JWT_IDLE_TIMEOUT_SECS", help_heading = "Limits",
+          default_value_t = ServerOptions::default().idle_timeout.as_secs())]
+    pub(crate) idle_timeout_secs: u64,
+    /// HTTP/2 streams per connection at once.
+    #[arg(long, env = "JWT_MAX_STREAMS", help_heading = "Limits",
+          default_value_t = ServerOptions::default().max_concurrent_streams)]
+    pub(crate) max_streams: u32,
     /// Bytes of response data HTTP/2 buffers per stream for a client that
-    /// does not read [default: 65536].
-    #[arg(long, env = "JWT_MAX_SEND_BUF_BYTES", help_heading = "Limits")]
-    pub(crate) max_send_buf_bytes: Option<usize>,
+    /// does not read.
+    #[arg(long, env = "JWT_MAX_SEND_BUF_BYTES", help_heading = "Limits",
+          default_value_t = ServerOptions::default().max_send_buf_size)]
+    pub(crate) max_send_buf_bytes: usize,
     /// Log lines a second for refused requests and dropped connections; the
-    /// rest are counted in one summary line a second [default: 10].
-    #[arg(long, env = "JWT_REFUSAL_LOG_PER_SEC", help_heading = "Limits")]
-    pub(crate) refusal_log_per_sec: Option<u32>,
+    /// rest are counted in one summary line a second.
+    #[arg(long, env = "JWT_REFUSAL_LOG_PER_SEC", help_heading = "Limits",
+          default_value_t = ServerOptions::default().refusal_log_per_sec)]
+    pub(crate) refusal_log_per_sec: u32,
     /// Forward every request to this HTTP service instead of serving the
     /// echo app: http://HOST:PORT, https://HOST:PORT (with --upstream-ca) or
     /// unix:/PATH. Each request still needs a bound token (but for
@@ -299,7 +320,7 @@ pub(crate) struct ServeArgs {
     pub(crate) upstream: Option<String>,
     /// CA certificate(s), PEM, an https:// upstream's certificate must
     /// chain to (TLS 1.3 only).
-    #[arg(long, env = "JWT_UPSTREAM_CA", help_heading = "Gateway")]
+    #[arg(long, env = "JWT_UPSTREAM_CA", help_heading = "Gateway", value_hint = ValueHint::FilePath)]
     pub(crate) upstream_ca: Option<PathBuf>,
     /// Host header sent upstream [default: the client's].
     #[arg(long, env = "JWT_UPSTREAM_HOST", help_heading = "Gateway")]
@@ -315,7 +336,7 @@ pub(crate) struct ServeArgs {
         value_name = "PREFIX",
         help_heading = "Gateway"
     )]
-    pub(crate) public_paths: Option<Vec<String>>,
+    pub(crate) public_paths: Vec<String>,
     /// Path prefix where a WebSocket upgrade is tunnelled without a token
     /// (under --public-path it needs one); repeat or comma-separate. Same
     /// matching as --public-path. Such a tunnel carries no identity and is
@@ -327,26 +348,25 @@ pub(crate) struct ServeArgs {
         value_name = "PREFIX",
         help_heading = "Gateway"
     )]
-    pub(crate) public_websocket_paths: Option<Vec<String>>,
+    pub(crate) public_websocket_paths: Vec<String>,
     /// Forward the client's Authorization header too (by default it is
     /// removed: a bound token is worthless to the upstream).
-    #[arg(
-        long,
-        env = "JWT_FORWARD_TOKEN",
-        value_parser = clap::builder::BoolishValueParser::new(),
-        help_heading = "Gateway"
-    )]
+    #[arg(long, env = "JWT_FORWARD_TOKEN", value_parser = BoolishValueParser::new(),
+          help_heading = "Gateway")]
     pub(crate) forward_token: bool,
-    /// Header carrying the verified client id [default: x-jose-binding-client-id].
-    #[arg(long, env = "JWT_CLIENT_ID_HEADER", help_heading = "Gateway")]
-    pub(crate) client_id_header: Option<String>,
-    /// Header carrying the verified token's form [default: x-jose-binding-form].
-    #[arg(long, env = "JWT_FORM_HEADER", help_heading = "Gateway")]
-    pub(crate) form_header: Option<String>,
+    /// Header carrying the verified client id.
+    #[arg(long, env = "JWT_CLIENT_ID_HEADER", help_heading = "Gateway",
+          default_value_t = IdentityHeaders::default().client_id.to_string())]
+    pub(crate) client_id_header: String,
+    /// Header carrying the verified token's form.
+    #[arg(long, env = "JWT_FORM_HEADER", help_heading = "Gateway",
+          default_value_t = IdentityHeaders::default().form.to_string())]
+    pub(crate) form_header: String,
     /// Header carrying the verified claims JSON exactly as signed,
-    /// base64url without padding [default: x-jose-binding-claims].
-    #[arg(long, env = "JWT_CLAIMS_HEADER", help_heading = "Gateway")]
-    pub(crate) claims_header: Option<String>,
+    /// base64url without padding.
+    #[arg(long, env = "JWT_CLAIMS_HEADER", help_heading = "Gateway",
+          default_value_t = IdentityHeaders::default().claims.to_string())]
+    pub(crate) claims_header: String,
     /// Peers (CIDR list, comma-separated) whose Forwarded and X-Forwarded-*
     /// headers are kept and appended to; from any other peer they are
     /// replaced [default: none].
@@ -357,26 +377,21 @@ pub(crate) struct ServeArgs {
         value_name = "CIDR",
         help_heading = "Gateway"
     )]
-    pub(crate) trusted_proxies: Option<Vec<String>>,
-    /// Seconds to connect to the upstream; then 504 [default: 5].
-    #[arg(
-        long,
-        env = "JWT_UPSTREAM_CONNECT_TIMEOUT_SECS",
-        help_heading = "Gateway"
-    )]
-    pub(crate) upstream_connect_timeout_secs: Option<u64>,
+    pub(crate) trusted_proxies: Vec<String>,
+    /// Seconds to connect to the upstream; then 504.
+    #[arg(long, env = "JWT_UPSTREAM_CONNECT_TIMEOUT_SECS", help_heading = "Gateway",
+          default_value_t = GatewayConfig::DEFAULT_CONNECT_TIMEOUT.as_secs())]
+    pub(crate) upstream_connect_timeout_secs: u64,
     /// Seconds the upstream has for its response head once the request
-    /// body is sent; then 504 [default: 60].
-    #[arg(
-        long,
-        env = "JWT_UPSTREAM_RESPONSE_TIMEOUT_SECS",
-        help_heading = "Gateway"
-    )]
-    pub(crate) upstream_response_timeout_secs: Option<u64>,
+    /// body is sent; then 504.
+    #[arg(long, env = "JWT_UPSTREAM_RESPONSE_TIMEOUT_SECS", help_heading = "Gateway",
+          default_value_t = GatewayConfig::DEFAULT_RESPONSE_TIMEOUT.as_secs())]
+    pub(crate) upstream_response_timeout_secs: u64,
     /// Longest silence in a request or response body in flight, and how
-    /// long an unused upstream connection is kept in the pool [default: 60].
-    #[arg(long, env = "JWT_UPSTREAM_IDLE_TIMEOUT_SECS", help_heading = "Gateway")]
-    pub(crate) upstream_idle_timeout_secs: Option<u64>,
+    /// long an unused upstream connection is kept in the pool.
+    #[arg(long, env = "JWT_UPSTREAM_IDLE_TIMEOUT_SECS", help_heading = "Gateway",
+          default_value_t = GatewayConfig::DEFAULT_IDLE_TIMEOUT.as_secs())]
+    pub(crate) upstream_idle_timeout_secs: u64,
     /// Plain-HTTP address for GET /healthz (alive) and GET /readyz
     /// (keystore loaded and upstream reachable, else 503); gateway only
     /// [default: off].
@@ -386,15 +401,77 @@ pub(crate) struct ServeArgs {
     /// [default: one per CPU].
     #[arg(long, env = "JWT_WORKER_THREADS")]
     pub(crate) worker_threads: Option<usize>,
-    /// Replay-cache entries per connection [default: 8192].
-    #[arg(long, env = "JWT_REPLAY_CAPACITY")]
-    pub(crate) replay_capacity: Option<usize>,
+    /// Replay-cache entries per connection.
+    #[arg(long, env = "JWT_REPLAY_CAPACITY", default_value_t = Policy::default().replay_capacity)]
+    pub(crate) replay_capacity: usize,
     /// Benchmarks only: enable POST /v1/baseline, which accepts the static
     /// bearer token in this file instead of a bound token (`jwt-client bench`
     /// compares the two). Never enable in production.
-    #[arg(long, env = "JWT_BASELINE_TOKEN_FILE")]
+    #[arg(long, env = "JWT_BASELINE_TOKEN_FILE", value_hint = ValueHint::FilePath)]
     pub(crate) baseline_token_file: Option<PathBuf>,
-    /// Log format: text or json (flag or env only) [default: text].
-    #[arg(long, env = "JWT_LOG_FORMAT")]
-    pub(crate) log_format: Option<String>,
+}
+
+/// Whole milliseconds, for a default shown in `--help`.
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The command line parsed, and the server's settings with the --config
+/// file laid under the flags and env vars.
+pub(crate) struct Parsed {
+    pub(crate) command: Option<Command>,
+    pub(crate) global: Global,
+    pub(crate) settings: ServeSettings,
+}
+
+/// Parses the command line (exiting with clap's message and code 2 on a
+/// usage error, or after --help), then reads the --config file.
+pub(crate) fn parse() -> Result<Parsed, String> {
+    let cmd = jose_binding_settings::annotate::<ServeSettings>(Cli::command());
+    let matches = cmd.get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let file = match &cli.global.config {
+        Some(p) => Some(
+            jose_binding_settings::ConfigFile::read(p)
+                .map_err(|e| e.to_string())?
+                .paths_relative_to_its_dir(),
+        ),
+        None => None,
+    };
+    let settings = jose_binding_settings::layer(cli.settings, &matches, file.as_ref())
+        .map_err(|e| e.to_string())?;
+    Ok(Parsed {
+        command: cli.command,
+        global: cli.global,
+        settings,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jose_binding_settings::{declared, undocumented};
+
+    /// The reference tables a user reads: each setting's row names its flag,
+    /// env var, config key and default as the declaration does.
+    #[test]
+    fn every_setting_has_an_env_var_a_config_key_and_a_row_in_the_docs() {
+        let docs = [
+            include_str!("../../docs/SERVER.md"),
+            include_str!("../../docs/GATEWAY.md"),
+        ]
+        .concat();
+        let settings = declared::<ServeSettings>();
+        assert!(settings.len() > 30, "{settings:?}");
+        assert_eq!(undocumented(&settings, &docs, true), Vec::<String>::new());
+        assert_eq!(
+            undocumented(&declared::<Global>(), &docs, false),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        jose_binding_settings::annotate::<ServeSettings>(Cli::command()).debug_assert();
+    }
 }

@@ -7,14 +7,14 @@ use jose_binding::custody::{self, Holder, ShareFile};
 use jose_binding::private_file::{write_private, Existing};
 use jose_binding::{ClientId, Keystore, RootKey};
 
-use crate::cli::{CombineArgs, ServeArgs, ShareDecryptArgs, SplitArgs};
+use crate::cli::{CombineArgs, Global, ServeSettings, ShareDecryptArgs, SplitArgs};
 use crate::keys::{keystore_for, load_or_empty, save};
 use crate::serve::missing_hint;
 
 /// `keys split`: shares to files first, then (with --remove) the keystore.
-pub(crate) fn split(a: SplitArgs, serve: &ServeArgs) -> Result<(), String> {
+pub(crate) fn split(a: SplitArgs, g: &Global, s: &ServeSettings) -> Result<(), String> {
     let id = ClientId::new(&a.client_id).map_err(|e| e.to_string())?;
-    let keystore = keystore_for(a.keystore.clone(), serve)?;
+    let keystore = keystore_for(a.keystore.clone(), g, s)?;
     if !keystore.exists() {
         return Err(missing_hint("keystore", &keystore));
     }
@@ -105,13 +105,13 @@ enum Destination<'a> {
 }
 
 /// `keys combine`: read, decrypt, check and rebuild; write only a checked key.
-pub(crate) fn combine(a: CombineArgs, serve: &ServeArgs) -> Result<(), String> {
+pub(crate) fn combine(a: CombineArgs, g: &Global, s: &ServeSettings) -> Result<(), String> {
     let id = ClientId::new(&a.client_id).map_err(|e| e.to_string())?;
     // Refuse before anything is decrypted if the result could not be stored.
     let destination = match &a.key_out {
         Some(p) => Destination::KeyFile(p),
         None => {
-            let keystore = keystore_for(a.keystore.clone(), serve)?;
+            let keystore = keystore_for(a.keystore.clone(), g, s)?;
             let ks = load_or_empty(&keystore)?;
             if let Some(old) = ks.get(id.as_str()) {
                 if !a.replace {

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use jose_binding::private_file::{write_private, Existing};
 use jose_binding::{ClientId, Keystore, RootKey, SoftwareRootKey};
 
-use crate::cli::{KeyOut, KeysCommand, ServeArgs};
-use crate::config::{config_file, keystore_path};
+use crate::cli::{Global, KeyOut, KeysCommand, ServeSettings};
+use crate::config::keystore_path;
 
 pub(crate) fn load_or_empty(path: &Path) -> Result<Keystore, String> {
     if path.exists() {
@@ -24,16 +24,19 @@ pub(crate) fn load_or_empty(path: &Path) -> Result<Keystore, String> {
 
 /// The keystore a keys command works on: its own --keystore (or
 /// JWT_KEYSTORE), else the server's settings (`config::keystore_path`).
-pub(crate) fn keystore_for(flag: Option<PathBuf>, serve: &ServeArgs) -> Result<PathBuf, String> {
-    let file = config_file(serve)?;
-    keystore_path(flag.as_deref(), serve, &file).map(|(p, _)| p)
+pub(crate) fn keystore_for(
+    flag: Option<PathBuf>,
+    g: &Global,
+    s: &ServeSettings,
+) -> Result<PathBuf, String> {
+    keystore_path(flag.as_deref(), g, s).map(|(p, _)| p)
 }
 
-pub(crate) fn keys(cmd: KeysCommand, serve: &ServeArgs) -> Result<(), String> {
+pub(crate) fn keys(cmd: KeysCommand, g: &Global, s: &ServeSettings) -> Result<(), String> {
     match cmd {
         KeysCommand::Add { target: t, out } => {
             let id = ClientId::new(&t.client_id).map_err(|e| e.to_string())?;
-            let path = keystore_for(t.keystore, serve)?;
+            let path = keystore_for(t.keystore, g, s)?;
             let mut ks = load_or_empty(&path)?;
             if ks.get(id.as_str()).is_some() {
                 return Err(format!(
@@ -51,7 +54,7 @@ pub(crate) fn keys(cmd: KeysCommand, serve: &ServeArgs) -> Result<(), String> {
             keep,
         } => {
             let id = ClientId::new(&t.client_id).map_err(|e| e.to_string())?;
-            let path = keystore_for(t.keystore, serve)?;
+            let path = keystore_for(t.keystore, g, s)?;
             let mut ks = load_or_empty(&path)?;
             let old = ks
                 .get(id.as_str())
@@ -68,7 +71,7 @@ pub(crate) fn keys(cmd: KeysCommand, serve: &ServeArgs) -> Result<(), String> {
             previous,
         } => {
             let id = ClientId::new(&t.client_id).map_err(|e| e.to_string())?;
-            let path = keystore_for(t.keystore, serve)?;
+            let path = keystore_for(t.keystore, g, s)?;
             let mut ks = load_or_empty(&path)?;
             let old = ks
                 .get(id.as_str())
@@ -85,11 +88,11 @@ pub(crate) fn keys(cmd: KeysCommand, serve: &ServeArgs) -> Result<(), String> {
             eprintln!("{said}");
             Ok(())
         }
-        KeysCommand::Split(a) => crate::custody::split(a, serve),
-        KeysCommand::Combine(a) => crate::custody::combine(a, serve),
+        KeysCommand::Split(a) => crate::custody::split(a, g, s),
+        KeysCommand::Combine(a) => crate::custody::combine(a, g, s),
         KeysCommand::ShareDecrypt(a) => crate::custody::share_decrypt(a),
         KeysCommand::List { keystore, json } => {
-            let path = keystore_for(keystore, serve)?;
+            let path = keystore_for(keystore, g, s)?;
             let ks = Keystore::load(&path).map_err(|e| e.to_string())?;
             let rows: Vec<_> = ks
                 .clients()

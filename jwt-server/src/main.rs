@@ -1,7 +1,8 @@
 //! jwt-server: the reference server for TLS-bound JOSE tokens.
 //!
 //! Thin on purpose: this file only dispatches. The command line is in
-//! cli.rs, settings in config.rs, serving in serve.rs, the keystore's
+//! cli.rs (each setting declared once), what serving makes of them in
+//! config.rs, serving in serve.rs, the keystore's
 //! clients in keys.rs and custody in custody.rs; the binding, the verifier
 //! and the serving loop live in the jose-binding library, the echo app
 //! too (`jose_binding::echo`).
@@ -25,18 +26,21 @@ mod serve;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
-use crate::cli::{Cli, Command};
+use crate::cli::{Command, Parsed};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let json_logs = cli.serve.log_format.as_deref() == Some("json");
-    init_logging(json_logs);
-    let result = match cli.command {
-        None | Some(Command::Serve) => serve::run_server(&cli.serve),
-        Some(Command::Keys(k)) => keys::keys(k, &cli.serve),
-    };
+    let result = cli::parse().and_then(|p| {
+        let Parsed {
+            command,
+            global,
+            settings,
+        } = p;
+        init_logging(global.log_format == "json");
+        match command {
+            None | Some(Command::Serve) => serve::run_server(&global, &settings),
+            Some(Command::Keys(k)) => keys::keys(k, &global, &settings),
+        }
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -15,7 +15,7 @@ use jose_binding::server;
 use jose_binding::tls::{CertSummary, ReloadableCert};
 use jose_binding::{tls, Form, Keystore};
 
-use crate::cli::ServeArgs;
+use crate::cli::{Global, ServeSettings};
 use crate::config::{settings, Settings};
 
 pub(crate) fn missing_hint(what: &str, path: &Path) -> String {
@@ -29,8 +29,8 @@ pub(crate) fn missing_hint(what: &str, path: &Path) -> String {
     }
 }
 
-pub(crate) fn run_server(args: &ServeArgs) -> Result<(), String> {
-    let s = settings(args)?;
+pub(crate) fn run_server(g: &Global, s: &ServeSettings) -> Result<(), String> {
+    let s = settings(g, s)?;
     for (what, p) in [
         ("cert", &s.cert),
         ("key", &s.key),

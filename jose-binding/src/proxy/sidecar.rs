@@ -62,6 +62,11 @@ pub struct SidecarConfig {
 }
 
 impl SidecarConfig {
+    /// [`connections`](Self::connections) unless set.
+    pub const DEFAULT_CONNECTIONS: usize = 4;
+    /// [`claims_header`](Self::claims_header) unless set.
+    pub const DEFAULT_CLAIMS_HEADER: &'static str = "x-jose-binding-claims";
+
     /// Defaults: form S, no claims, header `x-jose-binding-claims`, 4
     /// connections, no forward-proxy host, 60 s idle timeout.
     pub fn new(target: Target, setup: ClientSetup) -> Self {
@@ -70,8 +75,8 @@ impl SidecarConfig {
             setup,
             form: Form::Signed,
             claims: Map::new(),
-            claims_header: HeaderName::from_static("x-jose-binding-claims"),
-            connections: 4,
+            claims_header: HeaderName::from_static(Self::DEFAULT_CLAIMS_HEADER),
+            connections: Self::DEFAULT_CONNECTIONS,
             allow_hosts: Vec::new(),
             idle_timeout: Duration::from_secs(60),
         }

@@ -59,6 +59,23 @@ impl std::str::FromStr for Form {
     }
 }
 
+/// By the wire name, as in a settings file (`form = "signed"`).
+impl serde::Serialize for Form {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// The wire name or its short alias. The error does not quote the input:
+/// a settings file's value may be a key pasted in the wrong place.
+impl<'de> serde::Deserialize<'de> for Form {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        name.parse()
+            .map_err(|_| serde::de::Error::custom("unknown form"))
+    }
+}
+
 /// Short aliases accepted on command lines: S, ES, SE.
 const fn short_name(f: Form) -> &'static str {
     match f {

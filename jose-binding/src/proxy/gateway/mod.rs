@@ -84,6 +84,13 @@ pub struct GatewayConfig {
 }
 
 impl GatewayConfig {
+    /// [`connect_timeout`](Self::connect_timeout) unless set.
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+    /// [`response_timeout`](Self::response_timeout) unless set.
+    pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+    /// [`idle_timeout`](Self::idle_timeout) unless set.
+    pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
     /// Defaults: nothing public, the token not forwarded, the default
     /// identity headers, no trusted proxy, 5 s to connect, 60 s for the
     /// response head, 60 s idle, 64 idle connections.
@@ -97,9 +104,9 @@ impl GatewayConfig {
             forward_token: false,
             identity: IdentityHeaders::default(),
             trusted_proxies: Vec::new(),
-            connect_timeout: Duration::from_secs(5),
-            response_timeout: Duration::from_secs(60),
-            idle_timeout: Duration::from_secs(60),
+            connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
+            response_timeout: Self::DEFAULT_RESPONSE_TIMEOUT,
+            idle_timeout: Self::DEFAULT_IDLE_TIMEOUT,
             max_idle_connections: 64,
         }
     }

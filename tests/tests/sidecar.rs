@@ -225,6 +225,15 @@ async fn the_listener_is_loopback_or_a_private_socket() {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
+    let names: Vec<_> = std::fs::read_dir(&*dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        names,
+        ["jwt-client.sock"],
+        "the 0700 staging directory is gone"
+    );
     let sock = path.to_str().unwrap().to_owned();
     let (status, body) = curl_status(
         &["-X", "POST", "--unix-socket", &sock],
@@ -235,6 +244,20 @@ async fn the_listener_is_loopback_or_a_private_socket() {
         (status, json(&body)["client_id"].as_str()),
         (200, Some("client1"))
     );
+
+    // A stale socket of an earlier run is replaced; a file is not.
+    let again = Listener::bind(&listen, false)
+        .await
+        .expect("replaces the socket");
+    drop(again);
+    let file = dir.join("not-a-socket");
+    std::fs::write(&file, "keep me").unwrap();
+    let err = Listener::bind(&format!("unix:{}", file.display()), false)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(err.code(), "listen_path_not_a_socket");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -77,8 +77,8 @@ pub mod keystore {
     pub use crate::keys::keystore::KeystoreHandle;
     #[cfg(feature = "keystore-file")]
     pub use crate::keys::keystore::{
-        kind_of, parse_toml, read_settings, toml_edit, KeystoreError, Name, Position,
-        SettingsError, TomlSyntaxError, MAX_KEYSTORE_BYTES, MAX_SHOWN_NAME,
+        kind_of, parse_toml, toml_edit, KeystoreError, Name, Position, SettingsError,
+        TomlSyntaxError, MAX_KEYSTORE_BYTES, MAX_SHOWN_NAME,
     };
 }
 

@@ -182,7 +182,7 @@ pub enum SettingsError {
     /// The text is not valid TOML.
     #[error(transparent)]
     Syntax(#[from] TomlSyntaxError),
-    /// The error lies in a top-level key's name: a setting `T` does not have.
+    /// A top-level key that names no setting.
     #[error("{at}: unknown setting {name} (see --help for the names)")]
     Unknown {
         /// Where the error is.
@@ -190,8 +190,8 @@ pub enum SettingsError {
         /// The setting's name, shown only when short.
         name: Name,
     },
-    /// The error lies in a top-level setting's value: the wrong type, or a
-    /// value `T` refuses.
+    /// A top-level setting's value: the wrong type, or a value the setting
+    /// refuses.
     #[error("{at}: setting {name}: wrong type or invalid value (see --help)")]
     Invalid {
         /// Where the error is.
@@ -199,36 +199,12 @@ pub enum SettingsError {
         /// The setting's name, shown only when short.
         name: Name,
     },
-    /// `T` refused the file at a place that is in no top-level setting's
-    /// name or value.
+    /// The settings as a whole were refused, at no one setting.
     #[error("{at}: invalid settings (see --help)")]
     Other {
         /// Where the error is (the start of the text when unknown).
         at: Position,
     },
-}
-
-/// Reads a settings file of `text` into `T`; a failure is described by
-/// [`SettingsError`] alone.
-pub fn read_settings<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, SettingsError> {
-    let doc = parse_toml(text)?;
-    let de = toml_edit::de::from_str::<T>(text);
-    de.map_err(|e| {
-        let offset = e.span().map_or(0, |s| s.start);
-        let at = Position::at(text, offset);
-        let root = doc.as_table();
-        let setting = root.iter().find_map(|(name, item)| {
-            let (key, _) = root.get_key_value(name)?;
-            let in_key = key.span().is_some_and(|s| s.contains(&offset));
-            let in_value = item.span().is_some_and(|s| s.contains(&offset));
-            (in_key || in_value).then_some((Name::new(name), in_key))
-        });
-        match setting {
-            Some((name, true)) => SettingsError::Unknown { at, name },
-            Some((name, false)) => SettingsError::Invalid { at, name },
-            None => SettingsError::Other { at },
-        }
-    })
 }
 
 /// A TOML syntax error: where, and what in fixed words. The parser's
@@ -386,22 +362,44 @@ impl Keystore {
     }
 
     /// The file form, for `jwt-server keys`; holds key material.
+    ///
+    /// The string is sized before the first key goes in: a `String` that
+    /// grows frees its old buffer with the keys so far still in it, where
+    /// `Zeroizing` (which wipes only the final buffer) cannot reach.
     pub fn to_toml(&self) -> Zeroizing<String> {
-        let mut out =
-            String::from("# jose-binding keystore: [clients.<id>] keys = [current, previous...]\n");
-        for c in self.clients.values() {
-            out.push_str(&format!("\n[clients.\"{}\"]\nkeys = [", c.id));
-            for (i, k) in c.keys.iter().enumerate() {
+        const HEADER: &str =
+            "# jose-binding keystore: [clients.<id>] keys = [current, previous...]\n";
+        let clients: Vec<(String, Vec<Zeroizing<String>>)> = self
+            .clients
+            .values()
+            .map(|c| {
+                let head = format!("\n[clients.\"{}\"]\nkeys = [", c.id);
+                (head, c.keys.iter().map(|k| k.to_b64url()).collect())
+            })
+            .collect();
+        let len = HEADER.len()
+            + clients
+                .iter()
+                .map(|(head, keys)| {
+                    let quoted: usize = keys.iter().map(|k| k.len() + 2).sum();
+                    head.len() + quoted + 2 * keys.len().saturating_sub(1) + "]\n".len()
+                })
+                .sum::<usize>();
+        let mut out = Zeroizing::new(String::with_capacity(len));
+        out.push_str(HEADER);
+        for (head, keys) in &clients {
+            out.push_str(head);
+            for (i, k) in keys.iter().enumerate() {
                 if i > 0 {
                     out.push_str(", ");
                 }
                 out.push('"');
-                out.push_str(&k.to_b64url());
+                out.push_str(k);
                 out.push('"');
             }
             out.push_str("]\n");
         }
-        Zeroizing::new(out)
+        out
     }
 }
 
@@ -534,6 +532,22 @@ mod tests {
             again.get("b.2").unwrap().keys[0].expose(),
             ks.get("b.2").unwrap().keys[0].expose()
         );
+    }
+
+    /// The buffer is the size of the text: it never grew, so no freed
+    /// buffer held keys.
+    #[test]
+    fn to_toml_is_sized_before_the_keys_go_in() {
+        for clients in [0usize, 1, 3, 40] {
+            let mut ks = Keystore::default();
+            for c in 0..clients {
+                let keys = (0..=c % 3).map(|_| SoftwareRootKey::generate()).collect();
+                ks.set(ClientId::new(&format!("client-{c}")).unwrap(), keys);
+            }
+            let text = ks.to_toml();
+            assert_eq!(text.capacity(), text.len(), "{clients} clients");
+            assert_eq!(Keystore::parse(&text).unwrap().len(), clients);
+        }
     }
 
     #[test]

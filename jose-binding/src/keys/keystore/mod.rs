@@ -21,8 +21,8 @@ use crate::protocol::schedule::SoftwareRootKey;
 mod file;
 #[cfg(feature = "keystore-file")]
 pub use file::{
-    kind_of, parse_toml, read_settings, KeystoreError, Name, Position, SettingsError,
-    TomlSyntaxError, MAX_KEYSTORE_BYTES, MAX_SHOWN_NAME,
+    kind_of, parse_toml, KeystoreError, Name, Position, SettingsError, TomlSyntaxError,
+    MAX_KEYSTORE_BYTES, MAX_SHOWN_NAME,
 };
 /// The TOML tree [`parse_toml`] returns (toml_edit's).
 #[cfg(feature = "keystore-file")]

@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 # nginx: the real upstream the gateway tests start (as this user, on
 # loopback ports; the package's own service is not started);
 # curl and python3: the clients no one here wrote that the sidecar tests use.
-packages=(build-essential pkg-config libssl-dev libtss2-dev swtpm tpm2-tools nginx curl python3)
+packages=(build-essential pkg-config libssl-dev libtss2-dev swtpm tpm2-tools nginx haproxy curl python3)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -109,16 +109,28 @@ pub mod server {
     pub use crate::serve::server::{serve, App, BoxError, PeerAddr, ServerOptions};
 }
 
+/// A CIDR block: the gateway's trusted proxies, the balancers that send a
+/// PROXY header.
+#[cfg(any(feature = "gateway", feature = "proxy-protocol"))]
+pub use ipnet::IpNet;
+
+/// The status listener: `/healthz`, `/readyz` (draining included) and
+/// `/metrics`, in every mode.
+#[cfg(feature = "net")]
+pub mod status {
+    pub use crate::serve::status::{serve_status, NotReady, Readiness, RenderMetrics};
+}
+
 // ---- The proxies (feature `net`; the gateway also `gateway`).
 
 /// A streaming reverse proxy behind the binding layer, with its upstream
-/// pool and status listener.
+/// pool; [`Gateway::readiness`](gateway::Gateway::readiness) adds its
+/// upstream to the status listener's `/readyz`.
 #[cfg(feature = "gateway")]
 pub mod gateway {
     pub use crate::proxy::gateway::headers::IdentityHeaders;
-    pub use crate::proxy::gateway::status::{serve_status, NotReady, Readiness};
     pub use crate::proxy::gateway::upstream::{BadUpstream, Upstream};
-    pub use crate::proxy::gateway::{Gateway, GatewayConfig, GatewayFuture, GatewayService, IpNet};
+    pub use crate::proxy::gateway::{Gateway, GatewayConfig, GatewayFuture, GatewayService};
 }
 
 /// The body of every response a proxy (the gateway or the sidecar) sends:

@@ -392,11 +392,36 @@ pub(crate) struct ServeSettings {
     #[arg(long, env = "JWT_UPSTREAM_IDLE_TIMEOUT_SECS", help_heading = "Gateway",
           default_value_t = GatewayConfig::DEFAULT_IDLE_TIMEOUT.as_secs())]
     pub(crate) upstream_idle_timeout_secs: u64,
-    /// Plain-HTTP address for GET /healthz (alive) and GET /readyz
-    /// (keystore loaded and upstream reachable, else 503); gateway only
-    /// [default: off].
-    #[arg(long, env = "JWT_STATUS_LISTEN", help_heading = "Gateway")]
+    /// Plain-HTTP address for GET /healthz (alive) and GET /readyz (keystore
+    /// loaded, not draining and, for a gateway, upstream reachable; else
+    /// 503) [default: off].
+    #[arg(long, env = "JWT_STATUS_LISTEN")]
     pub(crate) status_listen: Option<SocketAddr>,
+    /// Seconds SIGTERM keeps serving new connections with /readyz at 503,
+    /// so a load balancer moves them elsewhere, before the server stops
+    /// accepting and finishes in-flight requests; a second SIGTERM ends the
+    /// wait, Ctrl-C skips it.
+    #[arg(long, env = "JWT_DRAIN_SECS", default_value_t = 5)]
+    pub(crate) drain_secs: u64,
+    /// Expect a PROXY protocol header (v1 or v2, as HAProxy's send-proxy-v2
+    /// sends) before TLS on each connection from --proxy-protocol-from; the
+    /// client it names is the peer in the log, the per-source budget and the
+    /// gateway's X-Forwarded-For. A LOCAL header (a health check) keeps the
+    /// balancer's address.
+    #[arg(long, env = "JWT_PROXY_PROTOCOL", value_parser = BoolishValueParser::new(),
+          help_heading = "Load balancer")]
+    pub(crate) proxy_protocol: bool,
+    /// Balancers (CIDR list, comma-separated) that send the PROXY header: a
+    /// connection from one without it, or from any other peer with it, is
+    /// closed [default: none].
+    #[arg(
+        long,
+        env = "JWT_PROXY_PROTOCOL_FROM",
+        value_delimiter = ',',
+        value_name = "CIDR",
+        help_heading = "Load balancer"
+    )]
+    pub(crate) proxy_protocol_from: Vec<String>,
     /// Threads serving connections (like nginx's worker_processes)
     /// [default: one per CPU].
     #[arg(long, env = "JWT_WORKER_THREADS")]

@@ -11,9 +11,9 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue};
-use jose_binding::gateway::{BadUpstream, GatewayConfig, IpNet, Upstream};
+use jose_binding::gateway::{BadUpstream, GatewayConfig, Upstream};
 use jose_binding::server::ServerOptions;
-use jose_binding::{tls, FormSet, Policy};
+use jose_binding::{tls, FormSet, IpNet, Policy};
 
 use crate::cli::{Global, ServeSettings};
 
@@ -72,6 +72,8 @@ pub(crate) struct Settings {
     /// Set when serving as a gateway (`--upstream`).
     pub(crate) gateway: Option<GatewayConfig>,
     pub(crate) status_listen: Option<SocketAddr>,
+    /// How long SIGTERM keeps serving with `/readyz` at 503.
+    pub(crate) drain: Duration,
 }
 
 /// What serving needs, from the layered settings; checks what a type
@@ -86,9 +88,6 @@ pub(crate) fn settings(g: &Global, s: &ServeSettings) -> Result<Settings, String
     if s.worker_threads == Some(0) {
         return Err("--worker-threads must be at least 1".into());
     }
-    if s.status_listen.is_some() && gateway.is_none() {
-        return Err("--status-listen needs --upstream (the gateway)".into());
-    }
     let mut opts = ServerOptions::default();
     opts.max_connections = s.max_connections;
     opts.max_handshakes = s.max_handshakes;
@@ -101,6 +100,16 @@ pub(crate) fn settings(g: &Global, s: &ServeSettings) -> Result<Settings, String
     opts.max_concurrent_streams = s.max_streams;
     opts.max_send_buf_size = s.max_send_buf_bytes;
     opts.refusal_log_per_sec = s.refusal_log_per_sec;
+    opts.proxy_protocol_from = match (s.proxy_protocol, s.proxy_protocol_from.is_empty()) {
+        (true, false) => cidrs("--proxy-protocol-from", &s.proxy_protocol_from)?,
+        (false, true) => Vec::new(),
+        (true, true) => {
+            return Err(
+                "--proxy-protocol needs --proxy-protocol-from (the balancers' addresses)".into(),
+            )
+        }
+        (false, false) => return Err("--proxy-protocol-from is for --proxy-protocol".into()),
+    };
     for (name, value) in [
         ("--max-connections", opts.max_connections),
         ("--max-handshakes", opts.max_handshakes),
@@ -141,8 +150,21 @@ pub(crate) fn settings(g: &Global, s: &ServeSettings) -> Result<Settings, String
         opts,
         gateway,
         status_listen: s.status_listen,
+        drain: Duration::from_secs(s.drain_secs),
         worker_threads: s.worker_threads,
     })
+}
+
+/// A CIDR list (a bare address is its own /32 or /128).
+fn cidrs(flag: &str, list: &[String]) -> Result<Vec<IpNet>, String> {
+    list.iter()
+        .map(|c| {
+            c.trim()
+                .parse::<IpNet>()
+                .or_else(|_| c.trim().parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| format!("{flag}: {c:?} is not a CIDR or address"))
+        })
+        .collect()
 }
 
 /// Whole seconds, at least 1.
@@ -197,16 +219,7 @@ fn gateway(s: &ServeSettings) -> Result<Option<GatewayConfig>, String> {
     if i.client_id == i.form || i.client_id == i.claims || i.form == i.claims {
         return Err("the client id, form and claims headers must differ".into());
     }
-    g.trusted_proxies = s
-        .trusted_proxies
-        .iter()
-        .map(|c| {
-            c.trim()
-                .parse::<IpNet>()
-                .or_else(|_| c.trim().parse::<std::net::IpAddr>().map(IpNet::from))
-                .map_err(|_| format!("--trusted-proxies: {c:?} is not a CIDR or address"))
-        })
-        .collect::<Result<_, _>>()?;
+    g.trusted_proxies = cidrs("--trusted-proxies", &s.trusted_proxies)?;
     g.connect_timeout = secs(s.upstream_connect_timeout_secs);
     g.response_timeout = secs(s.upstream_response_timeout_secs);
     g.idle_timeout = secs(s.upstream_idle_timeout_secs);

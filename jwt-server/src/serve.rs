@@ -1,6 +1,7 @@
 //! `jwt-server serve`: load the certificate and keystore, serve the echo
 //! app (or, with `--upstream`, the gateway) behind the binding until Ctrl-C
-//! or SIGTERM, reload the keystore, the certificate and its key on change.
+//! or SIGTERM (which drains first), reload the keystore, the certificate
+//! and its key on change.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -8,10 +9,10 @@ use std::time::Duration;
 
 use jose_binding::echo::EchoApp;
 use jose_binding::gateway::Gateway;
-use jose_binding::gateway::{serve_status, Readiness};
 use jose_binding::keystore::KeystoreHandle;
 use jose_binding::layer::Binding;
 use jose_binding::server;
+use jose_binding::status::{serve_status, Readiness};
 use jose_binding::tls::{CertSummary, ReloadableCert};
 use jose_binding::{tls, Form, Keystore};
 
@@ -94,7 +95,7 @@ pub(crate) fn run_server(g: &Global, s: &ServeSettings) -> Result<(), String> {
 }
 
 /// Listens and serves `app` until a shutdown signal, with the keystore and
-/// the certificate watched and, for a gateway, the status listener beside it.
+/// the certificate watched and the status listener beside it.
 async fn run<S: server::App>(
     s: Settings,
     tls_config: Arc<rustls::ServerConfig>,
@@ -121,20 +122,26 @@ async fn run<S: server::App>(
         s.key.clone(),
         Duration::from_secs(2),
     ));
-    let status = match (s.status_listen, &gateway) {
-        (Some(addr), Some(gw)) => {
+    let readiness = Arc::new(match &gateway {
+        Some(gw) => gw.readiness(handle.clone()),
+        None => Readiness::new(handle.clone()),
+    });
+    // Also before "ready": a SIGTERM from here on drains rather than kills.
+    let shutdown = drain_on_signal(readiness.clone(), s.drain)?;
+    let status = match s.status_listen {
+        Some(addr) => {
             let l = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|e| format!("cannot listen on {addr} (--status-listen): {e}"))?;
             tracing::info!(status_listen = %l.local_addr().map_err(|e| e.to_string())?, "status listener ready: GET /healthz, GET /readyz");
-            let readiness = Arc::new(Readiness::new(gw.clone(), handle.clone()));
             Some(tokio::spawn(serve_status(
                 l,
                 readiness,
+                None,
                 std::future::pending(),
             )))
         }
-        _ => None,
+        None => None,
     };
     if s.dev_cert {
         tracing::warn!(cert = %s.cert.display(), key = %s.key.display(), "--dev: serving with the repository's test certificate, whose private key is published; anyone can impersonate this server. Never use --dev in production");
@@ -156,15 +163,7 @@ async fn run<S: server::App>(
         upstream = gateway.as_ref().map(|g| g.upstream().to_string()),
         "jwt-server ready (TLS 1.3 only)"
     );
-    server::serve(
-        listener,
-        tls_config,
-        binding,
-        app,
-        s.opts,
-        shutdown_signal(),
-    )
-    .await;
+    server::serve(listener, tls_config, binding, app, s.opts, shutdown).await;
     reloader.abort();
     cert_reloader.abort();
     if let Some(st) = status {
@@ -174,26 +173,40 @@ async fn run<S: server::App>(
     Ok(())
 }
 
-/// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
+/// Resolves when serving should stop, with both signals caught from this
+/// call on. SIGTERM (how an orchestrator or systemd stops a replica) first
+/// drains: `/readyz` turns 503 at once while new connections are still
+/// served for `drain`, so the balancer sees it and sends them elsewhere; a
+/// second SIGTERM ends the wait. Ctrl-C (SIGINT, a person at a terminal)
+/// stops at once. Either way the accept loop then stops and in-flight
+/// requests finish within the grace period.
+fn drain_on_signal(
+    readiness: Arc<Readiness>,
+    drain: Duration,
+) -> Result<impl std::future::Future<Output = ()>, String> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let caught = |kind, name| signal(kind).map_err(|e| format!("cannot catch {name}: {e}"));
+    let mut term = caught(SignalKind::terminate(), "SIGTERM")?;
+    let mut int = caught(SignalKind::interrupt(), "SIGINT")?;
+    Ok(async move {
+        let draining = tokio::select! {
+            _ = term.recv() => !drain.is_zero(),
+            _ = int.recv() => false,
         };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+        readiness.drain();
+        if draining {
+            tracing::info!(
+                drain_secs = drain.as_secs(),
+                "SIGTERM: draining; /readyz answers 503 and new connections are still served until the drain ends (a second SIGTERM ends it now)"
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(drain) => {}
+                _ = term.recv() => tracing::info!("second SIGTERM: drain cut short"),
+                _ = int.recv() => {}
+            }
         }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
-    tracing::info!("shutting down: finishing in-flight requests");
+        tracing::info!("shutting down: no new connections; finishing in-flight requests");
+    })
 }
 
 pub(crate) fn warn_if_readable(path: &Path) {

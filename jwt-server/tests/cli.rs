@@ -430,11 +430,19 @@ async fn gateway_in_front_of_the_readme_app() {
 }
 
 #[test]
-fn gateway_settings_are_checked_before_serving() {
+fn gateway_and_balancer_settings_are_checked_before_serving() {
     for (args, want) in [
         (&["--upstream", "ftp://x"][..], "upstream"),
         (&["--upstream", "https://127.0.0.1:1"][..], "--upstream-ca"),
-        (&["--status-listen", "127.0.0.1:0"][..], "needs --upstream"),
+        (&["--proxy-protocol"][..], "needs --proxy-protocol-from"),
+        (
+            &["--proxy-protocol-from", "127.0.0.1"][..],
+            "--proxy-protocol-from is for --proxy-protocol",
+        ),
+        (
+            &["--proxy-protocol", "--proxy-protocol-from", "10.0.0.0/33"][..],
+            "--proxy-protocol-from: \"10.0.0.0/33\" is not a CIDR",
+        ),
         (
             &[
                 "--upstream",

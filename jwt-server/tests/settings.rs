@@ -8,26 +8,9 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use jose_binding::client::{BoundConnection, HttpVersion, Target};
-use jose_binding::{Form, Keystore};
+use jose_binding::Keystore;
 use jose_binding_e2e::{fixtures, TempDir};
-use support::{command, run, run_bounded, text, Server};
-
-/// The status of one signed request from client1 to the server on `port`.
-async fn signed_request(port: u16) -> u16 {
-    let target = Target::parse(&format!("https://localhost:{port}")).unwrap();
-    let setup = jose_binding_e2e::setup("client1", HttpVersion::Auto);
-    let mut conn = BoundConnection::connect(&target, &setup).await.unwrap();
-    let r = conn
-        .send(Form::Signed, &serde_json::json!({}))
-        .await
-        .unwrap();
-    r.status
-}
-
-fn repo() -> std::path::PathBuf {
-    fixtures().join("..")
-}
+use support::{command, repo, run, run_bounded, signed_request, text, Server};
 
 /// A config file in `dir/conf/` naming `keystore = "ks/keystore.toml"`,
 /// relative to itself; its path.

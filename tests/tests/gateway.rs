@@ -12,9 +12,10 @@ use http::header::AUTHORIZATION;
 use http::{Method, Request};
 use http_body_util::{BodyExt, Full};
 use jose_binding::client::{BoundConnection, HttpVersion, Reply};
-use jose_binding::gateway::{serve_status, Readiness};
-use jose_binding::gateway::{Gateway, GatewayConfig, IpNet};
+use jose_binding::gateway::{Gateway, GatewayConfig};
 use jose_binding::keystore::KeystoreHandle;
+use jose_binding::status::serve_status;
+use jose_binding::IpNet;
 use jose_binding::{b64, Form};
 use jose_binding_e2e::upstream::{free_port, plain_get, HyperUpstream, Nginx, WsEcho};
 use jose_binding_e2e::{bound_tls, connect, fixture_keystore, setup, TestServer};
@@ -450,13 +451,15 @@ async fn upstream_failures_answer_502_or_504_and_the_connection_lives_on() {
 async fn readyz_follows_the_upstream() {
     let port = free_port();
     let gateway = Gateway::new(config(&format!("http://127.0.0.1:{port}")));
-    let readiness = Arc::new(Readiness::new(
-        gateway.clone(),
-        KeystoreHandle::new(fixture_keystore()),
-    ));
+    let readiness = Arc::new(gateway.readiness(KeystoreHandle::new(fixture_keystore())));
     let status = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let status_port = status.local_addr().unwrap().port();
-    tokio::spawn(serve_status(status, readiness, std::future::pending()));
+    tokio::spawn(serve_status(
+        status,
+        readiness.clone(),
+        None,
+        std::future::pending(),
+    ));
     assert!(plain_get(status_port, "/healthz")
         .await
         .starts_with("HTTP/1.1 200"));
@@ -475,6 +478,12 @@ async fn readyz_follows_the_upstream() {
     assert!(plain_get(status_port, "/readyz")
         .await
         .starts_with("HTTP/1.1 503"));
+    readiness.drain();
+    let draining = plain_get(status_port, "/readyz").await;
+    assert!(draining.ends_with(r#"{"status":"not_ready","reason":"draining"}"#));
+    assert!(plain_get(status_port, "/metrics")
+        .await
+        .starts_with("HTTP/1.1 404"));
 }
 
 #[tokio::test]

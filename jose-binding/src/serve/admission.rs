@@ -82,7 +82,8 @@ pub(crate) struct Admitted {
 
 #[derive(Debug)]
 struct Entry {
-    source: IpAddr,
+    /// `None` until a balancer's PROXY header names the client.
+    source: Option<IpAddr>,
     since: Instant,
     handshaking: bool,
     evict: Arc<Notify>,
@@ -136,13 +137,19 @@ impl Table {
         if e.handshaking {
             self.handshaking -= 1;
         }
-        if let Some(n) = self.pending_by_source.get_mut(&e.source) {
-            *n -= 1;
-            if *n == 0 {
-                self.pending_by_source.remove(&e.source);
+        if let Some(source) = e.source {
+            if let Some(n) = self.pending_by_source.get_mut(&source) {
+                *n -= 1;
+                if *n == 0 {
+                    self.pending_by_source.remove(&source);
+                }
             }
         }
         Some(e)
+    }
+
+    fn pending_from(&self, source: IpAddr) -> usize {
+        self.pending_by_source.get(&source).copied().unwrap_or(0)
     }
 }
 
@@ -173,12 +180,20 @@ impl Admission {
     /// Admits a new connection from `source`, in the handshake, closing
     /// pending connections to make room where a budget is full.
     pub(crate) fn admit(self: &Arc<Self>, source: IpAddr) -> Result<(Ticket, Admitted), Refused> {
-        self.admit_at(source, Instant::now())
+        self.admit_at(Some(source), Instant::now())
+    }
+
+    /// Admits a connection from a trusted balancer, whose client is not
+    /// known until its PROXY header: the per-source budget applies once
+    /// [`Ticket::set_source`] names the client.
+    #[cfg_attr(not(feature = "proxy-protocol"), allow(dead_code))]
+    pub(crate) fn admit_unresolved(self: &Arc<Self>) -> Result<(Ticket, Admitted), Refused> {
+        self.admit_at(None, Instant::now())
     }
 
     fn admit_at(
         self: &Arc<Self>,
-        source: IpAddr,
+        source: Option<IpAddr>,
         now: Instant,
     ) -> Result<(Ticket, Admitted), Refused> {
         let b = &self.budgets;
@@ -189,11 +204,13 @@ impl Admission {
         // already chosen for another budget.
         let mut victims: Vec<(u64, Budget)> = Vec::new();
         let chosen = |victims: &[(u64, Budget)], id: u64| victims.iter().any(|(v, _)| *v == id);
-        if t.pending_by_source.get(&source).copied().unwrap_or(0) >= b.max_pending_per_source {
-            let id = t
-                .oldest(now, min_age, |_, e| e.source == source)
-                .ok_or(Refused(Budget::PendingPerSource))?;
-            victims.push((id, Budget::PendingPerSource));
+        if let Some(source) = source {
+            if t.pending_from(source) >= b.max_pending_per_source {
+                let id = t
+                    .oldest(now, min_age, |_, e| e.source == Some(source))
+                    .ok_or(Refused(Budget::PendingPerSource))?;
+                victims.push((id, Budget::PendingPerSource));
+            }
         }
         let handshakes_freed = victims
             .iter()
@@ -230,7 +247,9 @@ impl Admission {
             },
         );
         t.handshaking += 1;
-        *t.pending_by_source.entry(source).or_insert(0) += 1;
+        if let Some(source) = source {
+            *t.pending_by_source.entry(source).or_insert(0) += 1;
+        }
         drop(t);
         Ok((
             Ticket {
@@ -270,6 +289,41 @@ impl Ticket {
                 t.handshaking -= 1;
             }
         }
+    }
+
+    /// Names the client of a connection admitted unresolved, and applies
+    /// the per-source budget to it: the oldest pending connection of that
+    /// client old enough makes room, or the connection is refused. Nothing
+    /// to do for a connection already evicted or authenticated.
+    #[cfg_attr(not(feature = "proxy-protocol"), allow(dead_code))]
+    pub(crate) fn set_source(&self, source: IpAddr) -> Result<Admitted, Refused> {
+        self.set_source_at(source, Instant::now())
+    }
+
+    fn set_source_at(&self, source: IpAddr, now: Instant) -> Result<Admitted, Refused> {
+        let b = self.admission.budgets;
+        let mut t = self.admission.table();
+        match t.pending.get(&self.id) {
+            Some(e) if e.source.is_none() => {}
+            _ => return Ok(Admitted::default()),
+        }
+        let mut admitted = Admitted::default();
+        if t.pending_from(source) >= b.max_pending_per_source {
+            let me = self.id;
+            let victim = t
+                .oldest(now, b.eviction_min_age, |id, e| {
+                    id != me && e.source == Some(source)
+                })
+                .ok_or(Refused(Budget::PendingPerSource))?;
+            if t.evict(victim) {
+                admitted.evicted.push(Budget::PendingPerSource);
+            }
+        }
+        if let Some(e) = t.pending.get_mut(&self.id) {
+            e.source = Some(source);
+        }
+        *t.pending_by_source.entry(source).or_insert(0) += 1;
+        Ok(admitted)
     }
 
     /// A token was accepted: the connection is authenticated and can no
@@ -340,17 +394,19 @@ mod tests {
     fn full_table_evicts_the_oldest_pending_once_it_is_old_enough() {
         let adm = table(2, 10, 10);
         let t0 = Instant::now();
-        let (a, _) = adm.admit_at(A, t0).unwrap();
-        let (b, _) = adm.admit_at(A, t0 + Duration::from_millis(10)).unwrap();
+        let (a, _) = adm.admit_at(Some(A), t0).unwrap();
+        let (b, _) = adm
+            .admit_at(Some(A), t0 + Duration::from_millis(10))
+            .unwrap();
         // Both are younger than the minimum age: the newcomer is refused.
         assert_eq!(
-            adm.admit_at(B, t0 + Duration::from_millis(500))
+            adm.admit_at(Some(B), t0 + Duration::from_millis(500))
                 .unwrap_err(),
             Refused(Budget::Connections)
         );
         assert!(!evicted_now(&a) && !evicted_now(&b));
         // A second later the oldest goes.
-        let (c, made) = adm.admit_at(B, t0 + Duration::from_secs(1)).unwrap();
+        let (c, made) = adm.admit_at(Some(B), t0 + Duration::from_secs(1)).unwrap();
         assert_eq!(made.evicted, vec![Budget::Connections]);
         assert!(evicted_now(&a));
         assert!(!evicted_now(&b) && !evicted_now(&c));
@@ -367,8 +423,8 @@ mod tests {
     fn authenticated_connections_are_never_evicted() {
         let adm = table(2, 10, 10);
         let t0 = Instant::now();
-        let (a, _) = adm.admit_at(A, t0).unwrap();
-        let (b, _) = adm.admit_at(A, t0).unwrap();
+        let (a, _) = adm.admit_at(Some(A), t0).unwrap();
+        let (b, _) = adm.admit_at(Some(A), t0).unwrap();
         a.handshake_done();
         a.authenticate();
         b.handshake_done();
@@ -376,14 +432,14 @@ mod tests {
         assert_eq!(adm.counts(), (0, 0, 2));
         let later = t0 + Duration::from_secs(60);
         assert_eq!(
-            adm.admit_at(B, later).unwrap_err(),
+            adm.admit_at(Some(B), later).unwrap_err(),
             Refused(Budget::Connections)
         );
         assert!(!evicted_now(&a) && !evicted_now(&b));
         // One authenticated and one old pending: the pending one goes.
         drop(b);
-        let (c, _) = adm.admit_at(A, t0).unwrap();
-        let (_d, made) = adm.admit_at(B, later).unwrap();
+        let (c, _) = adm.admit_at(Some(A), t0).unwrap();
+        let (_d, made) = adm.admit_at(Some(B), later).unwrap();
         assert_eq!(made.evicted, vec![Budget::Connections]);
         assert!(evicted_now(&c) && !evicted_now(&a));
         assert_eq!(adm.counts(), (1, 1, 1));
@@ -393,11 +449,13 @@ mod tests {
     fn handshake_budget_evicts_only_handshaking_connections() {
         let adm = table(100, 1, 100);
         let t0 = Instant::now();
-        let (done, _) = adm.admit_at(A, t0).unwrap();
+        let (done, _) = adm.admit_at(Some(A), t0).unwrap();
         done.handshake_done();
-        let (shaking, _) = adm.admit_at(A, t0 + Duration::from_millis(1)).unwrap();
+        let (shaking, _) = adm
+            .admit_at(Some(A), t0 + Duration::from_millis(1))
+            .unwrap();
         let later = t0 + Duration::from_secs(2);
-        let (_new, made) = adm.admit_at(B, later).unwrap();
+        let (_new, made) = adm.admit_at(Some(B), later).unwrap();
         assert_eq!(made.evicted, vec![Budget::Handshakes]);
         assert!(evicted_now(&shaking));
         assert!(
@@ -410,20 +468,20 @@ mod tests {
     fn per_source_budget_evicts_within_that_source_only() {
         let adm = table(100, 100, 2);
         let t0 = Instant::now();
-        let (b1, _) = adm.admit_at(B, t0).unwrap();
-        let (a1, _) = adm.admit_at(A, t0).unwrap();
-        let (a2, _) = adm.admit_at(A, t0).unwrap();
+        let (b1, _) = adm.admit_at(Some(B), t0).unwrap();
+        let (a1, _) = adm.admit_at(Some(A), t0).unwrap();
+        let (a2, _) = adm.admit_at(Some(A), t0).unwrap();
         // Another source is not affected by A's budget.
-        let (_b2, made) = adm.admit_at(B, t0).unwrap();
+        let (_b2, made) = adm.admit_at(Some(B), t0).unwrap();
         assert!(made.evicted.is_empty());
         let later = t0 + Duration::from_secs(2);
-        let (_a3, made) = adm.admit_at(A, later).unwrap();
+        let (_a3, made) = adm.admit_at(Some(A), later).unwrap();
         assert_eq!(made.evicted, vec![Budget::PendingPerSource]);
         assert!(evicted_now(&a1) && !evicted_now(&a2) && !evicted_now(&b1));
         // Authenticated connections do not count against their source.
         a2.handshake_done();
         a2.authenticate();
-        let (_a4, made) = adm.admit_at(A, later).unwrap();
+        let (_a4, made) = adm.admit_at(Some(A), later).unwrap();
         assert!(made.evicted.is_empty());
     }
 
@@ -433,9 +491,9 @@ mod tests {
         // frees the connection slot too, so only one connection goes.
         let adm = table(2, 100, 2);
         let t0 = Instant::now();
-        let (a1, _) = adm.admit_at(A, t0).unwrap();
-        let (a2, _) = adm.admit_at(A, t0).unwrap();
-        let (_a3, made) = adm.admit_at(A, t0 + Duration::from_secs(2)).unwrap();
+        let (a1, _) = adm.admit_at(Some(A), t0).unwrap();
+        let (a2, _) = adm.admit_at(Some(A), t0).unwrap();
+        let (_a3, made) = adm.admit_at(Some(A), t0 + Duration::from_secs(2)).unwrap();
         assert_eq!(made.evicted, vec![Budget::PendingPerSource]);
         assert!(evicted_now(&a1) && !evicted_now(&a2));
     }
@@ -444,11 +502,48 @@ mod tests {
     fn a_refusal_changes_nothing() {
         let adm = table(1, 100, 100);
         let t0 = Instant::now();
-        let (a, _) = adm.admit_at(A, t0).unwrap();
-        assert!(adm.admit_at(B, t0).is_err());
+        let (a, _) = adm.admit_at(Some(A), t0).unwrap();
+        assert!(adm.admit_at(Some(B), t0).is_err());
         assert_eq!(adm.counts(), (1, 1, 0));
         assert!(!evicted_now(&a));
         drop(a);
         assert_eq!(adm.counts(), (0, 0, 0));
+    }
+
+    /// Behind a balancer every connection comes from its address: the
+    /// per-source budget waits for the PROXY header's client, then holds
+    /// that client to it as it holds a direct one.
+    #[test]
+    fn a_balancers_connections_count_per_client_once_named() {
+        let adm = table(100, 100, 2);
+        let t0 = Instant::now();
+        let later = t0 + Duration::from_secs(2);
+        let (a1, _) = adm.admit_at(None, t0).unwrap();
+        let (a2, _) = adm.admit_at(None, t0).unwrap();
+        let (b1, _) = adm.admit_at(None, t0).unwrap();
+        assert_eq!(
+            adm.counts(),
+            (3, 3, 0),
+            "unnamed ones count everywhere but per source"
+        );
+        assert!(a1.set_source_at(A, t0).unwrap().evicted.is_empty());
+        assert!(a2.set_source_at(A, t0).unwrap().evicted.is_empty());
+        assert!(b1.set_source_at(B, t0).unwrap().evicted.is_empty());
+        let (a3, _) = adm.admit_at(None, t0).unwrap();
+        assert_eq!(
+            a3.set_source_at(A, t0).unwrap_err(),
+            Refused(Budget::PendingPerSource),
+            "A's two are too young to make room"
+        );
+        let made = a3.set_source_at(A, later).unwrap();
+        assert_eq!(made.evicted, vec![Budget::PendingPerSource]);
+        assert!(evicted_now(&a1) && !evicted_now(&a2) && !evicted_now(&b1));
+        assert!(
+            a3.set_source_at(B, later).unwrap().evicted.is_empty(),
+            "named once"
+        );
+        drop((a2, a3, b1));
+        assert_eq!(adm.counts(), (0, 0, 0));
+        assert!(adm.table().pending_by_source.is_empty());
     }
 }

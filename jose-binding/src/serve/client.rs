@@ -202,6 +202,9 @@ pub struct ClientSetup {
     /// Limit on each step: TCP connect, TLS handshake, PRK computation and
     /// each HTTP exchange (default 10 s).
     pub timeout: Duration,
+    /// The local address to connect from (default: the system's choice),
+    /// for a host with several.
+    pub local_address: Option<std::net::IpAddr>,
 }
 
 impl ClientSetup {
@@ -220,8 +223,36 @@ impl ClientSetup {
             audience: None,
             ttl_secs: crate::protocol::issuer::DEFAULT_TTL_SECS,
             timeout: Duration::from_secs(10),
+            local_address: None,
         })
     }
+}
+
+/// A TCP connection to `target`, from `local` when given (to the first of
+/// the target's addresses of the same family).
+async fn tcp_connect(
+    target: &Target,
+    local: Option<std::net::IpAddr>,
+) -> std::io::Result<TcpStream> {
+    let Some(local) = local else {
+        return TcpStream::connect((target.host.as_str(), target.port)).await;
+    };
+    let remote = tokio::net::lookup_host((target.host.as_str(), target.port))
+        .await?
+        .find(|a| a.is_ipv4() == local.is_ipv4())
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::AddrNotAvailable,
+                "no address of the local address's family",
+            )
+        })?;
+    let socket = if local.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.bind(std::net::SocketAddr::new(local, 0))?;
+    socket.connect(remote).await
 }
 
 impl BoundConnection {
@@ -229,16 +260,13 @@ impl BoundConnection {
     pub async fn connect(target: &Target, setup: &ClientSetup) -> Result<Self, ClientError> {
         let addr = format!("{}:{}", target.host, target.port);
         let timeout = setup.timeout;
-        let tcp = tokio::time::timeout(
-            timeout,
-            TcpStream::connect((target.host.as_str(), target.port)),
-        )
-        .await
-        .map_err(|_| ClientError::Timeout("TCP connect"))?
-        .map_err(|source| ClientError::Connect {
-            addr: addr.clone(),
-            source,
-        })?;
+        let tcp = tokio::time::timeout(timeout, tcp_connect(target, setup.local_address))
+            .await
+            .map_err(|_| ClientError::Timeout("TCP connect"))?
+            .map_err(|source| ClientError::Connect {
+                addr: addr.clone(),
+                source,
+            })?;
         let _ = tcp.set_nodelay(true);
         let name = ServerName::try_from(target.host.clone())
             .map_err(|_| ClientError::Url(target.host.clone()))?;

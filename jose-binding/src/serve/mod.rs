@@ -7,8 +7,11 @@ pub(crate) mod admission;
 pub mod client;
 pub mod echo;
 pub(crate) mod layer;
+#[cfg(feature = "proxy-protocol")]
+pub(crate) mod proxy_protocol;
 pub mod reload;
 pub(crate) mod server;
 pub mod stamp;
+pub(crate) mod status;
 pub(crate) mod throttle;
 pub mod tls;

@@ -25,6 +25,8 @@ use tower_service::Service;
 
 use crate::serve::admission::{Admission, Budgets, Refused, Ticket};
 use crate::serve::layer::{Binding, ConnectionBinding, Outcome};
+#[cfg(feature = "proxy-protocol")]
+use crate::serve::proxy_protocol;
 use crate::serve::throttle::{Counters, Dropped, LogBudget};
 use crate::serve::tls;
 
@@ -67,6 +69,12 @@ pub struct ServerOptions {
     /// Log lines a second for refused requests and dropped connections;
     /// the rest are counted in a summary line.
     pub refusal_log_per_sec: u32,
+    /// Balancers that put a PROXY protocol header (v1 or v2) before TLS;
+    /// their connections must carry one, and the client it names is the
+    /// peer everywhere (log, [`PeerAddr`], per-source budget). Empty (the
+    /// default): no peer may send one.
+    #[cfg(feature = "proxy-protocol")]
+    pub proxy_protocol_from: Vec<ipnet::IpNet>,
 }
 
 impl Default for ServerOptions {
@@ -86,6 +94,8 @@ impl Default for ServerOptions {
             max_header_bytes: 64 * 1024,
             max_send_buf_size: 64 * 1024,
             refusal_log_per_sec: 10,
+            #[cfg(feature = "proxy-protocol")]
+            proxy_protocol_from: Vec::new(),
         }
     }
 }
@@ -164,6 +174,8 @@ struct Shared<S> {
     log: Arc<Log>,
     /// Flips to true once serving has stopped (see [`ConnectionGuard`]).
     stop: tokio::sync::watch::Receiver<bool>,
+    #[cfg(feature = "proxy-protocol")]
+    balancers: proxy_protocol::Trusted,
 }
 
 /// The counters, and the log budget that refusals and drops share.
@@ -288,6 +300,8 @@ pub async fn serve<S: App>(
             counters: Counters::default(),
             budget: LogBudget::new(opts.refusal_log_per_sec),
         }),
+        #[cfg(feature = "proxy-protocol")]
+        balancers: proxy_protocol::Trusted(opts.proxy_protocol_from.clone()),
         opts,
         stop,
     });
@@ -309,7 +323,16 @@ pub async fn serve<S: App>(
             },
         };
         shared.log.counters.accepted.fetch_add(1, Ordering::Relaxed);
-        let ticket = match admission.admit(peer.ip()) {
+        // A balancer's client is known only from its PROXY header.
+        #[cfg(feature = "proxy-protocol")]
+        let admitted = if shared.balancers.contains(peer.ip()) {
+            admission.admit_unresolved()
+        } else {
+            admission.admit(peer.ip())
+        };
+        #[cfg(not(feature = "proxy-protocol"))]
+        let admitted = admission.admit(peer.ip());
+        let ticket = match admitted {
             Ok((ticket, _)) => ticket,
             Err(Refused(budget)) => {
                 shared.dropped(peer, Dropped::Refused, &budget.as_str());
@@ -358,8 +381,8 @@ async fn report_suppressed<S>(shared: Arc<Shared<S>>) {
     }
 }
 
-/// One connection: handshake, then HTTP until the peer leaves, the server
-/// shuts down, or a limit closes it.
+/// One connection: the PROXY header from a balancer, then
+/// [`serve_tls`].
 async fn serve_connection<S: App>(
     shared: Arc<Shared<S>>,
     tcp: tokio::net::TcpStream,
@@ -367,10 +390,53 @@ async fn serve_connection<S: App>(
     ticket: Ticket,
     watcher: hyper_util::server::graceful::Watcher,
 ) {
+    let accepted = tokio::time::Instant::now();
+    #[cfg(feature = "proxy-protocol")]
+    {
+        let read = tokio::time::timeout_at(
+            accepted + shared.opts.handshake_timeout,
+            proxy_protocol::accept(tcp, peer, &shared.balancers),
+        );
+        let (client, io) = tokio::select! {
+            r = read => match r {
+                Ok(Ok(accepted)) => accepted,
+                Ok(Err((peer, e))) => return shared.dropped(peer, Dropped::ProxyHeader, &e),
+                Err(_) => return shared.dropped(peer, Dropped::Handshake, &"timed out before TLS"),
+            },
+            _ = ticket.evicted() => return shared.dropped(peer, Dropped::Evicted, &"before TLS"),
+        };
+        if shared.balancers.contains(peer.ip()) {
+            if let Err(Refused(budget)) = ticket.set_source(client.ip()) {
+                return shared.dropped(client, Dropped::Refused, &budget.as_str());
+            }
+        }
+        serve_tls(shared, io, client, ticket, watcher, accepted).await
+    }
+    #[cfg(not(feature = "proxy-protocol"))]
+    serve_tls(shared, tcp, peer, ticket, watcher, accepted).await
+}
+
+/// The TLS handshake (within the handshake timeout of `accepted`), then
+/// HTTP until the peer leaves, the server shuts down, or a limit closes
+/// it. `peer` is the client.
+async fn serve_tls<S, IO>(
+    shared: Arc<Shared<S>>,
+    io: IO,
+    peer: SocketAddr,
+    ticket: Ticket,
+    watcher: hyper_util::server::graceful::Watcher,
+    accepted: tokio::time::Instant,
+) where
+    S: App,
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let ticket = Arc::new(ticket);
     let opts = &shared.opts;
-    let auth_deadline = tokio::time::Instant::now() + opts.auth_timeout;
-    let handshake = tokio::time::timeout(opts.handshake_timeout, shared.acceptor.accept(tcp));
+    let auth_deadline = accepted + opts.auth_timeout;
+    let handshake = tokio::time::timeout_at(
+        accepted + opts.handshake_timeout,
+        shared.acceptor.accept(io),
+    );
     let stream = tokio::select! {
         r = handshake => match r {
             Ok(Ok(s)) => s,

@@ -73,16 +73,21 @@ pub(crate) enum Dropped {
     AuthDeadline,
     /// No request or response traffic for the idle timeout.
     Idle,
+    /// A PROXY protocol header missing from a trusted balancer, sent by
+    /// another peer, or malformed.
+    #[cfg_attr(not(feature = "proxy-protocol"), allow(dead_code))]
+    ProxyHeader,
 }
 
 impl Dropped {
     #[cfg(test)]
-    pub(crate) const ALL: [Dropped; 5] = [
+    pub(crate) const ALL: [Dropped; 6] = [
         Dropped::Refused,
         Dropped::Evicted,
         Dropped::Handshake,
         Dropped::AuthDeadline,
         Dropped::Idle,
+        Dropped::ProxyHeader,
     ];
 
     pub(crate) const fn as_str(self) -> &'static str {
@@ -92,6 +97,7 @@ impl Dropped {
             Dropped::Handshake => "handshake",
             Dropped::AuthDeadline => "auth_deadline",
             Dropped::Idle => "idle",
+            Dropped::ProxyHeader => "proxy_header",
         }
     }
 }
@@ -100,7 +106,7 @@ impl Dropped {
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub accepted: AtomicU64,
-    dropped: [AtomicU64; 5],
+    dropped: [AtomicU64; 6],
     /// Requests answered with a 4xx (a §7 refusal, 404, 405 …).
     pub requests_refused: AtomicU64,
 }

@@ -127,12 +127,44 @@ impl Server {
     }
 
     pub fn hup(&self) {
+        self.signal("HUP");
+    }
+
+    /// Every line logged so far (taken without waiting).
+    pub fn read_log(&mut self) -> &[String] {
+        self.log.extend(self.lines.try_iter());
+        &self.log
+    }
+
+    /// Sends the signal `name` (`HUP`, `TERM`, ...).
+    pub fn signal(&self, name: &str) {
         let ok = Command::new("kill")
-            .args(["-HUP", &self.child.id().to_string()])
+            .args([&format!("-{name}"), &self.child.id().to_string()])
             .status()
             .expect("kill")
             .success();
-        assert!(ok, "SIGHUP sent");
+        assert!(ok, "SIG{name} sent");
+    }
+
+    /// Whether the process has exited (and how), without waiting.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().expect("try_wait")
+    }
+
+    /// Waits up to `timeout` for the process to exit, keeping its log.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            while let Ok(line) = self.lines.try_recv() {
+                self.log.push(line);
+            }
+            if let Some(status) = self.exited() {
+                self.log.extend(self.lines.try_iter());
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 }
 
@@ -161,4 +193,22 @@ pub fn run_bounded(mut cmd: Command, timeout: Duration) -> Output {
         std::thread::sleep(Duration::from_millis(50));
     }
     child.wait_with_output().expect("output")
+}
+
+/// The repository root (the fixtures' parent), where `--dev` finds them.
+pub fn repo() -> std::path::PathBuf {
+    jose_binding_e2e::fixtures().join("..")
+}
+
+/// The status of one signed request from client1 to the server on `port`.
+pub async fn signed_request(port: u16) -> u16 {
+    use jose_binding::client::{BoundConnection, HttpVersion, Target};
+    let target = Target::parse(&format!("https://localhost:{port}")).unwrap();
+    let setup = jose_binding_e2e::setup("client1", HttpVersion::Auto);
+    let mut conn = BoundConnection::connect(&target, &setup).await.unwrap();
+    let r = conn
+        .send(jose_binding::Form::Signed, &serde_json::json!({}))
+        .await
+        .unwrap();
+    r.status
 }

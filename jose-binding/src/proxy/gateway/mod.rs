@@ -10,7 +10,6 @@
 //! failures answer 502 or 504 without leaking the upstream's internals.
 
 pub(crate) mod headers;
-pub(crate) mod status;
 pub(crate) mod upstream;
 
 use std::convert::Infallible;
@@ -30,17 +29,19 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tower_service::Service;
 
+use crate::keys::keystore::KeystoreHandle;
 use crate::proxy::hop::{
     clean_trailers, is_websocket_upgrade, switches_to_websocket, tunnel, Idle, ProxyBody,
     TunnelLimits,
 };
 use crate::serve::layer::{static_bearer_accepted, BindingLayer, BindingService, Layer, Outcome};
 use crate::serve::server::{BoxError, ConnectionGuard, PeerAddr, UpstreamReport};
+use crate::serve::status::Readiness;
 use crate::Verified;
 use headers::{Hop, Identity, IdentityHeaders};
 use upstream::{Connector, Failure, Upstream};
 
-pub use ipnet::IpNet;
+use ipnet::IpNet;
 
 /// How the gateway forwards.
 #[derive(Debug, Clone)]
@@ -187,6 +188,16 @@ impl Gateway {
     /// (what `/readyz` asks).
     pub(crate) async fn probe(&self) -> Result<(), upstream::ConnectError> {
         self.shared.connector.connect().await.map(drop)
+    }
+
+    /// `readiness` that also requires this gateway's upstream to accept a
+    /// connection.
+    pub fn readiness(&self, keystore: KeystoreHandle) -> Readiness {
+        let gateway = self.clone();
+        Readiness::new(keystore).with_probe(Box::new(move || {
+            let gateway = gateway.clone();
+            Box::pin(async move { gateway.probe().await.is_ok() })
+        }))
     }
 
     /// Where the gateway forwards to.

@@ -1,13 +1,18 @@
 //! The status listener (`--status-listen`): plain HTTP on an address the
-//! operator chooses, for load balancers and orchestrators.
+//! operator chooses, for load balancers and orchestrators, in every mode.
 //!
 //! - `GET /healthz`: 200 while the process serves.
-//! - `GET /readyz`: 200 when the keystore holds a client and the upstream
-//!   accepts a connection; 503 with the reason otherwise. The upstream is
-//!   probed at most once a second, however often `/readyz` is asked.
+//! - `GET /readyz`: 200 when the keystore holds a client, the server is
+//!   not draining and (for a gateway) the upstream accepts a connection;
+//!   503 with the reason otherwise. An upstream is probed at most once a
+//!   second, however often `/readyz` is asked.
+//! - `GET /metrics`: what the metrics renderer given to [`serve_status`]
+//!   returns (the Prometheus text format), when one is given.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,7 +25,6 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
-use super::Gateway;
 use crate::keys::keystore::KeystoreHandle;
 
 /// Connections the status listener serves at once; more wait in the
@@ -28,7 +32,7 @@ use crate::keys::keystore::KeystoreHandle;
 const MAX_CONNECTIONS: usize = 64;
 const PROBE_EVERY: Duration = Duration::from_secs(1);
 
-/// Why the gateway is not ready.
+/// Why the server is not ready.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum NotReady {
@@ -37,6 +41,9 @@ pub enum NotReady {
     /// The last connection attempt to the upstream (at most a second old)
     /// failed.
     UpstreamUnreachable,
+    /// The server is shutting down: it still serves, but a balancer should
+    /// send new connections elsewhere.
+    Draining,
 }
 
 impl NotReady {
@@ -45,33 +52,62 @@ impl NotReady {
         match self {
             NotReady::KeystoreEmpty => "keystore_empty",
             NotReady::UpstreamUnreachable => "upstream_unreachable",
+            NotReady::Draining => "draining",
         }
     }
 }
 
+/// One connection attempt to an upstream: true if it connected.
+pub(crate) type Probe = Box<dyn Fn() -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
+
 /// What `/readyz` checks, with the last upstream probe cached.
 pub struct Readiness {
-    gateway: Gateway,
     keystore: KeystoreHandle,
+    draining: AtomicBool,
+    upstream: Option<Probe>,
     last_probe: Mutex<Option<(Instant, bool)>>,
 }
 
 impl Readiness {
-    /// Readiness of `gateway` with the clients of `keystore`.
-    pub fn new(gateway: Gateway, keystore: KeystoreHandle) -> Self {
+    /// Readiness of a server with the clients of `keystore`.
+    pub fn new(keystore: KeystoreHandle) -> Self {
         Readiness {
-            gateway,
             keystore,
+            draining: AtomicBool::new(false),
+            upstream: None,
             last_probe: Mutex::new(None),
         }
     }
 
-    /// Ready when the keystore has a client and the upstream answered a
-    /// connection attempt; the attempt is made at most once a second.
+    /// Also requires the upstream to accept a connection.
+    #[cfg_attr(not(feature = "gateway"), allow(dead_code))]
+    pub(crate) fn with_probe(mut self, probe: Probe) -> Self {
+        self.upstream = Some(probe);
+        self
+    }
+
+    /// From now on `/readyz` answers 503 `draining`; it never turns back.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether [`drain`](Self::drain) was called.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Ready when not draining, the keystore has a client and any upstream
+    /// answered a connection attempt (made at most once a second).
     pub async fn check(&self) -> Result<(), NotReady> {
+        if self.is_draining() {
+            return Err(NotReady::Draining);
+        }
         if self.keystore.snapshot().is_empty() {
             return Err(NotReady::KeystoreEmpty);
         }
+        let Some(probe) = &self.upstream else {
+            return Ok(());
+        };
         let cached = match self.last_probe.lock() {
             Ok(g) => *g,
             Err(p) => *p.into_inner(),
@@ -79,7 +115,7 @@ impl Readiness {
         let up = match cached {
             Some((at, up)) if at.elapsed() < PROBE_EVERY => up,
             _ => {
-                let up = self.gateway.probe().await.is_ok();
+                let up = probe().await;
                 if let Ok(mut g) = self.last_probe.lock() {
                     *g = Some((Instant::now(), up));
                 }
@@ -94,10 +130,15 @@ impl Readiness {
     }
 }
 
-/// Serves `/healthz` and `/readyz` until `shutdown` resolves.
+/// Renders the metrics for `GET /metrics` (the Prometheus text format).
+pub type RenderMetrics = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// Serves `/healthz`, `/readyz` and (with `metrics`) `/metrics` until
+/// `shutdown` resolves.
 pub async fn serve_status(
     listener: TcpListener,
     readiness: Arc<Readiness>,
+    metrics: Option<RenderMetrics>,
     shutdown: impl Future<Output = ()>,
 ) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
@@ -121,11 +162,13 @@ pub async fn serve_status(
             },
         };
         let readiness = readiness.clone();
+        let metrics = metrics.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let svc = hyper::service::service_fn(move |req| {
                 let readiness = readiness.clone();
-                async move { Ok::<_, Infallible>(answer(&readiness, &req).await) }
+                let metrics = metrics.clone();
+                async move { Ok::<_, Infallible>(answer(&readiness, metrics.as_ref(), &req).await) }
             });
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -137,26 +180,40 @@ pub async fn serve_status(
     }
 }
 
-async fn answer(readiness: &Readiness, req: &Request<Incoming>) -> Response<Full<Bytes>> {
-    let (status, body) = match (req.method(), req.uri().path()) {
-        (&Method::GET, "/healthz") => (StatusCode::OK, r#"{"status":"ok"}"#.to_owned()),
-        (&Method::GET, "/readyz") => match readiness.check().await {
-            Ok(()) => (StatusCode::OK, r#"{"status":"ready"}"#.to_owned()),
+async fn answer(
+    readiness: &Readiness,
+    metrics: Option<&RenderMetrics>,
+    req: &Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    const JSON: &str = "application/json";
+    // The exposition format's content type (Prometheus text format 0.0.4).
+    const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
+    let (status, body, content_type) = match (req.method(), req.uri().path(), metrics) {
+        (&Method::GET, "/healthz", _) => (StatusCode::OK, r#"{"status":"ok"}"#.to_owned(), JSON),
+        (&Method::GET, "/readyz", _) => match readiness.check().await {
+            Ok(()) => (StatusCode::OK, r#"{"status":"ready"}"#.to_owned(), JSON),
             Err(why) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!(r#"{{"status":"not_ready","reason":"{}"}}"#, why.as_str()),
+                JSON,
             ),
         },
-        (_, "/healthz" | "/readyz") => (
+        (&Method::GET, "/metrics", Some(render)) => (StatusCode::OK, render(), PROMETHEUS),
+        (_, "/healthz" | "/readyz", _) | (_, "/metrics", Some(_)) => (
             StatusCode::METHOD_NOT_ALLOWED,
             r#"{"error":"method_not_allowed"}"#.to_owned(),
+            JSON,
         ),
-        _ => (StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#.to_owned()),
+        _ => (
+            StatusCode::NOT_FOUND,
+            r#"{"error":"not_found"}"#.to_owned(),
+            JSON,
+        ),
     };
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
-    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }

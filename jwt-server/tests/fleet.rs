@@ -1,0 +1,332 @@
+//! Three jwt-server replicas behind a real HAProxy in TCP mode (TLS
+//! passthrough, `send-proxy-v2`, health checks on each status listener's
+//! `/readyz`), sharing one keystore file: the load spreads, a token
+//! replayed on another connection fails whichever replica it lands on, a
+//! key rotation reaches every replica, a replica drained with SIGTERM
+//! loses no request, and every replica sees the client's own address.
+//! Bad PROXY headers sent straight to a replica are each closed.
+
+mod support;
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jose_binding::client::{BoundConnection, ClientSetup, HttpVersion, Target};
+use jose_binding::{Form, SoftwareRootKey};
+use jose_binding_e2e::haproxy::Haproxy;
+use jose_binding_e2e::upstream::free_port;
+use jose_binding_e2e::{fixture_key, fixtures, TempDir};
+use support::{run, text, Server};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The clients' own address; HAProxy and the replicas listen on 127.0.0.1.
+const CLIENT: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
+
+struct Replica {
+    server: Server,
+    port: u16,
+    status: u16,
+}
+
+fn start_replica(dir: &TempDir, port: u16, status: u16) -> Replica {
+    let (listen, status_listen) = (format!("127.0.0.1:{port}"), format!("127.0.0.1:{status}"));
+    let (cert, key) = (fixtures().join("server.pem"), fixtures().join("server.key"));
+    let keystore = dir.join("keystore.toml");
+    let args = [
+        "--listen",
+        &listen,
+        "--status-listen",
+        &status_listen,
+        "--cert",
+        cert.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+        "--keystore",
+        keystore.to_str().unwrap(),
+        "--proxy-protocol",
+        "--proxy-protocol-from",
+        "127.0.0.1",
+        "--drain-secs",
+        "2",
+    ];
+    let server = Server::start(&args, dir, &[]).expect("replica starts");
+    Replica {
+        server,
+        port,
+        status,
+    }
+}
+
+fn haproxy(front: u16, replicas: &[Replica]) -> Haproxy {
+    let servers: String = replicas
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            format!(
+                "  server r{} 127.0.0.1:{} send-proxy-v2 check port {} inter 200ms fall 1 rise 2\n",
+                i + 1,
+                r.port,
+                r.status
+            )
+        })
+        .collect();
+    let sections = format!(
+        "defaults\n  mode tcp\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\n\n\
+         frontend fleet\n  bind 127.0.0.1:{front}\n  default_backend replicas\n\n\
+         backend replicas\n  balance roundrobin\n  option httpchk GET /readyz\n  \
+         http-check expect status 200\n{servers}"
+    );
+    Haproxy::start("fleet", &sections, front)
+}
+
+fn setup(key: SoftwareRootKey) -> ClientSetup {
+    let mut s = jose_binding_e2e::setup_with_key("client1", HttpVersion::Auto, key);
+    s.local_address = Some(CLIENT);
+    s
+}
+
+/// Requests each replica logged from the client's own address.
+fn served(r: &mut Replica) -> usize {
+    r.server
+        .read_log()
+        .iter()
+        .filter(|l| l.contains("jose_binding::access") && l.contains("peer=127.0.0.2:"))
+        .count()
+}
+
+/// `conns` connections through the balancer, `each` requests on each;
+/// the statuses.
+async fn load(front: u16, key: &SoftwareRootKey, conns: usize, each: usize) -> Vec<u16> {
+    let target = Target::parse(&format!("https://localhost:{front}")).unwrap();
+    let mut statuses = Vec::new();
+    for _ in 0..conns {
+        let mut c = BoundConnection::connect(&target, &setup(key.clone()))
+            .await
+            .expect("connect through the balancer");
+        for _ in 0..each {
+            let r = c.send(Form::Signed, &serde_json::json!({})).await.unwrap();
+            statuses.push(r.status);
+        }
+    }
+    statuses
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_behind_haproxy() {
+    let dir = TempDir::new("fleet");
+    std::fs::copy(fixtures().join("keystore.toml"), dir.join("keystore.toml")).unwrap();
+    let mut replicas: Vec<Replica> = (0..3)
+        .map(|_| start_replica(&dir, free_port(), free_port()))
+        .collect();
+    let front = free_port();
+    let lb = haproxy(front, &replicas);
+    let up = |s: &[(String, String)]| s.len() == 3 && s.iter().all(|(_, st)| st == "UP");
+    let states = lb.wait_servers("replicas", Duration::from_secs(10), up);
+    assert!(up(&states), "{states:?}");
+    let key1 = fixture_key("client1");
+
+    // The load spreads over all three, and each sees the client's address.
+    let statuses = load(front, &key1, 30, 3).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let per_replica: Vec<usize> = replicas.iter_mut().map(served).collect();
+    assert_eq!(per_replica.iter().sum::<usize>(), 90, "{per_replica:?}");
+    assert!(per_replica.iter().all(|n| *n >= 15), "{per_replica:?}");
+    eprintln!("requests per replica: {per_replica:?}");
+
+    // A token from one connection, replayed on others: refused whichever
+    // replica each lands on.
+    let target = Target::parse(&format!("https://localhost:{front}")).unwrap();
+    let mut first = BoundConnection::connect(&target, &setup(key1.clone()))
+        .await
+        .unwrap();
+    let token = first.token(Form::Signed, &serde_json::json!({})).unwrap();
+    let before: Vec<usize> = replicas.iter_mut().map(served).collect();
+    for _ in 0..6 {
+        let mut other = BoundConnection::connect(&target, &setup(key1.clone()))
+            .await
+            .unwrap();
+        let r = other
+            .request(http::Method::POST, "/v1/claims", Some(&token))
+            .await
+            .unwrap();
+        assert_eq!(
+            r.error_code().map(|c| c.as_str()),
+            Some("bad_signature"),
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    let after: Vec<usize> = replicas.iter_mut().map(served).collect();
+    let refused_on: usize = before.iter().zip(&after).filter(|(b, a)| a > b).count();
+    assert!(refused_on >= 2, "replays landed on {refused_on} replicas");
+    let r = first
+        .request(http::Method::POST, "/v1/claims", Some(&token))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "on its own connection it is accepted");
+
+    // A rotation of the shared keystore reaches every replica.
+    let key_out = dir.join("client1-new.key");
+    let ks = dir.join("keystore.toml");
+    let rotated = run(
+        &[
+            "keys",
+            "rotate",
+            "client1",
+            "--keystore",
+            ks.to_str().unwrap(),
+            "--key-out",
+            key_out.to_str().unwrap(),
+        ],
+        &dir,
+        &[],
+    );
+    assert!(rotated.status.success(), "{}", text(&rotated));
+    let rotated_at = Instant::now();
+    let mut latencies = Vec::new();
+    for r in replicas.iter_mut() {
+        assert!(
+            r.server
+                .wait_for("keystore reloaded", Duration::from_secs(5))
+                .is_some(),
+            "{:?}",
+            r.server.log
+        );
+        latencies.push(rotated_at.elapsed());
+    }
+    eprintln!("rotation seen by the replicas after {latencies:?}");
+    assert!(latencies.iter().all(|l| *l < Duration::from_millis(2500)));
+    let new_key = SoftwareRootKey::from_file(&key_out).unwrap();
+    assert!(load(front, &new_key, 6, 1).await.iter().all(|s| *s == 200));
+    assert!(load(front, &key1, 6, 1).await.iter().all(|s| *s == 200));
+
+    // A steady load while replica 1 drains: no request fails.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed, reconnects) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, ok, failed, reconnects) =
+                (stop.clone(), ok.clone(), failed.clone(), reconnects.clone());
+            let (target, setup) = (target.clone(), setup(new_key.clone()));
+            tokio::spawn(async move {
+                let mut conn = None;
+                while !stop.load(Ordering::Relaxed) {
+                    if conn.is_none() {
+                        match BoundConnection::connect(&target, &setup).await {
+                            Ok(c) => conn = Some(c),
+                            Err(_) => {
+                                reconnects.fetch_add(1, Ordering::Relaxed);
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                                continue;
+                            }
+                        }
+                    }
+                    let c = conn.as_mut().expect("connected above");
+                    match c.send(Form::Signed, &serde_json::json!({})).await {
+                        Ok(r) if r.status == 200 => ok.fetch_add(1, Ordering::Relaxed),
+                        Ok(_) => failed.fetch_add(1, Ordering::Relaxed),
+                        // The connection closed (GOAWAY, Connection: close):
+                        // not an answer; the request goes on a new one.
+                        Err(_) => {
+                            conn = None;
+                            reconnects.fetch_add(1, Ordering::Relaxed)
+                        }
+                    };
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    replicas[0].server.signal("TERM");
+    let down = |s: &[(String, String)]| s.iter().any(|(n, st)| n == "r1" && st.starts_with("DOWN"));
+    let states = lb.wait_servers("replicas", Duration::from_secs(2), down);
+    assert!(down(&states), "the balancer saw the drain: {states:?}");
+    let exit = replicas[0]
+        .server
+        .wait_exit(Duration::from_secs(20))
+        .expect("replica 1 exits");
+    assert!(exit.success(), "{exit:?}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.await.unwrap();
+    }
+    let (ok, failed, reconnects) = (
+        ok.load(Ordering::Relaxed),
+        failed.load(Ordering::Relaxed),
+        reconnects.load(Ordering::Relaxed),
+    );
+    eprintln!(
+        "during the drain: {ok} requests answered 200, {failed} failed, {reconnects} reconnects"
+    );
+    assert_eq!(failed, 0);
+    assert!(ok > 20, "{ok}");
+
+    // Restarted on its ports, replica 1 takes traffic again.
+    let (port, status) = (replicas[0].port, replicas[0].status);
+    replicas[0] = start_replica(&dir, port, status);
+    let states = lb.wait_servers("replicas", Duration::from_secs(10), up);
+    assert!(up(&states), "{states:?}");
+    assert!(load(front, &new_key, 9, 1).await.iter().all(|s| *s == 200));
+    assert!(
+        served(&mut replicas[0]) >= 1,
+        "the restarted replica serves"
+    );
+
+    // PROXY headers that are wrong, straight to replica 2: each connection
+    // is closed, and the replica goes on serving.
+    let direct = replicas[1].port;
+    let mut v2 = b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c".to_vec();
+    v2.extend_from_slice(&[127, 0, 0, 2, 127, 0, 0, 1, 0x9c, 0x40, 0x20, 0xfb]);
+    let mut oversized = b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x07\xd0".to_vec();
+    oversized.extend(std::iter::repeat_n(0u8, 2000));
+    for (what, from, bytes, shut) in [
+        (
+            "no header from the balancer",
+            None,
+            b"\x16\x03\x01\x00\x05hello".to_vec(),
+            false,
+        ),
+        ("malformed", None, b"PROXY TCP9 a b 1 2\r\n".to_vec(), false),
+        ("truncated", None, v2[..20].to_vec(), true),
+        ("oversized", None, oversized.clone(), false),
+        ("a header from a client", Some(CLIENT), v2.clone(), false),
+    ] {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        if let Some(ip) = from {
+            socket.bind((ip, 0).into()).unwrap();
+        }
+        let mut tcp = socket
+            .connect(([127, 0, 0, 1], direct).into())
+            .await
+            .unwrap();
+        tcp.write_all(&bytes).await.unwrap();
+        if shut {
+            tcp.shutdown().await.unwrap();
+        }
+        let mut buf = [0u8; 64];
+        let read = tokio::time::timeout(Duration::from_secs(3), tcp.read(&mut buf)).await;
+        assert!(
+            matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+            "{what}: not closed ({read:?})"
+        );
+    }
+    let log = replicas[1].server.read_log().join("\n");
+    for code in [
+        "proxy_header_missing",
+        "proxy_header_malformed",
+        "proxy_header_truncated",
+        "proxy_header_too_long",
+        "proxy_header_untrusted",
+    ] {
+        assert!(log.contains(code), "{code} not logged");
+    }
+    assert!(load(front, &new_key, 3, 1).await.iter().all(|s| *s == 200));
+    drop(lb);
+}

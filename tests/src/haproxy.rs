@@ -1,0 +1,121 @@
+//! HAProxy from Debian's package (`scripts/test.sh` installs it), started
+//! by a test as this user on loopback ports, in the foreground (`-db`),
+//! with an admin socket for reading its servers' states.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::TempDir;
+
+/// A running HAProxy (killed on drop).
+pub struct Haproxy {
+    pub dir: TempDir,
+    child: Child,
+}
+
+impl Haproxy {
+    /// HAProxy with `sections` (its `defaults`, `frontend`, `backend`, ...)
+    /// after a `global` section of its own (admin socket, no daemon);
+    /// waits until `port` (a `bind` of `sections`) accepts connections.
+    pub fn start(name: &str, sections: &str, port: u16) -> Haproxy {
+        let bin = ["/usr/sbin/haproxy", "/usr/bin/haproxy"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+            .expect("haproxy not found: scripts/test.sh installs it (apt-get install haproxy)");
+        let dir = TempDir::new(&format!("haproxy-{name}"));
+        let conf = format!(
+            "global\n  stats socket {}/admin.sock mode 600 level admin\n  maxconn 4096\n\n{sections}\n",
+            dir.display()
+        );
+        let path = dir.join("haproxy.cfg");
+        std::fs::write(&path, conf).unwrap();
+        let check = Command::new(&bin)
+            .arg("-c")
+            .arg("-f")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            check.status.success(),
+            "haproxy -c: {}{}",
+            String::from_utf8_lossy(&check.stdout),
+            String::from_utf8_lossy(&check.stderr)
+        );
+        let child = Command::new(&bin)
+            .arg("-db")
+            .arg("-f")
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start haproxy");
+        let haproxy = Haproxy { dir, child };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return haproxy;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("haproxy did not listen on {port}");
+    }
+
+    /// One command on the admin socket; its answer.
+    pub fn admin(&self, command: &str) -> String {
+        let mut s = std::os::unix::net::UnixStream::connect(self.dir.join("admin.sock"))
+            .expect("haproxy admin socket");
+        s.write_all(format!("{command}\n").as_bytes()).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    }
+
+    /// The status (`UP`, `DOWN`, `MAINT`, ...) of each server of `backend`,
+    /// by name, from `show stat`.
+    pub fn servers(&self, backend: &str) -> Vec<(String, String)> {
+        let stat = self.admin("show stat");
+        let mut lines = stat.lines();
+        let header: Vec<&str> = lines
+            .next()
+            .unwrap_or("")
+            .trim_start_matches("# ")
+            .split(',')
+            .collect();
+        let col = |name: &str| header.iter().position(|h| *h == name);
+        let (Some(px), Some(sv), Some(st)) = (col("pxname"), col("svname"), col("status")) else {
+            return Vec::new();
+        };
+        lines
+            .map(|l| l.split(',').collect::<Vec<_>>())
+            .filter(|f| f.get(px) == Some(&backend))
+            .filter(|f| !matches!(f.get(sv), Some(&"BACKEND" | &"FRONTEND")))
+            .map(|f| (f[sv].to_owned(), f[st].to_owned()))
+            .collect()
+    }
+
+    /// Waits up to `timeout` until `want(server states)` holds.
+    pub fn wait_servers(
+        &self,
+        backend: &str,
+        timeout: Duration,
+        want: impl Fn(&[(String, String)]) -> bool,
+    ) -> Vec<(String, String)> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let now = self.servers(backend);
+            if want(&now) || Instant::now() > deadline {
+                return now;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

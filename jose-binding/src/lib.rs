@@ -114,6 +114,14 @@ pub mod server {
 #[cfg(any(feature = "gateway", feature = "proxy-protocol"))]
 pub use ipnet::IpNet;
 
+/// Metric names, kinds, labels and help text, all in one list; the
+/// library records them through the `metrics` facade when a recorder is
+/// installed.
+#[cfg(feature = "net")]
+pub mod metrics {
+    pub use crate::serve::metrics::{build_info, describe, Metric, MetricKind, ALL};
+}
+
 /// The status listener: `/healthz`, `/readyz` (draining included) and
 /// `/metrics`, in every mode.
 #[cfg(feature = "net")]

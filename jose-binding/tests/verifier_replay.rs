@@ -210,3 +210,25 @@ fn a_new_connection_has_its_own_replay_cache() {
     accept(&t);
     accept(&t);
 }
+
+/// A refusal at the cache's bound says so (the servers count it), and a
+/// replay's does not.
+#[test]
+fn a_refusal_at_the_replay_bound_is_told_from_a_replay() {
+    let ks = keystore();
+    let mut small = Policy::default();
+    small.replay_capacity = 2;
+    let mut v = verifier_with(small);
+    let flood: Vec<String> = (0..6)
+        .map(|i| s(&claims_for(ID, &format!("f{i}"))))
+        .collect();
+    let refusals: Vec<_> = flood
+        .iter()
+        .filter_map(|t| v.verify_at(&ks, t, NOW).err())
+        .collect();
+    assert!(!refusals.is_empty());
+    assert!(refusals.iter().all(|r| r.at_replay_bound()), "{refusals:?}");
+    let replay = v.verify_at(&ks, &flood[0], NOW).unwrap_err();
+    assert_eq!(replay.code, C::Replayed);
+    assert!(!replay.at_replay_bound());
+}

@@ -422,6 +422,10 @@ pub(crate) struct ServeSettings {
         help_heading = "Load balancer"
     )]
     pub(crate) proxy_protocol_from: Vec<String>,
+    /// Label the requests metric with the client id too. Off by default:
+    /// the number of series then grows with the number of clients.
+    #[arg(long, env = "JWT_METRICS_CLIENT_LABELS", value_parser = BoolishValueParser::new())]
+    pub(crate) metrics_client_labels: bool,
     /// Threads serving connections (like nginx's worker_processes)
     /// [default: one per CPU].
     #[arg(long, env = "JWT_WORKER_THREADS")]

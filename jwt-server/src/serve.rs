@@ -12,9 +12,10 @@ use jose_binding::gateway::Gateway;
 use jose_binding::keystore::KeystoreHandle;
 use jose_binding::layer::Binding;
 use jose_binding::server;
-use jose_binding::status::{serve_status, Readiness};
+use jose_binding::status::{serve_status, Readiness, RenderMetrics};
 use jose_binding::tls::{CertSummary, ReloadableCert};
 use jose_binding::{tls, Form, Keystore};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::cli::{Global, ServeSettings};
 use crate::config::{settings, Settings};
@@ -41,6 +42,13 @@ pub(crate) fn run_server(g: &Global, s: &ServeSettings) -> Result<(), String> {
             return Err(missing_hint(what, p));
         }
     }
+    // Before anything records: the handles taken from here on are the
+    // exporter's. Without a status listener nobody could read them, so
+    // nothing is recorded.
+    let metrics = match s.status_listen {
+        Some(_) => Some(install_metrics()?),
+        None => None,
+    };
     let certified = tls::load_certified_key(&s.cert, &s.key).map_err(|e| e.to_string())?;
     let certificate = ReloadableCert::new(certified);
     let tls_config =
@@ -80,7 +88,7 @@ pub(crate) fn run_server(g: &Global, s: &ServeSettings) -> Result<(), String> {
                     None => Gateway::new(config),
                 };
                 let app = gateway.service(&binding.layer());
-                run(s, tls_config, certificate, binding, handle, app, Some(gateway)).await
+                run(s, tls_config, certificate, binding, handle, app, Some(gateway), metrics).await
             }
             None => {
                 let mut app = EchoApp::new(&binding.layer());
@@ -88,7 +96,7 @@ pub(crate) fn run_server(g: &Global, s: &ServeSettings) -> Result<(), String> {
                     tracing::warn!("POST /v1/baseline is enabled (static bearer token, no binding): for benchmarks only");
                     app = app.with_baseline(t);
                 }
-                run(s, tls_config, certificate, binding, handle, app, None).await
+                run(s, tls_config, certificate, binding, handle, app, None, metrics).await
             }
         }
     })
@@ -96,6 +104,7 @@ pub(crate) fn run_server(g: &Global, s: &ServeSettings) -> Result<(), String> {
 
 /// Listens and serves `app` until a shutdown signal, with the keystore and
 /// the certificate watched and the status listener beside it.
+#[allow(clippy::too_many_arguments)]
 async fn run<S: server::App>(
     s: Settings,
     tls_config: Arc<rustls::ServerConfig>,
@@ -104,6 +113,7 @@ async fn run<S: server::App>(
     handle: KeystoreHandle,
     app: S,
     gateway: Option<Gateway>,
+    metrics: Option<PrometheusHandle>,
 ) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(s.listen)
         .await
@@ -128,20 +138,32 @@ async fn run<S: server::App>(
     });
     // Also before "ready": a SIGTERM from here on drains rather than kills.
     let shutdown = drain_on_signal(readiness.clone(), s.drain)?;
-    let status = match s.status_listen {
-        Some(addr) => {
+    let status = match (s.status_listen, metrics) {
+        (Some(addr), Some(metrics)) => {
             let l = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|e| format!("cannot listen on {addr} (--status-listen): {e}"))?;
-            tracing::info!(status_listen = %l.local_addr().map_err(|e| e.to_string())?, "status listener ready: GET /healthz, GET /readyz");
+            tracing::info!(status_listen = %l.local_addr().map_err(|e| e.to_string())?, "status listener ready: GET /healthz, GET /readyz, GET /metrics");
+            // Histogram samples wait in a buffer until upkeep (or a scrape)
+            // folds them into the buckets: once a second keeps it small
+            // under any load, scraped or not.
+            let upkeep = metrics.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tick.tick().await;
+                    upkeep.run_upkeep();
+                }
+            });
+            let render: RenderMetrics = Arc::new(move || metrics.render());
             Some(tokio::spawn(serve_status(
                 l,
                 readiness,
-                None,
+                Some(render),
                 std::future::pending(),
             )))
         }
-        None => None,
+        _ => None,
     };
     if s.dev_cert {
         tracing::warn!(cert = %s.cert.display(), key = %s.key.display(), "--dev: serving with the repository's test certificate, whose private key is published; anyone can impersonate this server. Never use --dev in production");
@@ -207,6 +229,23 @@ fn drain_on_signal(
         }
         tracing::info!("shutting down: no new connections; finishing in-flight requests");
     })
+}
+
+/// The Prometheus recorder for the whole process, with bucketed histograms
+/// for every `_seconds` metric (the exporter's default would be summaries,
+/// which cannot be added up across replicas).
+fn install_metrics() -> Result<PrometheusHandle, String> {
+    const BUCKETS: &[f64] = &[
+        0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01,
+        0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    ];
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), BUCKETS)
+        .and_then(|b| b.install_recorder())
+        .map_err(|e| format!("metrics: {e}"))?;
+    jose_binding::metrics::describe();
+    jose_binding::metrics::build_info(env!("CARGO_PKG_VERSION"));
+    Ok(handle)
 }
 
 pub(crate) fn warn_if_readable(path: &Path) {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use jose_binding::client::{BoundConnection, ClientSetup, HttpVersion, Target};
 use jose_binding::{Form, SoftwareRootKey};
 use jose_binding_e2e::haproxy::Haproxy;
-use jose_binding_e2e::upstream::free_port;
+use jose_binding_e2e::upstream::{free_port, plain_get};
 use jose_binding_e2e::{fixture_key, fixtures, TempDir};
 use support::{run, text, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -87,6 +87,15 @@ fn setup(key: SoftwareRootKey) -> ClientSetup {
     s
 }
 
+/// A sample of the replica's `/metrics` (name and labels as rendered).
+async fn metric(r: &Replica, series: &str) -> Option<f64> {
+    let body = plain_get(r.status, "/metrics").await;
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+const OK: &str = r#"jose_binding_requests_total{outcome="ok",form="signed"}"#;
+
 /// Requests each replica logged from the client's own address.
 fn served(r: &mut Replica) -> usize {
     r.server
@@ -132,8 +141,13 @@ async fn three_replicas_behind_haproxy() {
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     let per_replica: Vec<usize> = replicas.iter_mut().map(served).collect();
     assert_eq!(per_replica.iter().sum::<usize>(), 90, "{per_replica:?}");
-    assert!(per_replica.iter().all(|n| *n >= 15), "{per_replica:?}");
-    eprintln!("requests per replica: {per_replica:?}");
+    let mut counted = Vec::new();
+    for r in &replicas {
+        counted.push(metric(r, OK).await.unwrap_or(0.0) as usize);
+    }
+    assert_eq!(counted, per_replica, "/metrics counts what the log shows");
+    assert!(counted.iter().all(|n| *n >= 15), "{counted:?}");
+    eprintln!("requests per replica (from /metrics): {counted:?}");
 
     // A token from one connection, replayed on others: refused whichever
     // replica each lands on.
@@ -167,7 +181,13 @@ async fn three_replicas_behind_haproxy() {
         .unwrap();
     assert_eq!(r.status, 200, "on its own connection it is accepted");
 
-    // A rotation of the shared keystore reaches every replica.
+    // A rotation of the shared keystore reaches every replica: each one's
+    // metrics show the same new keystore version within 2 s.
+    let mut before_version = Vec::new();
+    for r in &replicas {
+        before_version.push(metric(r, "jose_binding_keystore_version").await.unwrap());
+    }
+    assert!(before_version.iter().all(|v| *v == before_version[0]));
     let key_out = dir.join("client1-new.key");
     let ks = dir.join("keystore.toml");
     let rotated = run(
@@ -185,19 +205,28 @@ async fn three_replicas_behind_haproxy() {
     );
     assert!(rotated.status.success(), "{}", text(&rotated));
     let rotated_at = Instant::now();
-    let mut latencies = Vec::new();
-    for r in replicas.iter_mut() {
-        assert!(
-            r.server
-                .wait_for("keystore reloaded", Duration::from_secs(5))
-                .is_some(),
-            "{:?}",
-            r.server.log
-        );
-        latencies.push(rotated_at.elapsed());
+    let mut latencies: Vec<Option<Duration>> = vec![None; 3];
+    let mut versions = vec![0.0; 3];
+    while latencies.iter().any(Option::is_none) && rotated_at.elapsed() < Duration::from_secs(5) {
+        for (i, r) in replicas.iter().enumerate() {
+            let v = metric(r, "jose_binding_keystore_version")
+                .await
+                .unwrap_or(0.0);
+            if latencies[i].is_none() && v != before_version[i] {
+                latencies[i] = Some(rotated_at.elapsed());
+                versions[i] = v;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    eprintln!("rotation seen by the replicas after {latencies:?}");
-    assert!(latencies.iter().all(|l| *l < Duration::from_millis(2500)));
+    eprintln!("rotation in each replica's metrics after {latencies:?}");
+    assert!(
+        latencies
+            .iter()
+            .all(|l| l.is_some_and(|l| l < Duration::from_millis(2500))),
+        "{latencies:?}"
+    );
+    assert!(versions.iter().all(|v| *v == versions[0]), "{versions:?}");
     let new_key = SoftwareRootKey::from_file(&key_out).unwrap();
     assert!(load(front, &new_key, 6, 1).await.iter().all(|s| *s == 200));
     assert!(load(front, &key1, 6, 1).await.iter().all(|s| *s == 200));
@@ -326,6 +355,11 @@ async fn three_replicas_behind_haproxy() {
         "proxy_header_untrusted",
     ] {
         assert!(log.contains(code), "{code} not logged");
+    }
+    for error in ["missing", "malformed", "truncated", "too_long", "untrusted"] {
+        let series =
+            format!(r#"jose_binding_proxy_header_errors_total{{error="proxy_header_{error}"}}"#);
+        assert_eq!(metric(&replicas[1], &series).await, Some(1.0), "{series}");
     }
     assert!(load(front, &new_key, 3, 1).await.iter().all(|s| *s == 200));
     drop(lb);

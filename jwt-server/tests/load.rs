@@ -173,11 +173,13 @@ async fn connection_limit_evicts_only_unauthenticated_connections() {
 
 /// A flood of unique `jti`s on one connection: the replay cache is bounded
 /// (2048 entries here), so the server's memory stops growing. An unbounded
-/// cache would hold all 20,000 entries.
+/// cache would hold all 20,000 entries. The status listener is on, so the
+/// metrics' buffers are held to their bound too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_cache_memory_stays_bounded_under_a_jti_flood() {
     const TOKENS: usize = 20_000;
-    let server = start(&["--replay-capacity", "2048"]);
+    let status = format!("127.0.0.1:{}", jose_binding_e2e::upstream::free_port());
+    let server = start(&["--replay-capacity", "2048", "--status-listen", &status]);
     let target = Target::parse(&format!("https://localhost:{}", server.port)).unwrap();
     let setup = setup("client1", HttpVersion::Http1);
     let mut conn = BoundConnection::connect(&target, &setup).await.unwrap();

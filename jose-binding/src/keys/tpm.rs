@@ -512,6 +512,10 @@ impl RootKey for TpmRootKey {
         }
     }
 
+    fn kind(&self) -> &'static str {
+        "tpm"
+    }
+
     fn fingerprint(&self) -> Fingerprint {
         self.fingerprint
     }

@@ -122,6 +122,13 @@ pub struct Rejection {
 }
 
 impl Rejection {
+    /// Whether this refused a token only because its connection's replay
+    /// cache was full of entries expiring later (the cache at its bound).
+    pub fn at_replay_bound(&self) -> bool {
+        let full = crate::protocol::verifier::REPLAY_CACHE_FULL;
+        self.code == full.code && self.detail == full.detail
+    }
+
     /// A refusal with `code`; `detail` must be fixed text, never token bytes.
     pub const fn new(code: ErrorCode, detail: &'static str) -> Self {
         Rejection { code, detail }

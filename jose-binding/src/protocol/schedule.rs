@@ -258,6 +258,11 @@ pub trait RootKey: Send + Sync + fmt::Debug {
     fn prk(&self, ekm: &Ekm) -> Result<Prk, RootKeyError>;
     /// A public name for `K`, for logs and `keys` listings.
     fn fingerprint(&self) -> Fingerprint;
+    /// Where `K` is, for metrics: `software` unless the key says otherwise
+    /// (`tpm`).
+    fn kind(&self) -> &'static str {
+        "software"
+    }
 }
 
 /// A root key held in process memory (read from a file or the keystore).

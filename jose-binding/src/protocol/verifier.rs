@@ -4,7 +4,7 @@
 //! code. Everything before step 9 runs without touching a key.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::protocol::claims::Claims;
 use crate::protocol::client_id::ClientId;
@@ -63,6 +63,9 @@ pub struct Verified {
 struct Derived {
     client: Arc<ClientKeys>,
     subkeys: Vec<Option<SubKeys>>,
+    /// Time spent deriving, not yet taken by
+    /// [`ConnectionVerifier::take_key_schedule_time`].
+    spent: Duration,
 }
 
 /// Verification state of one TLS connection: its EKM, the client it is
@@ -106,6 +109,15 @@ impl ConnectionVerifier {
     /// Entries in this connection's replay cache.
     pub fn replay_len(&self) -> usize {
         self.replay.len()
+    }
+
+    /// Time spent in the key schedule (PRK and HKDF, once per root key
+    /// tried on this connection) since the last call, for metrics; `None`
+    /// when there was none.
+    pub fn take_key_schedule_time(&mut self) -> Option<Duration> {
+        let d = self.derived.as_mut()?;
+        let spent = std::mem::take(&mut d.spent);
+        (!spent.is_zero()).then_some(spent)
     }
 
     /// Verifies against the system clock.
@@ -154,10 +166,7 @@ impl ConnectionVerifier {
                     ErrorCode::Replayed,
                     "this jti was already accepted on this connection",
                 ),
-                Replay::BelowFloor => reject(
-                    ErrorCode::Replayed,
-                    "replay cache full: tokens expiring this early are refused on this connection",
-                ),
+                Replay::BelowFloor => REPLAY_CACHE_FULL,
             })?;
         let (iat, exp) = (checked.iat, checked.exp);
         let claims = into_claims(bytes, iat, exp)?;
@@ -278,17 +287,28 @@ fn derived_for<'a>(slot: &'a mut Option<Derived>, client: &Arc<ClientKeys>) -> &
     slot.get_or_insert_with(|| Derived {
         client: client.clone(),
         subkeys: vec![None; client.keys.len()],
+        spent: Duration::ZERO,
     })
 }
 
 impl Derived {
     fn subkeys_at(&mut self, ekm: &Ekm, index: usize) -> &SubKeys {
-        let client = &self.client;
+        let (client, spent) = (&self.client, &mut self.spent);
         self.subkeys[index].get_or_insert_with(|| {
-            SubKeys::expand(&client.keys[index].compute_prk(ekm), &client.id)
+            let start = Instant::now();
+            let keys = SubKeys::expand(&client.keys[index].compute_prk(ekm), &client.id);
+            *spent += start.elapsed();
+            keys
         })
     }
 }
+
+/// The refusal of a token because the replay cache is full of entries
+/// expiring later than it ([`Rejection::at_replay_bound`]).
+pub(crate) const REPLAY_CACHE_FULL: Rejection = reject(
+    ErrorCode::Replayed,
+    "replay cache full: tokens expiring this early are refused on this connection",
+);
 
 const UNKNOWN_KID: Rejection = reject(
     ErrorCode::UnknownClient,

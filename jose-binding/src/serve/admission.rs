@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
+use crate::serve::metrics as m;
+
 /// The limits the table enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Budgets {
@@ -158,6 +160,38 @@ impl Table {
 pub(crate) struct Admission {
     budgets: Budgets,
     table: Mutex<Table>,
+    gauges: Gauges,
+}
+
+/// `jose_binding_connections{state}`, set from the table after each change.
+struct Gauges {
+    handshaking: metrics::Gauge,
+    unauthenticated: metrics::Gauge,
+    authenticated: metrics::Gauge,
+}
+
+impl std::fmt::Debug for Gauges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Gauges")
+    }
+}
+
+impl Gauges {
+    fn new() -> Self {
+        let state = |s: &'static str| metrics::gauge!(m::CONNECTIONS, "state" => s);
+        Gauges {
+            handshaking: state("handshaking"),
+            unauthenticated: state("unauthenticated"),
+            authenticated: state("authenticated"),
+        }
+    }
+
+    fn publish(&self, t: &Table) {
+        self.handshaking.set(t.handshaking as f64);
+        self.unauthenticated
+            .set((t.pending.len() - t.handshaking) as f64);
+        self.authenticated.set(t.authenticated as f64);
+    }
 }
 
 impl Admission {
@@ -165,6 +199,7 @@ impl Admission {
         Arc::new(Admission {
             budgets,
             table: Mutex::new(Table::default()),
+            gauges: Gauges::new(),
         })
     }
 
@@ -250,6 +285,7 @@ impl Admission {
         if let Some(source) = source {
             *t.pending_by_source.entry(source).or_insert(0) += 1;
         }
+        self.gauges.publish(&t);
         drop(t);
         Ok((
             Ticket {
@@ -289,6 +325,7 @@ impl Ticket {
                 t.handshaking -= 1;
             }
         }
+        self.admission.gauges.publish(&t);
     }
 
     /// Names the client of a connection admitted unresolved, and applies
@@ -323,6 +360,7 @@ impl Ticket {
             e.source = Some(source);
         }
         *t.pending_by_source.entry(source).or_insert(0) += 1;
+        self.admission.gauges.publish(&t);
         Ok(admitted)
     }
 
@@ -339,6 +377,7 @@ impl Ticket {
             t.authenticated += 1;
             self.authenticated.store(true, Ordering::Relaxed);
         }
+        self.admission.gauges.publish(&t);
     }
 
     pub(crate) fn is_authenticated(&self) -> bool {
@@ -360,6 +399,7 @@ impl Drop for Ticket {
         } else {
             t.remove_pending(self.id);
         }
+        self.admission.gauges.publish(&t);
     }
 }
 

@@ -284,7 +284,13 @@ impl BoundConnection {
         // A TPM-held root key blocks for the TPM command (or for as long as a
         // broken TPM hangs): run it off the async threads, under the timeout.
         let (root, id) = (setup.root_key.clone(), setup.client_id.clone());
-        let derive = tokio::task::spawn_blocking(move || SubKeys::derive(root.as_ref(), &ekm, &id));
+        let derive = tokio::task::spawn_blocking(move || {
+            let start = std::time::Instant::now();
+            let keys = SubKeys::derive(root.as_ref(), &ekm, &id);
+            metrics::histogram!(crate::serve::metrics::KEY_SCHEDULE_DURATION, "key" => root.kind())
+                .record(start.elapsed().as_secs_f64());
+            keys
+        });
         let keys = tokio::time::timeout(timeout, derive)
             .await
             .map_err(|_| ClientError::Timeout("root key (PRK) computation"))?

@@ -97,6 +97,7 @@ use crate::protocol::error::{ErrorCode, Rejection};
 use crate::protocol::schedule::Ekm;
 use crate::protocol::verifier::{ConnectionVerifier, Policy, Verified};
 use crate::serve::admission::Ticket;
+use crate::serve::metrics as m;
 
 /// What every connection shares: the keystore and the policy.
 #[derive(Debug, Clone)]
@@ -178,7 +179,19 @@ impl ConnectionBinding {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         };
-        let verified = conn.verify(keystore, token)?;
+        let start = std::time::Instant::now();
+        let verified = conn.verify(keystore, token);
+        metrics::histogram!(m::VERIFY_DURATION).record(m::seconds(start.elapsed()));
+        if let Some(spent) = conn.take_key_schedule_time() {
+            metrics::histogram!(m::KEY_SCHEDULE_DURATION, "key" => "software")
+                .record(m::seconds(spent));
+        }
+        drop(conn);
+        let verified = verified.inspect_err(|r| {
+            if r.at_replay_bound() {
+                metrics::counter!(m::REPLAY_CACHE_FULL).increment(1);
+            }
+        })?;
         if let Some(t) = &self.ticket {
             t.authenticate();
         }

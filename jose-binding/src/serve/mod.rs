@@ -7,6 +7,7 @@ pub(crate) mod admission;
 pub mod client;
 pub mod echo;
 pub(crate) mod layer;
+pub(crate) mod metrics;
 #[cfg(feature = "proxy-protocol")]
 pub(crate) mod proxy_protocol;
 pub mod reload;

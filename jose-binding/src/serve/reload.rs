@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::keys::keystore::{Keystore, KeystoreHandle};
+use crate::serve::metrics as m;
 use crate::serve::tls::{self, CertSummary, ReloadableCert};
 
 /// What identifies a version of the file without reading it.
@@ -36,15 +37,53 @@ pub fn reload(handle: &KeystoreHandle, path: &Path) -> bool {
     match Keystore::load(path) {
         Ok(ks) => {
             let n = ks.len();
+            let version = keystore_version(&ks);
             handle.replace(ks);
-            tracing::info!(path = %path.display(), clients = n, "keystore reloaded");
+            metrics::counter!(m::KEYSTORE_RELOADS, "result" => "success").increment(1);
+            record_in_force(handle);
+            tracing::info!(path = %path.display(), clients = n, version, "keystore reloaded");
             true
         }
         Err(e) => {
+            metrics::counter!(m::KEYSTORE_RELOADS, "result" => "failure").increment(1);
             tracing::error!(path = %path.display(), error = %e, "keystore reload failed; previous keys stay in force");
             false
         }
     }
+}
+
+/// The keystore's gauges: clients, keys, version, and now as the time of
+/// its load.
+fn record_in_force(handle: &KeystoreHandle) {
+    let ks = handle.snapshot();
+    let keys: usize = ks.clients().map(|c| c.keys.len()).sum();
+    metrics::gauge!(m::KEYSTORE_CLIENTS).set(ks.len() as f64);
+    metrics::gauge!(m::KEYSTORE_KEYS).set(keys as f64);
+    metrics::gauge!(m::KEYSTORE_VERSION).set(keystore_version(&ks) as f64);
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    metrics::gauge!(m::KEYSTORE_LAST_RELOAD).set(now.as_secs_f64());
+}
+
+/// 48 bits of SHA-256 over the client ids and their keys' fingerprints (in
+/// id order): replicas with the same keys show the same number, and it
+/// says nothing of a key that its fingerprint does not.
+pub fn keystore_version(ks: &Keystore) -> u64 {
+    use sha2::{Digest, Sha256};
+    let mut clients: Vec<_> = ks.clients().collect();
+    clients.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
+    let mut h = Sha256::new();
+    for c in clients {
+        h.update(c.id.as_str().as_bytes());
+        for k in &c.keys {
+            h.update(b":");
+            h.update(crate::RootKey::fingerprint(k).to_string().as_bytes());
+        }
+        h.update(b"\n");
+    }
+    let d = h.finalize();
+    u64::from_be_bytes([0, 0, d[0], d[1], d[2], d[3], d[4], d[5]])
 }
 
 /// Loads the pair in `cert` and `key` into `current` if it loads and the
@@ -144,6 +183,7 @@ pub fn watch(
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     let mut last = stamp(&path);
     let mut changes = Changes::new(poll);
+    record_in_force(&handle);
     async move {
         loop {
             let forced = changes.next().await;

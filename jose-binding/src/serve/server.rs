@@ -25,6 +25,7 @@ use tower_service::Service;
 
 use crate::serve::admission::{Admission, Budgets, Refused, Ticket};
 use crate::serve::layer::{Binding, ConnectionBinding, Outcome};
+use crate::serve::metrics as m;
 #[cfg(feature = "proxy-protocol")]
 use crate::serve::proxy_protocol;
 use crate::serve::throttle::{Counters, Dropped, LogBudget};
@@ -75,6 +76,9 @@ pub struct ServerOptions {
     /// default): no peer may send one.
     #[cfg(feature = "proxy-protocol")]
     pub proxy_protocol_from: Vec<ipnet::IpNet>,
+    /// Label `jose_binding_requests_total` with the client id too. Off by
+    /// default: the series then grow with the number of clients.
+    pub metrics_client_labels: bool,
 }
 
 impl Default for ServerOptions {
@@ -96,6 +100,7 @@ impl Default for ServerOptions {
             refusal_log_per_sec: 10,
             #[cfg(feature = "proxy-protocol")]
             proxy_protocol_from: Vec::new(),
+            metrics_client_labels: false,
         }
     }
 }
@@ -194,6 +199,7 @@ impl Log {
     /// Counts a connection the server closes, and logs it within the budget.
     fn dropped(&self, peer: SocketAddr, why: Dropped, detail: &dyn std::fmt::Display) {
         self.counters.count_dropped(why);
+        metrics::counter!(m::CONNECTIONS_DROPPED, "reason" => why.as_str()).increment(1);
         if self.budget.allow() {
             tracing::info!(%peer, reason = why.as_str(), %detail, "connection dropped");
         }
@@ -333,8 +339,12 @@ pub async fn serve<S: App>(
         #[cfg(not(feature = "proxy-protocol"))]
         let admitted = admission.admit(peer.ip());
         let ticket = match admitted {
-            Ok((ticket, _)) => ticket,
+            Ok((ticket, made)) => {
+                count_evictions(&made);
+                ticket
+            }
             Err(Refused(budget)) => {
+                metrics::counter!(m::REFUSALS, "budget" => budget.as_str()).increment(1);
                 shared.dropped(peer, Dropped::Refused, &budget.as_str());
                 continue;
             }
@@ -352,6 +362,13 @@ pub async fn serve<S: App>(
         }
     }
     let _ = stopped.send(true);
+}
+
+/// Counts the evictions an admission made, by budget.
+fn count_evictions(made: &crate::serve::admission::Admitted) {
+    for budget in &made.evicted {
+        metrics::counter!(m::EVICTIONS, "budget" => budget.as_str()).increment(1);
+    }
 }
 
 /// Once a second, if the log budget suppressed anything, one line with how
@@ -400,14 +417,21 @@ async fn serve_connection<S: App>(
         let (client, io) = tokio::select! {
             r = read => match r {
                 Ok(Ok(accepted)) => accepted,
-                Ok(Err((peer, e))) => return shared.dropped(peer, Dropped::ProxyHeader, &e),
+                Ok(Err((peer, e))) => {
+                    metrics::counter!(m::PROXY_HEADER_ERRORS, "error" => e.as_str()).increment(1);
+                    return shared.dropped(peer, Dropped::ProxyHeader, &e);
+                }
                 Err(_) => return shared.dropped(peer, Dropped::Handshake, &"timed out before TLS"),
             },
             _ = ticket.evicted() => return shared.dropped(peer, Dropped::Evicted, &"before TLS"),
         };
         if shared.balancers.contains(peer.ip()) {
-            if let Err(Refused(budget)) = ticket.set_source(client.ip()) {
-                return shared.dropped(client, Dropped::Refused, &budget.as_str());
+            match ticket.set_source(client.ip()) {
+                Ok(made) => count_evictions(&made),
+                Err(Refused(budget)) => {
+                    metrics::counter!(m::REFUSALS, "budget" => budget.as_str()).increment(1);
+                    return shared.dropped(client, Dropped::Refused, &budget.as_str());
+                }
             }
         }
         serve_tls(shared, io, client, ticket, watcher, accepted).await
@@ -437,14 +461,24 @@ async fn serve_tls<S, IO>(
         accepted + opts.handshake_timeout,
         shared.acceptor.accept(io),
     );
+    let handshakes = |result: &'static str| {
+        metrics::counter!(m::TLS_HANDSHAKES, "result" => result).increment(1);
+    };
     let stream = tokio::select! {
         r = handshake => match r {
             Ok(Ok(s)) => s,
-            Ok(Err(e)) => return shared.dropped(peer, Dropped::Handshake, &e),
-            Err(_) => return shared.dropped(peer, Dropped::Handshake, &"timed out"),
+            Ok(Err(e)) => {
+                handshakes("failed");
+                return shared.dropped(peer, Dropped::Handshake, &e);
+            }
+            Err(_) => {
+                handshakes("timeout");
+                return shared.dropped(peer, Dropped::Handshake, &"timed out");
+            }
         },
         _ = ticket.evicted() => return shared.dropped(peer, Dropped::Evicted, &"in the handshake"),
     };
+    handshakes("ok");
     ticket.handshake_done();
     let (_, conn) = stream.get_ref();
     let ekm = match tls::export_ekm(conn) {
@@ -470,6 +504,7 @@ async fn serve_tls<S, IO>(
         clock: clock.clone(),
         log: shared.log.clone(),
         peer,
+        client_labels: opts.metrics_client_labels,
     };
     let http = if h2 { &shared.http2 } else { &shared.http1 };
     // With upgrades, so an app (the gateway) can tunnel a WebSocket.
@@ -591,6 +626,7 @@ struct Tracked<S> {
     clock: TrafficClock,
     log: Arc<Log>,
     peer: SocketAddr,
+    client_labels: bool,
 }
 
 impl<S, B> Service<Request<Incoming>> for Tracked<S>
@@ -612,6 +648,7 @@ where
             path: req.uri().path().to_owned(),
             peer: self.peer,
             log: self.log.clone(),
+            client_labels: self.client_labels,
         };
         // Only a request that asks to upgrade can become a tunnel; the
         // others are spared the allocation.
@@ -637,6 +674,7 @@ struct Access {
     path: String,
     peer: SocketAddr,
     log: Arc<Log>,
+    client_labels: bool,
 }
 
 pin_project_lite::pin_project! {
@@ -703,7 +741,11 @@ impl<B: hyper::body::Body> hyper::body::Body for TrackedBody<B> {
 }
 
 impl Access {
+    /// The request's metrics, always; its access line, within the log
+    /// budget for a refusal.
     fn log<B>(&self, resp: &Response<B>) {
+        let latency = self.start.elapsed();
+        self.record(resp, latency);
         let refused = !resp.status().is_success();
         if refused {
             self.log
@@ -738,11 +780,34 @@ impl Access {
             %client,
             %form,
             outcome = %code,
-            latency_us = self.start.elapsed().as_micros() as u64,
+            latency_us = latency.as_micros() as u64,
             upstream_status = upstream.and_then(|u| u.status),
             upstream_us = upstream.map(|u| u.latency.as_micros() as u64),
             upstream_error = upstream.and_then(|u| u.failure),
             upstream_cause = upstream.and_then(|u| u.cause.as_deref()),
         );
+    }
+
+    fn record<B>(&self, resp: &Response<B>, latency: Duration) {
+        let outcome = resp.extensions().get::<Outcome>();
+        let code = match outcome {
+            Some(Outcome { code: Some(c), .. }) => c.as_str(),
+            Some(_) => "ok",
+            None => "none",
+        };
+        let form = outcome.and_then(|o| o.form).map_or("none", |f| f.as_str());
+        match outcome.and_then(|o| o.client_id.as_ref()) {
+            Some(client) if self.client_labels => metrics::counter!(
+                m::REQUESTS, "outcome" => code, "form" => form, "client" => client.as_str().to_owned()
+            )
+            .increment(1),
+            _ => metrics::counter!(m::REQUESTS, "outcome" => code, "form" => form).increment(1),
+        }
+        metrics::histogram!(m::REQUEST_DURATION).record(m::seconds(latency));
+        if let Some(u) = resp.extensions().get::<UpstreamReport>() {
+            let class = m::status_class(u.failure.map_or(u.status, |_| None));
+            metrics::counter!(m::UPSTREAM_RESPONSES, "class" => class).increment(1);
+            metrics::histogram!(m::UPSTREAM_DURATION).record(m::seconds(u.latency));
+        }
     }
 }

@@ -31,6 +31,7 @@ class WhoAmI(BaseHTTPRequestHandler):
                 "form": self.headers.get("X-Jose-Binding-Form"),
                 "claims": claims,
                 "forwarded_for": self.headers.get("X-Forwarded-For"),
+                "request_id": self.headers.get("X-Request-Id"),
             }
         ).encode()
         self.send_response(200)

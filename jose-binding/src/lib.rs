@@ -106,7 +106,7 @@ pub mod layer {
 /// log around an [`App`](server::App).
 #[cfg(feature = "net")]
 pub mod server {
-    pub use crate::serve::server::{serve, App, BoxError, PeerAddr, ServerOptions};
+    pub use crate::serve::server::{serve, App, BoxError, PeerAddr, RequestId, ServerOptions};
 }
 
 /// A CIDR block: the gateway's trusted proxies, the balancers that send a

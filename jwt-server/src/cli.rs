@@ -297,6 +297,11 @@ pub(crate) struct ServeSettings {
     #[arg(long, env = "JWT_IDLE_TIMEOUT_SECS", help_heading = "Limits",
           default_value_t = ServerOptions::default().idle_timeout.as_secs())]
     pub(crate) idle_timeout_secs: u64,
+    /// Seconds after which a connection is asked to finish (HTTP/2 GOAWAY,
+    /// HTTP/1.1 closed after its response), so that clients reconnect and
+    /// spread again after a scale-out or a key rotation [default: off].
+    #[arg(long, env = "JWT_MAX_CONNECTION_AGE_SECS", help_heading = "Limits")]
+    pub(crate) max_connection_age_secs: Option<u64>,
     /// HTTP/2 streams per connection at once.
     #[arg(long, env = "JWT_MAX_STREAMS", help_heading = "Limits",
           default_value_t = ServerOptions::default().max_concurrent_streams)]
@@ -368,7 +373,8 @@ pub(crate) struct ServeSettings {
           default_value_t = IdentityHeaders::default().claims.to_string())]
     pub(crate) claims_header: String,
     /// Peers (CIDR list, comma-separated) whose Forwarded and X-Forwarded-*
-    /// headers are kept and appended to; from any other peer they are
+    /// headers are kept and appended to, and (in every mode) whose
+    /// X-Request-Id is the request's id; from any other peer they are
     /// replaced [default: none].
     #[arg(
         long,

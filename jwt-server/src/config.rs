@@ -101,6 +101,8 @@ pub(crate) fn settings(g: &Global, s: &ServeSettings) -> Result<Settings, String
     opts.max_send_buf_size = s.max_send_buf_bytes;
     opts.refusal_log_per_sec = s.refusal_log_per_sec;
     opts.metrics_client_labels = s.metrics_client_labels;
+    opts.max_connection_age = s.max_connection_age_secs.map(secs);
+    opts.request_id_from = cidrs("--trusted-proxies", &s.trusted_proxies)?;
     opts.proxy_protocol_from = match (s.proxy_protocol, s.proxy_protocol_from.is_empty()) {
         (true, false) => cidrs("--proxy-protocol-from", &s.proxy_protocol_from)?,
         (false, true) => Vec::new(),

@@ -120,17 +120,18 @@ async fn run<S: server::App>(
         .map_err(|e| format!("cannot listen on {}: {e}", s.listen))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     // Before "ready": from here on SIGHUP reloads instead of ending the
-    // process (its default action).
+    // process (its default action). A change is looked for every second
+    // (a stat of each file), so it is in force within 2 s.
     let reloader = tokio::spawn(jose_binding::reload::watch(
         handle.clone(),
         s.keystore.clone(),
-        Duration::from_secs(2),
+        Duration::from_secs(1),
     ));
     let cert_reloader = tokio::spawn(jose_binding::reload::watch_certificate(
         certificate.clone(),
         s.cert.clone(),
         s.key.clone(),
-        Duration::from_secs(2),
+        Duration::from_secs(1),
     ));
     let readiness = Arc::new(match &gateway {
         Some(gw) => gw.readiness(handle.clone()),

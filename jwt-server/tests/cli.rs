@@ -388,6 +388,12 @@ async fn gateway_in_front_of_the_readme_app() {
     assert_eq!(v["form"], "encrypted-then-signed");
     assert_eq!(v["claims"]["role"], "ops");
     assert_eq!(v["forwarded_for"], "127.0.0.1");
+    // The request id the upstream got is the one in the access line.
+    let request_id = v["request_id"]
+        .as_str()
+        .expect("an X-Request-Id")
+        .to_owned();
+    assert!(request_id.len() == 32 && request_id.bytes().all(|b| b.is_ascii_hexdigit()));
 
     // A public path needs no token and carries no identity.
     let r = conn
@@ -422,6 +428,11 @@ async fn gateway_in_front_of_the_readme_app() {
         .await
         .starts_with("HTTP/1.1 200"));
     let log = server.first_lines().join("\n");
+    assert!(
+        log.contains(&format!("request_id=\"{request_id}\""))
+            || log.contains(&format!("request_id={request_id}")),
+        "{log}"
+    );
     assert!(
         log.contains("upstream_error=\"upstream_unreachable\""),
         "{log}"

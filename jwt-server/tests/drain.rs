@@ -94,3 +94,45 @@ fn ctrl_c_skips_the_drain() {
     assert!(status.success(), "{status:?}");
     assert!(!server.log.join("\n").contains("SIGTERM: draining"));
 }
+
+/// `--max-connection-age-secs`: an old connection is asked to finish, the
+/// client reconnects and is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_finished_at_their_maximum_age() {
+    use jose_binding::client::{BoundConnection, HttpVersion, Target};
+    let args = [
+        "--dev",
+        "--listen",
+        "127.0.0.1:0",
+        "--max-connection-age-secs",
+        "1",
+    ];
+    let server = Server::start(&args, &repo(), &[]).expect("server starts");
+    let target = Target::parse(&format!("https://localhost:{}", server.port)).unwrap();
+    for version in [HttpVersion::Http1, HttpVersion::Http2] {
+        let setup = jose_binding_e2e::setup("client1", version);
+        let mut conn = BoundConnection::connect(&target, &setup).await.unwrap();
+        let json = serde_json::json!({});
+        assert_eq!(
+            conn.send(jose_binding::Form::Signed, &json)
+                .await
+                .unwrap()
+                .status,
+            200
+        );
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(
+            conn.send(jose_binding::Form::Signed, &json).await.is_err(),
+            "{version:?}: the old connection was finished"
+        );
+        let mut fresh = BoundConnection::connect(&target, &setup).await.unwrap();
+        assert_eq!(
+            fresh
+                .send(jose_binding::Form::Signed, &json)
+                .await
+                .unwrap()
+                .status,
+            200
+        );
+    }
+}

@@ -17,7 +17,6 @@ use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -76,6 +75,15 @@ pub struct ServerOptions {
     /// default): no peer may send one.
     #[cfg(feature = "proxy-protocol")]
     pub proxy_protocol_from: Vec<ipnet::IpNet>,
+    /// Peers whose `X-Request-Id` is kept as the request's id (a trusted
+    /// proxy in front); from any other peer, and when it is missing or not
+    /// 1-128 visible ASCII characters, the server makes one.
+    #[cfg(any(feature = "gateway", feature = "proxy-protocol"))]
+    pub request_id_from: Vec<ipnet::IpNet>,
+    /// A connection this old is asked to finish (HTTP/2 GOAWAY, HTTP/1.1
+    /// closed after its response), so clients reconnect and spread again
+    /// after a scale-out or a key rotation. `None` (the default): no limit.
+    pub max_connection_age: Option<Duration>,
     /// Label `jose_binding_requests_total` with the client id too. Off by
     /// default: the series then grow with the number of clients.
     pub metrics_client_labels: bool,
@@ -100,6 +108,9 @@ impl Default for ServerOptions {
             refusal_log_per_sec: 10,
             #[cfg(feature = "proxy-protocol")]
             proxy_protocol_from: Vec::new(),
+            #[cfg(any(feature = "gateway", feature = "proxy-protocol"))]
+            request_id_from: Vec::new(),
+            max_connection_age: None,
             metrics_client_labels: false,
         }
     }
@@ -166,6 +177,62 @@ pub(crate) struct UpstreamReport {
 /// The peer's address, as a request extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerAddr(pub SocketAddr);
+
+/// The request's id, as a request extension and in its access line: a
+/// trusted proxy's `X-Request-Id`, else 32 random hex digits. The gateway
+/// sends it upstream as `X-Request-Id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(http::HeaderValue);
+
+impl RequestId {
+    /// The header name it travels in.
+    pub const HEADER: http::HeaderName = http::HeaderName::from_static("x-request-id");
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        // Only visible ASCII gets in (see `of`).
+        self.0.to_str().unwrap_or("-")
+    }
+
+    /// The id as a header value.
+    pub fn header_value(&self) -> &http::HeaderValue {
+        &self.0
+    }
+
+    /// The proxy's id when `trusted` and well formed, else a fresh one.
+    fn of(headers: &http::HeaderMap, trusted: bool) -> RequestId {
+        let given = headers.get(&Self::HEADER).filter(|v| {
+            let b = v.as_bytes();
+            trusted && (1..=128).contains(&b.len()) && b.iter().all(|c| c.is_ascii_graphic())
+        });
+        match given {
+            Some(v) => RequestId(v.clone()),
+            None => RequestId::fresh(),
+        }
+    }
+
+    fn fresh() -> RequestId {
+        let mut bytes = [0u8; 16];
+        if aws_lc_rs::rand::fill(&mut bytes).is_err() {
+            // The system RNG failed: an id that is at least unique here.
+            static NEXT: AtomicU64 = AtomicU64::new(0);
+            bytes[..8].copy_from_slice(&NEXT.fetch_add(1, Ordering::Relaxed).to_be_bytes());
+        }
+        let mut hex = [0u8; 32];
+        for (i, b) in bytes.iter().enumerate() {
+            const DIGITS: &[u8; 16] = b"0123456789abcdef";
+            hex[2 * i] = DIGITS[usize::from(b >> 4)];
+            hex[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
+        }
+        RequestId(
+            http::HeaderValue::from_bytes(&hex).unwrap_or(http::HeaderValue::from_static("-")),
+        )
+    }
+}
+
+/// Turns true when the server stops: each connection then finishes
+/// gracefully.
+type Closing = tokio::sync::watch::Receiver<bool>;
 
 /// What the accept loop and every connection task share.
 struct Shared<S> {
@@ -283,7 +350,9 @@ pub async fn serve<S: App>(
     shutdown: impl Future<Output = ()>,
 ) {
     let admission = Admission::new(opts.budgets());
-    let graceful = GracefulShutdown::new();
+    // Every connection task holds a receiver: `closed()` resolves when the
+    // last one has finished.
+    let (closing, _) = tokio::sync::watch::channel(false);
     // Tunnels outlive their connection's task; they close when this says so.
     let (stopped, stop) = tokio::sync::watch::channel(false);
     let mut http = auto::Builder::new(TokioExecutor::new());
@@ -350,13 +419,16 @@ pub async fn serve<S: App>(
             }
         };
         let _ = tcp.set_nodelay(true);
-        let watcher = graceful.watcher();
-        tokio::spawn(serve_connection(shared.clone(), tcp, peer, ticket, watcher));
+        let finish = closing.subscribe();
+        tokio::spawn(serve_connection(shared.clone(), tcp, peer, ticket, finish));
     }
     drop(listener);
     reporter.abort();
     tokio::select! {
-        _ = graceful.shutdown() => tracing::info!("all connections closed"),
+        _ = async {
+            let _ = closing.send(true);
+            closing.closed().await
+        } => tracing::info!("all connections closed"),
         _ = tokio::time::sleep(shared.opts.shutdown_grace) => {
             tracing::warn!("shutdown grace period over; dropping remaining connections")
         }
@@ -405,7 +477,7 @@ async fn serve_connection<S: App>(
     tcp: tokio::net::TcpStream,
     peer: SocketAddr,
     ticket: Ticket,
-    watcher: hyper_util::server::graceful::Watcher,
+    closing: Closing,
 ) {
     let accepted = tokio::time::Instant::now();
     #[cfg(feature = "proxy-protocol")]
@@ -434,10 +506,10 @@ async fn serve_connection<S: App>(
                 }
             }
         }
-        serve_tls(shared, io, client, ticket, watcher, accepted).await
+        serve_tls(shared, io, client, ticket, closing, accepted).await
     }
     #[cfg(not(feature = "proxy-protocol"))]
-    serve_tls(shared, tcp, peer, ticket, watcher, accepted).await
+    serve_tls(shared, tcp, peer, ticket, closing, accepted).await
 }
 
 /// The TLS handshake (within the handshake timeout of `accepted`), then
@@ -448,7 +520,7 @@ async fn serve_tls<S, IO>(
     io: IO,
     peer: SocketAddr,
     ticket: Ticket,
-    watcher: hyper_util::server::graceful::Watcher,
+    mut closing: Closing,
     accepted: tokio::time::Instant,
 ) where
     S: App,
@@ -505,23 +577,44 @@ async fn serve_tls<S, IO>(
         log: shared.log.clone(),
         peer,
         client_labels: opts.metrics_client_labels,
+        #[cfg(any(feature = "gateway", feature = "proxy-protocol"))]
+        trusted_ids: opts.request_id_from.iter().any(|n| n.contains(&peer.ip())),
+        #[cfg(not(any(feature = "gateway", feature = "proxy-protocol")))]
+        trusted_ids: false,
     };
     let http = if h2 { &shared.http2 } else { &shared.http1 };
     // With upgrades, so an app (the gateway) can tunnel a WebSocket.
     let conn =
         http.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(svc));
-    tokio::select! {
-        ended = watcher.watch(conn) => {
-            if let Err(e) = ended {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+    tokio::pin!(conn);
+    // Asked to finish: HTTP/2 GOAWAY, HTTP/1.1 closed after the response in
+    // flight. Once, when the server stops or the connection reaches its age.
+    let mut finishing = false;
+    let old_at = opts.max_connection_age.map(|age| accepted + age);
+    loop {
+        tokio::select! {
+            ended = conn.as_mut() => {
+                if let Err(e) = ended {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+                return;
             }
-        }
-        _ = clock.idle_for(opts.idle_timeout) => {
-            shared.dropped(peer, Dropped::Idle, &"no request or response traffic");
-        }
-        _ = ticket.evicted() => shared.dropped(peer, Dropped::Evicted, &"no token yet"),
-        _ = unauthenticated_at(auth_deadline, &ticket) => {
-            shared.dropped(peer, Dropped::AuthDeadline, &"no accepted token in time");
+            _ = closing.wait_for(|c| *c), if !finishing => {
+                conn.as_mut().graceful_shutdown();
+                finishing = true;
+            }
+            _ = tokio::time::sleep_until(old_at.unwrap_or(accepted)), if old_at.is_some() && !finishing => {
+                tracing::debug!(%peer, "connection at its maximum age: closing it gracefully");
+                conn.as_mut().graceful_shutdown();
+                finishing = true;
+            }
+            _ = clock.idle_for(opts.idle_timeout) => {
+                return shared.dropped(peer, Dropped::Idle, &"no request or response traffic");
+            }
+            _ = ticket.evicted() => return shared.dropped(peer, Dropped::Evicted, &"no token yet"),
+            _ = unauthenticated_at(auth_deadline, &ticket) => {
+                return shared.dropped(peer, Dropped::AuthDeadline, &"no accepted token in time");
+            }
         }
     }
 }
@@ -627,6 +720,8 @@ struct Tracked<S> {
     log: Arc<Log>,
     peer: SocketAddr,
     client_labels: bool,
+    /// Whether the peer's `X-Request-Id` is believed.
+    trusted_ids: bool,
 }
 
 impl<S, B> Service<Request<Incoming>> for Tracked<S>
@@ -642,6 +737,7 @@ where
     }
 
     fn call(&mut self, mut req: Request<Incoming>) -> Self::Future {
+        let id = RequestId::of(req.headers(), self.trusted_ids);
         let access = Access {
             start: Instant::now(),
             method: req.method().clone(),
@@ -649,6 +745,7 @@ where
             peer: self.peer,
             log: self.log.clone(),
             client_labels: self.client_labels,
+            id: id.clone(),
         };
         // Only a request that asks to upgrade can become a tunnel; the
         // others are spared the allocation.
@@ -659,6 +756,7 @@ where
             ext.insert(self.guard.clone());
         }
         ext.insert(PeerAddr(self.peer));
+        ext.insert(id);
         TrackedFuture {
             busy: Some(Busy::new(self.clock.clone())),
             access,
@@ -675,6 +773,7 @@ struct Access {
     peer: SocketAddr,
     log: Arc<Log>,
     client_labels: bool,
+    id: RequestId,
 }
 
 pin_project_lite::pin_project! {
@@ -773,6 +872,7 @@ impl Access {
         let upstream = resp.extensions().get::<UpstreamReport>();
         tracing::info!(
             target: "jose_binding::access",
+            request_id = %self.id.as_str(),
             peer = %self.peer,
             method = %self.method,
             path = self.path,
@@ -809,5 +909,39 @@ impl Access {
             metrics::counter!(m::UPSTREAM_RESPONSES, "class" => class).increment(1);
             metrics::histogram!(m::UPSTREAM_DURATION).record(m::seconds(u.latency));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(id: &[u8]) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            RequestId::HEADER,
+            http::HeaderValue::from_bytes(id).unwrap(),
+        );
+        h
+    }
+
+    #[test]
+    fn a_trusted_proxys_request_id_is_kept_and_any_other_replaced() {
+        assert_eq!(
+            RequestId::of(&headers(b"abc-123"), true).as_str(),
+            "abc-123"
+        );
+        for (id, trusted) in [
+            (&b"abc-123"[..], false),
+            (&b"with space"[..], true),
+            (&[b'a'; 129][..], true),
+        ] {
+            let made = RequestId::of(&headers(id), trusted);
+            assert_ne!(made.as_str().as_bytes(), id);
+            assert_eq!(made.as_str().len(), 32);
+            assert!(made.as_str().bytes().all(|b| b.is_ascii_hexdigit()));
+        }
+        let (a, b) = (RequestId::fresh(), RequestId::fresh());
+        assert_ne!(a, b, "fresh ids differ");
     }
 }

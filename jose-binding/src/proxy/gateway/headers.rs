@@ -155,6 +155,7 @@ pub(crate) fn own_request_headers(
     identity: Option<&Identity>,
     hop: Hop<'_>,
     keep_token: bool,
+    request_id: Option<&HeaderValue>,
 ) {
     let mut previous_for: Vec<HeaderValue> = Vec::new();
     let mut previous_forwarded: Vec<HeaderValue> = Vec::new();
@@ -169,6 +170,7 @@ pub(crate) fn own_request_headers(
                 || (is_forwarding(n) && !hop.trusted)
                 || is_lookalike(n)
                 || is_rewrite(n)
+                || is_one_of(n, &[b"x-request-id"])
         })
         .cloned()
         .collect();
@@ -182,6 +184,9 @@ pub(crate) fn own_request_headers(
         headers.insert(names.client_id.clone(), id.client_id.clone());
         headers.insert(names.form.clone(), id.form.clone());
         headers.insert(names.claims.clone(), id.claims.clone());
+    }
+    if let Some(id) = request_id {
+        headers.insert("x-request-id", id.clone());
     }
     set_forwarded(headers, hop, &previous_for, &previous_forwarded);
 }
@@ -302,6 +307,25 @@ mod tests {
         }
     }
 
+    /// The upstream gets the server's request id, never a client's in any
+    /// spelling (the server already kept a trusted proxy's as its id).
+    #[test]
+    fn the_request_id_is_the_servers() {
+        let mut h = map(&[("X-Request-Id", "forged"), ("x_request_id", "forged")]);
+        let ours = HeaderValue::from_static("0123456789abcdef0123456789abcdef");
+        own_request_headers(
+            &mut h,
+            &IdentityHeaders::default(),
+            None,
+            hop(false),
+            false,
+            Some(&ours),
+        );
+        let ids: Vec<_> = h.get_all("x-request-id").iter().collect();
+        assert_eq!(ids, [&ours]);
+        assert!(h.get("x_request_id").is_none());
+    }
+
     #[test]
     fn every_spelling_of_an_identity_header_is_replaced() {
         let mut h = map(&[
@@ -319,6 +343,7 @@ mod tests {
             Some(&identity()),
             hop(false),
             false,
+            None,
         );
         let ids: Vec<_> = h.get_all("x-jose-binding-client-id").iter().collect();
         assert_eq!(ids, ["client1"]);
@@ -337,7 +362,14 @@ mod tests {
     #[test]
     fn a_public_request_carries_no_identity() {
         let mut h = map(&[("x-jose-binding-client-id", "admin")]);
-        own_request_headers(&mut h, &IdentityHeaders::default(), None, hop(false), false);
+        own_request_headers(
+            &mut h,
+            &IdentityHeaders::default(),
+            None,
+            hop(false),
+            false,
+            None,
+        );
         assert!(!h.contains_key("x-jose-binding-client-id"));
     }
 
@@ -356,6 +388,7 @@ mod tests {
             Some(&identity()),
             hop(false),
             false,
+            None,
         );
         assert_eq!(h["x-jose-binding-client-id"], "client1");
         assert!(!h.contains_key("x-custom") && !h.contains_key("connection"));
@@ -375,7 +408,7 @@ mod tests {
             host: Some(&host),
             ..hop(false)
         };
-        own_request_headers(&mut h, &IdentityHeaders::default(), None, hop, false);
+        own_request_headers(&mut h, &IdentityHeaders::default(), None, hop, false, None);
         assert_eq!(h["x-forwarded-for"], "192.0.2.7");
         assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
         assert!(!h.contains_key("x_forwarded_for"));
@@ -399,7 +432,7 @@ mod tests {
         ]);
         let mut v6 = hop(true);
         v6.peer = "2001:db8::1".parse().unwrap();
-        own_request_headers(&mut h, &IdentityHeaders::default(), None, v6, false);
+        own_request_headers(&mut h, &IdentityHeaders::default(), None, v6, false, None);
         assert_eq!(h["x-forwarded-for"], "203.0.113.9, 2001:db8::1");
         assert_eq!(h["x-forwarded-host"], "public.example");
         assert!(!h.contains_key("x_forwarded_for"));
@@ -412,9 +445,23 @@ mod tests {
     #[test]
     fn authorization_goes_unless_kept() {
         let mut h = map(&[("authorization", "Bearer a.b.c")]);
-        own_request_headers(&mut h, &IdentityHeaders::default(), None, hop(false), true);
+        own_request_headers(
+            &mut h,
+            &IdentityHeaders::default(),
+            None,
+            hop(false),
+            true,
+            None,
+        );
         assert!(h.contains_key("authorization"));
-        own_request_headers(&mut h, &IdentityHeaders::default(), None, hop(false), false);
+        own_request_headers(
+            &mut h,
+            &IdentityHeaders::default(),
+            None,
+            hop(false),
+            false,
+            None,
+        );
         assert!(!h.contains_key("authorization"));
     }
 
@@ -431,7 +478,14 @@ mod tests {
             ("x-client-ipx", "kept"),
         ];
         let mut h = map(&pairs);
-        own_request_headers(&mut h, &IdentityHeaders::default(), None, hop(false), false);
+        own_request_headers(
+            &mut h,
+            &IdentityHeaders::default(),
+            None,
+            hop(false),
+            false,
+            None,
+        );
         let mut kept: Vec<_> = h
             .keys()
             .map(|n| n.as_str())
@@ -441,7 +495,14 @@ mod tests {
         assert_eq!(kept, ["x-client-ipx"]);
         // A trusted proxy's canonical client address stays; rewrites never.
         let mut h = map(&pairs);
-        own_request_headers(&mut h, &IdentityHeaders::default(), None, hop(true), false);
+        own_request_headers(
+            &mut h,
+            &IdentityHeaders::default(),
+            None,
+            hop(true),
+            false,
+            None,
+        );
         assert_eq!(h["true-client-ip"], "6.6.6.6");
         assert_eq!(h["client-ip"], "6.6.6.6");
         assert!(!h.contains_key("cf_connecting_ip"));
@@ -484,7 +545,7 @@ mod tests {
             host: Some(&host),
             ..hop(false)
         };
-        own_request_headers(&mut h, &IdentityHeaders::default(), None, hop, false);
+        own_request_headers(&mut h, &IdentityHeaders::default(), None, hop, false, None);
         assert_eq!(
             h["forwarded"],
             r#"for=192.0.2.7;proto=https;host="a\"b\\c""#

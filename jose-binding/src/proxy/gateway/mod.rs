@@ -35,7 +35,7 @@ use crate::proxy::hop::{
     TunnelLimits,
 };
 use crate::serve::layer::{static_bearer_accepted, BindingLayer, BindingService, Layer, Outcome};
-use crate::serve::server::{BoxError, ConnectionGuard, PeerAddr, UpstreamReport};
+use crate::serve::server::{BoxError, ConnectionGuard, PeerAddr, RequestId, UpstreamReport};
 use crate::serve::status::Readiness;
 use crate::Verified;
 use headers::{Hop, Identity, IdentityHeaders};
@@ -379,12 +379,17 @@ fn upstream_request(
         trusted,
         host: host.as_ref(),
     };
+    let request_id = parts
+        .extensions
+        .get::<RequestId>()
+        .map(|r| r.header_value().clone());
     headers::own_request_headers(
         &mut parts.headers,
         &cfg.identity,
         identity.as_ref(),
         hop,
         cfg.forward_token,
+        request_id.as_ref(),
     );
     headers::own_trailer_announcement(&mut parts.headers, &cfg.identity);
     if let Some(h) = cfg.upstream_host.clone().or(host) {

@@ -96,7 +96,7 @@ if [ "$fuzz_seconds" != "0" ]; then
     cargo install cargo-fuzz --locked --quiet
   fi
   mkdir -p target
-  for target in verify keystore keylog; do
+  for target in verify keystore keylog proxy_header; do
     echo "==> fuzz $target for ${fuzz_seconds}s"
     mkdir -p "fuzz/corpus/$target"
     log="target/fuzz-$target.log"

@@ -106,6 +106,10 @@ pub mod layer {
 /// log around an [`App`](server::App).
 #[cfg(feature = "net")]
 pub mod server {
+    #[cfg(feature = "proxy-protocol")]
+    pub use crate::serve::proxy_protocol::{
+        read_proxy_header, Prefixed, ProxyHeaderError, MAX_HEADER,
+    };
     pub use crate::serve::server::{serve, App, BoxError, PeerAddr, RequestId, ServerOptions};
 }
 

@@ -328,3 +328,34 @@ async fn client_address_and_rewrite_headers_never_reach_the_upstream() {
         }
     }
 }
+
+/// The server stops while a request is in flight: the request finishes,
+/// and its HTTP/1.1 response says `Connection: close`, so the client knows
+/// to reconnect elsewhere.
+#[tokio::test]
+async fn a_response_in_flight_at_shutdown_finishes_with_connection_close() {
+    let hyper = HyperUpstream::start().await;
+    let mut server = TestServer::gateway(config(&hyper.url())).await;
+    let (mut tls, issuer) = bound_tls(server.port).await;
+    let t = issuer.issue(Form::Signed, &json!({})).unwrap();
+    let req = format!("GET /slow HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {t}\r\n\r\n");
+    tls.write_all(req.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopping = server.signal_stop().expect("the server task");
+    let head = tokio::time::timeout(Duration::from_secs(10), read_head(&mut tls))
+        .await
+        .expect("an answer in time")
+        .expect("an answer");
+    assert_eq!(status_of(&head), 200, "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("connection: close"),
+        "{head}"
+    );
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut rest)).await;
+    assert!(rest.ends_with(b"late") || String::from_utf8_lossy(&rest).contains("late"));
+    tokio::time::timeout(Duration::from_secs(10), stopping)
+        .await
+        .expect("the server stops once the response is out")
+        .unwrap();
+}

@@ -24,7 +24,7 @@ use tokio::net::TcpStream;
 
 /// The longest header accepted, TLVs included (v1 is at most 107 bytes;
 /// HAProxy's v2 with its usual TLVs fits well within this).
-pub(crate) const MAX_HEADER: usize = 1024;
+pub const MAX_HEADER: usize = 1024;
 
 /// Which peers speak the PROXY protocol.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -42,7 +42,8 @@ impl Trusted {
 
 /// Why a connection was closed before TLS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum HeaderError {
+#[non_exhaustive]
+pub enum ProxyHeaderError {
     /// A trusted peer sent no header.
     Missing,
     /// A peer not in the trusted list sent one.
@@ -55,24 +56,26 @@ pub(crate) enum HeaderError {
     Truncated,
 }
 
-impl HeaderError {
+impl ProxyHeaderError {
     /// The stable code in the log and the metrics.
-    pub(crate) const fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
-            HeaderError::Missing => "proxy_header_missing",
-            HeaderError::Untrusted => "proxy_header_untrusted",
-            HeaderError::Malformed => "proxy_header_malformed",
-            HeaderError::TooLong => "proxy_header_too_long",
-            HeaderError::Truncated => "proxy_header_truncated",
+            ProxyHeaderError::Missing => "proxy_header_missing",
+            ProxyHeaderError::Untrusted => "proxy_header_untrusted",
+            ProxyHeaderError::Malformed => "proxy_header_malformed",
+            ProxyHeaderError::TooLong => "proxy_header_too_long",
+            ProxyHeaderError::Truncated => "proxy_header_truncated",
         }
     }
 }
 
-impl std::fmt::Display for HeaderError {
+impl std::fmt::Display for ProxyHeaderError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
 }
+
+impl std::error::Error for ProxyHeaderError {}
 
 /// Could these first bytes start a PROXY header? (v1 begins `PROXY `, v2
 /// with `\r\n\r\n`; a TLS record begins 0x16.)
@@ -84,43 +87,78 @@ fn looks_like_header(first: u8) -> bool {
 /// `tcp`'s PROXY header when `peer` is trusted, else `peer` itself (after
 /// checking it sent no header). An error closes the connection.
 pub(crate) async fn accept(
-    mut tcp: TcpStream,
+    tcp: TcpStream,
     peer: SocketAddr,
     trusted: &Trusted,
-) -> Result<(SocketAddr, Prefixed<TcpStream>), (SocketAddr, HeaderError)> {
+) -> Result<Accepted, (SocketAddr, ProxyHeaderError)> {
     if !trusted.contains(peer.ip()) {
         let mut first = [0u8; 1];
         let n = tcp.peek(&mut first).await.unwrap_or(0);
         if n == 1 && looks_like_header(first[0]) {
-            return Err((peer, HeaderError::Untrusted));
+            return Err((peer, ProxyHeaderError::Untrusted));
         }
-        return Ok((peer, Prefixed::new(Vec::new(), tcp)));
+        return Ok(Accepted::Client(peer, Prefixed::new(Vec::new(), tcp)));
     }
+    match read_proxy_header(tcp).await {
+        Ok((Some(client), io)) => Ok(Accepted::Client(client, io)),
+        // The balancer's own connection: a health check, which usually
+        // closes here; anything it sends next is served as from the
+        // balancer.
+        Ok((None, io)) if io.prefix.is_empty() && !has_more(&io.inner).await => {
+            Ok(Accepted::HealthCheck)
+        }
+        Ok((None, io)) => Ok(Accepted::Client(peer, io)),
+        Err(e) => Err((peer, e)),
+    }
+}
+
+/// What [`accept`] found.
+pub(crate) enum Accepted {
+    /// A connection to serve, from this client.
+    Client(SocketAddr, Prefixed<TcpStream>),
+    /// A balancer's `LOCAL` header and nothing after it: a health check
+    /// that is over, not a failed handshake.
+    HealthCheck,
+}
+
+/// Whether the peer sends anything more, or closes.
+async fn has_more(tcp: &TcpStream) -> bool {
+    let mut one = [0u8; 1];
+    matches!(tcp.peek(&mut one).await, Ok(n) if n > 0)
+}
+
+/// Reads a PROXY protocol header (v1 or v2, at most [`MAX_HEADER`] bytes)
+/// from the start of `io`, as a balancer sends it before TLS: the client
+/// it names (`None` for `LOCAL` and `UNKNOWN`) and the stream that yields
+/// the rest of `io`, the bytes read past the header first. For an accept
+/// loop of one's own; [`serve`](crate::server::serve) calls it for the
+/// peers in `ServerOptions::proxy_protocol_from`.
+pub async fn read_proxy_header<IO: AsyncRead + Unpin>(
+    mut io: IO,
+) -> Result<(Option<SocketAddr>, Prefixed<IO>), ProxyHeaderError> {
     let mut buf = Vec::with_capacity(256);
     loop {
         let mut chunk = [0u8; 256];
         let room = (MAX_HEADER + 1 - buf.len()).min(chunk.len());
-        let n = match tcp.read(&mut chunk[..room]).await {
-            Ok(0) | Err(_) if buf.is_empty() => return Err((peer, HeaderError::Missing)),
-            Ok(0) | Err(_) => return Err((peer, HeaderError::Truncated)),
+        let n = match io.read(&mut chunk[..room]).await {
+            Ok(0) | Err(_) if buf.is_empty() => return Err(ProxyHeaderError::Missing),
+            Ok(0) | Err(_) => return Err(ProxyHeaderError::Truncated),
             Ok(n) => n,
         };
         buf.extend_from_slice(&chunk[..n]);
         if !looks_like_header(buf[0]) {
-            return Err((peer, HeaderError::Missing));
+            return Err(ProxyHeaderError::Missing);
         }
         match parse(&buf) {
-            Parsed::Incomplete if buf.len() > MAX_HEADER => {
-                return Err((peer, HeaderError::TooLong))
-            }
+            Parsed::Incomplete if buf.len() > MAX_HEADER => return Err(ProxyHeaderError::TooLong),
             Parsed::Incomplete => continue,
-            Parsed::Invalid => return Err((peer, HeaderError::Malformed)),
+            Parsed::Invalid => return Err(ProxyHeaderError::Malformed),
             Parsed::Header { len, client } => {
                 if len > MAX_HEADER {
-                    return Err((peer, HeaderError::TooLong));
+                    return Err(ProxyHeaderError::TooLong);
                 }
                 let rest = buf.split_off(len);
-                return Ok((client.unwrap_or(peer), Prefixed::new(rest, tcp)));
+                return Ok((client, Prefixed::new(rest, io)));
             }
         }
     }
@@ -184,7 +222,7 @@ fn parse(buf: &[u8]) -> Parsed {
 pin_project_lite::pin_project! {
     /// A stream that first yields the bytes read past the PROXY header,
     /// then the stream's own.
-    pub(crate) struct Prefixed<T> {
+    pub struct Prefixed<T> {
         prefix: Vec<u8>,
         at: usize,
         #[pin]

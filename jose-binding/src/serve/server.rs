@@ -488,7 +488,11 @@ async fn serve_connection<S: App>(
         );
         let (client, io) = tokio::select! {
             r = read => match r {
-                Ok(Ok(accepted)) => accepted,
+                Ok(Ok(proxy_protocol::Accepted::Client(client, io))) => (client, io),
+                Ok(Ok(proxy_protocol::Accepted::HealthCheck)) => {
+                    tracing::debug!(%peer, "balancer health check (PROXY LOCAL)");
+                    return;
+                }
                 Ok(Err((peer, e))) => {
                     metrics::counter!(m::PROXY_HEADER_ERRORS, "error" => e.as_str()).increment(1);
                     return shared.dropped(peer, Dropped::ProxyHeader, &e);

@@ -13,7 +13,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
 use jose_binding::client::{BoundConnection, ClientSetup, HttpVersion, Target};
+use jose_binding::sidecar::SidecarConfig;
 use jose_binding::{Form, SoftwareRootKey};
 use jose_binding_e2e::haproxy::Haproxy;
 use jose_binding_e2e::upstream::{free_port, plain_get};
@@ -229,9 +232,43 @@ async fn three_replicas_behind_haproxy() {
     assert!(versions.iter().all(|v| *v == versions[0]), "{versions:?}");
     let new_key = SoftwareRootKey::from_file(&key_out).unwrap();
     assert!(load(front, &new_key, 6, 1).await.iter().all(|s| *s == 200));
-    assert!(load(front, &key1, 6, 1).await.iter().all(|s| *s == 200));
+    assert!(
+        load(front, &key1, 6, 1).await.iter().all(|s| *s == 200),
+        "the previous key works until it is removed"
+    );
+    let removed = run(
+        &[
+            "keys",
+            "remove",
+            "client1",
+            "--previous",
+            "--keystore",
+            ks.to_str().unwrap(),
+        ],
+        &dir,
+        &[],
+    );
+    assert!(removed.status.success(), "{}", text(&removed));
+    let rotated_version = Some(versions[0]);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    for r in &replicas {
+        while metric(r, "jose_binding_keystore_version").await == rotated_version {
+            assert!(
+                Instant::now() < deadline,
+                "a replica still has the previous key"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    assert!(load(front, &new_key, 6, 1).await.iter().all(|s| *s == 200));
+    for status in load(front, &key1, 6, 1).await {
+        assert_eq!(status, 401, "the removed key is refused on every replica");
+    }
 
-    // A steady load while replica 1 drains: no request fails.
+    // A steady load through the sidecar (as an app would send it) while
+    // replica 1 drains: no request fails.
+    let sidecar_config = SidecarConfig::new(target.clone(), setup(new_key.clone()));
+    let sidecar = jose_binding_e2e::start_sidecar(sidecar_config, "127.0.0.1:0").await;
     let stop = Arc::new(AtomicBool::new(false));
     let (ok, failed, reconnects) = (
         Arc::new(AtomicU64::new(0)),
@@ -242,28 +279,36 @@ async fn three_replicas_behind_haproxy() {
         .map(|_| {
             let (stop, ok, failed, reconnects) =
                 (stop.clone(), ok.clone(), failed.clone(), reconnects.clone());
-            let (target, setup) = (target.clone(), setup(new_key.clone()));
+            let sidecar = sidecar.clone();
             tokio::spawn(async move {
-                let mut conn = None;
+                let mut app = None;
                 while !stop.load(Ordering::Relaxed) {
-                    if conn.is_none() {
-                        match BoundConnection::connect(&target, &setup).await {
-                            Ok(c) => conn = Some(c),
-                            Err(_) => {
-                                reconnects.fetch_add(1, Ordering::Relaxed);
-                                tokio::time::sleep(Duration::from_millis(20)).await;
-                                continue;
-                            }
-                        }
+                    if app.is_none() {
+                        let tcp = tokio::net::TcpStream::connect(&sidecar).await.unwrap();
+                        let (send, conn) =
+                            hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(
+                                hyper_util::rt::TokioIo::new(tcp),
+                            )
+                            .await
+                            .unwrap();
+                        tokio::spawn(conn);
+                        app = Some(send);
                     }
-                    let c = conn.as_mut().expect("connected above");
-                    match c.send(Form::Signed, &serde_json::json!({})).await {
-                        Ok(r) if r.status == 200 => ok.fetch_add(1, Ordering::Relaxed),
+                    let send = app.as_mut().expect("connected above");
+                    let req = http::Request::post("/v1/claims")
+                        .header("host", "localhost")
+                        .body(Empty::new())
+                        .unwrap();
+                    match send.send_request(req).await {
+                        Ok(r) if r.status() == 200 => {
+                            let _ = r.into_body().collect().await;
+                            ok.fetch_add(1, Ordering::Relaxed)
+                        }
                         Ok(_) => failed.fetch_add(1, Ordering::Relaxed),
-                        // The connection closed (GOAWAY, Connection: close):
-                        // not an answer; the request goes on a new one.
+                        // The app's own connection to the sidecar broke:
+                        // not the fleet's doing, but counted.
                         Err(_) => {
-                            conn = None;
+                            app = None;
                             reconnects.fetch_add(1, Ordering::Relaxed)
                         }
                     };
@@ -271,15 +316,21 @@ async fn three_replicas_behind_haproxy() {
             })
         })
         .collect();
+    let r1_before = metric(&replicas[0], OK).await.unwrap_or(0.0);
     tokio::time::sleep(Duration::from_millis(500)).await;
+    let r1_during = metric(&replicas[0], OK).await.unwrap_or(0.0);
+    assert!(
+        r1_during > r1_before,
+        "replica 1 had part of the load before it drained"
+    );
     replicas[0].server.signal("TERM");
     let down = |s: &[(String, String)]| s.iter().any(|(n, st)| n == "r1" && st.starts_with("DOWN"));
-    let states = lb.wait_servers("replicas", Duration::from_secs(2), down);
+    let states =
+        tokio::task::block_in_place(|| lb.wait_servers("replicas", Duration::from_secs(2), down));
     assert!(down(&states), "the balancer saw the drain: {states:?}");
-    let exit = replicas[0]
-        .server
-        .wait_exit(Duration::from_secs(20))
-        .expect("replica 1 exits");
+    let exit =
+        tokio::task::block_in_place(|| replicas[0].server.wait_exit(Duration::from_secs(20)))
+            .expect("replica 1 exits");
     assert!(exit.success(), "{exit:?}");
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::Relaxed);
@@ -292,9 +343,9 @@ async fn three_replicas_behind_haproxy() {
         reconnects.load(Ordering::Relaxed),
     );
     eprintln!(
-        "during the drain: {ok} requests answered 200, {failed} failed, {reconnects} reconnects"
+        "during the drain, through the sidecar: {ok} requests answered 200, {failed} failed, {reconnects} app reconnects"
     );
-    assert_eq!(failed, 0);
+    assert_eq!((failed, reconnects), (0, 0));
     assert!(ok > 20, "{ok}");
 
     // Restarted on its ports, replica 1 takes traffic again.

@@ -51,6 +51,15 @@ pub use protocol::b64;
 /// depth).
 pub use protocol::json;
 
+/// The TLS 1.3 exporter from an exporter_master_secret (RFC 8446 §7.5):
+/// the EKM for a party that holds the secret but not the connection (a
+/// key log, a TLS-terminating frontend).
+pub mod exporter {
+    pub use crate::protocol::exporter::{
+        channel_binding_ekm, tls13_exporter, BadSecretLength, SuiteHash,
+    };
+}
+
 /// Tokens taken apart and made without a connection: the layer parser,
 /// header analysis, the exact §5 headers, sealing with given subkeys and
 /// verification with them. For debuggers, fuzzers and other

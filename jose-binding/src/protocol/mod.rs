@@ -8,6 +8,7 @@ pub mod b64;
 pub(crate) mod claims;
 pub(crate) mod client_id;
 pub(crate) mod error;
+pub(crate) mod exporter;
 pub(crate) mod issuer;
 pub mod json;
 pub(crate) mod lookup;

@@ -20,6 +20,12 @@ impl Haproxy {
     /// after a `global` section of its own (admin socket, no daemon);
     /// waits until `port` (a `bind` of `sections`) accepts connections.
     pub fn start(name: &str, sections: &str, port: u16) -> Haproxy {
+        Haproxy::start_with_global(name, "", sections, port)
+    }
+
+    /// As [`start`](Self::start), with `global` lines of the caller's
+    /// (`tune.ssl.keylog on`, say) added to the `global` section.
+    pub fn start_with_global(name: &str, global: &str, sections: &str, port: u16) -> Haproxy {
         let bin = ["/usr/sbin/haproxy", "/usr/bin/haproxy"]
             .into_iter()
             .map(PathBuf::from)
@@ -27,7 +33,7 @@ impl Haproxy {
             .expect("haproxy not found: scripts/test.sh installs it (apt-get install haproxy)");
         let dir = TempDir::new(&format!("haproxy-{name}"));
         let conf = format!(
-            "global\n  stats socket {}/admin.sock mode 600 level admin\n  maxconn 4096\n\n{sections}\n",
+            "global\n  stats socket {}/admin.sock mode 600 level admin\n  maxconn 4096\n{global}\n\n{sections}\n",
             dir.display()
         );
         let path = dir.join("haproxy.cfg");
@@ -60,6 +66,16 @@ impl Haproxy {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("haproxy did not listen on {port}");
+    }
+
+    /// The fixtures' certificate chain and key in one PEM file in this
+    /// HAProxy's directory (what `bind ... ssl crt` takes); its path.
+    pub fn fixture_crt(dir: &std::path::Path) -> PathBuf {
+        let mut pem = std::fs::read(crate::fixtures().join("server.pem")).unwrap();
+        pem.extend(std::fs::read(crate::fixtures().join("server.key")).unwrap());
+        let path = dir.join("server.crt.pem");
+        std::fs::write(&path, pem).unwrap();
+        path
     }
 
     /// One command on the admin socket; its answer.

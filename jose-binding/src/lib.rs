@@ -120,11 +120,16 @@ pub mod server {
         read_proxy_header, Prefixed, ProxyHeaderError, MAX_HEADER,
     };
     pub use crate::serve::server::{serve, App, BoxError, PeerAddr, RequestId, ServerOptions};
+    #[cfg(feature = "frontend")]
+    pub use crate::serve::{
+        frontend::{EKM_HEADER, EXPORTER_SECRET_HEADER, TLS_CIPHER_HEADER},
+        server::{serve_frontend, FrontendOptions},
+    };
 }
 
 /// A CIDR block: the gateway's trusted proxies, the balancers that send a
-/// PROXY header.
-#[cfg(any(feature = "gateway", feature = "proxy-protocol"))]
+/// PROXY header, the TLS-terminating frontends.
+#[cfg(any(feature = "gateway", feature = "proxy-protocol", feature = "frontend"))]
 pub use ipnet::IpNet;
 
 /// Metric names, kinds, labels and help text, all in one list; the

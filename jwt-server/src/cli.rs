@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::builder::BoolishValueParser;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueHint};
 use jose_binding::gateway::{GatewayConfig, IdentityHeaders};
-use jose_binding::server::ServerOptions;
+use jose_binding::server::{FrontendOptions, ServerOptions};
 use jose_binding::{Form, Policy};
 use serde::{Deserialize, Serialize};
 
@@ -409,6 +409,29 @@ pub(crate) struct ServeSettings {
     /// wait, Ctrl-C skips it.
     #[arg(long, env = "JWT_DRAIN_SECS", default_value_t = 5)]
     pub(crate) drain_secs: u64,
+    /// A frontend terminates TLS and hands on each client connection's
+    /// exporter secret (see docs/OPERATIONS.md): the listener then speaks
+    /// plain HTTP/1.1 and h2c to the --frontend-from peers only, and needs
+    /// no certificate.
+    #[arg(long, env = "JWT_FRONTEND", value_enum, default_value_t = Frontend::None,
+          help_heading = "Load balancer")]
+    pub(crate) frontend: Frontend,
+    /// The frontends (CIDR list, comma-separated); a connection from any
+    /// other peer is closed at accept.
+    #[arg(
+        long,
+        env = "JWT_FRONTEND_FROM",
+        value_delimiter = ',',
+        value_name = "CIDR",
+        default_value = "127.0.0.1/32,::1/128",
+        help_heading = "Load balancer"
+    )]
+    pub(crate) frontend_from: Vec<String>,
+    /// Client TLS connections whose binding state (pinned client, replay
+    /// cache) is kept at once behind the frontend.
+    #[arg(long, env = "JWT_FRONTEND_MAX_CONNECTIONS", help_heading = "Load balancer",
+          default_value_t = FrontendOptions::default().max_connections)]
+    pub(crate) frontend_max_connections: usize,
     /// Expect a PROXY protocol header (v1 or v2, as HAProxy's send-proxy-v2
     /// sends) before TLS on each connection from --proxy-protocol-from; the
     /// client it names is the peer in the log, the per-source budget and the
@@ -444,6 +467,17 @@ pub(crate) struct ServeSettings {
     /// compares the two). Never enable in production.
     #[arg(long, env = "JWT_BASELINE_TOKEN_FILE", value_hint = ValueHint::FilePath)]
     pub(crate) baseline_token_file: Option<PathBuf>,
+}
+
+/// Who terminates TLS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Frontend {
+    /// jwt-server itself.
+    None,
+    /// HAProxy, with `ssl_fc_exporter_secret` and `ssl_fc_cipher` set on
+    /// each request.
+    Haproxy,
 }
 
 /// Whole milliseconds, for a default shown in `--help`.

@@ -15,7 +15,8 @@ use jose_binding::gateway::{BadUpstream, GatewayConfig, Upstream};
 use jose_binding::server::ServerOptions;
 use jose_binding::{tls, FormSet, IpNet, Policy};
 
-use crate::cli::{Global, ServeSettings};
+use crate::cli::{Frontend, Global, ServeSettings};
+use jose_binding::server::FrontendOptions;
 
 /// The fixtures `--dev` serves with. Their private keys are in the
 /// repository, so nothing falls back to them without `--dev`.
@@ -58,11 +59,15 @@ pub(crate) fn keystore_path(
 /// Settings after flags, environment, file and defaults are merged.
 pub(crate) struct Settings {
     pub(crate) listen: SocketAddr,
+    /// The certificate and key, unless a frontend terminates TLS.
     pub(crate) cert: PathBuf,
     pub(crate) key: PathBuf,
     pub(crate) keystore: PathBuf,
     /// Which of cert+key and keystore are the published fixtures (`--dev`).
     pub(crate) dev_cert: bool,
+    /// Behind a TLS-terminating frontend (`--frontend`): no certificate;
+    /// plain HTTP from the frontends only.
+    pub(crate) frontend: Option<FrontendOptions>,
     pub(crate) dev_keystore: bool,
     pub(crate) baseline_token_file: Option<PathBuf>,
     pub(crate) policy: Policy,
@@ -123,7 +128,26 @@ pub(crate) fn settings(g: &Global, s: &ServeSettings) -> Result<Settings, String
             return Err(format!("{name} must be at least 1"));
         }
     }
+    let frontend = match s.frontend {
+        Frontend::None => None,
+        Frontend::Haproxy => {
+            if s.cert.is_some() || s.key.is_some() {
+                return Err("--cert and --key are for a server that terminates TLS; behind --frontend the frontend holds the certificate".into());
+            }
+            if s.proxy_protocol {
+                return Err("--proxy-protocol is for a TCP balancer; behind --frontend the client address comes from X-Forwarded-For".into());
+            }
+            if s.frontend_max_connections == 0 {
+                return Err("--frontend-max-connections must be at least 1".into());
+            }
+            let mut f = FrontendOptions::default();
+            f.from = cidrs("--frontend-from", &s.frontend_from)?;
+            f.max_connections = s.frontend_max_connections;
+            Some(f)
+        }
+    };
     let (cert, key, dev_cert) = match (s.cert.clone(), s.key.clone()) {
+        _ if frontend.is_some() => (PathBuf::new(), PathBuf::new(), false),
         (Some(cert), Some(key)) => (cert, key, false),
         (None, None) if g.dev => (DEV_CERT.into(), DEV_KEY.into(), true),
         (Some(_), None) => {
@@ -147,6 +171,7 @@ pub(crate) fn settings(g: &Global, s: &ServeSettings) -> Result<Settings, String
         key,
         keystore,
         dev_cert,
+        frontend,
         dev_keystore,
         baseline_token_file: s.baseline_token_file.clone(),
         policy,

@@ -33,11 +33,11 @@ pub(crate) fn missing_hint(what: &str, path: &Path) -> String {
 
 pub(crate) fn run_server(g: &Global, s: &ServeSettings) -> Result<(), String> {
     let s = settings(g, s)?;
-    for (what, p) in [
-        ("cert", &s.cert),
-        ("key", &s.key),
-        ("keystore", &s.keystore),
-    ] {
+    let mut files = vec![("keystore", &s.keystore)];
+    if s.frontend.is_none() {
+        files.extend([("cert", &s.cert), ("key", &s.key)]);
+    }
+    for (what, p) in files {
         if !p.exists() {
             return Err(missing_hint(what, p));
         }
@@ -49,10 +49,16 @@ pub(crate) fn run_server(g: &Global, s: &ServeSettings) -> Result<(), String> {
         Some(_) => Some(install_metrics()?),
         None => None,
     };
-    let certified = tls::load_certified_key(&s.cert, &s.key).map_err(|e| e.to_string())?;
-    let certificate = ReloadableCert::new(certified);
-    let tls_config =
-        Arc::new(tls::server_config_with_resolver(certificate.clone()).map_err(|e| e.to_string())?);
+    let tls = match &s.frontend {
+        Some(_) => None,
+        None => {
+            let certified = tls::load_certified_key(&s.cert, &s.key).map_err(|e| e.to_string())?;
+            let certificate = ReloadableCert::new(certified);
+            let config =
+                tls::server_config_with_resolver(certificate.clone()).map_err(|e| e.to_string())?;
+            Some((Arc::new(config), certificate))
+        }
+    };
     let keystore = Keystore::load(&s.keystore).map_err(|e| e.to_string())?;
     warn_if_readable(&s.keystore);
     let handle = KeystoreHandle::new(keystore);
@@ -88,7 +94,7 @@ pub(crate) fn run_server(g: &Global, s: &ServeSettings) -> Result<(), String> {
                     None => Gateway::new(config),
                 };
                 let app = gateway.service(&binding.layer());
-                run(s, tls_config, certificate, binding, handle, app, Some(gateway), metrics).await
+                run(s, tls, binding, handle, app, Some(gateway), metrics).await
             }
             None => {
                 let mut app = EchoApp::new(&binding.layer());
@@ -96,7 +102,7 @@ pub(crate) fn run_server(g: &Global, s: &ServeSettings) -> Result<(), String> {
                     tracing::warn!("POST /v1/baseline is enabled (static bearer token, no binding): for benchmarks only");
                     app = app.with_baseline(t);
                 }
-                run(s, tls_config, certificate, binding, handle, app, None, metrics).await
+                run(s, tls, binding, handle, app, None, metrics).await
             }
         }
     })
@@ -107,8 +113,7 @@ pub(crate) fn run_server(g: &Global, s: &ServeSettings) -> Result<(), String> {
 #[allow(clippy::too_many_arguments)]
 async fn run<S: server::App>(
     s: Settings,
-    tls_config: Arc<rustls::ServerConfig>,
-    certificate: Arc<ReloadableCert>,
+    tls: Option<(Arc<rustls::ServerConfig>, Arc<ReloadableCert>)>,
     binding: Binding,
     handle: KeystoreHandle,
     app: S,
@@ -127,12 +132,14 @@ async fn run<S: server::App>(
         s.keystore.clone(),
         Duration::from_secs(1),
     ));
-    let cert_reloader = tokio::spawn(jose_binding::reload::watch_certificate(
-        certificate.clone(),
-        s.cert.clone(),
-        s.key.clone(),
-        Duration::from_secs(1),
-    ));
+    let cert_reloader = tls.as_ref().map(|(_, certificate)| {
+        tokio::spawn(jose_binding::reload::watch_certificate(
+            certificate.clone(),
+            s.cert.clone(),
+            s.key.clone(),
+            Duration::from_secs(1),
+        ))
+    });
     let readiness = Arc::new(match &gateway {
         Some(gw) => gw.readiness(handle.clone()),
         None => Readiness::new(handle.clone()),
@@ -172,23 +179,43 @@ async fn run<S: server::App>(
     if s.dev_keystore {
         tracing::warn!(keystore = %s.keystore.display(), "--dev: the repository's test keystore is in use; its client keys are published");
     }
-    let leaf = certificate.current();
-    let summary = leaf.cert.first().and_then(|c| CertSummary::of(c));
-    tracing::info!(
-        listen = %local,
-        cert = %s.cert.display(),
-        subject = summary.as_ref().map(|c| c.subject.as_str()).unwrap_or("?"),
-        not_after = summary.as_ref().map(|c| c.not_after.as_str()).unwrap_or("?"),
-        audience = %s.policy.audience,
-        forms = ?s.policy.forms.iter().map(Form::as_str).collect::<Vec<_>>(),
-        clients = handle.snapshot().len(),
-        keystore = %s.keystore.display(),
-        upstream = gateway.as_ref().map(|g| g.upstream().to_string()),
-        "jwt-server ready (TLS 1.3 only)"
-    );
-    server::serve(listener, tls_config, binding, app, s.opts, shutdown).await;
+    match tls {
+        Some((tls_config, certificate)) => {
+            let leaf = certificate.current();
+            let summary = leaf.cert.first().and_then(|c| CertSummary::of(c));
+            tracing::info!(
+                listen = %local,
+                cert = %s.cert.display(),
+                subject = summary.as_ref().map(|c| c.subject.as_str()).unwrap_or("?"),
+                not_after = summary.as_ref().map(|c| c.not_after.as_str()).unwrap_or("?"),
+                audience = %s.policy.audience,
+                forms = ?s.policy.forms.iter().map(Form::as_str).collect::<Vec<_>>(),
+                clients = handle.snapshot().len(),
+                keystore = %s.keystore.display(),
+                upstream = gateway.as_ref().map(|g| g.upstream().to_string()),
+                "jwt-server ready (TLS 1.3 only)"
+            );
+            server::serve(listener, tls_config, binding, app, s.opts, shutdown).await;
+        }
+        None => {
+            let frontend = s.frontend.clone().unwrap_or_default();
+            tracing::info!(
+                listen = %local,
+                frontend_from = ?frontend.from.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+                audience = %s.policy.audience,
+                forms = ?s.policy.forms.iter().map(Form::as_str).collect::<Vec<_>>(),
+                clients = handle.snapshot().len(),
+                keystore = %s.keystore.display(),
+                upstream = gateway.as_ref().map(|g| g.upstream().to_string()),
+                "jwt-server ready (behind a TLS-terminating frontend: plain HTTP from it only)"
+            );
+            server::serve_frontend(listener, binding, app, s.opts, frontend, shutdown).await;
+        }
+    }
     reloader.abort();
-    cert_reloader.abort();
+    if let Some(c) = cert_reloader {
+        c.abort();
+    }
     if let Some(st) = status {
         st.abort();
     }

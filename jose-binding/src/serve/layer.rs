@@ -127,6 +127,7 @@ impl Binding {
                 self.policy.clone(),
             ))),
             ticket: None,
+            accepted: Arc::default(),
         }
     }
 
@@ -148,9 +149,32 @@ pub struct ConnectionBinding {
     /// The connection's place in the server's table: the first accepted
     /// token makes it authenticated, safe from eviction and deadlines.
     ticket: Option<Arc<Ticket>>,
+    /// Set by the first accepted token, read without the verifier's lock
+    /// (the frontend's table keeps such connections).
+    accepted: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl ConnectionBinding {
+    /// Whether a token was accepted on this connection.
+    #[cfg_attr(not(feature = "frontend"), allow(dead_code))]
+    pub(crate) fn has_accepted_token(&self) -> bool {
+        self.accepted.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether `other` is this connection's binding (a clone of it).
+    #[cfg(test)]
+    pub(crate) fn same_connection(&self, other: &ConnectionBinding) -> bool {
+        Arc::ptr_eq(&self.verifier, &other.verifier)
+    }
+
+    /// As if a token had been accepted, for tests of what keeps such
+    /// connections.
+    #[cfg(test)]
+    pub(crate) fn mark_accepted_for_test(&self) {
+        self.accepted
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Reports the first accepted token on this connection to `ticket`.
     pub(crate) fn admitted_as(mut self, ticket: Arc<Ticket>) -> Self {
         self.ticket = Some(ticket);
@@ -192,6 +216,8 @@ impl ConnectionBinding {
                 metrics::counter!(m::REPLAY_CACHE_FULL).increment(1);
             }
         })?;
+        self.accepted
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         if let Some(t) = &self.ticket {
             t.authenticate();
         }
@@ -419,11 +445,20 @@ where
 /// The answer when the layer sees a request no binding acceptor passed:
 /// 500, logged, since the deployment is wrong and no token could verify.
 fn unbound<B: From<Bytes>>() -> Response<B> {
-    tracing::error!(
-        "a request reached the binding layer without a ConnectionBinding extension: \
-         serve the app with jose_binding::server::serve, or insert Binding::connection(ekm) \
-         into each request's extensions"
-    );
+    // A deployment error repeats on every request: a line a second says so.
+    static BUDGET: std::sync::OnceLock<crate::serve::throttle::LogBudget> =
+        std::sync::OnceLock::new();
+    if BUDGET
+        .get_or_init(|| crate::serve::throttle::LogBudget::new(1))
+        .allow()
+    {
+        tracing::error!(
+            "a request reached the binding layer without a ConnectionBinding extension: \
+             serve the app with jose_binding::server::serve (or, behind a TLS-terminating \
+             frontend, serve_frontend with its binding headers set), or insert \
+             Binding::connection(ekm) into each request's extensions"
+        );
+    }
     let body = Bytes::from_static(br#"{"error":"not_bound"}"#);
     let mut resp = Response::new(B::from(body));
     *resp.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;

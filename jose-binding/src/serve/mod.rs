@@ -6,6 +6,8 @@
 pub(crate) mod admission;
 pub mod client;
 pub mod echo;
+#[cfg(feature = "frontend")]
+pub(crate) mod frontend;
 pub(crate) mod layer;
 pub(crate) mod metrics;
 #[cfg(feature = "proxy-protocol")]

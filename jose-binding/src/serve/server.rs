@@ -78,7 +78,7 @@ pub struct ServerOptions {
     /// Peers whose `X-Request-Id` is kept as the request's id (a trusted
     /// proxy in front); from any other peer, and when it is missing or not
     /// 1-128 visible ASCII characters, the server makes one.
-    #[cfg(any(feature = "gateway", feature = "proxy-protocol"))]
+    #[cfg(any(feature = "gateway", feature = "proxy-protocol", feature = "frontend"))]
     pub request_id_from: Vec<ipnet::IpNet>,
     /// A connection this old is asked to finish (HTTP/2 GOAWAY, HTTP/1.1
     /// closed after its response), so clients reconnect and spread again
@@ -108,7 +108,7 @@ impl Default for ServerOptions {
             refusal_log_per_sec: 10,
             #[cfg(feature = "proxy-protocol")]
             proxy_protocol_from: Vec::new(),
-            #[cfg(any(feature = "gateway", feature = "proxy-protocol"))]
+            #[cfg(any(feature = "gateway", feature = "proxy-protocol", feature = "frontend"))]
             request_id_from: Vec::new(),
             max_connection_age: None,
             metrics_client_labels: false,
@@ -236,12 +236,19 @@ type Closing = tokio::sync::watch::Receiver<bool>;
 
 /// What the accept loop and every connection task share.
 struct Shared<S> {
-    acceptor: TlsAcceptor,
+    /// `None` behind a frontend: the listener speaks plain HTTP.
+    acceptor: Option<TlsAcceptor>,
     binding: Binding,
     app: S,
     /// Protocol chosen by ALPN: one builder each, made once.
     http1: auto::Builder<TokioExecutor>,
     http2: auto::Builder<TokioExecutor>,
+    /// Without TLS: HTTP/1.1, or HTTP/2 by its preface (h2c prior knowledge).
+    #[cfg(feature = "frontend")]
+    either: auto::Builder<TokioExecutor>,
+    /// Behind a frontend: who it is, and the client connections' state.
+    #[cfg(feature = "frontend")]
+    frontend: Option<Frontend>,
     opts: ServerOptions,
     log: Arc<Log>,
     /// Flips to true once serving has stopped (see [`ConnectionGuard`]).
@@ -349,6 +356,88 @@ pub async fn serve<S: App>(
     opts: ServerOptions,
     shutdown: impl Future<Output = ()>,
 ) {
+    run(
+        listener,
+        Some(TlsAcceptor::from(tls_config)),
+        #[cfg(feature = "frontend")]
+        None,
+        binding,
+        app,
+        opts,
+        shutdown,
+    )
+    .await
+}
+
+/// Behind a frontend that terminates TLS: who may connect, and how many
+/// client connections' state to keep.
+#[cfg(feature = "frontend")]
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct FrontendOptions {
+    /// The frontends' addresses; a connection from any other is closed at
+    /// accept.
+    pub from: Vec<ipnet::IpNet>,
+    /// Client connections whose state (pinned client, replay cache) is
+    /// kept at once.
+    pub max_connections: usize,
+}
+
+#[cfg(feature = "frontend")]
+impl Default for FrontendOptions {
+    fn default() -> Self {
+        FrontendOptions {
+            from: vec![
+                ipnet::IpNet::from(std::net::IpAddr::from([127, 0, 0, 1])),
+                ipnet::IpNet::from(std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST)),
+            ],
+            max_connections: Budgets::default().max_connections * 4,
+        }
+    }
+}
+
+#[cfg(feature = "frontend")]
+struct Frontend {
+    from: Vec<ipnet::IpNet>,
+    connections: Arc<crate::serve::frontend::Connections>,
+}
+
+/// Serves `app` behind a frontend that terminates TLS (HAProxy with
+/// `ssl_fc_exporter_secret`): plain HTTP/1.1 or h2c on `listener`, from
+/// `frontend.from` only. Each request's binding is the client TLS
+/// connection its headers name (`x-jose-binding-exporter-secret` with
+/// `x-jose-binding-tls-cipher`, or `x-jose-binding-ekm`), removed before
+/// `app` sees the request; everything else is as [`serve`].
+#[cfg(feature = "frontend")]
+pub async fn serve_frontend<S: App>(
+    listener: TcpListener,
+    binding: Binding,
+    app: S,
+    opts: ServerOptions,
+    frontend: FrontendOptions,
+    shutdown: impl Future<Output = ()>,
+) {
+    let connections = crate::serve::frontend::Connections::new(
+        binding.clone(),
+        frontend.max_connections,
+        opts.idle_timeout,
+    );
+    let frontend = Frontend {
+        from: frontend.from,
+        connections,
+    };
+    run(listener, None, Some(frontend), binding, app, opts, shutdown).await
+}
+
+async fn run<S: App>(
+    listener: TcpListener,
+    acceptor: Option<TlsAcceptor>,
+    #[cfg(feature = "frontend")] frontend: Option<Frontend>,
+    binding: Binding,
+    app: S,
+    opts: ServerOptions,
+    shutdown: impl Future<Output = ()>,
+) {
     let admission = Admission::new(opts.budgets());
     // Every connection task holds a receiver: `closed()` resolves when the
     // last one has finished.
@@ -366,10 +455,14 @@ pub async fn serve<S: App>(
         .max_header_list_size(opts.max_header_bytes as u32)
         .max_send_buf_size(opts.max_send_buf_size);
     let shared = Arc::new(Shared {
-        acceptor: TlsAcceptor::from(tls_config),
+        acceptor,
         binding,
         app,
         http1: http.clone().http1_only(),
+        #[cfg(feature = "frontend")]
+        either: http.clone(),
+        #[cfg(feature = "frontend")]
+        frontend,
         http2: http.http2_only(),
         log: Arc::new(Log {
             counters: Counters::default(),
@@ -398,6 +491,42 @@ pub async fn serve<S: App>(
             },
         };
         shared.log.counters.accepted.fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "frontend")]
+        if let Some(f) = &shared.frontend {
+            if !f.from.iter().any(|n| n.contains(&peer.ip())) {
+                shared.dropped(peer, Dropped::NotFrontend, &"not in --frontend-from");
+                continue;
+            }
+            // The frontend is trusted infrastructure, with many clients
+            // behind each connection: none of the budgets for
+            // unauthenticated connections applies to it.
+            let Ok((ticket, _)) = admission.admit_unresolved() else {
+                shared.dropped(peer, Dropped::Refused, &"connections");
+                continue;
+            };
+            ticket.authenticate();
+            let _ = tcp.set_nodelay(true);
+            let finish = closing.subscribe();
+            let conns = f.connections.clone();
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let accepted = tokio::time::Instant::now();
+                let http = &shared.either;
+                let bind = Bind::Frontend(conns);
+                serve_http(
+                    &shared,
+                    http,
+                    tcp,
+                    peer,
+                    Arc::new(ticket),
+                    finish,
+                    accepted,
+                    bind,
+                )
+                .await
+            });
+            continue;
+        }
         // A balancer's client is known only from its PROXY header.
         #[cfg(feature = "proxy-protocol")]
         let admitted = if shared.balancers.contains(peer.ip()) {
@@ -524,7 +653,7 @@ async fn serve_tls<S, IO>(
     io: IO,
     peer: SocketAddr,
     ticket: Ticket,
-    mut closing: Closing,
+    closing: Closing,
     accepted: tokio::time::Instant,
 ) where
     S: App,
@@ -532,11 +661,10 @@ async fn serve_tls<S, IO>(
 {
     let ticket = Arc::new(ticket);
     let opts = &shared.opts;
-    let auth_deadline = accepted + opts.auth_timeout;
-    let handshake = tokio::time::timeout_at(
-        accepted + opts.handshake_timeout,
-        shared.acceptor.accept(io),
-    );
+    let Some(acceptor) = &shared.acceptor else {
+        return;
+    };
+    let handshake = tokio::time::timeout_at(accepted + opts.handshake_timeout, acceptor.accept(io));
     let handshakes = |result: &'static str| {
         metrics::counter!(m::TLS_HANDSHAKES, "result" => result).increment(1);
     };
@@ -563,7 +691,39 @@ async fn serve_tls<S, IO>(
     };
     let h2 = conn.alpn_protocol() == Some(tls::ALPN_H2);
     tracing::debug!(%peer, ekm_fp = %ekm.fingerprint(), h2, "connection bound");
-    let conn = shared.binding.connection(ekm).admitted_as(ticket.clone());
+    let bind = Bind::Connection(shared.binding.connection(ekm).admitted_as(ticket.clone()));
+    let http = if h2 { &shared.http2 } else { &shared.http1 };
+    serve_http(&shared, http, stream, peer, ticket, closing, accepted, bind).await
+}
+
+/// Where a request's [`ConnectionBinding`] comes from.
+#[derive(Clone)]
+enum Bind {
+    /// The TLS connection it arrived on.
+    Connection(ConnectionBinding),
+    /// The client connection the frontend's headers name.
+    #[cfg(feature = "frontend")]
+    Frontend(Arc<crate::serve::frontend::Connections>),
+}
+
+/// HTTP on an established connection (TLS or a frontend's plain one) until
+/// the peer leaves, the server shuts down, or a limit closes it.
+#[allow(clippy::too_many_arguments)]
+async fn serve_http<S, IO>(
+    shared: &Arc<Shared<S>>,
+    http: &auto::Builder<TokioExecutor>,
+    io: IO,
+    peer: SocketAddr,
+    ticket: Arc<Ticket>,
+    mut closing: Closing,
+    accepted: tokio::time::Instant,
+    bind: Bind,
+) where
+    S: App,
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let opts = &shared.opts;
+    let auth_deadline = accepted + opts.auth_timeout;
     let guard = ConnectionGuard(Arc::new(Guarded {
         ticket: ticket.clone(),
         auth_deadline,
@@ -575,21 +735,19 @@ async fn serve_tls<S, IO>(
     let clock = TrafficClock::new();
     let svc = Tracked {
         inner: shared.app.clone(),
-        conn,
+        bind,
         guard,
         clock: clock.clone(),
         log: shared.log.clone(),
         peer,
         client_labels: opts.metrics_client_labels,
-        #[cfg(any(feature = "gateway", feature = "proxy-protocol"))]
+        #[cfg(any(feature = "gateway", feature = "proxy-protocol", feature = "frontend"))]
         trusted_ids: opts.request_id_from.iter().any(|n| n.contains(&peer.ip())),
-        #[cfg(not(any(feature = "gateway", feature = "proxy-protocol")))]
+        #[cfg(not(any(feature = "gateway", feature = "proxy-protocol", feature = "frontend")))]
         trusted_ids: false,
     };
-    let http = if h2 { &shared.http2 } else { &shared.http1 };
     // With upgrades, so an app (the gateway) can tunnel a WebSocket.
-    let conn =
-        http.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(svc));
+    let conn = http.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(svc));
     tokio::pin!(conn);
     // Asked to finish: HTTP/2 GOAWAY, HTTP/1.1 closed after the response in
     // flight. Once, when the server stops or the connection reaches its age.
@@ -718,7 +876,7 @@ impl Drop for Busy {
 #[derive(Clone)]
 struct Tracked<S> {
     inner: S,
-    conn: ConnectionBinding,
+    bind: Bind,
     guard: ConnectionGuard,
     clock: TrafficClock,
     log: Arc<Log>,
@@ -742,11 +900,20 @@ where
 
     fn call(&mut self, mut req: Request<Incoming>) -> Self::Future {
         let id = RequestId::of(req.headers(), self.trusted_ids);
+        // Behind a frontend, the client is the last X-Forwarded-For entry
+        // the frontend appended (port unknown: 0).
+        let peer = match &self.bind {
+            #[cfg(feature = "frontend")]
+            Bind::Frontend(_) => {
+                last_forwarded_for(req.headers()).map_or(self.peer, |ip| SocketAddr::new(ip, 0))
+            }
+            Bind::Connection(_) => self.peer,
+        };
         let access = Access {
             start: Instant::now(),
             method: req.method().clone(),
             path: req.uri().path().to_owned(),
-            peer: self.peer,
+            peer,
             log: self.log.clone(),
             client_labels: self.client_labels,
             id: id.clone(),
@@ -754,12 +921,32 @@ where
         // Only a request that asks to upgrade can become a tunnel; the
         // others are spared the allocation.
         let upgrade = req.headers().contains_key(http::header::UPGRADE);
+        let conn = match &self.bind {
+            Bind::Connection(c) => Some(c.clone()),
+            #[cfg(feature = "frontend")]
+            Bind::Frontend(table) => {
+                // The binding headers go whatever they say; without a
+                // usable one the layer answers 500 not_bound.
+                match crate::serve::frontend::take_ekm(req.headers_mut()).and_then(|e| table.get(e))
+                {
+                    Ok(c) => Some(c),
+                    Err(why) => {
+                        if self.log.budget.allow() {
+                            tracing::warn!(peer = %self.peer, reason = why.as_str(), "a request without a usable binding header from the frontend");
+                        }
+                        None
+                    }
+                }
+            }
+        };
         let ext = req.extensions_mut();
-        ext.insert(self.conn.clone());
+        if let Some(c) = conn {
+            ext.insert(c);
+        }
         if upgrade {
             ext.insert(self.guard.clone());
         }
-        ext.insert(PeerAddr(self.peer));
+        ext.insert(PeerAddr(peer));
         ext.insert(id);
         TrackedFuture {
             busy: Some(Busy::new(self.clock.clone())),
@@ -767,6 +954,13 @@ where
             inner: self.inner.call(req),
         }
     }
+}
+
+/// The last address in the request's `X-Forwarded-For` headers.
+#[cfg(feature = "frontend")]
+fn last_forwarded_for(headers: &http::HeaderMap) -> Option<std::net::IpAddr> {
+    let last = headers.get_all("x-forwarded-for").iter().next_back()?;
+    last.to_str().ok()?.rsplit(',').next()?.trim().parse().ok()
 }
 
 /// What the access line says of a request besides its response.

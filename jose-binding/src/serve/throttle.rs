@@ -77,17 +77,21 @@ pub(crate) enum Dropped {
     /// another peer, or malformed.
     #[cfg_attr(not(feature = "proxy-protocol"), allow(dead_code))]
     ProxyHeader,
+    /// A peer that is not one of the frontends, in frontend mode.
+    #[cfg_attr(not(feature = "frontend"), allow(dead_code))]
+    NotFrontend,
 }
 
 impl Dropped {
     #[cfg(test)]
-    pub(crate) const ALL: [Dropped; 6] = [
+    pub(crate) const ALL: [Dropped; 7] = [
         Dropped::Refused,
         Dropped::Evicted,
         Dropped::Handshake,
         Dropped::AuthDeadline,
         Dropped::Idle,
         Dropped::ProxyHeader,
+        Dropped::NotFrontend,
     ];
 
     pub(crate) const fn as_str(self) -> &'static str {
@@ -98,6 +102,7 @@ impl Dropped {
             Dropped::AuthDeadline => "auth_deadline",
             Dropped::Idle => "idle",
             Dropped::ProxyHeader => "proxy_header",
+            Dropped::NotFrontend => "not_frontend",
         }
     }
 }
@@ -106,7 +111,7 @@ impl Dropped {
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub accepted: AtomicU64,
-    dropped: [AtomicU64; 6],
+    dropped: [AtomicU64; 7],
     /// Requests answered with a 4xx (a §7 refusal, 404, 405 …).
     pub requests_refused: AtomicU64,
 }

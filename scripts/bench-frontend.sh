@@ -41,7 +41,7 @@ behind=$!
 cat >"$dir/haproxy.cfg" <<CFG
 global
   tune.ssl.keylog on
-  tune.bufsize 32768
+  tune.bufsize 131072
   nbthread 2
 defaults
   mode http

@@ -11,39 +11,11 @@ use std::time::Duration;
 
 use jose_binding::client::{BoundConnection, HttpVersion, Target};
 use jose_binding::Form;
+use jose_binding_e2e::fixtures;
 use jose_binding_e2e::haproxy::Haproxy;
 use jose_binding_e2e::upstream::{free_port, HyperUpstream};
-use jose_binding_e2e::{fixtures, TempDir};
 use support::Server;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// HAProxy terminating TLS 1.3 on `front` with the hand-off lines, in front
-/// of `backend` (`proto h2` when `h2c`), reusing at most 2 backend
-/// connections for everyone.
-fn haproxy(name: &str, front: u16, backend: u16, h2c: bool) -> Haproxy {
-    // HAProxy reads the certificate at start; the file may go after.
-    let dir = TempDir::new(&format!("{name}-crt"));
-    let crt = Haproxy::fixture_crt(&dir);
-    let proto = if h2c { " proto h2" } else { "" };
-    let sections = format!(
-        "defaults\n  mode http\n  timeout connect 2s\n  timeout client 10s\n  timeout server 10s\n  \
-         option forwardfor\n\n\
-         frontend tls\n  bind 127.0.0.1:{front} ssl crt {} ssl-min-ver TLSv1.3 alpn h2,http/1.1\n  \
-         http-request set-header x-jose-binding-exporter-secret %[ssl_fc_exporter_secret]\n  \
-         http-request set-header x-jose-binding-tls-cipher %[ssl_fc_cipher]\n  \
-         http-request del-header x-jose-binding-ekm\n  default_backend server\n\n\
-         backend server\n  http-reuse always\n  server s1 127.0.0.1:{backend} maxconn 2{proto}\n",
-        crt.display()
-    );
-    let lb = Haproxy::start_with_global(
-        name,
-        "  tune.ssl.keylog on\n  tune.bufsize 32768",
-        &sections,
-        front,
-    );
-    drop(dir);
-    lb
-}
 
 fn serve(extra: &[&str]) -> (Server, u16) {
     let port = free_port();
@@ -72,13 +44,8 @@ async fn connect(front: u16, version: HttpVersion) -> BoundConnection {
 async fn tokens_stay_bound_to_the_clients_connection_through_haproxy() {
     for h2c in [false, true] {
         let (mut server, backend) = serve(&[]);
-        let front = free_port();
-        let _lb = haproxy(
-            if h2c { "frontend-h2c" } else { "frontend-h1" },
-            front,
-            backend,
-            h2c,
-        );
+        let name = if h2c { "frontend-h2c" } else { "frontend-h1" };
+        let (_lb, front) = Haproxy::terminating(name, backend, h2c);
         for version in [HttpVersion::Http1, HttpVersion::Http2] {
             let mut c = connect(front, version).await;
             for form in Form::ALL {
@@ -195,8 +162,7 @@ async fn through_the_gateway_the_upstream_never_sees_a_binding_header() {
     let upstream = HyperUpstream::start().await;
     let url = upstream.url();
     let (_server, backend) = serve(&["--upstream", &url]);
-    let front = free_port();
-    let _lb = haproxy("frontend-gw", front, backend, false);
+    let (_lb, front) = Haproxy::terminating("frontend-gw", backend, false);
     let mut c = connect(front, HttpVersion::Http1).await;
     let token = c.token(Form::Signed, &serde_json::json!({})).unwrap();
     let r = c
@@ -214,8 +180,7 @@ async fn through_the_gateway_the_upstream_never_sees_a_binding_header() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sidecar_works_through_haproxy_unchanged() {
     let (_server, backend) = serve(&[]);
-    let front = free_port();
-    let _lb = haproxy("frontend-sidecar", front, backend, true);
+    let (_lb, front) = Haproxy::terminating("frontend-sidecar", backend, true);
     let target = Target::parse(&format!("https://localhost:{front}")).unwrap();
     let setup = jose_binding_e2e::setup("client1", HttpVersion::Auto);
     let config = jose_binding::sidecar::SidecarConfig::new(target, setup);

@@ -78,6 +78,36 @@ impl Haproxy {
         path
     }
 
+    /// HAProxy terminating TLS 1.3 (the fixtures' certificate) on a free
+    /// port with the binding hand-off of `jwt-server --frontend haproxy`,
+    /// in front of `backend` (over h2c when `h2c`), reusing at most two
+    /// backend connections for all clients; the port too.
+    pub fn terminating(name: &str, backend: u16, h2c: bool) -> (Haproxy, u16) {
+        // HAProxy reads the certificate at start; the file may go after.
+        let dir = TempDir::new(&format!("{name}-crt"));
+        let crt = Haproxy::fixture_crt(&dir);
+        let front = crate::upstream::free_port();
+        let proto = if h2c { " proto h2" } else { "" };
+        let sections = format!(
+            "defaults\n  mode http\n  timeout connect 2s\n  timeout client 10s\n  timeout server 10s\n  \
+             option forwardfor\n\n\
+             frontend tls\n  bind 127.0.0.1:{front} ssl crt {} ssl-min-ver TLSv1.3 alpn h2,http/1.1\n  \
+             http-request set-header x-jose-binding-exporter-secret %[ssl_fc_exporter_secret]\n  \
+             http-request set-header x-jose-binding-tls-cipher %[ssl_fc_cipher]\n  \
+             http-request del-header x-jose-binding-ekm\n  default_backend server\n\n\
+             backend server\n  http-reuse always\n  server s1 127.0.0.1:{backend} maxconn 2{proto}\n",
+            crt.display()
+        );
+        let lb = Haproxy::start_with_global(
+            name,
+            "  tune.ssl.keylog on\n  tune.bufsize 131072",
+            &sections,
+            front,
+        );
+        drop(dir);
+        (lb, front)
+    }
+
     /// One command on the admin socket; its answer.
     pub fn admin(&self, command: &str) -> String {
         let mut s = std::os::unix::net::UnixStream::connect(self.dir.join("admin.sock"))

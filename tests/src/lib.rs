@@ -166,6 +166,35 @@ impl TestServer {
         }
     }
 
+    /// The echo app behind a TLS-terminating frontend
+    /// ([`server::serve_frontend`]): plain HTTP on `port` for loopback.
+    pub async fn frontend(policy: Policy, keystore: Keystore) -> TestServer {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let handle = KeystoreHandle::new(keystore);
+        let binding = Binding::new(handle.clone(), policy);
+        let app = EchoApp::new(&binding.layer());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server::serve_frontend(
+            listener,
+            binding,
+            app,
+            ServerOptions::default(),
+            server::FrontendOptions::default(),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        TestServer {
+            port,
+            keystore: handle,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
     /// A gateway to `config`'s upstream, with the fixtures' keystore and
     /// the default policy.
     pub async fn gateway(config: GatewayConfig) -> TestServer {

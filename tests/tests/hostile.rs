@@ -8,11 +8,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jose_binding::b64;
-use jose_binding::client::{BoundConnection, HttpVersion};
+use jose_binding::client::{BoundConnection, HttpVersion, Target};
 use jose_binding::gateway::GatewayConfig;
 use jose_binding::server::ServerOptions;
 use jose_binding::token::{encrypt_jwe, headers, sign_jws};
 use jose_binding::Policy;
+use jose_binding_e2e::haproxy::Haproxy;
 use jose_binding_e2e::upstream::HyperUpstream;
 use jose_binding_e2e::{connect, fixture_keystore, fixtures, setup, TestServer};
 use serde_json::{json, Value};
@@ -214,13 +215,31 @@ fn corpus(k: &Kit<'_>) -> Vec<(&'static str, String, &'static str)> {
 /// hyper upstream: the answers are the same, and only the accepted
 /// requests reach the upstream.
 async fn run_corpus(version: HttpVersion, through_gateway: bool) -> usize {
+    run_corpus_at(version, through_gateway, false).await
+}
+
+/// As [`run_corpus`]; with `behind_haproxy` the echo app is served by
+/// `serve_frontend` behind HAProxy terminating TLS, and the answers are
+/// still the same.
+async fn run_corpus_at(version: HttpVersion, through_gateway: bool, behind_haproxy: bool) -> usize {
     let upstream = HyperUpstream::start().await;
     let server = if through_gateway {
         TestServer::gateway(GatewayConfig::new(upstream.url().parse().unwrap())).await
+    } else if behind_haproxy {
+        TestServer::frontend(Policy::default(), fixture_keystore()).await
     } else {
         TestServer::start(Policy::default(), fixture_keystore()).await
     };
-    let mut c = connect(&server, &setup("client1", version)).await;
+    let haproxy = behind_haproxy.then(|| Haproxy::terminating("hostile", server.port, false));
+    let mut c = match &haproxy {
+        Some((_, front)) => {
+            let target = Target::parse(&format!("https://localhost:{front}")).unwrap();
+            BoundConnection::connect(&target, &setup("client1", version))
+                .await
+                .unwrap()
+        }
+        None => connect(&server, &setup("client1", version)).await,
+    };
     let cases = corpus(&Kit { c: &c });
     let mut seen = std::collections::HashSet::new();
     for (what, token, want) in &cases {
@@ -272,6 +291,16 @@ async fn hostile_tokens_over_http1() {
 #[tokio::test]
 async fn hostile_tokens_over_http2() {
     run_corpus(HttpVersion::Http2, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_tokens_behind_a_tls_terminating_haproxy_over_http1() {
+    run_corpus_at(HttpVersion::Http1, false, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_tokens_behind_a_tls_terminating_haproxy_over_http2() {
+    run_corpus_at(HttpVersion::Http2, false, true).await;
 }
 
 #[tokio::test]

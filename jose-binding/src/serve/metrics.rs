@@ -63,7 +63,7 @@ metrics! {
     CONNECTIONS = "jose_binding_connections", Gauge, ["state"],
         "Connections held, by state (handshaking, unauthenticated, authenticated).";
     CONNECTIONS_DROPPED = "jose_binding_connections_dropped_total", Counter, ["reason"],
-        "Connections the server closed, by reason (refused, evicted, handshake, auth_deadline, idle, proxy_header).";
+        "Connections the server closed, by reason (refused, evicted, handshake, auth_deadline, idle, proxy_header, not_frontend).";
     EVICTIONS = "jose_binding_admission_evictions_total", Counter, ["budget"],
         "Unauthenticated connections closed to make room, by the budget that was full (connections, handshakes, pending_per_source).";
     REFUSALS = "jose_binding_admission_refusals_total", Counter, ["budget"],

@@ -9,7 +9,7 @@
 //! client connections on one backend connection, and one client
 //! connection's over several, so the backend connection counts for
 //! nothing. Entries expire after being idle for longer than any token
-//! accepted on them can live (`max_ttl_secs + skew_secs`, at least the idle
+//! accepted on them can live (`max_ttl_secs` plus twice `skew_secs`, at least the idle
 //! timeout), so a dropped entry never reopens a replay. When the table is
 //! full, the least recently used entry without an accepted token makes
 //! room; entries with one are never pushed out by ones without.
@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use http::{HeaderMap, HeaderName};
 
 use crate::protocol::exporter::{channel_binding_ekm, SuiteHash};
-use crate::protocol::schedule::{Ekm, Fingerprint};
+use crate::protocol::schedule::Ekm;
 use crate::serve::layer::{Binding, ConnectionBinding};
 
 /// The client connection's exporter_master_secret, hex (HAProxy:
@@ -119,7 +119,8 @@ fn unhex(s: &[u8]) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// The binding state of each client connection, by its EKM's fingerprint.
+/// The binding state of each client connection, by a SHA-256 of its EKM
+/// (all 256 bits: two connections never share an entry).
 #[derive(Debug)]
 pub(crate) struct Connections {
     binding: Binding,
@@ -127,7 +128,7 @@ pub(crate) struct Connections {
     /// An entry idle this long is dropped; no token accepted on it can
     /// still be valid by then.
     expiry: Duration,
-    table: Mutex<HashMap<Fingerprint, Entry>>,
+    table: Mutex<HashMap<[u8; 32], Entry>>,
 }
 
 #[derive(Debug)]
@@ -157,7 +158,13 @@ impl Connections {
     }
 
     fn get_at(&self, ekm: Ekm, now: Instant) -> Result<ConnectionBinding, Unbound> {
-        let key = ekm.fingerprint();
+        let key: [u8; 32] = {
+            use sha2::Digest;
+            sha2::Sha256::new_with_prefix(b"jose-binding frontend table\0")
+                .chain_update(ekm.expose())
+                .finalize()
+                .into()
+        };
         let mut t = match self.table.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),

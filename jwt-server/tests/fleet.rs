@@ -19,7 +19,7 @@ use jose_binding::client::{BoundConnection, ClientSetup, HttpVersion, Target};
 use jose_binding::sidecar::SidecarConfig;
 use jose_binding::{Form, SoftwareRootKey};
 use jose_binding_e2e::haproxy::Haproxy;
-use jose_binding_e2e::upstream::{free_port, plain_get};
+use jose_binding_e2e::upstream::free_port;
 use jose_binding_e2e::{fixture_key, fixtures, TempDir};
 use support::{run, text, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -92,9 +92,7 @@ fn setup(key: SoftwareRootKey) -> ClientSetup {
 
 /// A sample of the replica's `/metrics` (name and labels as rendered).
 async fn metric(r: &Replica, series: &str) -> Option<f64> {
-    let body = plain_get(r.status, "/metrics").await;
-    body.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    support::metric(r.status, series).await
 }
 
 const OK: &str = r#"jose_binding_requests_total{outcome="ok",form="signed"}"#;

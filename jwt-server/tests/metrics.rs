@@ -8,15 +8,7 @@ use std::collections::BTreeSet;
 
 use jose_binding::metrics::{MetricKind, ALL};
 use jose_binding_e2e::upstream::{free_port, plain_get};
-use support::{repo, signed_request, Server};
-
-/// The value of the sample `series` (name and labels as rendered) in a
-/// `/metrics` answer.
-pub fn sample(metrics: &str, series: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-}
+use support::{repo, sample, signed_request, Server};
 
 #[test]
 fn the_documented_list_is_the_declared_list() {

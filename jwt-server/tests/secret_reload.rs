@@ -12,20 +12,14 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use jose_binding::{ClientId, Keystore, SoftwareRootKey};
-use jose_binding_e2e::upstream::{free_port, plain_get};
+use jose_binding_e2e::upstream::free_port;
 use jose_binding_e2e::{fixtures, TempDir};
-use support::Server;
+use support::{metric, Server};
 
 fn keystore_with(key: &SoftwareRootKey) -> String {
     let mut ks = Keystore::default();
     ks.set(ClientId::new("client1").unwrap(), vec![key.clone()]);
     ks.to_toml().to_string()
-}
-
-async fn metric(status: u16, series: &str) -> Option<f64> {
-    let body = plain_get(status, "/metrics").await;
-    body.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
 /// Waits up to `within` for the keystore version to leave `from`; the

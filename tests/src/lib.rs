@@ -147,17 +147,30 @@ impl TestServer {
         let chain = tls::load_certs(&fixtures().join("server.pem")).expect("cert");
         let key = tls::load_key(&fixtures().join("server.key")).expect("key");
         let cfg = Arc::new(tls::server_config(chain, key).expect("tls config"));
+        Self::launch(port, policy, keystore, |listener, binding, stopped| {
+            let app = make(&binding.layer());
+            server::serve(listener, cfg, binding, app, opts, async {
+                let _ = stopped.await;
+            })
+        })
+        .await
+    }
+
+    /// Binds `port` (0: any free one) and spawns what `serve` makes of the
+    /// listener, the binding and the stop signal.
+    async fn launch<F, Fut>(port: u16, policy: Policy, keystore: Keystore, serve: F) -> TestServer
+    where
+        F: FnOnce(tokio::net::TcpListener, Binding, oneshot::Receiver<()>) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
             .expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let handle = KeystoreHandle::new(keystore);
         let binding = Binding::new(handle.clone(), policy);
-        let app = make(&binding.layer());
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(server::serve(listener, cfg, binding, app, opts, async {
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(serve(listener, binding, stopped));
         TestServer {
             port,
             keystore: handle,
@@ -169,30 +182,14 @@ impl TestServer {
     /// The echo app behind a TLS-terminating frontend
     /// ([`server::serve_frontend`]): plain HTTP on `port` for loopback.
     pub async fn frontend(policy: Policy, keystore: Keystore) -> TestServer {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
-            .await
-            .expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let handle = KeystoreHandle::new(keystore);
-        let binding = Binding::new(handle.clone(), policy);
-        let app = EchoApp::new(&binding.layer());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(server::serve_frontend(
-            listener,
-            binding,
-            app,
-            ServerOptions::default(),
-            server::FrontendOptions::default(),
-            async {
+        Self::launch(0, policy, keystore, |listener, binding, stopped| {
+            let app = EchoApp::new(&binding.layer());
+            let (opts, frontend) = (ServerOptions::default(), server::FrontendOptions::default());
+            server::serve_frontend(listener, binding, app, opts, frontend, async {
                 let _ = stopped.await;
-            },
-        ));
-        TestServer {
-            port,
-            keystore: handle,
-            stop: Some(stop),
-            task: Some(task),
-        }
+            })
+        })
+        .await
     }
 
     /// A gateway to `config`'s upstream, with the fixtures' keystore and

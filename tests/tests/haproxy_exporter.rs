@@ -11,8 +11,8 @@ use std::sync::Arc;
 use jose_binding::exporter::{channel_binding_ekm, SuiteHash};
 use jose_binding::tls;
 use jose_binding_e2e::haproxy::Haproxy;
-use jose_binding_e2e::upstream::{free_port, HyperUpstream};
-use jose_binding_e2e::{fixtures, read_head, TempDir};
+use jose_binding_e2e::upstream::HyperUpstream;
+use jose_binding_e2e::{fixtures, read_head};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -69,20 +69,7 @@ async fn one_request(front: u16) -> ([u8; 32], Vec<(String, String)>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn haproxy_hands_on_the_secret_the_clients_ekm_follows_from() {
     let backend = HyperUpstream::start().await;
-    let dir = TempDir::new("exporter-crt");
-    let crt = Haproxy::fixture_crt(&dir);
-    let front = free_port();
-    let sections = format!(
-        "defaults\n  mode http\n  timeout connect 2s\n  timeout client 10s\n  timeout server 10s\n\n\
-         frontend tls\n  bind 127.0.0.1:{front} ssl crt {} ssl-min-ver TLSv1.3 alpn h2,http/1.1\n  \
-         http-request set-header x-jose-binding-exporter-secret %[ssl_fc_exporter_secret]\n  \
-         http-request set-header x-jose-binding-tls-cipher %[ssl_fc_cipher]\n  \
-         http-request del-header x-jose-binding-ekm\n  default_backend app\n\n\
-         backend app\n  server app {}\n",
-        crt.display(),
-        backend.addr
-    );
-    let _lb = Haproxy::start_with_global("exporter", "  tune.ssl.keylog on", &sections, front);
+    let (_lb, front) = Haproxy::terminating("exporter", backend.addr.port(), false);
 
     let mut seen = Vec::new();
     for _ in 0..3 {

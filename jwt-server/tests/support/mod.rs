@@ -212,3 +212,17 @@ pub async fn signed_request(port: u16) -> u16 {
         .unwrap();
     r.status
 }
+
+/// The value of the sample `series` (name and labels as rendered) in a
+/// `/metrics` answer.
+pub fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// The sample `series` from the status listener on `status_port`.
+pub async fn metric(status_port: u16, series: &str) -> Option<f64> {
+    let body = jose_binding_e2e::upstream::plain_get(status_port, "/metrics").await;
+    sample(&body, series)
+}

@@ -302,7 +302,12 @@ async fn three_replicas_behind_haproxy() {
                             let _ = r.into_body().collect().await;
                             ok.fetch_add(1, Ordering::Relaxed)
                         }
-                        Ok(_) => failed.fetch_add(1, Ordering::Relaxed),
+                        Ok(r) => {
+                            let status = r.status();
+                            let body = r.into_body().collect().await.map(|b| b.to_bytes());
+                            eprintln!("failed during the drain: {status} {body:?}");
+                            failed.fetch_add(1, Ordering::Relaxed)
+                        }
                         // The app's own connection to the sidecar broke:
                         // not the fleet's doing, but counted.
                         Err(_) => {

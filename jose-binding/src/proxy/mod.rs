@@ -6,4 +6,5 @@
 #[cfg(feature = "gateway")]
 pub(crate) mod gateway;
 pub(crate) mod hop;
+mod retry;
 pub mod sidecar;

@@ -35,6 +35,7 @@ use crate::proxy::hop::{
     clean_trailers, is_websocket_upgrade, strip_hop_by_hop, switches_to_websocket, trailer_allowed,
     tunnel, ProxyBody, TunnelLimits,
 };
+use crate::proxy::retry::{unprocessed, Kept};
 use crate::serve::client::{bearer, BoundConnection, BoundSender, ClientBody, ClientSetup, Target};
 
 /// How the sidecar sends.
@@ -279,9 +280,11 @@ fn outgoing(
 }
 
 /// Sends `out` on a pooled connection with a token of that connection.
-/// A request never written (no connection, or it closed first) is tried
-/// once more on another; one written is not, since the server may have
-/// acted on it and it is not known to be idempotent.
+/// A request never written (no connection, or it closed first), or one
+/// an HTTP/2 server said it did not process (a draining server's `GOAWAY`,
+/// `REFUSED_STREAM`) with none of its body sent, is tried once more on
+/// another connection; any other is not, since the server may have acted
+/// on it and it is not known to be idempotent.
 async fn send(
     shared: &Shared,
     mut out: Request<ClientBody>,
@@ -309,13 +312,20 @@ async fn send(
             };
             address(&mut out, &conn.sender, path, &conn.issuer, cfg, claims)
                 .map_err(|e| Refused::new(Refusal::BadClaims, e.to_string()))?;
-            conn.sender.try_send(out)
+            // hyper never gives an HTTP/2 request back: keep what rebuilds it.
+            let kept = (attempt == 0 && conn.sender.is_h2()).then(|| Kept::keep(&mut out));
+            (conn.sender.try_send(out), kept)
         };
-        match sent.await {
+        match sent.0.await {
             Ok(resp) => return Ok((resp, Attempts(attempt + 1))),
             Err(unsent) => {
+                let again = match (unsent.request, sent.1) {
+                    (Some(r), _) => Some(r),
+                    (None, Some(kept)) if unprocessed(&unsent.error) => kept.reclaim(),
+                    (None, _) => None,
+                };
                 last_error = Unreachable::Send(unsent.error);
-                match unsent.request {
+                match again {
                     Some(r) if attempt == 0 => out = r,
                     _ => break,
                 }
@@ -385,10 +395,23 @@ enum Unreachable {
     NotTried,
     #[error("{0}")]
     Connect(#[from] crate::serve::client::ClientError),
-    #[error("{0}")]
+    #[error("{}", with_causes(.0))]
     Ready(hyper::Error),
-    #[error("{0}")]
+    #[error("{}", with_causes(.0))]
     Send(hyper::Error),
+}
+
+/// hyper's message and its causes (`http2 error: …`), since hyper's own
+/// says only which protocol failed.
+fn with_causes(error: &hyper::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Why a request could not be addressed to a connection.

@@ -120,10 +120,11 @@ pub mod server {
         read_proxy_header, Prefixed, ProxyHeaderError, MAX_HEADER,
     };
     pub use crate::serve::server::{serve, App, BoxError, PeerAddr, RequestId, ServerOptions};
+    pub use crate::serve::unix_socket::UnixSocketError;
     #[cfg(feature = "frontend")]
     pub use crate::serve::{
         frontend::{EKM_HEADER, EXPORTER_SECRET_HEADER, TLS_CIPHER_HEADER},
-        server::{serve_frontend, FrontendOptions},
+        server::{serve_frontend, FrontendListener, FrontendOptions},
     };
 }
 

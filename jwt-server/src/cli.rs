@@ -228,9 +228,10 @@ pub(crate) struct Global {
 /// Defaults are the library's, so `--help` shows what serving uses.
 #[derive(Args, Debug, Serialize, Deserialize)]
 pub(crate) struct ServeSettings {
-    /// Address to listen on.
+    /// Address to listen on; behind --frontend also unix:/PATH, a Unix
+    /// socket with --frontend-socket-mode.
     #[arg(long, env = "JWT_LISTEN", default_value = "127.0.0.1:8443")]
-    pub(crate) listen: SocketAddr,
+    pub(crate) listen: ListenAddr,
     /// Certificate chain, PEM, leaf first; reloaded on SIGHUP and on change
     /// [required; with --dev fixtures/server.pem].
     #[arg(long, env = "JWT_CERT", value_hint = ValueHint::FilePath)]
@@ -432,6 +433,13 @@ pub(crate) struct ServeSettings {
     #[arg(long, env = "JWT_FRONTEND_MAX_CONNECTIONS", help_heading = "Load balancer",
           default_value_t = FrontendOptions::default().max_connections)]
     pub(crate) frontend_max_connections: usize,
+    /// Mode (octal) of the Unix socket of --listen unix:/PATH behind
+    /// --frontend: 660 lets the socket's group (the frontend's, e.g. with
+    /// systemd's Group=) connect. Whoever can connect can name any client
+    /// connection, so no permission for others is accepted.
+    #[arg(long, env = "JWT_FRONTEND_SOCKET_MODE", value_name = "OCTAL", default_value = "660",
+          value_parser = socket_mode, help_heading = "Load balancer")]
+    pub(crate) frontend_socket_mode: u32,
     /// Expect a PROXY protocol header (v1 or v2, as HAProxy's send-proxy-v2
     /// sends) before TLS on each connection from --proxy-protocol-from; the
     /// client it names is the peer in the log, the per-source budget and the
@@ -467,6 +475,69 @@ pub(crate) struct ServeSettings {
     /// compares the two). Never enable in production.
     #[arg(long, env = "JWT_BASELINE_TOKEN_FILE", value_hint = ValueHint::FilePath)]
     pub(crate) baseline_token_file: Option<PathBuf>,
+}
+
+/// Where the server listens: a TCP address, or behind a frontend a Unix
+/// socket (`unix:/PATH`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub(crate) enum ListenAddr {
+    /// A socket address.
+    Tcp(SocketAddr),
+    /// A Unix socket's path.
+    Unix(PathBuf),
+}
+
+impl std::str::FromStr for ListenAddr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.strip_prefix("unix:") {
+            Some("") => Err("unix: needs a path, e.g. unix:/run/jwt-server/frontend.sock".into()),
+            Some(path) => Ok(ListenAddr::Unix(PathBuf::from(path))),
+            None => s
+                .parse()
+                .map(ListenAddr::Tcp)
+                .map_err(|_| format!("{s:?}: use HOST:PORT (e.g. 127.0.0.1:8443) or unix:/PATH")),
+        }
+    }
+}
+
+impl std::fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListenAddr::Tcp(a) => a.fmt(f),
+            ListenAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+impl TryFrom<String> for ListenAddr {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<ListenAddr> for String {
+    fn from(a: ListenAddr) -> String {
+        a.to_string()
+    }
+}
+
+/// An octal socket mode with no permission for others.
+fn socket_mode(s: &str) -> Result<u32, String> {
+    let mode = u32::from_str_radix(s.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| format!("{s:?}: an octal mode such as 660"))?;
+    if mode & 0o007 != 0 {
+        return Err(format!(
+            "{s}: others could connect and name any client's connection; use 660 or 600"
+        ));
+    }
+    Ok(mode)
 }
 
 /// Who terminates TLS.

@@ -15,7 +15,7 @@ use jose_binding::gateway::{BadUpstream, GatewayConfig, Upstream};
 use jose_binding::server::ServerOptions;
 use jose_binding::{tls, FormSet, IpNet, Policy};
 
-use crate::cli::{Frontend, Global, ServeSettings};
+use crate::cli::{Frontend, Global, ListenAddr, ServeSettings};
 use jose_binding::server::FrontendOptions;
 
 /// The fixtures `--dev` serves with. Their private keys are in the
@@ -58,7 +58,9 @@ pub(crate) fn keystore_path(
 
 /// Settings after flags, environment, file and defaults are merged.
 pub(crate) struct Settings {
-    pub(crate) listen: SocketAddr,
+    pub(crate) listen: ListenAddr,
+    /// The mode of a Unix socket `listen` behind a frontend.
+    pub(crate) socket_mode: u32,
     /// The certificate and key, unless a frontend terminates TLS.
     pub(crate) cert: PathBuf,
     pub(crate) key: PathBuf,
@@ -146,6 +148,13 @@ pub(crate) fn settings(g: &Global, s: &ServeSettings) -> Result<Settings, String
             Some(f)
         }
     };
+    if matches!(s.listen, ListenAddr::Unix(_)) && frontend.is_none() {
+        return Err(format!(
+            "--listen {}: a Unix socket is for --frontend haproxy; a server that terminates TLS \
+             listens on HOST:PORT",
+            s.listen
+        ));
+    }
     let (cert, key, dev_cert) = match (s.cert.clone(), s.key.clone()) {
         _ if frontend.is_some() => (PathBuf::new(), PathBuf::new(), false),
         (Some(cert), Some(key)) => (cert, key, false),
@@ -166,7 +175,8 @@ pub(crate) fn settings(g: &Global, s: &ServeSettings) -> Result<Settings, String
     policy.max_ttl_secs = s.max_ttl_secs;
     policy.replay_capacity = s.replay_capacity;
     Ok(Settings {
-        listen: s.listen,
+        listen: s.listen.clone(),
+        socket_mode: s.frontend_socket_mode,
         cert,
         key,
         keystore,

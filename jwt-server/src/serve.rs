@@ -11,13 +11,13 @@ use jose_binding::echo::EchoApp;
 use jose_binding::gateway::Gateway;
 use jose_binding::keystore::KeystoreHandle;
 use jose_binding::layer::Binding;
-use jose_binding::server;
+use jose_binding::server::{self, FrontendListener};
 use jose_binding::status::{serve_status, Readiness, RenderMetrics};
 use jose_binding::tls::{CertSummary, ReloadableCert};
 use jose_binding::{tls, Form, Keystore};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::cli::{Global, ServeSettings};
+use crate::cli::{Global, ListenAddr, ServeSettings};
 use crate::config::{settings, Settings};
 
 pub(crate) fn missing_hint(what: &str, path: &Path) -> String {
@@ -120,10 +120,20 @@ async fn run<S: server::App>(
     gateway: Option<Gateway>,
     metrics: Option<PrometheusHandle>,
 ) -> Result<(), String> {
-    let listener = tokio::net::TcpListener::bind(s.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", s.listen))?;
-    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let (listener, local) = match &s.listen {
+        ListenAddr::Tcp(addr) => {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+            let local = l.local_addr().map_err(|e| e.to_string())?.to_string();
+            (FrontendListener::Tcp(l), local)
+        }
+        ListenAddr::Unix(path) => {
+            let l = FrontendListener::bind_unix(path, s.socket_mode)
+                .map_err(|e| format!("{e} ({})", e.code()))?;
+            (l, s.listen.to_string())
+        }
+    };
     // Before "ready": from here on SIGHUP reloads instead of ending the
     // process (its default action). A change is looked for every second
     // (a stat of each file), so it is in force within 2 s.
@@ -195,6 +205,9 @@ async fn run<S: server::App>(
                 upstream = gateway.as_ref().map(|g| g.upstream().to_string()),
                 "jwt-server ready (TLS 1.3 only)"
             );
+            let FrontendListener::Tcp(listener) = listener else {
+                return Err("a server that terminates TLS listens on HOST:PORT".into());
+            };
             server::serve(listener, tls_config, binding, app, s.opts, shutdown).await;
         }
         None => {

@@ -117,6 +117,71 @@ async fn tokens_stay_bound_to_the_clients_connection_through_haproxy() {
     }
 }
 
+/// Behind HAProxy on one host, a Unix socket: made with its mode from the
+/// start, reached by HAProxy, and refused for a TLS server or a mode that
+/// lets others in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unix_socket_backend_with_its_mode() {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let dir = jose_binding_e2e::TempDir::new("frontend-unix");
+    let sock = dir.join("frontend.sock");
+    let listen = format!("unix:{}", sock.display());
+    let keystore = fixtures().join("keystore.toml");
+    let keystore = keystore.to_str().unwrap();
+    for h2c in [false, true] {
+        // A stale socket of an earlier run is replaced.
+        let server = Server::start(
+            &[
+                "--frontend",
+                "haproxy",
+                "--listen",
+                &listen,
+                "--keystore",
+                keystore,
+            ],
+            &fixtures(),
+            &[],
+        )
+        .expect("server starts on the Unix socket");
+        let meta = std::fs::symlink_metadata(&sock).unwrap();
+        assert!(meta.file_type().is_socket());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+        let (_lb, front) = Haproxy::terminating_to("frontend-unix", sock.to_str().unwrap(), h2c);
+        let mut c = connect(front, HttpVersion::Auto).await;
+        for form in Form::ALL {
+            let r = c.send(form, &serde_json::json!({})).await.unwrap();
+            assert_eq!(r.status, 200, "h2c={h2c} {form:?}: {:?}", r.json());
+        }
+        let token = c.token(Form::Signed, &serde_json::json!({})).unwrap();
+        let mut other = connect(front, HttpVersion::Auto).await;
+        let r = other
+            .request(http::Method::POST, "/v1/claims", Some(&token))
+            .await
+            .unwrap();
+        assert_eq!(r.error_code().map(|c| c.as_str()), Some("bad_signature"));
+        drop(server);
+    }
+
+    // A mode for others, and a Unix socket for a server that terminates
+    // TLS, are refused before anything listens.
+    for (args, says) in [
+        (
+            vec!["--frontend", "haproxy", "--frontend-socket-mode", "666"],
+            "others could connect",
+        ),
+        (vec!["--dev"], "a Unix socket is for --frontend haproxy"),
+    ] {
+        let other = dir.join("refused.sock");
+        let listen = format!("unix:{}", other.display());
+        let args = [&args[..], &["--listen", &listen, "--keystore", keystore]].concat();
+        let out = support::run(&args, &fixtures(), &[]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert!(!other.exists(), "{args:?}: nothing was bound");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_frontend_may_connect_and_a_request_without_the_hand_off_is_not_bound() {
     let (_server, backend) = serve(&[]);

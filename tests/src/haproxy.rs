@@ -83,6 +83,12 @@ impl Haproxy {
     /// in front of `backend` (over h2c when `h2c`), reusing at most two
     /// backend connections for all clients; the port too.
     pub fn terminating(name: &str, backend: u16, h2c: bool) -> (Haproxy, u16) {
+        Haproxy::terminating_to(name, &format!("127.0.0.1:{backend}"), h2c)
+    }
+
+    /// As [`Haproxy::terminating`], to a backend HAProxy names as `server`
+    /// does: `HOST:PORT`, or an absolute path (a Unix socket).
+    pub fn terminating_to(name: &str, backend: &str, h2c: bool) -> (Haproxy, u16) {
         // HAProxy reads the certificate at start; the file may go after.
         let dir = TempDir::new(&format!("{name}-crt"));
         let crt = Haproxy::fixture_crt(&dir);
@@ -95,7 +101,7 @@ impl Haproxy {
              http-request set-header x-jose-binding-exporter-secret %[ssl_fc_exporter_secret]\n  \
              http-request set-header x-jose-binding-tls-cipher %[ssl_fc_cipher]\n  \
              http-request del-header x-jose-binding-ekm\n  default_backend server\n\n\
-             backend server\n  http-reuse always\n  server s1 127.0.0.1:{backend} maxconn 2{proto}\n",
+             backend server\n  http-reuse always\n  server s1 {backend} maxconn 2{proto}\n",
             crt.display()
         );
         let lb = Haproxy::start_with_global(

@@ -9,7 +9,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -37,6 +37,7 @@ use crate::proxy::hop::{
 };
 use crate::proxy::retry::{unprocessed, Kept};
 use crate::serve::client::{bearer, BoundConnection, BoundSender, ClientBody, ClientSetup, Target};
+use crate::serve::unix_socket::{self, UnixSocketError};
 
 /// How the sidecar sends.
 #[derive(Clone)]
@@ -593,7 +594,8 @@ impl Listener {
     pub async fn bind(addr: &str, allow_remote: bool) -> Result<Listener, ListenError> {
         if let Some(path) = addr.strip_prefix("unix:") {
             let path = PathBuf::from(path);
-            let listener = bind_private_socket(&path)?;
+            // Only this user may connect: whoever does acts as the client.
+            let listener = unix_socket::bind(&path, 0o600)?;
             return Ok(Listener::Unix { listener, path });
         }
         let sock: SocketAddr = addr
@@ -626,59 +628,17 @@ impl Listener {
     }
 }
 
-/// Binds a Unix socket at `path` that only this user can ever connect to.
-///
-/// `bind` creates the socket with the umask's mode (often 0755), and a
-/// chmod after it leaves a window in which anyone may connect (and be
-/// accepted later, acting as this client). So the socket is bound inside
-/// a fresh 0700 directory beside `path`, made 0600 there, and renamed onto
-/// `path` (atomically replacing a stale socket of an earlier run); the
-/// directory is then removed. Anything at `path` that is not a socket is
-/// left alone.
-fn bind_private_socket(path: &Path) -> Result<tokio::net::UnixListener, ListenError> {
-    use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
-    if let Ok(meta) = std::fs::symlink_metadata(path) {
-        if !meta.file_type().is_socket() {
-            return Err(ListenError::NotASocket(path.to_owned()));
-        }
-    }
-    let bind_error = |source| ListenError::Bind {
-        addr: path.display().to_string(),
-        source,
-    };
-    let parent = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path.file_name().ok_or_else(|| {
-        bind_error(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "the socket path has no file name",
-        ))
-    })?;
-    let mut staging_name = std::ffi::OsString::from(".");
-    staging_name.push(name);
-    staging_name.push(format!(".{}.bind", std::process::id()));
-    let staging = parent.join(staging_name);
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&staging)
-        .map_err(bind_error)?;
-    let inner = staging.join("s");
-    let bound = (|| {
-        let listener = tokio::net::UnixListener::bind(&inner).map_err(bind_error)?;
-        std::fs::set_permissions(&inner, std::fs::Permissions::from_mode(0o600)).map_err(
-            |source| ListenError::Mode {
-                path: path.to_owned(),
+impl From<UnixSocketError> for ListenError {
+    fn from(e: UnixSocketError) -> Self {
+        match e {
+            UnixSocketError::NotASocket(path) => ListenError::NotASocket(path),
+            UnixSocketError::Bind { path, source } => ListenError::Bind {
+                addr: path.display().to_string(),
                 source,
             },
-        )?;
-        std::fs::rename(&inner, path).map_err(bind_error)?;
-        Ok(listener)
-    })();
-    let _ = std::fs::remove_file(&inner);
-    let _ = std::fs::remove_dir(&staging);
-    bound
+            UnixSocketError::Mode { path, source, .. } => ListenError::Mode { path, source },
+        }
+    }
 }
 
 /// Serves the app's requests until `shutdown`, then lets in-flight ones

@@ -18,3 +18,4 @@ pub mod stamp;
 pub(crate) mod status;
 pub(crate) mod throttle;
 pub mod tls;
+pub(crate) mod unix_socket;

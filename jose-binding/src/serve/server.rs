@@ -357,7 +357,7 @@ pub async fn serve<S: App>(
     shutdown: impl Future<Output = ()>,
 ) {
     run(
-        listener,
+        Listening::Tcp(listener),
         Some(TlsAcceptor::from(tls_config)),
         #[cfg(feature = "frontend")]
         None,
@@ -402,15 +402,78 @@ struct Frontend {
     connections: Arc<crate::serve::frontend::Connections>,
 }
 
+/// Where a frontend's connections arrive: TCP (from
+/// [`FrontendOptions::from`] only) or a Unix socket, whose mode and
+/// owner say who may connect.
+#[cfg(feature = "frontend")]
+#[derive(Debug)]
+pub enum FrontendListener {
+    /// A TCP listener; peers outside [`FrontendOptions::from`] are closed.
+    Tcp(TcpListener),
+    /// A Unix socket, made by [`FrontendListener::bind_unix`].
+    Unix(tokio::net::UnixListener),
+}
+
+#[cfg(feature = "frontend")]
+impl FrontendListener {
+    /// Binds a Unix socket at `path` with `mode` (0660: the socket's
+    /// group, the frontend's, may connect) from the first instant; a stale
+    /// socket there is replaced, anything else is left alone.
+    pub fn bind_unix(
+        path: &std::path::Path,
+        mode: u32,
+    ) -> Result<FrontendListener, crate::serve::unix_socket::UnixSocketError> {
+        crate::serve::unix_socket::bind(path, mode).map(FrontendListener::Unix)
+    }
+}
+
+#[cfg(feature = "frontend")]
+impl From<TcpListener> for FrontendListener {
+    fn from(l: TcpListener) -> Self {
+        FrontendListener::Tcp(l)
+    }
+}
+
+/// The listener of [`run`]: TLS mode's TCP, or a frontend's.
+enum Listening {
+    Tcp(TcpListener),
+    #[cfg(feature = "frontend")]
+    Unix(tokio::net::UnixListener),
+}
+
+/// One accepted connection of [`Listening`].
+enum Accepted {
+    Tcp(tokio::net::TcpStream, SocketAddr),
+    #[cfg(feature = "frontend")]
+    Unix(tokio::net::UnixStream),
+}
+
+impl Listening {
+    async fn accept(&self) -> std::io::Result<Accepted> {
+        match self {
+            Listening::Tcp(l) => l.accept().await.map(|(s, peer)| Accepted::Tcp(s, peer)),
+            #[cfg(feature = "frontend")]
+            Listening::Unix(l) => l.accept().await.map(|(s, _)| Accepted::Unix(s)),
+        }
+    }
+}
+
+/// The peer address a Unix socket's connection is given: it has none
+/// (the frontend's `X-Forwarded-For` names the client).
+#[cfg(feature = "frontend")]
+const UNIX_PEER: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
+
 /// Serves `app` behind a frontend that terminates TLS (HAProxy with
 /// `ssl_fc_exporter_secret`): plain HTTP/1.1 or h2c on `listener`, from
 /// `frontend.from` only. Each request's binding is the client TLS
 /// connection its headers name (`x-jose-binding-exporter-secret` with
 /// `x-jose-binding-tls-cipher`, or `x-jose-binding-ekm`), removed before
-/// `app` sees the request; everything else is as [`serve`].
+/// `app` sees the request; everything else is as [`serve`]. `listener` is
+/// a [`TcpListener`] or a [`FrontendListener`].
 #[cfg(feature = "frontend")]
 pub async fn serve_frontend<S: App>(
-    listener: TcpListener,
+    listener: impl Into<FrontendListener>,
     binding: Binding,
     app: S,
     opts: ServerOptions,
@@ -426,11 +489,15 @@ pub async fn serve_frontend<S: App>(
         from: frontend.from,
         connections,
     };
+    let listener = match listener.into() {
+        FrontendListener::Tcp(l) => Listening::Tcp(l),
+        FrontendListener::Unix(l) => Listening::Unix(l),
+    };
     run(listener, None, Some(frontend), binding, app, opts, shutdown).await
 }
 
 async fn run<S: App>(
-    listener: TcpListener,
+    listener: Listening,
     acceptor: Option<TlsAcceptor>,
     #[cfg(feature = "frontend")] frontend: Option<Frontend>,
     binding: Binding,
@@ -476,7 +543,7 @@ async fn run<S: App>(
     let reporter = tokio::spawn(report_suppressed(shared.clone()));
     tokio::pin!(shutdown);
     loop {
-        let (tcp, peer) = tokio::select! {
+        let accepted = tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -491,40 +558,26 @@ async fn run<S: App>(
             },
         };
         shared.log.counters.accepted.fetch_add(1, Ordering::Relaxed);
+        let (tcp, peer) = match accepted {
+            Accepted::Tcp(tcp, peer) => (tcp, peer),
+            // Only a frontend listens on a Unix socket; its mode is the
+            // check that --frontend-from is for TCP.
+            #[cfg(feature = "frontend")]
+            Accepted::Unix(unix) => {
+                if let Some(f) = &shared.frontend {
+                    serve_frontend_connection(&shared, f, &admission, &closing, unix, UNIX_PEER);
+                }
+                continue;
+            }
+        };
         #[cfg(feature = "frontend")]
         if let Some(f) = &shared.frontend {
             if !f.from.iter().any(|n| n.contains(&peer.ip())) {
                 shared.dropped(peer, Dropped::NotFrontend, &"not in --frontend-from");
                 continue;
             }
-            // The frontend is trusted infrastructure, with many clients
-            // behind each connection: none of the budgets for
-            // unauthenticated connections applies to it.
-            let Ok((ticket, _)) = admission.admit_unresolved() else {
-                shared.dropped(peer, Dropped::Refused, &"connections");
-                continue;
-            };
-            ticket.authenticate();
             let _ = tcp.set_nodelay(true);
-            let finish = closing.subscribe();
-            let conns = f.connections.clone();
-            let shared = shared.clone();
-            tokio::spawn(async move {
-                let accepted = tokio::time::Instant::now();
-                let http = &shared.either;
-                let bind = Bind::Frontend(conns);
-                serve_http(
-                    &shared,
-                    http,
-                    tcp,
-                    peer,
-                    Arc::new(ticket),
-                    finish,
-                    accepted,
-                    bind,
-                )
-                .await
-            });
+            serve_frontend_connection(&shared, f, &admission, &closing, tcp, peer);
             continue;
         }
         // A balancer's client is known only from its PROXY header.
@@ -563,6 +616,48 @@ async fn run<S: App>(
         }
     }
     let _ = stopped.send(true);
+}
+
+/// A frontend's connection, admitted and served in its own task.
+#[cfg(feature = "frontend")]
+fn serve_frontend_connection<S, IO>(
+    shared: &Arc<Shared<S>>,
+    frontend: &Frontend,
+    admission: &Arc<Admission>,
+    closing: &tokio::sync::watch::Sender<bool>,
+    io: IO,
+    peer: SocketAddr,
+) where
+    S: App,
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    // The frontend is trusted infrastructure, with many clients behind
+    // each connection: none of the budgets for unauthenticated
+    // connections applies to it.
+    let Ok((ticket, _)) = admission.admit_unresolved() else {
+        shared.dropped(peer, Dropped::Refused, &"connections");
+        return;
+    };
+    ticket.authenticate();
+    let finish = closing.subscribe();
+    let conns = frontend.connections.clone();
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let accepted = tokio::time::Instant::now();
+        let http = &shared.either;
+        let bind = Bind::Frontend(conns);
+        serve_http(
+            &shared,
+            http,
+            io,
+            peer,
+            Arc::new(ticket),
+            finish,
+            accepted,
+            bind,
+        )
+        .await
+    });
 }
 
 /// Counts the evictions an admission made, by budget.
@@ -733,6 +828,11 @@ async fn serve_http<S, IO>(
         peer,
     }));
     let clock = TrafficClock::new();
+    // A frontend is trusted with far more than an id: the binding itself.
+    #[cfg(feature = "frontend")]
+    let from_frontend = matches!(bind, Bind::Frontend(_));
+    #[cfg(not(feature = "frontend"))]
+    let from_frontend = false;
     let svc = Tracked {
         inner: shared.app.clone(),
         bind,
@@ -742,9 +842,9 @@ async fn serve_http<S, IO>(
         peer,
         client_labels: opts.metrics_client_labels,
         #[cfg(any(feature = "gateway", feature = "proxy-protocol", feature = "frontend"))]
-        trusted_ids: opts.request_id_from.iter().any(|n| n.contains(&peer.ip())),
+        trusted_ids: from_frontend || opts.request_id_from.iter().any(|n| n.contains(&peer.ip())),
         #[cfg(not(any(feature = "gateway", feature = "proxy-protocol", feature = "frontend")))]
-        trusted_ids: false,
+        trusted_ids: from_frontend,
     };
     // With upgrades, so an app (the gateway) can tunnel a WebSocket.
     let conn = http.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(svc));

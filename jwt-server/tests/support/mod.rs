@@ -100,6 +100,10 @@ impl Server {
             let _ = server.child.kill();
             return Err(server.log.join("\n"));
         };
+        // A Unix socket listener has no port (0).
+        if ready.contains("listen=unix:") {
+            return Ok(server);
+        }
         let at = ready
             .find("listen=127.0.0.1:")
             .ok_or_else(|| ready.clone())?

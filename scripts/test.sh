@@ -13,8 +13,10 @@ cd "$(dirname "$0")/.."
 # tools whose key files the TPM provider must accept;
 # nginx: the real upstream the gateway tests start (as this user, on
 # loopback ports; the package's own service is not started);
-# curl and python3: the clients no one here wrote that the sidecar tests use.
-packages=(build-essential pkg-config libssl-dev libtss2-dev swtpm tpm2-tools nginx haproxy curl python3)
+# curl and python3: the clients no one here wrote that the sidecar tests use;
+# protobuf-compiler: protoc, for the gRPC service (tonic) the gateway's gRPC
+# tests and example run.
+packages=(build-essential pkg-config libssl-dev libtss2-dev swtpm tpm2-tools nginx haproxy curl python3 protobuf-compiler)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -318,8 +318,9 @@ pub(crate) struct ServeSettings {
           default_value_t = ServerOptions::default().refusal_log_per_sec)]
     pub(crate) refusal_log_per_sec: u32,
     /// Forward every request to this HTTP service instead of serving the
-    /// echo app: http://HOST:PORT, https://HOST:PORT (with --upstream-ca) or
-    /// unix:/PATH. Each request still needs a bound token (but for
+    /// echo app: http://HOST:PORT, h2c://HOST:PORT (HTTP/2 without TLS, e.g.
+    /// a gRPC server), https://HOST:PORT (with --upstream-ca; HTTP/2 if the
+    /// upstream offers it) or unix:/PATH. Each request still needs a bound token (but for
     /// --public-path); the upstream gets the verified client in identity
     /// headers, never the token.
     #[arg(long, env = "JWT_UPSTREAM", help_heading = "Gateway")]
@@ -328,7 +329,8 @@ pub(crate) struct ServeSettings {
     /// chain to (TLS 1.3 only).
     #[arg(long, env = "JWT_UPSTREAM_CA", help_heading = "Gateway", value_hint = ValueHint::FilePath)]
     pub(crate) upstream_ca: Option<PathBuf>,
-    /// Host header sent upstream [default: the client's].
+    /// Host sent upstream [default: the client's Host to http:// and unix:
+    /// upstreams; the upstream's own HOST:PORT to h2c:// and https://].
     #[arg(long, env = "JWT_UPSTREAM_HOST", help_heading = "Gateway")]
     pub(crate) upstream_host: Option<String>,
     /// Path prefix forwarded without a token, e.g. the upstream's own

@@ -220,7 +220,8 @@ fn gateway(s: &ServeSettings) -> Result<Option<GatewayConfig>, String> {
     match (&g.upstream, &s.upstream_ca) {
         (Upstream::Https { .. }, Some(ca)) => {
             let roots = tls::load_roots(ca).map_err(|e| format!("--upstream-ca: {e}"))?;
-            let config = tls::client_config(roots, &[tls::ALPN_HTTP11])
+            // HTTP/2 if the upstream takes it (gRPC needs it), else 1.1.
+            let config = tls::client_config(roots, &[tls::ALPN_H2, tls::ALPN_HTTP11])
                 .map_err(|e| format!("--upstream-ca: {e}"))?;
             g.upstream_tls = Some(Arc::new(config));
         }
@@ -231,6 +232,10 @@ fn gateway(s: &ServeSettings) -> Result<Option<GatewayConfig>, String> {
         (_, None) => {}
     }
     if let Some(h) = &s.upstream_host {
+        // h2c:// and https:// send it as the request's authority.
+        if h.parse::<http::uri::Authority>().is_err() {
+            return Err(format!("--upstream-host {h:?}: use HOST or HOST:PORT"));
+        }
         g.upstream_host = Some(
             HeaderValue::try_from(h.as_str()).map_err(|_| "--upstream-host: not a header value")?,
         );

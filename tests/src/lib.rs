@@ -1,6 +1,7 @@
 //! Support for the end-to-end tests in tests/tests/: a real jwt-server stack
 //! on an ephemeral loopback port, and bound client connections to it.
 
+pub mod grpc;
 pub mod haproxy;
 pub mod process;
 #[cfg(feature = "tpm")]

@@ -380,6 +380,7 @@ where
             Err(refusal) => BindingFuture {
                 kind: Kind::Refused {
                     refusal,
+                    grpc: is_grpc(&parts.headers),
                     body: std::marker::PhantomData,
                 },
             },
@@ -404,7 +405,7 @@ pin_project_lite::pin_project! {
         // The answer is made when polled, from a `Copy` rejection, so a
         // future polled again after completion answers again instead of
         // hanging.
-        Refused { refusal: Refusal, body: std::marker::PhantomData<fn() -> B> },
+        Refused { refusal: Refusal, grpc: bool, body: std::marker::PhantomData<fn() -> B> },
     }
 }
 
@@ -426,20 +427,48 @@ where
                 }
                 other => other,
             },
-            KindProj::Refused { refusal, .. } => Poll::Ready(Ok(match *refusal {
-                Refusal::Token(rejection) => {
-                    let mut resp = unauthorized(rejection);
-                    resp.extensions_mut().insert(Outcome {
-                        client_id: None,
-                        form: None,
-                        code: Some(rejection.code),
-                    });
-                    resp
+            KindProj::Refused { refusal, grpc, .. } => {
+                let mut resp = match *refusal {
+                    Refusal::Token(rejection) => {
+                        let mut resp = unauthorized(rejection);
+                        resp.extensions_mut().insert(Outcome {
+                            client_id: None,
+                            form: None,
+                            code: Some(rejection.code),
+                        });
+                        resp
+                    }
+                    Refusal::Unbound => unbound(),
+                };
+                if *grpc {
+                    grpc_status(&mut resp, refusal);
                 }
-                Refusal::Unbound => unbound(),
-            })),
+                Poll::Ready(Ok(resp))
+            }
         }
     }
+}
+
+/// Whether a request is a gRPC call (`application/grpc`, `+proto`, …).
+pub(crate) fn is_grpc(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// A refusal as a gRPC client reads it: the HTTP answer unchanged, and
+/// beside it the status gRPC maps that HTTP status to (401
+/// UNAUTHENTICATED, 500 INTERNAL) as `grpc-status`, with the stable code
+/// as `grpc-message`. Without them a client that reads a body whatever
+/// its type (tonic) takes the JSON for a broken gRPC frame.
+fn grpc_status<B>(resp: &mut Response<B>, refusal: &Refusal) {
+    let (status, message) = match refusal {
+        Refusal::Token(r) => ("16", r.code.as_str()),
+        Refusal::Unbound => ("13", "not_bound"),
+    };
+    let h = resp.headers_mut();
+    h.insert("grpc-status", HeaderValue::from_static(status));
+    h.insert("grpc-message", HeaderValue::from_static(message));
 }
 
 /// The answer when the layer sees a request no binding acceptor passed:

@@ -122,6 +122,11 @@ pub struct Gateway {
 
 struct Shared {
     config: GatewayConfig,
+    /// The authority an `h2c://` or `https://` upstream is sent
+    /// (`:authority`, or `Host` over HTTP/1.1): `upstream_host` or the
+    /// upstream's own. `None` for the others, which get the client's
+    /// `Host`.
+    authority: Option<http::uri::Authority>,
     connector: Connector,
     client: Client<Connector, RequestBody>,
     baseline: Option<zeroize::Zeroizing<Vec<u8>>>,
@@ -161,10 +166,30 @@ impl Gateway {
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(config.idle_timeout)
             .pool_max_idle_per_host(config.max_idle_connections)
+            .http2_only(matches!(config.upstream, Upstream::H2c { .. }))
+            .timer(TokioTimer::new())
+            // Each stream may buffer at most its own window of a response
+            // its client does not read; the connection's window has room
+            // for many such streams, so one slow client stalls only itself.
+            .http2_initial_stream_window_size(H2_STREAM_WINDOW)
+            .http2_initial_connection_window_size(H2_CONNECTION_WINDOW)
+            .http2_keep_alive_interval(config.idle_timeout / 2)
+            .http2_keep_alive_timeout(config.connect_timeout)
             .build(connector.clone());
+        let authority = match &config.upstream {
+            Upstream::H2c { authority } | Upstream::Https { authority } => Some(
+                config
+                    .upstream_host
+                    .as_ref()
+                    .and_then(|h| http::uri::Authority::try_from(h.as_bytes()).ok())
+                    .unwrap_or_else(|| authority.clone()),
+            ),
+            _ => None,
+        };
         Gateway {
             shared: Arc::new(Shared {
                 config,
+                authority,
                 connector,
                 client,
                 baseline,
@@ -392,15 +417,27 @@ fn upstream_request(
         request_id.as_ref(),
     );
     headers::own_trailer_announcement(&mut parts.headers, &cfg.identity);
-    if let Some(h) = cfg.upstream_host.clone().or(host) {
-        parts.headers.insert(HOST, h);
+    // An HTTP/2-capable upstream is sent one fixed authority, as the
+    // URI (`:authority`; hyper derives `Host` from it over HTTP/1.1): a
+    // `Host` beside it could differ (RFC 9113 §8.3.1), and a pool keyed by
+    // a client's Host would open a connection per name a client invents.
+    match &shared.authority {
+        Some(_) => {
+            parts.headers.remove(HOST);
+        }
+        None => {
+            if let Some(h) = cfg.upstream_host.clone().or(host) {
+                parts.headers.insert(HOST, h);
+            }
+        }
     }
     // The gateway takes trailers whatever the client said: it passes them
     // to HTTP/2 clients, and to HTTP/1.1 clients that sent `TE: trailers`.
     parts
         .headers
         .insert(TE, HeaderValue::from_static("trailers"));
-    let (scheme, authority) = cfg.upstream.uri_base();
+    let (scheme, upstream_authority) = cfg.upstream.uri_base();
+    let authority = shared.authority.clone().unwrap_or(upstream_authority);
     let path = parts
         .uri
         .path_and_query()
@@ -620,6 +657,13 @@ impl Body for RequestBody {
         self.inner.size_hint()
     }
 }
+
+/// The flow-control window of one stream to an HTTP/2 upstream (a
+/// response body its client is slow to read waits here, at most this).
+const H2_STREAM_WINDOW: u32 = 1 << 20;
+/// The window of a whole HTTP/2 upstream connection: room for 64 stalled
+/// streams before the others wait.
+const H2_CONNECTION_WINDOW: u32 = 64 << 20;
 
 /// A gateway response body: the upstream's, streamed with the idle
 /// timeout, or one the gateway wrote.

@@ -1,5 +1,5 @@
-//! The upstream: where the gateway forwards to (`http://`, `https://`,
-//! `unix:`), how it connects, and how a failure is named.
+//! The upstream: where the gateway forwards to (`http://`, `h2c://`,
+//! `https://`, `unix:`), how it connects, and how a failure is named.
 
 use std::future::Future;
 use std::io;
@@ -28,8 +28,15 @@ pub enum Upstream {
         /// Host and port (default 80).
         authority: Authority,
     },
-    /// `https://host:port`: HTTP/1.1 over TLS 1.3, verified against the
-    /// gateway's `--upstream-ca`.
+    /// `h2c://host:port`: HTTP/2 over TCP without TLS (prior knowledge),
+    /// what a gRPC server behind it speaks.
+    H2c {
+        /// Host and port (default 80).
+        authority: Authority,
+    },
+    /// `https://host:port`: TLS 1.3, verified against the gateway's
+    /// `--upstream-ca`; HTTP/2 if the upstream picks `h2` by ALPN, else
+    /// HTTP/1.1.
     Https {
         /// Host and port (default 443); the host is the name verified.
         authority: Authority,
@@ -43,7 +50,7 @@ pub enum Upstream {
 
 /// Why an upstream address does not parse.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("upstream {0:?}: use http://HOST:PORT, https://HOST:PORT or unix:/PATH (no path, query or user info)")]
+#[error("upstream {0:?}: use http://HOST:PORT, h2c://HOST:PORT, https://HOST:PORT or unix:/PATH (no path, query or user info)")]
 pub struct BadUpstream(pub String);
 
 impl std::str::FromStr for Upstream {
@@ -65,6 +72,7 @@ impl std::str::FromStr for Upstream {
         }
         match uri.scheme_str() {
             Some("http") => Ok(Upstream::Http { authority }),
+            Some("h2c") => Ok(Upstream::H2c { authority }),
             Some("https") => Ok(Upstream::Https { authority }),
             _ => Err(bad()),
         }
@@ -75,6 +83,7 @@ impl std::fmt::Display for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Upstream::Http { authority } => write!(f, "http://{authority}"),
+            Upstream::H2c { authority } => write!(f, "h2c://{authority}"),
             Upstream::Https { authority } => write!(f, "https://{authority}"),
             Upstream::Unix { path } => write!(f, "unix:{}", path.display()),
         }
@@ -86,7 +95,9 @@ impl Upstream {
     /// has neither, so it is named `localhost` (the connector ignores it).
     pub(crate) fn uri_base(&self) -> (Scheme, Authority) {
         match self {
-            Upstream::Http { authority } => (Scheme::HTTP, authority.clone()),
+            Upstream::Http { authority } | Upstream::H2c { authority } => {
+                (Scheme::HTTP, authority.clone())
+            }
             Upstream::Https { authority } => (Scheme::HTTPS, authority.clone()),
             Upstream::Unix { .. } => (Scheme::HTTP, Authority::from_static("localhost")),
         }
@@ -136,7 +147,9 @@ impl Connector {
 
     async fn open(&self) -> Result<Stream, ConnectError> {
         match &*self.upstream {
-            Upstream::Http { authority } => Ok(Stream::Tcp(tcp(authority, 80).await?)),
+            Upstream::Http { authority } | Upstream::H2c { authority } => {
+                Ok(Stream::Tcp(tcp(authority, 80).await?))
+            }
             Upstream::Https { authority } => {
                 let tcp = tcp(authority, 443).await?;
                 let tls = self.tls.as_ref().ok_or_else(|| {
@@ -196,8 +209,16 @@ pub(crate) enum Stream {
 }
 
 impl Connection for Stream {
+    /// An `https://` upstream that chose `h2` by ALPN gets HTTP/2 from
+    /// hyper's pool (one multiplexed connection); `h2c://` is HTTP/2 by
+    /// the client's own setting.
     fn connected(&self) -> Connected {
-        Connected::new()
+        match self {
+            Stream::Tls(s) if s.get_ref().1.alpn_protocol() == Some(crate::serve::tls::ALPN_H2) => {
+                Connected::new().negotiated_h2()
+            }
+            _ => Connected::new(),
+        }
     }
 }
 
@@ -345,6 +366,9 @@ mod tests {
     fn upstream_addresses() {
         let u: Upstream = "http://127.0.0.1:3000".parse().unwrap();
         assert_eq!(u.to_string(), "http://127.0.0.1:3000");
+        let u: Upstream = "h2c://127.0.0.1:50051".parse().unwrap();
+        assert!(matches!(u, Upstream::H2c { .. }));
+        assert_eq!(u.to_string(), "h2c://127.0.0.1:50051");
         assert!(matches!(
             "https://api.internal".parse::<Upstream>().unwrap(),
             Upstream::Https { .. }
@@ -362,6 +386,8 @@ mod tests {
         for bad in [
             "127.0.0.1:3000",
             "ftp://x",
+            "h2c://x/path",
+            "h2://x",
             "http://x/path",
             "http://x/?q",
             "http://user@x",

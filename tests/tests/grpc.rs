@@ -1,0 +1,186 @@
+//! gRPC through the binding, with tonic on both ends: an app's plaintext
+//! gRPC channel → the sidecar (h2c) → the gateway (bound TLS) → a gRPC
+//! server on an `h2c://` or `https://` upstream. All four call kinds,
+//! trailers (status, message), deadlines, the identity as metadata, and
+//! what a gRPC client sees when the binding refuses it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jose_binding::client::{HttpVersion, Target};
+use jose_binding::gateway::GatewayConfig;
+use jose_binding::sidecar::SidecarConfig;
+use jose_binding::tls;
+use jose_binding_e2e::grpc::pb::echo_client::EchoClient;
+use jose_binding_e2e::grpc::pb::Message;
+use jose_binding_e2e::grpc::GrpcServer;
+use jose_binding_e2e::{fixture_key, fixtures, setup_with_key, start_sidecar, TestServer};
+use tonic::transport::Channel;
+use tonic::Code;
+
+fn message(text: &str) -> Message {
+    Message {
+        text: text.to_owned(),
+        ..Message::default()
+    }
+}
+
+/// A gRPC client of the sidecar in front of a gateway to `upstream`, as
+/// `client` with `key`.
+async fn through_the_binding(
+    upstream: &str,
+    upstream_tls: bool,
+    client: &str,
+    key: jose_binding::SoftwareRootKey,
+) -> (EchoClient<Channel>, TestServer) {
+    let mut config = GatewayConfig::new(upstream.parse().unwrap());
+    if upstream_tls {
+        let roots = tls::load_roots(&fixtures().join("ca.pem")).unwrap();
+        config.upstream_tls = Some(Arc::new(
+            tls::client_config(roots, &[tls::ALPN_H2, tls::ALPN_HTTP11]).unwrap(),
+        ));
+    }
+    let gateway = TestServer::gateway(config).await;
+    let target = Target::parse(&gateway.url()).unwrap();
+    let sidecar_config =
+        SidecarConfig::new(target, setup_with_key(client, HttpVersion::Http2, key));
+    let sidecar = start_sidecar(sidecar_config, "127.0.0.1:0").await;
+    let channel = Channel::from_shared(format!("http://{sidecar}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    (EchoClient::new(channel), gateway)
+}
+
+/// The four kinds of call, a status with its message, a deadline, and the
+/// identity at the server, through one chain.
+async fn every_kind_of_call(client: &mut EchoClient<Channel>) {
+    // Unary: the reply, and the verified client in the server's metadata.
+    let r = client.say(message("hello")).await.unwrap().into_inner();
+    assert_eq!(r.text, "hello");
+    assert_eq!(
+        (r.client_id.as_str(), r.form.as_str()),
+        ("client1", "signed")
+    );
+
+    // Server streaming: 100 replies in order.
+    let mut stream = client
+        .count(Message {
+            count: 100,
+            ..message("n")
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut seqs = Vec::new();
+    while let Some(r) = stream.message().await.unwrap() {
+        seqs.push(r.seq);
+    }
+    assert_eq!(seqs, (0..100).collect::<Vec<_>>());
+
+    // Client streaming: 100 messages, one reply when the stream ends.
+    let out = tokio_stream::iter((0..100).map(|i| message(&format!("{i},"))));
+    let r = client.collect(out).await.unwrap().into_inner();
+    assert_eq!(r.seq, 100);
+    assert!(r.text.starts_with("0,1,2,") && r.text.ends_with("98,99,"));
+
+    // Bidirectional: 1,000 messages each way, none lost or reordered.
+    let out = tokio_stream::iter((0..1000).map(|i| message(&i.to_string())));
+    let mut replies = client.chat(out).await.unwrap().into_inner();
+    let mut n = 0u32;
+    while let Some(r) = replies.message().await.unwrap() {
+        assert_eq!((r.seq, r.text.as_str()), (n, n.to_string().as_str()));
+        n += 1;
+    }
+    assert_eq!(n, 1000);
+
+    // A status and message the server set pass in the trailers.
+    let e = client
+        .say(Message {
+            fail_with: Code::NotFound as i32,
+            ..message("no such order")
+        })
+        .await
+        .unwrap_err();
+    assert_eq!((e.code(), e.message()), (Code::NotFound, "no such order"));
+
+    // The caller's deadline reaches the server (grpc-timeout passes both
+    // hops), and a call past it ends at the deadline, not when the server
+    // answers. tonic reports its own expiry as CANCELLED ("Timeout
+    // expired"); other stacks say DEADLINE_EXCEEDED.
+    let mut timed = tonic::Request::new(message("in time"));
+    timed.set_timeout(Duration::from_secs(5));
+    let r = client.say(timed).await.unwrap().into_inner();
+    assert!(
+        r.deadline.ends_with(['u', 'm', 'S']) && r.deadline.len() > 1,
+        "{r:?}"
+    );
+    let mut slow = tonic::Request::new(Message {
+        delay_ms: 3000,
+        ..message("late")
+    });
+    slow.set_timeout(Duration::from_millis(300));
+    let start = Instant::now();
+    let e = client.say(slow).await.unwrap_err();
+    assert!(
+        matches!(e.code(), Code::DeadlineExceeded | Code::Cancelled),
+        "{e:?}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    // The connection still carries calls after the abandoned one.
+    assert_eq!(
+        client
+            .say(message("after"))
+            .await
+            .unwrap()
+            .into_inner()
+            .text,
+        "after"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_through_sidecar_and_gateway_to_an_h2c_upstream() {
+    let server = GrpcServer::h2c().await;
+    let upstream = format!("h2c://127.0.0.1:{}", server.port);
+    let (mut client, _gateway) =
+        through_the_binding(&upstream, false, "client1", fixture_key("client1")).await;
+    every_kind_of_call(&mut client).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_through_sidecar_and_gateway_to_an_https_upstream() {
+    let server = GrpcServer::tls().await;
+    let upstream = format!("https://localhost:{}", server.port);
+    let (mut client, _gateway) =
+        through_the_binding(&upstream, true, "client1", fixture_key("client1")).await;
+    every_kind_of_call(&mut client).await;
+}
+
+/// A token the gateway refuses is HTTP 401, which a gRPC client reads as
+/// UNAUTHENTICATED (gRPC's HTTP-to-status mapping); the server never sees
+/// the call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_is_unauthenticated_to_a_grpc_client() {
+    let server = GrpcServer::h2c().await;
+    let upstream = format!("h2c://127.0.0.1:{}", server.port);
+    // client1's id with client2's key: the signature does not verify.
+    let (mut client, _gateway) =
+        through_the_binding(&upstream, false, "client1", fixture_key("client2")).await;
+    let e = client.say(message("hello")).await.unwrap_err();
+    assert_eq!(
+        (e.code(), e.message()),
+        (Code::Unauthenticated, "bad_signature"),
+        "{e:?}"
+    );
+    let e = client
+        .chat(tokio_stream::iter([message("x")]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+}

@@ -156,6 +156,7 @@ pub mod status {
 #[cfg(feature = "gateway")]
 pub mod gateway {
     pub use crate::proxy::gateway::headers::IdentityHeaders;
+    pub use crate::proxy::gateway::routes::{BadRoutes, Route};
     pub use crate::proxy::gateway::upstream::{BadUpstream, Upstream};
     pub use crate::proxy::gateway::{Gateway, GatewayConfig, GatewayFuture, GatewayService};
 }

@@ -325,6 +325,15 @@ pub(crate) struct ServeSettings {
     /// headers, never the token.
     #[arg(long, env = "JWT_UPSTREAM", help_heading = "Gateway")]
     pub(crate) upstream: Option<String>,
+    /// A route: requests under PREFIX go to URL (a scheme as for
+    /// --upstream); repeat or comma-separate. The longest prefix that covers
+    /// a path wins; --upstream is the route for /. In --config, [[routes]]
+    /// tables also say who may call a route (clients, require_claims) and
+    /// make one public; these flags are added to them. Reloaded from the
+    /// --config file on SIGHUP and on change.
+    #[arg(long = "route", env = "JWT_ROUTES", value_delimiter = ',', value_name = "PREFIX=URL",
+          value_parser = route_spec, help_heading = "Gateway")]
+    pub(crate) routes: Vec<RouteSpec>,
     /// CA certificate(s), PEM, an https:// upstream's certificate must
     /// chain to (TLS 1.3 only).
     #[arg(long, env = "JWT_UPSTREAM_CA", help_heading = "Gateway", value_hint = ValueHint::FilePath)]
@@ -528,6 +537,41 @@ impl From<ListenAddr> for String {
     }
 }
 
+/// One route as a setting: a `[[routes]]` table of the --config file, or
+/// `PREFIX=URL` from --route.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RouteSpec {
+    /// Where the route starts (`/admin/`).
+    pub(crate) prefix: String,
+    /// Where its requests go.
+    pub(crate) upstream: String,
+    /// Client ids allowed; a trailing `*` matches a prefix of the id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) clients: Option<Vec<String>>,
+    /// Claims a token must carry, with these exact values.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub(crate) require_claims: serde_json::Map<String, serde_json::Value>,
+    /// Forwarded without a token.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) public: bool,
+}
+
+/// `PREFIX=URL`.
+fn route_spec(s: &str) -> Result<RouteSpec, String> {
+    let (prefix, upstream) = s
+        .split_once('=')
+        .filter(|(p, u)| p.starts_with('/') && !u.is_empty())
+        .ok_or_else(|| format!("{s:?}: use PREFIX=URL, e.g. /orders/=http://127.0.0.1:9001"))?;
+    Ok(RouteSpec {
+        prefix: prefix.to_owned(),
+        upstream: upstream.to_owned(),
+        clients: None,
+        require_claims: serde_json::Map::new(),
+        public: false,
+    })
+}
+
 /// An octal socket mode with no permission for others.
 fn socket_mode(s: &str) -> Result<u32, String> {
     let mode = u32::from_str_radix(s.trim_start_matches("0o"), 8)
@@ -564,6 +608,9 @@ pub(crate) struct Parsed {
     pub(crate) command: Option<Command>,
     pub(crate) global: Global,
     pub(crate) settings: ServeSettings,
+    /// The routes of --route and JWT_ROUTES alone, which a reload of the
+    /// --config file's routes keeps.
+    pub(crate) route_flags: Vec<RouteSpec>,
 }
 
 /// Parses the command line (exiting with clap's message and code 2 on a
@@ -580,12 +627,16 @@ pub(crate) fn parse() -> Result<Parsed, String> {
         ),
         None => None,
     };
-    let settings = jose_binding_settings::layer(cli.settings, &matches, file.as_ref())
-        .map_err(|e| e.to_string())?;
+    let route_flags = cli.settings.routes.clone();
+    // A --route joins the file's route table rather than replacing it.
+    let settings =
+        jose_binding_settings::layer_adding(cli.settings, &matches, file.as_ref(), &["routes"])
+            .map_err(|e| e.to_string())?;
     Ok(Parsed {
         command: cli.command,
         global: cli.global,
         settings,
+        route_flags,
     })
 }
 

@@ -11,11 +11,11 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue};
-use jose_binding::gateway::{BadUpstream, GatewayConfig, Upstream};
+use jose_binding::gateway::{BadUpstream, GatewayConfig, Route, Upstream};
 use jose_binding::server::ServerOptions;
 use jose_binding::{tls, FormSet, IpNet, Policy};
 
-use crate::cli::{Frontend, Global, ListenAddr, ServeSettings};
+use crate::cli::{Frontend, Global, ListenAddr, RouteSpec, ServeSettings};
 use jose_binding::server::FrontendOptions;
 
 /// The fixtures `--dev` serves with. Their private keys are in the
@@ -210,26 +210,35 @@ fn secs(s: u64) -> Duration {
     Duration::from_secs(s.max(1))
 }
 
-/// The gateway's settings, if `--upstream` is set.
+/// The gateway's settings, if `--upstream` or a route is set.
 fn gateway(s: &ServeSettings) -> Result<Option<GatewayConfig>, String> {
-    let Some(upstream) = &s.upstream else {
-        return Ok(None);
+    let routes = routes(&s.routes)?;
+    let upstream = match &s.upstream {
+        Some(u) => Some(
+            u.parse::<Upstream>()
+                .map_err(|e: BadUpstream| e.to_string())?,
+        ),
+        None if routes.is_empty() => return Ok(None),
+        None => None,
     };
-    let upstream: Upstream = upstream.parse().map_err(|e: BadUpstream| e.to_string())?;
-    let mut g = GatewayConfig::new(upstream);
-    match (&g.upstream, &s.upstream_ca) {
-        (Upstream::Https { .. }, Some(ca)) => {
+    let mut g = GatewayConfig::with_routes(routes);
+    g.upstream = upstream;
+    let https = g
+        .upstream
+        .iter()
+        .chain(g.routes.iter().map(|r| &r.upstream))
+        .any(|u| matches!(u, Upstream::Https { .. }));
+    match (https, &s.upstream_ca) {
+        (true, Some(ca)) => {
             let roots = tls::load_roots(ca).map_err(|e| format!("--upstream-ca: {e}"))?;
             // HTTP/2 if the upstream takes it (gRPC needs it), else 1.1.
             let config = tls::client_config(roots, &[tls::ALPN_H2, tls::ALPN_HTTP11])
                 .map_err(|e| format!("--upstream-ca: {e}"))?;
             g.upstream_tls = Some(Arc::new(config));
         }
-        (Upstream::Https { .. }, None) => {
-            return Err("an https:// upstream needs --upstream-ca".into())
-        }
-        (_, Some(_)) => return Err("--upstream-ca is for an https:// upstream".into()),
-        (_, None) => {}
+        (true, None) => return Err("an https:// upstream needs --upstream-ca".into()),
+        (false, Some(_)) => return Err("--upstream-ca is for an https:// upstream".into()),
+        (false, None) => {}
     }
     if let Some(h) = &s.upstream_host {
         // h2c:// and https:// send it as the request's authority.
@@ -267,4 +276,41 @@ fn gateway(s: &ServeSettings) -> Result<Option<GatewayConfig>, String> {
     g.response_timeout = secs(s.upstream_response_timeout_secs);
     g.idle_timeout = secs(s.upstream_idle_timeout_secs);
     Ok(Some(g))
+}
+
+/// The gateway's routes from their settings, each checked: an upstream
+/// that parses, a prefix that starts with `/`, client patterns that are
+/// ids or id prefixes.
+pub(crate) fn routes(specs: &[RouteSpec]) -> Result<Vec<Route>, String> {
+    let mut routes = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let at = |what: &str| format!("route {:?}: {what}", spec.prefix);
+        if !spec.prefix.starts_with('/') {
+            return Err(at("a prefix starts with /"));
+        }
+        let upstream: Upstream = spec
+            .upstream
+            .parse()
+            .map_err(|e: BadUpstream| at(&e.to_string()))?;
+        let pattern = |c: &String| match c.strip_suffix('*') {
+            Some(prefix) => !prefix.contains('*'),
+            None => jose_binding::ClientId::new(c).is_ok(),
+        };
+        if let Some(bad) = spec.clients.iter().flatten().find(|c| !pattern(c)) {
+            return Err(at(&format!(
+                "clients: {bad:?} is neither a client id nor an id prefix ending in *"
+            )));
+        }
+        if spec.public && (spec.clients.is_some() || !spec.require_claims.is_empty()) {
+            return Err(at(
+                "a public route takes no token, so it cannot require clients or claims",
+            ));
+        }
+        let mut route = Route::new(spec.prefix.clone(), upstream);
+        route.clients = spec.clients.clone();
+        route.require_claims = spec.require_claims.clone();
+        route.public = spec.public;
+        routes.push(route);
+    }
+    Ok(routes)
 }

@@ -34,10 +34,11 @@ fn main() -> ExitCode {
             command,
             global,
             settings,
+            route_flags,
         } = p;
         init_logging(global.log_format == "json");
         match command {
-            None | Some(Command::Serve) => serve::run_server(&global, &settings),
+            None | Some(Command::Serve) => serve::run_server(&global, &settings, route_flags),
             Some(Command::Keys(k)) => keys::keys(k, &global, &settings),
         }
     });

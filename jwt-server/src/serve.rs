@@ -17,7 +17,7 @@ use jose_binding::tls::{CertSummary, ReloadableCert};
 use jose_binding::{tls, Form, Keystore};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::cli::{Global, ListenAddr, ServeSettings};
+use crate::cli::{Global, ListenAddr, RouteSpec, ServeSettings};
 use crate::config::{settings, Settings};
 
 pub(crate) fn missing_hint(what: &str, path: &Path) -> String {
@@ -31,8 +31,13 @@ pub(crate) fn missing_hint(what: &str, path: &Path) -> String {
     }
 }
 
-pub(crate) fn run_server(g: &Global, s: &ServeSettings) -> Result<(), String> {
+pub(crate) fn run_server(
+    g: &Global,
+    s: &ServeSettings,
+    route_flags: Vec<RouteSpec>,
+) -> Result<(), String> {
     let s = settings(g, s)?;
+    let config_file = g.config.clone();
     let mut files = vec![("keystore", &s.keystore)];
     if s.frontend.is_none() {
         files.extend([("cert", &s.cert), ("key", &s.key)]);
@@ -92,8 +97,16 @@ pub(crate) fn run_server(g: &Global, s: &ServeSettings) -> Result<(), String> {
                         Gateway::with_baseline(config, t)
                     }
                     None => Gateway::new(config),
-                };
+                }
+                .map_err(|e| e.to_string())?;
                 let app = gateway.service(&binding.layer());
+                if let Some(path) = config_file {
+                    tokio::spawn(jose_binding::reload::watch_file(
+                        path,
+                        Duration::from_secs(1),
+                        reload_routes(gateway.clone(), route_flags),
+                    ));
+                }
                 run(s, tls, binding, handle, app, Some(gateway), metrics).await
             }
             None => {
@@ -202,7 +215,7 @@ async fn run<S: server::App>(
                 forms = ?s.policy.forms.iter().map(Form::as_str).collect::<Vec<_>>(),
                 clients = handle.snapshot().len(),
                 keystore = %s.keystore.display(),
-                upstream = gateway.as_ref().map(|g| g.upstream().to_string()),
+                routes = ?gateway.as_ref().map(describe_routes),
                 "jwt-server ready (TLS 1.3 only)"
             );
             let FrontendListener::Tcp(listener) = listener else {
@@ -219,7 +232,7 @@ async fn run<S: server::App>(
                 forms = ?s.policy.forms.iter().map(Form::as_str).collect::<Vec<_>>(),
                 clients = handle.snapshot().len(),
                 keystore = %s.keystore.display(),
-                upstream = gateway.as_ref().map(|g| g.upstream().to_string()),
+                routes = ?gateway.as_ref().map(describe_routes),
                 "jwt-server ready (behind a TLS-terminating frontend: plain HTTP from it only)"
             );
             server::serve_frontend(listener, binding, app, s.opts, frontend, shutdown).await;
@@ -297,6 +310,53 @@ pub(crate) fn warn_if_readable(path: &Path) {
             if m.permissions().mode() & 0o077 != 0 {
                 tracing::warn!(path = %path.display(), "keystore is readable by group or others; chmod 600 it");
             }
+        }
+    }
+}
+
+/// `PREFIX -> URL` for each route in force, longest prefix first.
+fn describe_routes(gateway: &Gateway) -> Vec<String> {
+    gateway
+        .routes()
+        .iter()
+        .map(|r| format!("{} -> {}", r.prefix, r.upstream))
+        .collect()
+}
+
+/// What a change of the --config file does in gateway mode: its
+/// `[[routes]]` (with `flags`' routes after them) are put in force, or,
+/// if the file or a route is broken, the routes in force stay. Other
+/// settings in the file take effect at the next start.
+fn reload_routes(gateway: Gateway, flags: Vec<RouteSpec>) -> impl FnMut(&Path, bool) + Send {
+    #[derive(serde::Deserialize)]
+    struct RoutesOnly {
+        #[serde(default)]
+        routes: Vec<RouteSpec>,
+    }
+    move |path, forced| {
+        let read = std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|text| {
+                jose_binding::keystore::toml_edit::de::from_str::<RoutesOnly>(&text)
+                    .map_err(|_| "not TOML, or a [[routes]] table that does not parse".to_owned())
+            })
+            .and_then(|file| {
+                let specs: Vec<RouteSpec> = file.routes.into_iter().chain(flags.clone()).collect();
+                crate::config::routes(&specs)
+            })
+            .and_then(|routes| gateway.set_routes(routes).map_err(|e| e.to_string()));
+        match read {
+            Ok(()) => tracing::info!(
+                config = %path.display(),
+                sighup = forced,
+                routes = ?describe_routes(&gateway),
+                "routes reloaded"
+            ),
+            Err(e) => tracing::error!(
+                config = %path.display(),
+                error = %e,
+                "routes not reloaded: the routes in force stay"
+            ),
         }
     }
 }

@@ -211,6 +211,22 @@ pub fn layer<T>(parsed: T, matches: &ArgMatches, file: Option<&ConfigFile>) -> R
 where
     T: Args + Serialize + DeserializeOwned,
 {
+    layer_adding(parsed, matches, file, &[])
+}
+
+/// As [`layer`], except that for the list settings named in `adding` the
+/// values of the flag or env var are added after the file's instead of
+/// replacing them (a route given on the command line joins the file's
+/// route table).
+pub fn layer_adding<T>(
+    parsed: T,
+    matches: &ArgMatches,
+    file: Option<&ConfigFile>,
+    adding: &[&str],
+) -> Result<T, Error>
+where
+    T: Args + Serialize + DeserializeOwned,
+{
     let Some(file) = file else {
         return Ok(parsed);
     };
@@ -240,6 +256,15 @@ where
                     .any(|c| c.get_id() == arg.get_id());
             excludes && given(other.get_id().as_str())
         });
+        if adding.contains(&id.as_str()) {
+            if let (Value::Array(mut all), Some(Value::Array(given))) =
+                (value.clone(), merged.get(&id).cloned())
+            {
+                all.extend(given);
+                merged.insert(id, Value::Array(all));
+                continue;
+            }
+        }
         if given(&id) || conflict_given {
             continue;
         }
@@ -361,6 +386,16 @@ mod tests {
 
     /// `args` and `env` parsed, then `toml` laid under them.
     fn run(args: &[&str], env: &[(&str, &str)], toml: Option<&str>) -> Result<Demo, Error> {
+        run_adding(args, env, toml, &[])
+    }
+
+    /// As [`run`], with the flag's values of `adding` added to the file's.
+    fn run_adding(
+        args: &[&str],
+        env: &[(&str, &str)],
+        toml: Option<&str>,
+        adding: &[&str],
+    ) -> Result<Demo, Error> {
         for (var, value) in env {
             // clap reads env vars when the command is built; these names
             // are this module's own, and each test sets one at most.
@@ -374,11 +409,23 @@ mod tests {
         let m = m.expect("arguments parse");
         let parsed = Demo::from_arg_matches(&m).unwrap();
         let file = toml.map(|t| ConfigFile::new(Path::new("/etc/demo/demo.toml"), t.into()));
-        layer(
+        layer_adding(
             parsed,
             &m,
             file.map(ConfigFile::paths_relative_to_its_dir).as_ref(),
+            adding,
         )
+    }
+
+    #[test]
+    fn a_list_setting_can_add_the_flags_values_to_the_files() {
+        let toml = Some("items = [\"file\"]");
+        let d = run_adding(&["--item", "flag"], &[], toml, &["items"]).unwrap();
+        assert_eq!(d.items, ["file", "flag"]);
+        let d = run_adding(&[], &[], toml, &["items"]).unwrap();
+        assert_eq!(d.items, ["file"]);
+        let d = run_adding(&["--item", "flag"], &[], None, &["items"]).unwrap();
+        assert_eq!(d.items, ["flag"]);
     }
 
     #[test]

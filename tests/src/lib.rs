@@ -201,7 +201,7 @@ impl TestServer {
 
     /// As [`TestServer::gateway`], with the serving loop's limits given.
     pub async fn gateway_with(config: GatewayConfig, opts: ServerOptions) -> TestServer {
-        let gateway = Gateway::new(config);
+        let gateway = Gateway::new(config).expect("a valid route table");
         Self::start_with(Policy::default(), fixture_keystore(), opts, |layer| {
             gateway.service(layer)
         })

@@ -57,7 +57,7 @@ async fn the_baseline_token_authenticates_its_connection() {
 async fn the_gateway_forwards_the_baseline_token_as_client_baseline() {
     let upstream = HyperUpstream::start().await;
     let config = GatewayConfig::new(upstream.url().parse().unwrap());
-    let gateway = Gateway::with_baseline(config, TOKEN.as_bytes());
+    let gateway = Gateway::with_baseline(config, TOKEN.as_bytes()).unwrap();
     let server = TestServer::start_with(
         Policy::default(),
         fixture_keystore(),

@@ -450,7 +450,7 @@ async fn upstream_failures_answer_502_or_504_and_the_connection_lives_on() {
 #[tokio::test]
 async fn readyz_follows_the_upstream() {
     let port = free_port();
-    let gateway = Gateway::new(config(&format!("http://127.0.0.1:{port}")));
+    let gateway = Gateway::new(config(&format!("http://127.0.0.1:{port}"))).unwrap();
     let readiness = Arc::new(gateway.readiness(KeystoreHandle::new(fixture_keystore())));
     let status = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let status_port = status.local_addr().unwrap().port();

@@ -181,18 +181,34 @@ pub fn watch(
     path: PathBuf,
     poll: Duration,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
+    record_in_force(&handle);
+    watch_file(path, poll, move |path, forced| {
+        if forced {
+            tracing::info!("SIGHUP: reloading keystore");
+        }
+        reload(&handle, path);
+    })
+}
+
+/// Calls `changed(path, forced)` on SIGHUP (`forced`) and whenever `path`
+/// changes (checked every `poll`: the inode, size and modification time of
+/// what it names, through symlinks), until the task is dropped. What a change means is
+/// the caller's: the gateway's routes, say.
+///
+/// SIGHUP is caught from this call on (see [`watch_certificate`]).
+pub fn watch_file(
+    path: PathBuf,
+    poll: Duration,
+    mut changed: impl FnMut(&Path, bool) + Send + 'static,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
     let mut last = stamp(&path);
     let mut changes = Changes::new(poll);
-    record_in_force(&handle);
     async move {
         loop {
             let forced = changes.next().await;
             let now = stamp(&path);
             if forced || now != last {
-                if forced {
-                    tracing::info!("SIGHUP: reloading keystore");
-                }
-                reload(&handle, &path);
+                changed(&path, forced);
                 last = now;
             }
         }

@@ -174,6 +174,18 @@ pub(crate) struct UpstreamReport {
     pub cause: Option<Box<str>>,
 }
 
+/// The gateway's route for a request, on its response for the access
+/// line: the route's prefix, and the outcome when the gateway refused it.
+#[derive(Debug, Clone)]
+pub(crate) struct RouteReport {
+    /// The prefix of the route that covered the path, if one did.
+    pub prefix: Option<Arc<str>>,
+    /// `forbidden`, `no_route` or `bad_path` when the gateway answered.
+    pub refused: Option<&'static str>,
+    /// Why a verified client was forbidden.
+    pub why: Option<&'static str>,
+}
+
 /// The peer's address, as a request extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerAddr(pub SocketAddr);
@@ -1162,10 +1174,12 @@ impl Access {
             .and_then(|o| o.form)
             .map(|f| f.as_str())
             .unwrap_or("-");
-        let code = match outcome {
-            Some(Outcome { code: Some(c), .. }) => c.as_str(),
-            Some(_) => "ok",
-            None => "-",
+        let route = resp.extensions().get::<RouteReport>();
+        let code = match (outcome, route.and_then(|r| r.refused)) {
+            (Some(Outcome { code: Some(c), .. }), _) => c.as_str(),
+            (_, Some(refused)) => refused,
+            (Some(_), None) => "ok",
+            (None, None) => "-",
         };
         let upstream = resp.extensions().get::<UpstreamReport>();
         tracing::info!(
@@ -1178,6 +1192,8 @@ impl Access {
             %client,
             %form,
             outcome = %code,
+            route = route.and_then(|r| r.prefix.as_deref()),
+            refused_because = route.and_then(|r| r.why),
             latency_us = latency.as_micros() as u64,
             upstream_status = upstream.and_then(|u| u.status),
             upstream_us = upstream.map(|u| u.latency.as_micros() as u64),
@@ -1188,10 +1204,15 @@ impl Access {
 
     fn record<B>(&self, resp: &Response<B>, latency: Duration) {
         let outcome = resp.extensions().get::<Outcome>();
-        let code = match outcome {
-            Some(Outcome { code: Some(c), .. }) => c.as_str(),
-            Some(_) => "ok",
-            None => "none",
+        let refused = resp
+            .extensions()
+            .get::<RouteReport>()
+            .and_then(|r| r.refused);
+        let code = match (outcome, refused) {
+            (Some(Outcome { code: Some(c), .. }), _) => c.as_str(),
+            (_, Some(refused)) => refused,
+            (Some(_), None) => "ok",
+            (None, None) => "none",
         };
         let form = outcome.and_then(|o| o.form).map_or("none", |f| f.as_str());
         match outcome.and_then(|o| o.client_id.as_ref()) {

@@ -10,6 +10,7 @@
 //! failures answer 502 or 504 without leaking the upstream's internals.
 
 pub(crate) mod headers;
+pub(crate) mod routes;
 pub(crate) mod upstream;
 
 use std::convert::Infallible;
@@ -35,10 +36,13 @@ use crate::proxy::hop::{
     TunnelLimits,
 };
 use crate::serve::layer::{static_bearer_accepted, BindingLayer, BindingService, Layer, Outcome};
-use crate::serve::server::{BoxError, ConnectionGuard, PeerAddr, RequestId, UpstreamReport};
+use crate::serve::server::{
+    BoxError, ConnectionGuard, PeerAddr, RequestId, RouteReport, UpstreamReport,
+};
 use crate::serve::status::Readiness;
 use crate::Verified;
 use headers::{Hop, Identity, IdentityHeaders};
+use routes::{BadRoutes, Lookup, Route, Table};
 use upstream::{Connector, Failure, Upstream};
 
 use ipnet::IpNet;
@@ -47,9 +51,13 @@ use ipnet::IpNet;
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct GatewayConfig {
-    /// Where every forwarded request goes.
-    pub upstream: Upstream,
-    /// For an `https://` upstream: the roots its certificate must chain to.
+    /// Where a request no route of [`routes`](Self::routes) covers goes:
+    /// the route for `/`. `None`: such a request is 404 `no_route`.
+    pub upstream: Option<Upstream>,
+    /// Routes by path prefix, each with its upstream and who may call it;
+    /// the longest prefix that covers a path wins.
+    pub routes: Vec<Route>,
+    /// For `https://` upstreams: the roots their certificates must chain to.
     pub upstream_tls: Option<Arc<rustls::ClientConfig>>,
     /// `Host` sent upstream instead of the client's.
     pub upstream_host: Option<HeaderValue>,
@@ -97,7 +105,8 @@ impl GatewayConfig {
     /// response head, 60 s idle, 64 idle connections.
     pub fn new(upstream: Upstream) -> Self {
         GatewayConfig {
-            upstream,
+            upstream: Some(upstream),
+            routes: Vec::new(),
             upstream_tls: None,
             upstream_host: None,
             public_paths: Vec::new(),
@@ -111,6 +120,28 @@ impl GatewayConfig {
             max_idle_connections: 64,
         }
     }
+
+    /// As [`GatewayConfig::new`] with these routes and no route for `/`.
+    pub fn with_routes(routes: Vec<Route>) -> Self {
+        let mut config = GatewayConfig::new(Upstream::Unix {
+            path: std::path::PathBuf::new(),
+        });
+        config.upstream = None;
+        config.routes = routes;
+        config
+    }
+
+    /// Every route: [`routes`](Self::routes), and `/` to
+    /// [`upstream`](Self::upstream) unless a route has that prefix.
+    fn table(&self) -> Result<Table, BadRoutes> {
+        let mut routes = self.routes.clone();
+        if let Some(u) = &self.upstream {
+            if !routes.iter().any(|r| r.prefix == "/") {
+                routes.push(Route::new("/", u.clone()));
+            }
+        }
+        Table::new(routes)
+    }
 }
 
 /// The upstream client, its connection pool and the settings; cloning
@@ -122,6 +153,57 @@ pub struct Gateway {
 
 struct Shared {
     config: GatewayConfig,
+    /// The routes in force, swapped whole by [`Gateway::set_routes`].
+    routes: arc_swap::ArcSwap<RouteSet>,
+    baseline: Option<zeroize::Zeroizing<Vec<u8>>>,
+}
+
+/// A route table with a pool for each route.
+struct RouteSet {
+    table: Table,
+    /// The pool of each route of `table`, by index; routes to one upstream
+    /// share one.
+    pools: Vec<Arc<Pool>>,
+    /// Each route's prefix, for the access line.
+    prefixes: Vec<Arc<str>>,
+}
+
+impl RouteSet {
+    /// `table`'s routes, each with a pool: one of `reuse` if it goes to
+    /// that upstream (its connections stay), else a new one.
+    fn new(table: Table, config: &GatewayConfig, reuse: &[Arc<Pool>]) -> RouteSet {
+        let mut made: Vec<Arc<Pool>> = Vec::new();
+        let pools = table
+            .routes()
+            .iter()
+            .map(|r| {
+                let known = made.iter().chain(reuse).find(|p| p.upstream == r.upstream);
+                match known {
+                    Some(p) => p.clone(),
+                    None => {
+                        let p = Arc::new(Pool::new(&r.upstream, config));
+                        made.push(p.clone());
+                        p
+                    }
+                }
+            })
+            .collect();
+        let prefixes = table
+            .routes()
+            .iter()
+            .map(|r| r.prefix.as_str().into())
+            .collect();
+        RouteSet {
+            table,
+            pools,
+            prefixes,
+        }
+    }
+}
+
+/// The connections to one upstream.
+struct Pool {
+    upstream: Upstream,
     /// The authority an `h2c://` or `https://` upstream is sent
     /// (`:authority`, or `Host` over HTTP/1.1): `upstream_host` or the
     /// upstream's own. `None` for the others, which get the client's
@@ -129,36 +211,12 @@ struct Shared {
     authority: Option<http::uri::Authority>,
     connector: Connector,
     client: Client<Connector, RequestBody>,
-    baseline: Option<zeroize::Zeroizing<Vec<u8>>>,
 }
 
-impl std::fmt::Debug for Gateway {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Gateway")
-            .field("upstream", &self.shared.config.upstream)
-            .field("baseline", &self.shared.baseline.is_some())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Gateway {
-    /// A gateway forwarding as `config` says; connections are opened on
-    /// demand.
-    pub fn new(config: GatewayConfig) -> Self {
-        Self::build(config, None)
-    }
-
-    /// Benchmarks only: a request whose bearer token equals `token`
-    /// (compared in constant time) is forwarded as client `baseline`
-    /// without binding, so a load run can measure what binding adds to
-    /// the same proxy.
-    pub fn with_baseline(config: GatewayConfig, token: &[u8]) -> Self {
-        Self::build(config, Some(zeroize::Zeroizing::new(token.to_vec())))
-    }
-
-    fn build(config: GatewayConfig, baseline: Option<zeroize::Zeroizing<Vec<u8>>>) -> Self {
+impl Pool {
+    fn new(upstream: &Upstream, config: &GatewayConfig) -> Pool {
         let connector = Connector::new(
-            config.upstream.clone(),
+            upstream.clone(),
             config.upstream_tls.clone(),
             config.connect_timeout,
         );
@@ -166,7 +224,7 @@ impl Gateway {
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(config.idle_timeout)
             .pool_max_idle_per_host(config.max_idle_connections)
-            .http2_only(matches!(config.upstream, Upstream::H2c { .. }))
+            .http2_only(matches!(upstream, Upstream::H2c { .. }))
             .timer(TokioTimer::new())
             // Each stream may buffer at most its own window of a response
             // its client does not read; the connection's window has room
@@ -176,7 +234,7 @@ impl Gateway {
             .http2_keep_alive_interval(config.idle_timeout / 2)
             .http2_keep_alive_timeout(config.connect_timeout)
             .build(connector.clone());
-        let authority = match &config.upstream {
+        let authority = match upstream {
             Upstream::H2c { authority } | Upstream::Https { authority } => Some(
                 config
                     .upstream_host
@@ -186,15 +244,66 @@ impl Gateway {
             ),
             _ => None,
         };
-        Gateway {
+        Pool {
+            upstream: upstream.clone(),
+            authority,
+            connector,
+            client,
+        }
+    }
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("routes", &self.shared.routes.load().table.routes())
+            .field("baseline", &self.shared.baseline.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    /// A gateway forwarding as `config` says; connections are opened on
+    /// demand.
+    pub fn new(config: GatewayConfig) -> Result<Self, BadRoutes> {
+        Self::build(config, None)
+    }
+
+    /// Benchmarks only: a request whose bearer token equals `token`
+    /// (compared in constant time) is forwarded as client `baseline`
+    /// without binding, so a load run can measure what binding adds to
+    /// the same proxy.
+    pub fn with_baseline(config: GatewayConfig, token: &[u8]) -> Result<Self, BadRoutes> {
+        Self::build(config, Some(zeroize::Zeroizing::new(token.to_vec())))
+    }
+
+    fn build(
+        config: GatewayConfig,
+        baseline: Option<zeroize::Zeroizing<Vec<u8>>>,
+    ) -> Result<Self, BadRoutes> {
+        let table = config.table()?;
+        let routes = RouteSet::new(table, &config, &[]);
+        Ok(Gateway {
             shared: Arc::new(Shared {
                 config,
-                authority,
-                connector,
-                client,
+                routes: arc_swap::ArcSwap::from_pointee(routes),
                 baseline,
             }),
-        }
+        })
+    }
+
+    /// Puts `routes` in force (with the `/` route of
+    /// [`GatewayConfig::upstream`] unless one of them is for `/`): a
+    /// request that has begun keeps the table it began with; connections
+    /// to an upstream still routed to stay. A bad table changes nothing.
+    pub fn set_routes(&self, routes: Vec<Route>) -> Result<(), BadRoutes> {
+        let mut config = self.shared.config.clone();
+        config.routes = routes;
+        let table = config.table()?;
+        let old = self.shared.routes.load();
+        let set = RouteSet::new(table, &self.shared.config, &old.pools);
+        self.shared.routes.store(Arc::new(set));
+        Ok(())
     }
 
     /// The service to serve: public paths straight to the proxy, every
@@ -209,13 +318,21 @@ impl Gateway {
         }
     }
 
-    /// One connection attempt to the upstream, within the connect timeout
-    /// (what `/readyz` asks).
+    /// One connection attempt to each upstream, within the connect
+    /// timeout (what `/readyz` asks).
     pub(crate) async fn probe(&self) -> Result<(), upstream::ConnectError> {
-        self.shared.connector.connect().await.map(drop)
+        let set = self.shared.routes.load_full();
+        let mut seen: Vec<&Upstream> = Vec::new();
+        for pool in &set.pools {
+            if !seen.contains(&&pool.upstream) {
+                seen.push(&pool.upstream);
+                pool.connector.connect().await.map(drop)?;
+            }
+        }
+        Ok(())
     }
 
-    /// `readiness` that also requires this gateway's upstream to accept a
+    /// `readiness` that also requires every upstream to accept a
     /// connection.
     pub fn readiness(&self, keystore: KeystoreHandle) -> Readiness {
         let gateway = self.clone();
@@ -225,9 +342,10 @@ impl Gateway {
         }))
     }
 
-    /// Where the gateway forwards to.
-    pub fn upstream(&self) -> &Upstream {
-        &self.shared.config.upstream
+    /// The routes in force, longest prefix first, with the `/` route of
+    /// [`GatewayConfig::upstream`] among them.
+    pub fn routes(&self) -> Vec<Route> {
+        self.shared.routes.load().table.routes().to_vec()
     }
 }
 
@@ -246,7 +364,7 @@ pub(crate) fn is_public(prefixes: &[String], path: &str) -> bool {
     matched && is_plain(path)
 }
 
-fn is_plain(path: &str) -> bool {
+pub(crate) fn is_plain(path: &str) -> bool {
     let lower = path.to_ascii_lowercase();
     let encoded = ["%2e", "%2f", "%5c"].iter().any(|e| lower.contains(e));
     let dots = path.split('/').any(|seg| seg == "." || seg == "..");
@@ -276,12 +394,23 @@ impl Service<Request<Incoming>> for GatewayService {
     fn call(&mut self, mut req: Request<Incoming>) -> GatewayFuture {
         let shared = &self.proxy.shared;
         let cfg = &shared.config;
-        let public = if is_websocket_upgrade(&req) {
-            &cfg.public_websocket_paths
-        } else {
-            &cfg.public_paths
+        let path = req.uri().path();
+        let set = shared.routes.load_full();
+        let route = match set.table.lookup(path) {
+            Lookup::Route(i) => Some(i),
+            Lookup::NoRoute => None,
+            Lookup::NotPlain => return answered(refused(Verdict::BadPath, None, &req)),
         };
-        if is_public(public, req.uri().path()) {
+        let public = if is_websocket_upgrade(&req) {
+            is_public(&cfg.public_websocket_paths, path)
+        } else {
+            is_public(&cfg.public_paths, path)
+                || route.is_some_and(|i| set.table.routes()[i].public && is_plain(path))
+        };
+        if let Some(index) = route {
+            req.extensions_mut().insert(RouteChoice { set, index });
+        }
+        if public {
             return self.proxy.call(req);
         }
         if let Some(expected) = &shared.baseline {
@@ -316,6 +445,84 @@ fn baseline_identity() -> Identity {
     }
 }
 
+/// The route the router matched, for the proxy behind the layer: in the
+/// table it matched in, whatever a reload puts in force meanwhile.
+#[derive(Clone)]
+struct RouteChoice {
+    set: Arc<RouteSet>,
+    index: usize,
+}
+
+/// Why the gateway itself answered instead of the upstream.
+#[derive(Debug, Clone, Copy)]
+enum Verdict {
+    /// No route covers the path (404 `no_route`).
+    NoRoute,
+    /// A route covers it, and the verified client may not call it (403
+    /// `forbidden`).
+    Forbidden(routes::Denied),
+    /// The path could be read as another by an upstream, and some route
+    /// is not for `/` (400 `bad_path`).
+    BadPath,
+}
+
+impl Verdict {
+    /// The status, the body, the outcome logged, and the gRPC status a
+    /// gRPC client reads it as (gRPC's own mapping of the HTTP status).
+    const fn answer(self) -> (StatusCode, &'static [u8], &'static str, &'static str) {
+        match self {
+            Verdict::NoRoute => (
+                StatusCode::NOT_FOUND,
+                br#"{"error":"no_route"}"#,
+                "no_route",
+                "12",
+            ),
+            Verdict::Forbidden(_) => (
+                StatusCode::FORBIDDEN,
+                br#"{"error":"forbidden"}"#,
+                "forbidden",
+                "7",
+            ),
+            Verdict::BadPath => (
+                StatusCode::BAD_REQUEST,
+                br#"{"error":"bad_path"}"#,
+                "bad_path",
+                "13",
+            ),
+        }
+    }
+}
+
+/// The gateway's own answer for `verdict` on `req`'s route `prefix`.
+fn refused<B>(
+    verdict: Verdict,
+    prefix: Option<Arc<str>>,
+    req: &Request<B>,
+) -> Response<GatewayBody> {
+    let (status, body, outcome, grpc) = verdict.answer();
+    let mut resp = Response::new(GatewayBody::from(Bytes::from_static(body)));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if crate::serve::layer::is_grpc(req.headers()) {
+        h.insert("grpc-status", HeaderValue::from_static(grpc));
+        h.insert("grpc-message", HeaderValue::from_static(outcome));
+    }
+    resp.extensions_mut().insert(RouteReport {
+        prefix,
+        refused: Some(outcome),
+        why: match verdict {
+            Verdict::Forbidden(d) => Some(d.as_str()),
+            _ => None,
+        },
+    });
+    resp
+}
+
+fn answered(resp: Response<GatewayBody>) -> GatewayFuture {
+    Box::pin(std::future::ready(Ok(resp)))
+}
+
 /// Forwards one request and its answer.
 #[derive(Clone)]
 pub(crate) struct Proxy {
@@ -331,7 +538,7 @@ impl Service<Request<Incoming>> for Proxy {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<Incoming>) -> GatewayFuture {
+    fn call(&mut self, mut req: Request<Incoming>) -> GatewayFuture {
         // A CONNECT would make the upstream connection a tunnel of the
         // client's choosing: nothing a reverse proxy should offer.
         if req.method() == Method::CONNECT {
@@ -343,32 +550,65 @@ impl Service<Request<Incoming>> for Proxy {
                 .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             return Box::pin(std::future::ready(Ok(resp)));
         }
-        Box::pin(forward(self.shared.clone(), req))
+        let Some(RouteChoice { set, index: i }) = req.extensions_mut().remove::<RouteChoice>()
+        else {
+            return answered(refused(Verdict::NoRoute, None, &req));
+        };
+        let route = &set.table.routes()[i];
+        let prefix = set.prefixes[i].clone();
+        // A public request has neither a verified token nor an identity;
+        // a baseline one has an identity only, and no claims to check.
+        let denied = match req.extensions().get::<Verified>() {
+            Some(v) => route.allows(v).err(),
+            None if req.extensions().get::<Identity>().is_some() && route.has_rules() => {
+                Some(routes::Denied::Client)
+            }
+            None => None,
+        };
+        if let Some(why) = denied {
+            return answered(refused(Verdict::Forbidden(why), Some(prefix), &req));
+        }
+        let pool = set.pools[i].clone();
+        Box::pin(forward(self.shared.clone(), pool, prefix, req))
     }
 }
 
 async fn forward(
     shared: Arc<Shared>,
-    mut req: Request<Incoming>,
+    pool: Arc<Pool>,
+    prefix: Arc<str>,
+    req: Request<Incoming>,
 ) -> Result<Response<GatewayBody>, Infallible> {
+    let mut resp = forward_on(&shared, &pool, req).await;
+    resp.extensions_mut().insert(RouteReport {
+        prefix: Some(prefix),
+        refused: None,
+        why: None,
+    });
+    Ok(resp)
+}
+
+async fn forward_on(
+    shared: &Arc<Shared>,
+    pool: &Pool,
+    mut req: Request<Incoming>,
+) -> Response<GatewayBody> {
     let start = Instant::now();
     let websocket = is_websocket_upgrade(&req);
     let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
     let guard = websocket
         .then(|| req.extensions().get::<ConnectionGuard>().cloned())
         .flatten();
-    let upstream_req = match upstream_request(&shared, req, websocket) {
+    let upstream_req = match upstream_request(shared, pool, req, websocket) {
         Ok(r) => r,
-        Err((why, cause)) => return Ok(failed(why, cause, start)),
+        Err((why, cause)) => return failed(why, cause, start),
     };
-    let resp = match exchange(&shared, upstream_req).await {
+    let resp = match exchange(shared, pool, upstream_req).await {
         Ok(r) => r,
-        Err((why, cause)) => return Ok(failed(why, &cause, start)),
+        Err((why, cause)) => return failed(why, &cause, start),
     };
-    Ok(
-        downstream(&shared.config, resp, client_upgrade, guard, start)
-            .unwrap_or_else(|(why, cause)| failed(why, cause, start)),
-    )
+    downstream(&shared.config, resp, client_upgrade, guard, start)
+        .unwrap_or_else(|(why, cause)| failed(why, cause, start))
 }
 
 /// The client's request as the upstream gets it: its identity (or none),
@@ -376,6 +616,7 @@ async fn forward(
 /// and a body whose trailers obey the same rules.
 fn upstream_request(
     shared: &Arc<Shared>,
+    pool: &Pool,
     mut req: Request<Incoming>,
     websocket: bool,
 ) -> Result<(Request<RequestBody>, Ended), (Failure, &'static str)> {
@@ -421,7 +662,7 @@ fn upstream_request(
     // URI (`:authority`; hyper derives `Host` from it over HTTP/1.1): a
     // `Host` beside it could differ (RFC 9113 §8.3.1), and a pool keyed by
     // a client's Host would open a connection per name a client invents.
-    match &shared.authority {
+    match &pool.authority {
         Some(_) => {
             parts.headers.remove(HOST);
         }
@@ -436,8 +677,8 @@ fn upstream_request(
     parts
         .headers
         .insert(TE, HeaderValue::from_static("trailers"));
-    let (scheme, upstream_authority) = cfg.upstream.uri_base();
-    let authority = shared.authority.clone().unwrap_or(upstream_authority);
+    let (scheme, upstream_authority) = pool.upstream.uri_base();
+    let authority = pool.authority.clone().unwrap_or(upstream_authority);
     let path = parts
         .uri
         .path_and_query()
@@ -459,6 +700,7 @@ fn upstream_request(
 /// the response timeout from the end of the request body.
 async fn exchange(
     shared: &Shared,
+    pool: &Pool,
     (req, ended): (Request<RequestBody>, Ended),
 ) -> Result<Response<Incoming>, (Failure, String)> {
     let Ended { sent, fault } = ended;
@@ -467,7 +709,7 @@ async fn exchange(
         tokio::time::sleep(shared.config.response_timeout).await;
     };
     tokio::select! {
-        r = shared.client.request(req) => r.map_err(|e| {
+        r = pool.client.request(req) => r.map_err(|e| {
             // The client's body failing fails the upstream request too:
             // that is the client's fault, not the upstream's.
             let why = fault.get().copied().unwrap_or_else(|| Failure::of(&e));

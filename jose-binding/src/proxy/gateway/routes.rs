@@ -1,0 +1,273 @@
+//! Routes: which upstream a path goes to, and who may call it.
+//!
+//! A route is a path prefix matched at a segment boundary, as a public
+//! path is; the longest matching prefix wins. Unless the only route is the
+//! one for `/`, a path an upstream could read as another (a dot segment,
+//! `//`, `\`, `;`, an encoded separator) goes nowhere: `/open/../admin/`
+//! must not reach the `/admin/` upstream past the `/admin/` rules, nor
+//! `/api/../x` an upstream's `/x` that no route covers.
+
+use serde_json::{Map, Value};
+
+use crate::proxy::gateway::upstream::Upstream;
+use crate::Verified;
+
+/// A path prefix, the upstream it goes to, and the rules a verified
+/// client must meet there.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Route {
+    /// Where the route starts: `/admin/` covers `/admin/…`; `/admin`
+    /// covers `/admin` and `/admin/…`.
+    pub prefix: String,
+    /// Where its requests go.
+    pub upstream: Upstream,
+    /// Client ids allowed (a trailing `*` matches a prefix of the id);
+    /// `None`: every verified client.
+    pub clients: Option<Vec<String>>,
+    /// Claims a token must carry, each with exactly this JSON value.
+    pub require_claims: Map<String, Value>,
+    /// Forwarded without a token (a WebSocket upgrade there still needs
+    /// one, as on a public path).
+    pub public: bool,
+}
+
+impl Route {
+    /// A route for `prefix` to `upstream`, open to every verified client.
+    pub fn new(prefix: impl Into<String>, upstream: Upstream) -> Self {
+        Route {
+            prefix: prefix.into(),
+            upstream,
+            clients: None,
+            require_claims: Map::new(),
+            public: false,
+        }
+    }
+
+    /// Whether `path` is under this route's prefix.
+    fn covers(&self, path: &str) -> bool {
+        covers(&self.prefix, path)
+    }
+
+    /// Whether the route has rules beyond a verified token.
+    pub(crate) fn has_rules(&self) -> bool {
+        self.clients.is_some() || !self.require_claims.is_empty()
+    }
+
+    /// Whether `verified` may call this route.
+    pub(crate) fn allows(&self, verified: &Verified) -> Result<(), Denied> {
+        if let Some(clients) = &self.clients {
+            let id = verified.client_id.as_str();
+            if !clients.iter().any(|p| client_matches(p, id)) {
+                return Err(Denied::Client);
+            }
+        }
+        if self.require_claims.is_empty() {
+            return Ok(());
+        }
+        let claims = verified.claims.to_map();
+        if self
+            .require_claims
+            .iter()
+            .any(|(name, want)| claims.get(name) != Some(want))
+        {
+            return Err(Denied::Claim);
+        }
+        Ok(())
+    }
+}
+
+/// Why a verified client may not call a route, for the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Denied {
+    /// Its id is not in the route's `clients`.
+    Client,
+    /// A required claim is missing or has another value.
+    Claim,
+}
+
+impl Denied {
+    pub(crate) const fn as_str(self) -> &'static str {
+        match self {
+            Denied::Client => "client_not_allowed",
+            Denied::Claim => "claim_not_matched",
+        }
+    }
+}
+
+/// `pattern` is an id, or a prefix of ids ending in `*`.
+fn client_matches(pattern: &str, id: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => id.starts_with(prefix),
+        None => pattern == id,
+    }
+}
+
+/// A prefix ending in `/` covers what follows it; one that does not
+/// covers itself and what follows a `/`.
+pub(crate) fn covers(prefix: &str, path: &str) -> bool {
+    match path.strip_prefix(prefix) {
+        Some(rest) => prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
+}
+
+/// Where a path goes.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Lookup {
+    /// The index of the route that covers it.
+    Route(usize),
+    /// No route covers it.
+    NoRoute,
+    /// It is not plain, and some route is not for `/`.
+    NotPlain,
+}
+
+/// Routes, longest prefix first.
+#[derive(Debug, Clone)]
+pub(crate) struct Table {
+    routes: Vec<Route>,
+}
+
+impl Table {
+    /// The table of `routes`; a prefix that does not start with `/`, or
+    /// two routes for one prefix, are refused.
+    pub(crate) fn new(mut routes: Vec<Route>) -> Result<Table, BadRoutes> {
+        if let Some(r) = routes.iter().find(|r| !r.prefix.starts_with('/')) {
+            return Err(BadRoutes::Prefix(r.prefix.clone()));
+        }
+        routes.sort_by(|a, b| {
+            b.prefix
+                .len()
+                .cmp(&a.prefix.len())
+                .then(a.prefix.cmp(&b.prefix))
+        });
+        if let Some(w) = routes.windows(2).find(|w| w[0].prefix == w[1].prefix) {
+            return Err(BadRoutes::Twice(w[0].prefix.clone()));
+        }
+        Ok(Table { routes })
+    }
+
+    pub(crate) fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    /// The route for `path`.
+    pub(crate) fn lookup(&self, path: &str) -> Lookup {
+        // Only a lone route for `/` covers every reading of every path.
+        let by_path = self.routes.iter().any(|r| r.prefix != "/");
+        if by_path && !super::is_plain(path) {
+            return Lookup::NotPlain;
+        }
+        match self.routes.iter().position(|r| r.covers(path)) {
+            Some(i) => Lookup::Route(i),
+            None => Lookup::NoRoute,
+        }
+    }
+}
+
+/// Why a route table is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BadRoutes {
+    /// A prefix that does not start with `/`.
+    #[error("route prefix {0:?}: a prefix starts with /")]
+    Prefix(String),
+    /// Two routes for one prefix.
+    #[error("two routes for the prefix {0:?}")]
+    Twice(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::claims::Claims;
+
+    fn up(port: u16) -> Upstream {
+        format!("http://127.0.0.1:{port}").parse().unwrap()
+    }
+
+    fn verified(client: &str, claims: &str) -> Verified {
+        Verified {
+            client_id: crate::ClientId::new(client).unwrap(),
+            form: crate::Form::Signed,
+            claims: Claims::new(claims.into(), 0.0, 0.0),
+            key_index: 0,
+        }
+    }
+
+    #[test]
+    fn the_longest_prefix_wins_at_a_segment_boundary() {
+        let t = Table::new(vec![
+            Route::new("/", up(1)),
+            Route::new("/orders/", up(2)),
+            Route::new("/orders/archive", up(3)),
+        ])
+        .unwrap();
+        let at = |p| match t.lookup(p) {
+            Lookup::Route(i) => t.routes()[i].prefix.clone(),
+            other => format!("{other:?}"),
+        };
+        assert_eq!(at("/orders/7"), "/orders/");
+        assert_eq!(at("/orders/archive"), "/orders/archive");
+        assert_eq!(at("/orders/archive/2020"), "/orders/archive");
+        assert_eq!(at("/orders/archived"), "/orders/");
+        assert_eq!(at("/ordersx"), "/");
+        assert_eq!(at("/orders"), "/");
+        for sneaky in [
+            "/x/../orders/7",
+            "/orders/%2e%2e/admin",
+            "//orders/",
+            "/a;b",
+            "/a\\b",
+        ] {
+            assert_eq!(at(sneaky), "NotPlain", "{sneaky}");
+        }
+        let no_root = Table::new(vec![Route::new("/api/", up(1))]).unwrap();
+        assert_eq!(no_root.lookup("/other"), Lookup::NoRoute);
+        // `/api/../x` would reach the upstream's `/x`, which no route covers.
+        assert_eq!(no_root.lookup("/api/../x"), Lookup::NotPlain);
+        // A lone route for `/` has nothing to confuse a path with.
+        let root = Table::new(vec![Route::new("/", up(1))]).unwrap();
+        assert_eq!(root.lookup("/a/../b"), Lookup::Route(0));
+    }
+
+    #[test]
+    fn a_bad_table_is_refused() {
+        assert_eq!(
+            Table::new(vec![Route::new("api/", up(1))]).unwrap_err(),
+            BadRoutes::Prefix("api/".into())
+        );
+        assert_eq!(
+            Table::new(vec![Route::new("/a/", up(1)), Route::new("/a/", up(2))]).unwrap_err(),
+            BadRoutes::Twice("/a/".into())
+        );
+    }
+
+    #[test]
+    fn who_may_call_a_route() {
+        let mut r = Route::new("/admin/", up(1));
+        r.clients = Some(vec!["ops".into(), "ci-*".into()]);
+        r.require_claims.insert("role".into(), Value::from("admin"));
+        assert_eq!(r.allows(&verified("ops", r#"{"role":"admin"}"#)), Ok(()));
+        assert_eq!(r.allows(&verified("ci-7", r#"{"role":"admin"}"#)), Ok(()));
+        assert_eq!(
+            r.allows(&verified("opsx", r#"{"role":"admin"}"#)),
+            Err(Denied::Client)
+        );
+        assert_eq!(
+            r.allows(&verified("ops", r#"{"role":"reader"}"#)),
+            Err(Denied::Claim)
+        );
+        assert_eq!(r.allows(&verified("ops", r#"{}"#)), Err(Denied::Claim));
+        // An exact value: "admin" is not ["admin"].
+        assert_eq!(
+            r.allows(&verified("ops", r#"{"role":["admin"]}"#)),
+            Err(Denied::Claim)
+        );
+        assert_eq!(
+            Route::new("/", up(1)).allows(&verified("any", "{}")),
+            Ok(())
+        );
+    }
+}

@@ -2,6 +2,7 @@
 //! on an ephemeral loopback port, and bound client connections to it.
 
 pub mod grpc;
+pub mod h2_double;
 pub mod haproxy;
 pub mod process;
 #[cfg(feature = "tpm")]

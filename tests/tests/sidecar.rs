@@ -3,8 +3,7 @@
 //! behind it.
 
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use jose_binding::client::{HttpVersion, Target};
@@ -12,7 +11,7 @@ use jose_binding::echo::EchoApp;
 use jose_binding::gateway::GatewayConfig;
 use jose_binding::server::ServerOptions;
 use jose_binding::sidecar::{Listener, SidecarConfig};
-use jose_binding::{tls, Form, Policy};
+use jose_binding::{Form, Policy};
 use jose_binding_e2e::upstream::{free_port, Nginx};
 use jose_binding_e2e::{curl_status, fixture_keystore, setup, start_sidecar, TempDir, TestServer};
 use serde_json::Value;
@@ -386,106 +385,13 @@ async fn an_h2c_app_is_in_reverse_mode() {
     );
 }
 
-/// How the HTTP/2 server double answers the first request it gets.
-#[derive(Clone, Copy, Debug)]
-enum FirstAnswer {
-    /// A draining server's `GOAWAY` naming no stream as processed.
-    GoAway,
-    /// `RST_STREAM` with `REFUSED_STREAM`, once the request's body arrived.
-    RefusedStream,
-    /// `RST_STREAM` with `CANCEL`: the server may have acted on it.
-    Cancel,
-}
-
-/// An HTTP/2 server over TLS 1.3 (the fixtures' certificate) written
-/// frame by frame, so that it can refuse a request the way a draining
-/// server does at the worst moment; every other request gets a bare 200.
-/// Its port and the number of requests (HEADERS frames) it saw.
-async fn h2_double(first: FirstAnswer) -> (u16, Arc<AtomicUsize>) {
-    let fixtures = jose_binding_e2e::fixtures();
-    let chain = tls::load_certs(&fixtures.join("server.pem")).unwrap();
-    let key = tls::load_key(&fixtures.join("server.key")).unwrap();
-    let mut config = tls::server_config(chain, key).unwrap();
-    config.alpn_protocols = vec![tls::ALPN_H2.to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let seen = Arc::new(AtomicUsize::new(0));
-    let counter = seen.clone();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            if let Ok(tls) = acceptor.accept(tcp).await {
-                tokio::spawn(serve_h2_double(tls, first, counter.clone()));
-            }
-        }
-    });
-    (port, seen)
-}
-
-/// One connection of [`h2_double`]: frames in, frames out, until it ends.
-async fn serve_h2_double(
-    mut tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
-    first: FirstAnswer,
-    seen: Arc<AtomicUsize>,
-) -> std::io::Result<()> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    const END_STREAM: u8 = 0x1;
-    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-        let mut f = (payload.len() as u32).to_be_bytes()[1..].to_vec();
-        f.extend([kind, flags]);
-        f.extend(stream.to_be_bytes());
-        f.extend(payload);
-        f
-    }
-    let refused = |stream| frame(3, 0, stream, &7u32.to_be_bytes());
-    let mut preface = [0u8; 24];
-    tls.read_exact(&mut preface).await?;
-    tls.write_all(&frame(4, 0, 0, &[])).await?;
-    loop {
-        let mut head = [0u8; 9];
-        tls.read_exact(&mut head).await?;
-        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
-        let (kind, flags) = (head[3], head[4]);
-        let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
-        let mut payload = vec![0u8; len];
-        tls.read_exact(&mut payload).await?;
-        let first_request = || seen.load(Ordering::SeqCst) == 1;
-        let reply = match kind {
-            // SETTINGS, acknowledged.
-            4 if flags & 0x1 == 0 => frame(4, 0x1, 0, &[]),
-            // HEADERS: a request.
-            1 => {
-                seen.fetch_add(1, Ordering::SeqCst);
-                match first {
-                    FirstAnswer::GoAway if first_request() => frame(7, 0, 0, &[0; 8]),
-                    FirstAnswer::Cancel if first_request() => {
-                        frame(3, 0, stream, &8u32.to_be_bytes())
-                    }
-                    FirstAnswer::RefusedStream if first_request() => {
-                        if flags & END_STREAM == 0 {
-                            continue;
-                        }
-                        refused(stream)
-                    }
-                    // `:status: 200` (static table entry 8), END_STREAM | END_HEADERS.
-                    _ => frame(1, 0x5, stream, &[0x88]),
-                }
-            }
-            // DATA: the last of the first request's body, all received.
-            0 if flags & END_STREAM != 0 && first_request() => refused(stream),
-            _ => continue,
-        };
-        tls.write_all(&reply).await?;
-        tls.flush().await?;
-    }
-}
-
 /// A request an HTTP/2 server says it never processed goes again on
 /// another connection, even a POST (RFC 9113 §8.7), when none of its body
 /// was sent; one the server may have acted on, or whose body was sent,
 /// is the app's 502.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_a_draining_http2_server_did_not_process_is_sent_again() {
+    use jose_binding_e2e::h2_double::{self, FirstAnswer};
     let cases: [(FirstAnswer, &[&str], u16, usize); 4] = [
         (FirstAnswer::GoAway, &["-X", "POST"], 200, 2),
         (FirstAnswer::RefusedStream, &["-X", "POST"], 200, 2),
@@ -493,7 +399,7 @@ async fn what_a_draining_http2_server_did_not_process_is_sent_again() {
         (FirstAnswer::Cancel, &["-X", "POST"], 502, 1),
     ];
     for (first, args, status, requests) in cases {
-        let (port, seen) = h2_double(first).await;
+        let (port, seen) = h2_double::start(first, true).await;
         let addr = sidecar(
             port,
             HttpVersion::Http2,

@@ -314,8 +314,13 @@ async fn send(
             address(&mut out, &conn.sender, path, &conn.issuer, cfg, claims)
                 .map_err(|e| Refused::new(Refusal::BadClaims, e.to_string()))?;
             // hyper never gives an HTTP/2 request back: keep what rebuilds it.
-            let kept = (attempt == 0 && conn.sender.is_h2()).then(|| Kept::keep(&mut out));
-            (conn.sender.try_send(out), kept)
+            if attempt == 0 && conn.sender.is_h2() {
+                let (wrapped, kept) = Kept::keep(out);
+                let wrapped = wrapped.map(|b| b.boxed_unsync());
+                (conn.sender.try_send(wrapped), Some(kept))
+            } else {
+                (conn.sender.try_send(out), None)
+            }
         };
         match sent.0.await {
             Ok(resp) => return Ok((resp, Attempts(attempt + 1))),

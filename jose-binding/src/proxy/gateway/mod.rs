@@ -35,6 +35,7 @@ use crate::proxy::hop::{
     clean_trailers, is_websocket_upgrade, switches_to_websocket, tunnel, Idle, ProxyBody,
     TunnelLimits,
 };
+use crate::proxy::retry::{unprocessed, Kept, Reclaimable};
 use crate::serve::layer::{static_bearer_accepted, BindingLayer, BindingService, Layer, Outcome};
 use crate::serve::server::{
     BoxError, ConnectionGuard, PeerAddr, RequestId, RouteReport, UpstreamReport,
@@ -210,7 +211,7 @@ struct Pool {
     /// `Host`.
     authority: Option<http::uri::Authority>,
     connector: Connector,
-    client: Client<Connector, RequestBody>,
+    client: Client<Connector, Reclaimable<RequestBody>>,
 }
 
 impl Pool {
@@ -708,8 +709,27 @@ async fn exchange(
         let _ = sent.await;
         tokio::time::sleep(shared.config.response_timeout).await;
     };
+    let send = async {
+        // hyper never gives an HTTP/2 request back, so keep what rebuilds
+        // one: a stream the upstream did not process (a drain's GOAWAY,
+        // REFUSED_STREAM) goes once more on a new connection.
+        let kept = matches!(pool.upstream, Upstream::H2c { .. } | Upstream::Https { .. });
+        let (req, kept) = if kept {
+            let (req, kept) = Kept::keep(req);
+            (req, Some(kept))
+        } else {
+            (req.map(Reclaimable::plain), None)
+        };
+        match pool.client.request(req).await {
+            Err(e) if unprocessed(&e) => match kept.and_then(Kept::reclaim) {
+                Some(again) => pool.client.request(again.map(Reclaimable::plain)).await,
+                None => Err(e),
+            },
+            r => r,
+        }
+    };
     tokio::select! {
-        r = pool.client.request(req) => r.map_err(|e| {
+        r = send => r.map_err(|e| {
             // The client's body failing fails the upstream request too:
             // that is the client's fault, not the upstream's.
             let why = fault.get().copied().unwrap_or_else(|| Failure::of(&e));

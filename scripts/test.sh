@@ -15,8 +15,9 @@ cd "$(dirname "$0")/.."
 # loopback ports; the package's own service is not started);
 # curl and python3: the clients no one here wrote that the sidecar tests use;
 # protobuf-compiler: protoc, for the gRPC service (tonic) the gateway's gRPC
-# tests and example run.
-packages=(build-essential pkg-config libssl-dev libtss2-dev swtpm tpm2-tools nginx haproxy curl python3 protobuf-compiler)
+# tests and example run; python3-grpcio: a second gRPC stack (gRPC's C core)
+# those tests call it with, through Debian's /usr/bin/python3.
+packages=(build-essential pkg-config libssl-dev libtss2-dev swtpm tpm2-tools nginx haproxy curl python3 protobuf-compiler python3-grpcio)
 
 missing=()
 for p in "${packages[@]}"; do

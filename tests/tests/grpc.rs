@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jose_binding::client::{HttpVersion, Target};
-use jose_binding::gateway::GatewayConfig;
+use jose_binding::gateway::{GatewayConfig, Route};
 use jose_binding::sidecar::SidecarConfig;
 use jose_binding::tls;
 use jose_binding_e2e::grpc::pb::echo_client::EchoClient;
@@ -163,8 +163,8 @@ async fn grpc_through_sidecar_and_gateway_to_an_https_upstream() {
 }
 
 /// A token the gateway refuses is HTTP 401, which a gRPC client reads as
-/// UNAUTHENTICATED (gRPC's HTTP-to-status mapping); the server never sees
-/// the call.
+/// UNAUTHENTICATED, and a route it may not call 403, PERMISSION_DENIED
+/// (gRPC's HTTP-to-status mapping); the server never sees the call.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_token_is_unauthenticated_to_a_grpc_client() {
     let server = GrpcServer::h2c().await;
@@ -183,4 +183,108 @@ async fn a_refused_token_is_unauthenticated_to_a_grpc_client() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+
+    // A route the verified client may not call is 403, PERMISSION_DENIED
+    // to gRPC.
+    let mut only_client2 = Route::new("/jose_binding.echo.v1.Echo/", upstream.parse().unwrap());
+    only_client2.clients = Some(vec!["client2".into()]);
+    let gateway = TestServer::gateway(GatewayConfig::with_routes(vec![only_client2])).await;
+    let mut clients = Vec::new();
+    for who in ["client1", "client2"] {
+        let sidecar = start_sidecar(
+            SidecarConfig::new(
+                Target::parse(&gateway.url()).unwrap(),
+                setup_with_key(who, HttpVersion::Http2, fixture_key(who)),
+            ),
+            "127.0.0.1:0",
+        )
+        .await;
+        let channel = Channel::from_shared(format!("http://{sidecar}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        clients.push(EchoClient::new(channel));
+    }
+    let e = clients[0].say(message("hello")).await.unwrap_err();
+    assert_eq!(
+        (e.code(), e.message()),
+        (Code::PermissionDenied, "forbidden"),
+        "{e:?}"
+    );
+    let r = clients[1].say(message("hello")).await.unwrap().into_inner();
+    assert_eq!(r.client_id, "client2");
+}
+
+/// A second gRPC stack, from another code base and stricter about what a
+/// proxy forwards: Python's grpcio (gRPC's C core, Debian's
+/// python3-grpcio), through the sidecar and the gateway to tonic's server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_from_pythons_grpcio_through_sidecar_and_gateway() {
+    let server = GrpcServer::h2c().await;
+    let upstream = format!("h2c://127.0.0.1:{}", server.port);
+    let mut config = GatewayConfig::new(upstream.parse().unwrap());
+    config.idle_timeout = Duration::from_secs(30);
+    let gateway = TestServer::gateway(config).await;
+    let target = Target::parse(&gateway.url()).unwrap();
+    let sidecar = start_sidecar(
+        SidecarConfig::new(
+            target,
+            setup_with_key("client1", HttpVersion::Http2, fixture_key("client1")),
+        ),
+        "127.0.0.1:0",
+    )
+    .await;
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/grpc_echo_client.py");
+    // Debian's interpreter, where Debian's python3-grpcio is.
+    let mut python = std::process::Command::new("/usr/bin/python3");
+    python.arg(&script).arg(&sidecar);
+    let out = jose_binding_e2e::output(python).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(seen["say"]["text"], "hello");
+    assert_eq!(
+        seen["say"]["client_id"], "client1",
+        "identity metadata: {seen}"
+    );
+    assert_ne!(
+        seen["deadline"], "",
+        "grpc-timeout reached the server: {seen}"
+    );
+    assert_eq!(
+        seen["count"],
+        serde_json::json!((0..50).collect::<Vec<_>>())
+    );
+    assert_eq!(seen["collect"]["seq"], 50);
+    assert_eq!(seen["chat_in_order"], true, "{seen}");
+    assert_eq!(
+        seen["status"],
+        serde_json::json!(["NOT_FOUND", "no such order"])
+    );
+    assert_eq!(seen["late"], "DEADLINE_EXCEEDED");
+
+    // client1's id with client2's key: what a grpcio user sees.
+    let wrong_key = start_sidecar(
+        SidecarConfig::new(
+            Target::parse(&gateway.url()).unwrap(),
+            setup_with_key("client1", HttpVersion::Http2, fixture_key("client2")),
+        ),
+        "127.0.0.1:0",
+    )
+    .await;
+    let mut python = std::process::Command::new("/usr/bin/python3");
+    python.arg(&script).arg(&wrong_key).arg("refused");
+    let out = jose_binding_e2e::output(python).await;
+    let seen: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    assert_eq!(
+        seen["refused"],
+        serde_json::json!(["UNAUTHENTICATED", "bad_signature"])
+    );
 }

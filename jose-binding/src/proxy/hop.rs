@@ -343,9 +343,11 @@ impl ProxyBody {
 }
 
 impl From<Bytes> for ProxyBody {
+    /// An empty body is at its end from the start, so HTTP/2 ends the
+    /// stream with the head: a gRPC "trailers-only" answer must.
     fn from(b: Bytes) -> Self {
         ProxyBody {
-            kind: Kind::Bytes(Some(b)),
+            kind: Kind::Bytes((!b.is_empty()).then_some(b)),
         }
     }
 }

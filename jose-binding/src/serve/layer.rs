@@ -441,7 +441,11 @@ where
                     Refusal::Unbound => unbound(),
                 };
                 if *grpc {
-                    grpc_status(&mut resp, refusal);
+                    let (status, code) = match refusal {
+                        Refusal::Token(r) => ("16", r.code.as_str()),
+                        Refusal::Unbound => ("13", "not_bound"),
+                    };
+                    grpc_refusal(&mut resp, status, code);
                 }
                 Poll::Ready(Ok(resp))
             }
@@ -456,19 +460,22 @@ pub(crate) fn is_grpc(headers: &http::HeaderMap) -> bool {
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
-/// A refusal as a gRPC client reads it: the HTTP answer unchanged, and
-/// beside it the status gRPC maps that HTTP status to (401
-/// UNAUTHENTICATED, 500 INTERNAL) as `grpc-status`, with the stable code
-/// as `grpc-message`. Without them a client that reads a body whatever
-/// its type (tonic) takes the JSON for a broken gRPC frame.
-fn grpc_status<B>(resp: &mut Response<B>, refusal: &Refusal) {
-    let (status, message) = match refusal {
-        Refusal::Token(r) => ("16", r.code.as_str()),
-        Refusal::Unbound => ("13", "not_bound"),
-    };
+/// A refusal as a gRPC client reads it: the HTTP status and challenge
+/// kept, the answer made a gRPC "trailers-only" response (no body,
+/// `content-type: application/grpc`, `grpc-status` and `grpc-message` in
+/// the head): 16 UNAUTHENTICATED or 13 INTERNAL, with the stable code.
+/// With the JSON body, tonic read it as a broken frame (INTERNAL) and
+/// grpcio gave up on the stream (UNKNOWN).
+pub(crate) fn grpc_refusal<B: From<Bytes>>(
+    resp: &mut Response<B>,
+    status: &'static str,
+    code: &'static str,
+) {
+    *resp.body_mut() = B::from(Bytes::new());
     let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
     h.insert("grpc-status", HeaderValue::from_static(status));
-    h.insert("grpc-message", HeaderValue::from_static(message));
+    h.insert("grpc-message", HeaderValue::from_static(code));
 }
 
 /// The answer when the layer sees a request no binding acceptor passed:

@@ -503,11 +503,10 @@ fn refused<B>(
     let (status, body, outcome, grpc) = verdict.answer();
     let mut resp = Response::new(GatewayBody::from(Bytes::from_static(body)));
     *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     if crate::serve::layer::is_grpc(req.headers()) {
-        h.insert("grpc-status", HeaderValue::from_static(grpc));
-        h.insert("grpc-message", HeaderValue::from_static(outcome));
+        crate::serve::layer::grpc_refusal(&mut resp, grpc, outcome);
     }
     resp.extensions_mut().insert(RouteReport {
         prefix,

@@ -283,3 +283,38 @@ async fn the_route_table_reloads_under_load_with_no_failed_request() {
     assert_eq!(failed, 0);
     assert!(ok > 20, "{ok}");
 }
+
+/// The routes file the README shows starts a gateway with those routes.
+#[test]
+fn the_readmes_routes_file_is_a_working_config() {
+    let readme = include_str!("../../README.md");
+    let start = readme
+        .find("```toml\nupstream = ")
+        .expect("the README's routes file")
+        + 8;
+    let end = start + readme[start..].find("```").unwrap();
+    let dir = TempDir::new("readme-routes");
+    let config = dir.join("server.toml");
+    std::fs::write(&config, &readme[start..end]).unwrap();
+    let root = fixtures().parent().unwrap().to_owned();
+    let mut server = Server::start(
+        &[
+            "--dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        &root,
+        &[],
+    )
+    .expect("starts with the README's routes");
+    let ready = server.read_log().join("\n");
+    for route in [
+        r#"/orders.v1.Orders/ -> h2c://127.0.0.1:50051"#,
+        r#"/admin/ -> http://127.0.0.1:3001"#,
+        r#"/ -> http://127.0.0.1:3000"#,
+    ] {
+        assert!(ready.contains(route), "{route}: {ready}");
+    }
+}

@@ -288,3 +288,63 @@ async fn grpc_from_pythons_grpcio_through_sidecar_and_gateway() {
         serde_json::json!(["UNAUTHENTICATED", "bad_signature"])
     );
 }
+
+/// A long-lived stream is traffic for every idle clock on the way: a chat
+/// that sends a message every 300 ms lives through three times the 1 s
+/// idle timeout of the sidecar, the gateway's connection and its upstream
+/// body; a stream that falls silent past it is cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_stream_outlives_the_idle_timeouts_while_it_talks() {
+    let server = GrpcServer::h2c().await;
+    let idle = Duration::from_secs(1);
+    let mut config =
+        GatewayConfig::new(format!("h2c://127.0.0.1:{}", server.port).parse().unwrap());
+    config.idle_timeout = idle;
+    let mut opts = jose_binding::server::ServerOptions::default();
+    opts.idle_timeout = idle;
+    let gateway = TestServer::gateway_with(config, opts).await;
+    let mut sidecar_config = SidecarConfig::new(
+        Target::parse(&gateway.url()).unwrap(),
+        setup_with_key("client1", HttpVersion::Http2, fixture_key("client1")),
+    );
+    sidecar_config.idle_timeout = idle;
+    let sidecar = start_sidecar(sidecar_config, "127.0.0.1:0").await;
+    let channel = Channel::from_shared(format!("http://{sidecar}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = EchoClient::new(channel);
+
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let mut replies = client
+        .chat(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let start = Instant::now();
+    for i in 0..10 {
+        tx.send(message(&i.to_string())).await.unwrap();
+        let r = replies.message().await.unwrap().expect("a reply");
+        assert_eq!(r.text, i.to_string());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(start.elapsed() > idle * 3, "{:?}", start.elapsed());
+    drop(tx);
+    assert!(
+        replies.message().await.unwrap().is_none(),
+        "the stream ends cleanly"
+    );
+
+    // Silent past the idle timeout: the stream is cut, not held open.
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let mut replies = client
+        .chat(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    tx.send(message("then silence")).await.unwrap();
+    assert!(replies.message().await.unwrap().is_some());
+    let cut = tokio::time::timeout(Duration::from_secs(5), replies.message()).await;
+    assert!(matches!(cut, Ok(Err(_))), "{cut:?}");
+}

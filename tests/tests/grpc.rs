@@ -348,3 +348,57 @@ async fn a_long_stream_outlives_the_idle_timeouts_while_it_talks() {
     let cut = tokio::time::timeout(Duration::from_secs(5), replies.message()).await;
     assert!(matches!(cut, Ok(Err(_))), "{cut:?}");
 }
+
+/// At the gateway's shutdown a stream in flight may finish within the
+/// grace period; one still open after it is cut, and the client hears so
+/// (an error status, not a stream that hangs), while new calls go nowhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_still_open_at_shutdown_is_cut_after_the_grace() {
+    let server = GrpcServer::h2c().await;
+    let config = GatewayConfig::new(format!("h2c://127.0.0.1:{}", server.port).parse().unwrap());
+    let mut opts = jose_binding::server::ServerOptions::default();
+    opts.shutdown_grace = Duration::from_secs(1);
+    let mut gateway = TestServer::gateway_with(config, opts).await;
+    let sidecar = start_sidecar(
+        SidecarConfig::new(
+            Target::parse(&gateway.url()).unwrap(),
+            setup_with_key("client1", HttpVersion::Http2, fixture_key("client1")),
+        ),
+        "127.0.0.1:0",
+    )
+    .await;
+    let channel = Channel::from_shared(format!("http://{sidecar}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = EchoClient::new(channel);
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let mut replies = client
+        .chat(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    tx.send(message("before")).await.unwrap();
+    assert!(replies.message().await.unwrap().is_some());
+
+    let stopped = Instant::now();
+    let serving = gateway.signal_stop().expect("the serving task");
+    // The stream still carries messages during the grace period...
+    tx.send(message("during")).await.unwrap();
+    let r = replies
+        .message()
+        .await
+        .unwrap()
+        .expect("a reply in the grace period");
+    assert_eq!(r.text, "during");
+    // ...and is cut once it is over: an error, within the grace and a bit.
+    let end = tokio::time::timeout(Duration::from_secs(5), replies.message()).await;
+    assert!(matches!(end, Ok(Err(_))), "{end:?}");
+    assert!(
+        stopped.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        stopped.elapsed()
+    );
+    serving.await.unwrap();
+}

@@ -865,8 +865,15 @@ async fn serve_http<S, IO>(
     // flight. Once, when the server stops or the connection reaches its age.
     let mut finishing = false;
     let old_at = opts.max_connection_age.map(|age| accepted + age);
+    // Once the shutdown grace is over, what is still open is dropped here,
+    // not left running after serve() has returned.
+    let mut stopped = shared.stop.clone();
     loop {
         tokio::select! {
+            _ = stopped.wait_for(|s| *s) => {
+                tracing::debug!(%peer, "shutdown grace over: connection dropped");
+                return;
+            }
             ended = conn.as_mut() => {
                 if let Err(e) = ended {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");

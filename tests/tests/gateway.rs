@@ -486,6 +486,45 @@ async fn readyz_follows_the_upstream() {
         .starts_with("HTTP/1.1 404"));
 }
 
+/// With routes, every upstream must accept a connection for `/readyz`,
+/// and set_routes changes which.
+#[tokio::test]
+async fn readyz_checks_every_routed_upstream() {
+    let up = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up_url = format!("http://{}", up.local_addr().unwrap());
+    let down_url = format!("http://127.0.0.1:{}", free_port());
+    let mut cfg = config(&up_url);
+    cfg.routes = vec![jose_binding::gateway::Route::new(
+        "/b/",
+        down_url.parse().unwrap(),
+    )];
+    let gateway = Gateway::new(cfg).unwrap();
+    let readiness = Arc::new(gateway.readiness(KeystoreHandle::new(fixture_keystore())));
+    let status = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let status_port = status.local_addr().unwrap().port();
+    tokio::spawn(serve_status(
+        status,
+        readiness,
+        None,
+        std::future::pending(),
+    ));
+    let down = plain_get(status_port, "/readyz").await;
+    assert!(
+        down.starts_with("HTTP/1.1 503"),
+        "the /b/ upstream is down: {down}"
+    );
+    gateway
+        .set_routes(vec![jose_binding::gateway::Route::new(
+            "/b/",
+            up_url.parse().unwrap(),
+        )])
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let ready = plain_get(status_port, "/readyz").await;
+    assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
+    drop(up);
+}
+
 #[tokio::test]
 async fn a_body_silent_past_the_idle_timeout_is_cut() {
     let hyper = HyperUpstream::start().await;

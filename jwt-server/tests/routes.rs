@@ -27,6 +27,25 @@ fn routes_file(dir: &Path, text: &str) -> std::path::PathBuf {
     path
 }
 
+/// jwt-server with the fixtures' certificate and keystore and `config`.
+fn serve_with(config: &Path) -> Server {
+    let keystore = fixtures().join("keystore.toml");
+    let (cert, key) = (fixtures().join("server.pem"), fixtures().join("server.key"));
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--keystore",
+        keystore.to_str().unwrap(),
+        "--cert",
+        cert.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ];
+    Server::start(&args, &fixtures(), &[]).expect("server starts")
+}
+
 async fn connect(port: u16, client: &str) -> BoundConnection {
     let target = Target::parse(&format!("https://localhost:{port}")).unwrap();
     let setup = jose_binding_e2e::setup(client, HttpVersion::Http2);
@@ -88,25 +107,7 @@ public = true
             c = c.url()
         ),
     );
-    let keystore = fixtures().join("keystore.toml");
-    let (cert, key) = (fixtures().join("server.pem"), fixtures().join("server.key"));
-    let mut server = Server::start(
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--keystore",
-            keystore.to_str().unwrap(),
-            "--cert",
-            cert.to_str().unwrap(),
-            "--key",
-            key.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-        ],
-        &fixtures(),
-        &[],
-    )
-    .expect("server starts");
+    let mut server = serve_with(&config);
     let mut c1 = connect(server.port, "client1").await;
     let mut c2 = connect(server.port, "client2").await;
     let none = || Some(json!({}));
@@ -171,23 +172,7 @@ public = true
     let without_root = config_text.replace(&format!("upstream = \"{}\"\n", a.url()), "");
     let staged = dir.join("no-root.toml");
     std::fs::write(&staged, &without_root).unwrap();
-    let mut bare = Server::start(
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--keystore",
-            keystore.to_str().unwrap(),
-            "--cert",
-            cert.to_str().unwrap(),
-            "--key",
-            key.to_str().unwrap(),
-            "--config",
-            staged.to_str().unwrap(),
-        ],
-        &fixtures(),
-        &[],
-    )
-    .expect("server starts without a route for /");
+    let mut bare = serve_with(&staged);
     let mut c = connect(bare.port, "client1").await;
     assert_eq!(
         status(&mut c, "/elsewhere", none()).await,
@@ -207,25 +192,7 @@ async fn the_route_table_reloads_under_load_with_no_failed_request() {
     let dir = TempDir::new("routes-reload");
     let table = |to: &str| format!("[[routes]]\nprefix = \"/orders/\"\nupstream = \"{to}\"\n");
     let config = routes_file(&dir, &table(&a.url()));
-    let keystore = fixtures().join("keystore.toml");
-    let (cert, key) = (fixtures().join("server.pem"), fixtures().join("server.key"));
-    let mut server = Server::start(
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--keystore",
-            keystore.to_str().unwrap(),
-            "--cert",
-            cert.to_str().unwrap(),
-            "--key",
-            key.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-        ],
-        &fixtures(),
-        &[],
-    )
-    .expect("server starts");
+    let mut server = serve_with(&config);
     let port = server.port;
     let stop = Arc::new(AtomicBool::new(false));
     let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));

@@ -41,16 +41,31 @@ async fn through_the_binding(
         ));
     }
     let gateway = TestServer::gateway(config).await;
+    let sidecar = sidecar_to(&gateway, client, key, |_| {}).await;
+    (channel_to(&sidecar).await, gateway)
+}
+
+/// A sidecar in front of `gateway` as `client` with `key`; its address.
+async fn sidecar_to(
+    gateway: &TestServer,
+    client: &str,
+    key: jose_binding::SoftwareRootKey,
+    edit: impl FnOnce(&mut SidecarConfig),
+) -> String {
     let target = Target::parse(&gateway.url()).unwrap();
-    let sidecar_config =
-        SidecarConfig::new(target, setup_with_key(client, HttpVersion::Http2, key));
-    let sidecar = start_sidecar(sidecar_config, "127.0.0.1:0").await;
+    let mut config = SidecarConfig::new(target, setup_with_key(client, HttpVersion::Http2, key));
+    edit(&mut config);
+    start_sidecar(config, "127.0.0.1:0").await
+}
+
+/// A plaintext gRPC channel to `sidecar`, as an app opens it.
+async fn channel_to(sidecar: &str) -> EchoClient<Channel> {
     let channel = Channel::from_shared(format!("http://{sidecar}"))
         .unwrap()
         .connect()
         .await
         .unwrap();
-    (EchoClient::new(channel), gateway)
+    EchoClient::new(channel)
 }
 
 /// The four kinds of call, a status with its message, a deadline, and the
@@ -191,20 +206,8 @@ async fn a_refused_token_is_unauthenticated_to_a_grpc_client() {
     let gateway = TestServer::gateway(GatewayConfig::with_routes(vec![only_client2])).await;
     let mut clients = Vec::new();
     for who in ["client1", "client2"] {
-        let sidecar = start_sidecar(
-            SidecarConfig::new(
-                Target::parse(&gateway.url()).unwrap(),
-                setup_with_key(who, HttpVersion::Http2, fixture_key(who)),
-            ),
-            "127.0.0.1:0",
-        )
-        .await;
-        let channel = Channel::from_shared(format!("http://{sidecar}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        clients.push(EchoClient::new(channel));
+        let sidecar = sidecar_to(&gateway, who, fixture_key(who), |_| {}).await;
+        clients.push(channel_to(&sidecar).await);
     }
     let e = clients[0].say(message("hello")).await.unwrap_err();
     assert_eq!(
@@ -226,15 +229,7 @@ async fn grpc_from_pythons_grpcio_through_sidecar_and_gateway() {
     let mut config = GatewayConfig::new(upstream.parse().unwrap());
     config.idle_timeout = Duration::from_secs(30);
     let gateway = TestServer::gateway(config).await;
-    let target = Target::parse(&gateway.url()).unwrap();
-    let sidecar = start_sidecar(
-        SidecarConfig::new(
-            target,
-            setup_with_key("client1", HttpVersion::Http2, fixture_key("client1")),
-        ),
-        "127.0.0.1:0",
-    )
-    .await;
+    let sidecar = sidecar_to(&gateway, "client1", fixture_key("client1"), |_| {}).await;
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/grpc_echo_client.py");
     // Debian's interpreter, where Debian's python3-grpcio is.
@@ -270,14 +265,7 @@ async fn grpc_from_pythons_grpcio_through_sidecar_and_gateway() {
     assert_eq!(seen["late"], "DEADLINE_EXCEEDED");
 
     // client1's id with client2's key: what a grpcio user sees.
-    let wrong_key = start_sidecar(
-        SidecarConfig::new(
-            Target::parse(&gateway.url()).unwrap(),
-            setup_with_key("client1", HttpVersion::Http2, fixture_key("client2")),
-        ),
-        "127.0.0.1:0",
-    )
-    .await;
+    let wrong_key = sidecar_to(&gateway, "client1", fixture_key("client2"), |_| {}).await;
     let mut python = std::process::Command::new("/usr/bin/python3");
     python.arg(&script).arg(&wrong_key).arg("refused");
     let out = jose_binding_e2e::output(python).await;
@@ -303,18 +291,11 @@ async fn a_long_stream_outlives_the_idle_timeouts_while_it_talks() {
     let mut opts = jose_binding::server::ServerOptions::default();
     opts.idle_timeout = idle;
     let gateway = TestServer::gateway_with(config, opts).await;
-    let mut sidecar_config = SidecarConfig::new(
-        Target::parse(&gateway.url()).unwrap(),
-        setup_with_key("client1", HttpVersion::Http2, fixture_key("client1")),
-    );
-    sidecar_config.idle_timeout = idle;
-    let sidecar = start_sidecar(sidecar_config, "127.0.0.1:0").await;
-    let channel = Channel::from_shared(format!("http://{sidecar}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut client = EchoClient::new(channel);
+    let sidecar = sidecar_to(&gateway, "client1", fixture_key("client1"), |c| {
+        c.idle_timeout = idle;
+    })
+    .await;
+    let mut client = channel_to(&sidecar).await;
 
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     let mut replies = client
@@ -359,20 +340,8 @@ async fn a_stream_still_open_at_shutdown_is_cut_after_the_grace() {
     let mut opts = jose_binding::server::ServerOptions::default();
     opts.shutdown_grace = Duration::from_secs(1);
     let mut gateway = TestServer::gateway_with(config, opts).await;
-    let sidecar = start_sidecar(
-        SidecarConfig::new(
-            Target::parse(&gateway.url()).unwrap(),
-            setup_with_key("client1", HttpVersion::Http2, fixture_key("client1")),
-        ),
-        "127.0.0.1:0",
-    )
-    .await;
-    let channel = Channel::from_shared(format!("http://{sidecar}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut client = EchoClient::new(channel);
+    let sidecar = sidecar_to(&gateway, "client1", fixture_key("client1"), |_| {}).await;
+    let mut client = channel_to(&sidecar).await;
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     let mut replies = client
         .chat(tokio_stream::wrappers::ReceiverStream::new(rx))

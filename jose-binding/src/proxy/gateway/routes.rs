@@ -136,6 +136,11 @@ impl Table {
         if let Some(r) = routes.iter().find(|r| !r.prefix.starts_with('/')) {
             return Err(BadRoutes::Prefix(r.prefix.clone()));
         }
+        // A public request has no token, so rules on it could never be
+        // checked: refused rather than silently not applied.
+        if let Some(r) = routes.iter().find(|r| r.public && r.has_rules()) {
+            return Err(BadRoutes::PublicWithRules(r.prefix.clone()));
+        }
         routes.sort_by(|a, b| {
             b.prefix
                 .len()
@@ -176,6 +181,10 @@ pub enum BadRoutes {
     /// Two routes for one prefix.
     #[error("two routes for the prefix {0:?}")]
     Twice(String),
+    /// A public route that names clients or claims, which a request
+    /// without a token cannot meet or fail.
+    #[error("route {0:?}: a public route takes no token, so it cannot require clients or claims")]
+    PublicWithRules(String),
 }
 
 #[cfg(test)]
@@ -241,6 +250,13 @@ mod tests {
         assert_eq!(
             Table::new(vec![Route::new("/a/", up(1)), Route::new("/a/", up(2))]).unwrap_err(),
             BadRoutes::Twice("/a/".into())
+        );
+        let mut open = Route::new("/open/", up(1));
+        open.public = true;
+        open.clients = Some(vec!["ops".into()]);
+        assert_eq!(
+            Table::new(vec![open]).unwrap_err(),
+            BadRoutes::PublicWithRules("/open/".into())
         );
     }
 

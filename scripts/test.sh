@@ -59,7 +59,7 @@ cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
 # The library's core builds with no IO crate, and each feature builds alone.
 echo "==> jose-binding: the core alone, then each feature alone"
-for feature in "" keystore-file net gateway custody tpm test-vectors; do
+for feature in "" keystore-file net gateway proxy-protocol frontend custody tpm test-vectors; do
   cargo clippy --quiet --locked -p jose-binding --no-default-features ${feature:+--features "$feature"} -- -D warnings
 done
 core_tree=$(cargo tree --locked -p jose-binding --no-default-features -e normal --prefix none)

@@ -104,6 +104,7 @@ pub(crate) struct Reclaimable<B> {
 impl<B> Reclaimable<B> {
     /// `body` behind the wrapper, with nothing kept to take it back: for
     /// a connection that gives unsent requests back itself (HTTP/1).
+    #[cfg(feature = "gateway")]
     pub(crate) fn plain(body: B) -> Self {
         Reclaimable {
             slot: Arc::new(Mutex::new(Slot {

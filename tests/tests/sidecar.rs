@@ -398,19 +398,19 @@ async fn what_a_draining_http2_server_did_not_process_is_sent_again() {
         (FirstAnswer::RefusedStream, &["--data", "sent once"], 502, 1),
         (FirstAnswer::Cancel, &["-X", "POST"], 502, 1),
     ];
-    for (first, args, status, requests) in cases {
+    // With one connection too: the retry must not meet the one going away.
+    for (connections, (first, args, status, requests)) in [4, 1]
+        .into_iter()
+        .flat_map(|n| cases.iter().map(move |c| (n, *c)))
+    {
         let (port, seen) = h2_double::start(first, true).await;
-        let addr = sidecar(
-            port,
-            HttpVersion::Http2,
-            Form::Signed,
-            "127.0.0.1:0",
-            |_| {},
-        )
+        let addr = sidecar(port, HttpVersion::Http2, Form::Signed, "127.0.0.1:0", |c| {
+            c.connections = connections;
+        })
         .await;
         let args = [args, &["--max-time", "10"]].concat();
         let (got, body) = curl_status(&args, &format!("http://{addr}/v1/claims")).await;
-        assert_eq!(got, status, "{first:?} {args:?}: {body}");
+        assert_eq!(got, status, "{connections} {first:?} {args:?}: {body}");
         if status == 502 {
             let v = json(&body);
             assert_eq!(v["error"], "server_unreachable", "{body}");

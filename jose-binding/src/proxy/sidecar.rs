@@ -314,20 +314,35 @@ async fn send(
             address(&mut out, &conn.sender, path, &conn.issuer, cfg, claims)
                 .map_err(|e| Refused::new(Refusal::BadClaims, e.to_string()))?;
             // hyper never gives an HTTP/2 request back: keep what rebuilds it.
-            if attempt == 0 && conn.sender.is_h2() {
+            let (sending, kept) = if attempt == 0 && conn.sender.is_h2() {
                 let (wrapped, kept) = Kept::keep(out);
                 let wrapped = wrapped.map(|b| b.boxed_unsync());
                 (conn.sender.try_send(wrapped), Some(kept))
             } else {
                 (conn.sender.try_send(out), None)
-            }
+            };
+            (sending, kept, conn.issuer.clone())
         };
-        match sent.0.await {
+        let (sending, kept, used) = sent;
+        match sending.await {
             Ok(resp) => return Ok((resp, Attempts(attempt + 1))),
             Err(unsent) => {
-                let again = match (unsent.request, sent.1) {
+                let refused = unprocessed(&unsent.error);
+                if refused {
+                    // A connection going away (or refusing streams) is
+                    // replaced, so the retry does not meet it again even
+                    // with one slot. Each connection has its own issuer.
+                    let mut guard = shared.slots[slot].lock().await;
+                    if guard
+                        .as_ref()
+                        .is_some_and(|c| Arc::ptr_eq(&c.issuer, &used))
+                    {
+                        *guard = None;
+                    }
+                }
+                let again = match (unsent.request, kept) {
                     (Some(r), _) => Some(r),
-                    (None, Some(kept)) if unprocessed(&unsent.error) => kept.reclaim(),
+                    (None, Some(kept)) if refused => kept.reclaim(),
                     (None, _) => None,
                 };
                 last_error = Unreachable::Send(unsent.error);

@@ -154,6 +154,18 @@ public = true
         (400, "bad_path".into())
     );
     assert_eq!(status(&mut c1, "/admin/users", None).await.0, 401);
+    // Other spellings of /admin/ an upstream may read as it: the route's
+    // rules, or nowhere.
+    assert_eq!(status(&mut c1, "/ADMIN/users", none()).await.0, 403);
+    assert_eq!(status(&mut c1, "/admin", none()).await.0, 403);
+    assert_eq!(
+        status(&mut c1, "/%61dmin/users", none()).await,
+        (400, "bad_path".into())
+    );
+    assert_eq!(
+        status(&mut c1, "/%2561dmin/users", none()).await,
+        (400, "bad_path".into())
+    );
     assert_eq!(c.requests(), 2);
 
     let log = server.read_log().join("\n");

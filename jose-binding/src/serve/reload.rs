@@ -206,11 +206,25 @@ pub fn watch_file(
     async move {
         loop {
             let forced = changes.next().await;
-            let now = stamp(&path);
+            let mut now = stamp(&path);
             if forced || now != last {
+                // A file written in place can be caught half-written (an
+                // empty keystore, a route table cut before its rules):
+                // act once it has stood still for a moment.
+                loop {
+                    tokio::time::sleep(SETTLE).await;
+                    let again = stamp(&path);
+                    if again == now {
+                        break;
+                    }
+                    now = again;
+                }
                 changed(&path, forced);
                 last = now;
             }
         }
     }
 }
+
+/// How long a changed file must stand still before it is read.
+const SETTLE: Duration = Duration::from_millis(200);

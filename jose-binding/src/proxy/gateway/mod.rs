@@ -134,11 +134,35 @@ impl GatewayConfig {
 
     /// Every route: [`routes`](Self::routes), and `/` to
     /// [`upstream`](Self::upstream) unless a route has that prefix.
+    ///
+    /// Refused besides what [`Table::new`] refuses: a public path that
+    /// overlaps a route with rules (its requests would skip them), and an
+    /// `https://` upstream without [`upstream_tls`](Self::upstream_tls).
     fn table(&self) -> Result<Table, BadRoutes> {
         let mut routes = self.routes.clone();
         if let Some(u) = &self.upstream {
             if !routes.iter().any(|r| r.prefix == "/") {
                 routes.push(Route::new("/", u.clone()));
+            }
+        }
+        let public = self.public_paths.iter().chain(&self.public_websocket_paths);
+        for p in public {
+            let over = routes.iter().find(|r| {
+                r.has_rules() && (routes::covers(&r.prefix, p) || routes::covers(p, &r.prefix))
+            });
+            if let Some(r) = over {
+                return Err(BadRoutes::PublicPathOverRules {
+                    public: p.clone(),
+                    route: r.prefix.clone(),
+                });
+            }
+        }
+        if self.upstream_tls.is_none() {
+            if let Some(r) = routes
+                .iter()
+                .find(|r| matches!(r.upstream, Upstream::Https { .. }))
+            {
+                return Err(BadRoutes::NoUpstreamRoots(r.prefix.clone()));
             }
         }
         Table::new(routes)

@@ -103,13 +103,46 @@ fn client_matches(pattern: &str, id: &str) -> bool {
     }
 }
 
-/// A prefix ending in `/` covers what follows it; one that does not
-/// covers itself and what follows a `/`.
+/// A prefix ending in `/` covers what follows it and the path without
+/// that `/` (`/admin/` covers `/admin`, which many upstreams serve as
+/// `/admin/`); one that does not covers itself and what follows a `/`.
+/// Letters match in any case, since an upstream may not tell `/ADMIN/`
+/// from `/admin/`.
 pub(crate) fn covers(prefix: &str, path: &str) -> bool {
-    match path.strip_prefix(prefix) {
-        Some(rest) => prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
-        None => false,
+    let (p, s) = (prefix.as_bytes(), path.as_bytes());
+    if s.len() < p.len() {
+        return prefix.ends_with('/')
+            && s.len() + 1 == p.len()
+            && p[..s.len()].eq_ignore_ascii_case(s);
     }
+    if !s[..p.len()].eq_ignore_ascii_case(p) {
+        return false;
+    }
+    let rest = &s[p.len()..];
+    prefix.ends_with('/') || rest.is_empty() || rest[0] == b'/'
+}
+
+/// Whether `path` reads the same to every upstream, as far as routing
+/// goes: plain ([`super::is_plain`]), and no percent-encoded unreserved
+/// character or `%` itself (`/%61dmin/` is `/admin/` to a server that
+/// decodes it, `/%2561dmin/` to one that decodes twice). Other escapes
+/// (`%20`) pass.
+fn reads_the_same(path: &str) -> bool {
+    if !super::is_plain(path) {
+        return false;
+    }
+    let b = path.as_bytes();
+    let hex = |i: usize| b.get(i).and_then(|c| (*c as char).to_digit(16));
+    for (i, _) in b.iter().enumerate().filter(|(_, c)| **c == b'%') {
+        let (Some(hi), Some(lo)) = (hex(i + 1), hex(i + 2)) else {
+            return false;
+        };
+        let decoded = (hi * 16 + lo) as u8;
+        if decoded.is_ascii_alphanumeric() || b"-._~%".contains(&decoded) {
+            return false;
+        }
+    }
+    true
 }
 
 /// Where a path goes.
@@ -161,7 +194,7 @@ impl Table {
     pub(crate) fn lookup(&self, path: &str) -> Lookup {
         // Only a lone route for `/` covers every reading of every path.
         let by_path = self.routes.iter().any(|r| r.prefix != "/");
-        if by_path && !super::is_plain(path) {
+        if by_path && !reads_the_same(path) {
             return Lookup::NotPlain;
         }
         match self.routes.iter().position(|r| r.covers(path)) {
@@ -185,6 +218,21 @@ pub enum BadRoutes {
     /// without a token cannot meet or fail.
     #[error("route {0:?}: a public route takes no token, so it cannot require clients or claims")]
     PublicWithRules(String),
+    /// A public path that overlaps a route with rules: requests there
+    /// would need no token, so the route's rules could not be checked.
+    #[error(
+        "public path {public:?} overlaps route {route:?}, which names clients or claims: \
+         a request there would need no token, so the route's rules could not be checked"
+    )]
+    PublicPathOverRules {
+        /// The public path prefix.
+        public: String,
+        /// The route's prefix.
+        route: String,
+    },
+    /// An `https://` upstream without the roots to verify it.
+    #[error("route {0:?}: an https:// upstream needs the CA its certificate chains to")]
+    NoUpstreamRoots(String),
 }
 
 #[cfg(test)]
@@ -222,16 +270,30 @@ mod tests {
         assert_eq!(at("/orders/archive/2020"), "/orders/archive");
         assert_eq!(at("/orders/archived"), "/orders/");
         assert_eq!(at("/ordersx"), "/");
-        assert_eq!(at("/orders"), "/");
+        // Any case, and the prefix without its slash, are the route's.
+        assert_eq!(at("/ORDERS/7"), "/orders/");
+        assert_eq!(at("/orders"), "/orders/");
+        assert_eq!(at("/Orders/Archive/x"), "/orders/archive");
         for sneaky in [
             "/x/../orders/7",
             "/orders/%2e%2e/admin",
             "//orders/",
             "/a;b",
             "/a\\b",
+            "/%6frders/7",
+            "/%4Frders/7",
+            "/x/%2561",
+            "/x/%7e",
+            "/x/%",
+            "/x/%g1",
         ] {
             assert_eq!(at(sneaky), "NotPlain", "{sneaky}");
         }
+        assert_eq!(
+            at("/files/my%20doc"),
+            "/",
+            "an escape no upstream reads as a letter"
+        );
         let no_root = Table::new(vec![Route::new("/api/", up(1))]).unwrap();
         assert_eq!(no_root.lookup("/other"), Lookup::NoRoute);
         // `/api/../x` would reach the upstream's `/x`, which no route covers.
@@ -257,6 +319,33 @@ mod tests {
         assert_eq!(
             Table::new(vec![open]).unwrap_err(),
             BadRoutes::PublicWithRules("/open/".into())
+        );
+    }
+
+    #[test]
+    fn a_public_path_over_a_route_with_rules_and_https_without_roots_are_refused() {
+        use crate::proxy::gateway::GatewayConfig;
+        let mut admin = Route::new("/admin/", up(1));
+        admin.clients = Some(vec!["ops".into()]);
+        for public in ["/admin/health", "/", "/ADMIN", "/admin"] {
+            let mut cfg = GatewayConfig::with_routes(vec![admin.clone()]);
+            cfg.public_paths = vec![public.into()];
+            assert!(
+                matches!(cfg.table(), Err(BadRoutes::PublicPathOverRules { .. })),
+                "{public}"
+            );
+        }
+        let mut cfg = GatewayConfig::with_routes(vec![admin.clone()]);
+        cfg.public_websocket_paths = vec!["/admin/feed".into()];
+        assert!(cfg.table().is_err());
+        let mut cfg = GatewayConfig::with_routes(vec![admin.clone()]);
+        cfg.public_paths = vec!["/health".into()];
+        assert!(cfg.table().is_ok(), "no overlap");
+        let https = Route::new("/s/", "https://api.internal".parse().unwrap());
+        let cfg = GatewayConfig::with_routes(vec![https]);
+        assert_eq!(
+            cfg.table().unwrap_err(),
+            BadRoutes::NoUpstreamRoots("/s/".into())
         );
     }
 

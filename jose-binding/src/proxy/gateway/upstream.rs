@@ -57,7 +57,7 @@ impl std::str::FromStr for Upstream {
     type Err = BadUpstream;
 
     fn from_str(s: &str) -> Result<Self, BadUpstream> {
-        let bad = || BadUpstream(s.to_owned());
+        let bad = || BadUpstream(without_user_info(s));
         if let Some(path) = s.strip_prefix("unix:") {
             if !path.starts_with('/') {
                 return Err(bad());
@@ -76,6 +76,17 @@ impl std::str::FromStr for Upstream {
             Some("https") => Ok(Upstream::Https { authority }),
             _ => Err(bad()),
         }
+    }
+}
+
+/// `s` with any user info (`user:password@`) replaced by `…`, for an
+/// error message that may be logged.
+fn without_user_info(s: &str) -> String {
+    match (s.find("://"), s.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}://…{}", &s[..scheme_end], &s[at..])
+        }
+        _ => s.to_owned(),
     }
 }
 
@@ -396,5 +407,10 @@ mod tests {
         ] {
             assert!(bad.parse::<Upstream>().is_err(), "{bad}");
         }
+        let e = "https://ops:hunter2@api.internal"
+            .parse::<Upstream>()
+            .unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        assert!(e.to_string().contains("https://…@api.internal"), "{e}");
     }
 }

@@ -22,6 +22,20 @@ use http::header::{
 };
 use http::{HeaderMap, HeaderValue, Method, Request, Version};
 
+/// `e` and its sources (`http2 error: …`), since hyper's own message
+/// says only which protocol failed. For logs and the sidecar's 502 (the
+/// app's own), never for a gateway client.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
 /// Removes hop-by-hop headers: those RFC 9110 §7.6.1 names, plus every
 /// header the `Connection` header names, and `HTTP2-Settings` (it belongs
 /// to an h2c upgrade, which no proxy here offers). `Host` and

@@ -32,8 +32,8 @@ use tower_service::Service;
 use crate::protocol::issuer::{Issuer, REGISTERED};
 use crate::protocol::token::Form;
 use crate::proxy::hop::{
-    clean_trailers, is_websocket_upgrade, strip_hop_by_hop, switches_to_websocket, trailer_allowed,
-    tunnel, ProxyBody, TunnelLimits,
+    clean_trailers, error_chain, is_websocket_upgrade, strip_hop_by_hop, switches_to_websocket,
+    trailer_allowed, tunnel, ProxyBody, TunnelLimits,
 };
 use crate::proxy::retry::{unprocessed, Kept};
 use crate::serve::client::{bearer, BoundConnection, BoundSender, ClientBody, ClientSetup, Target};
@@ -416,23 +416,10 @@ enum Unreachable {
     NotTried,
     #[error("{0}")]
     Connect(#[from] crate::serve::client::ClientError),
-    #[error("{}", with_causes(.0))]
+    #[error("{}", error_chain(.0))]
     Ready(hyper::Error),
-    #[error("{}", with_causes(.0))]
+    #[error("{}", error_chain(.0))]
     Send(hyper::Error),
-}
-
-/// hyper's message and its causes (`http2 error: …`), since hyper's own
-/// says only which protocol failed.
-fn with_causes(error: &hyper::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Why a request could not be addressed to a connection.

@@ -32,8 +32,8 @@ use tower_service::Service;
 
 use crate::keys::keystore::KeystoreHandle;
 use crate::proxy::hop::{
-    clean_trailers, is_websocket_upgrade, switches_to_websocket, tunnel, Idle, ProxyBody,
-    TunnelLimits,
+    clean_trailers, error_chain, is_websocket_upgrade, switches_to_websocket, tunnel, Idle,
+    ProxyBody, TunnelLimits,
 };
 use crate::proxy::retry::{unprocessed, Kept, Reclaimable};
 use crate::serve::layer::{static_bearer_accepted, BindingLayer, BindingService, Layer, Outcome};
@@ -826,18 +826,6 @@ fn target_host(parts: &http::request::Parts) -> Result<Option<HeaderValue>, ()> 
         return Err(());
     }
     Ok(HeaderValue::from_str(authority.as_str()).ok())
-}
-
-/// `e` and its sources, for the log (never for the client).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 /// The answer for `why` ([`Failure::answer`]), with the cause for the log.

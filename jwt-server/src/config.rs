@@ -74,8 +74,6 @@ pub(crate) struct Settings {
     pub(crate) baseline_token_file: Option<PathBuf>,
     pub(crate) policy: Policy,
     pub(crate) opts: ServerOptions,
-    /// Runtime worker threads; `None`: one per CPU.
-    pub(crate) worker_threads: Option<usize>,
     /// Set when serving as a gateway (`--upstream`).
     pub(crate) gateway: Option<GatewayConfig>,
     pub(crate) status_listen: Option<SocketAddr>,
@@ -109,6 +107,9 @@ pub(crate) fn settings(g: &Global, s: &ServeSettings) -> Result<Settings, String
     opts.refusal_log_per_sec = s.refusal_log_per_sec;
     opts.metrics_client_labels = s.metrics_client_labels;
     opts.max_connection_age = s.max_connection_age_secs.map(secs);
+    opts.connection_threads = s
+        .worker_threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     opts.request_id_from = cidrs("--trusted-proxies", &s.trusted_proxies)?;
     opts.proxy_protocol_from = match (s.proxy_protocol, s.proxy_protocol_from.is_empty()) {
         (true, false) => cidrs("--proxy-protocol-from", &s.proxy_protocol_from)?,
@@ -189,7 +190,6 @@ pub(crate) fn settings(g: &Global, s: &ServeSettings) -> Result<Settings, String
         gateway,
         status_listen: s.status_listen,
         drain: Duration::from_secs(s.drain_secs),
-        worker_threads: s.worker_threads,
     })
 }
 

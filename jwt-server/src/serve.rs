@@ -82,12 +82,13 @@ pub(crate) fn run_server(
         }
         None => None,
     };
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    runtime.enable_all();
-    if let Some(n) = s.worker_threads {
-        runtime.worker_threads(n);
-    }
-    let runtime = runtime.build().map_err(|e| format!("tokio runtime: {e}"))?;
+    // Connections are served on threads of their own (--worker-threads);
+    // this runtime accepts, and runs the status listener and the reloads.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("tokio runtime: {e}"))?;
     runtime.block_on(async move {
         match s.gateway.clone() {
             Some(config) => {

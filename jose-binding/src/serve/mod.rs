@@ -19,3 +19,4 @@ pub(crate) mod status;
 pub(crate) mod throttle;
 pub mod tls;
 pub(crate) mod unix_socket;
+pub(crate) mod workers;

@@ -29,6 +29,9 @@ use crate::serve::metrics as m;
 use crate::serve::proxy_protocol;
 use crate::serve::throttle::{Counters, Dropped, LogBudget};
 use crate::serve::tls;
+#[cfg(feature = "frontend")]
+use crate::serve::workers::Detach;
+use crate::serve::workers::Workers;
 
 /// Limits of the serving loop. The defaults suit a 2-core box serving about
 /// a thousand clients; docs/SECURITY.md says what each one stops.
@@ -87,6 +90,11 @@ pub struct ServerOptions {
     /// Label `jose_binding_requests_total` with the client id too. Off by
     /// default: the series then grow with the number of clients.
     pub metrics_client_labels: bool,
+    /// Threads of the server's own that serve connections, each driving a
+    /// single-threaded runtime: a connection and everything its requests
+    /// do stay on one thread. 0 (the default): connections are tasks of
+    /// the runtime [`serve`] runs on.
+    pub connection_threads: usize,
 }
 
 impl Default for ServerOptions {
@@ -112,6 +120,7 @@ impl Default for ServerOptions {
             request_id_from: Vec::new(),
             max_connection_age: None,
             metrics_client_labels: false,
+            connection_threads: 0,
         }
     }
 }
@@ -523,6 +532,13 @@ async fn run<S: App>(
     let (closing, _) = tokio::sync::watch::channel(false);
     // Tunnels outlive their connection's task; they close when this says so.
     let (stopped, stop) = tokio::sync::watch::channel(false);
+    let workers = match opts.connection_threads {
+        0 => Workers::here(),
+        n => Workers::start(n, stop.clone()).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot start the connection threads; serving on this runtime");
+            Workers::here()
+        }),
+    };
     let mut http = auto::Builder::new(TokioExecutor::new());
     http.http1()
         .timer(TokioTimer::new())
@@ -577,7 +593,9 @@ async fn run<S: App>(
             #[cfg(feature = "frontend")]
             Accepted::Unix(unix) => {
                 if let Some(f) = &shared.frontend {
-                    serve_frontend_connection(&shared, f, &admission, &closing, unix, UNIX_PEER);
+                    serve_frontend_connection(
+                        &shared, &workers, f, &admission, &closing, unix, UNIX_PEER,
+                    );
                 }
                 continue;
             }
@@ -589,7 +607,7 @@ async fn run<S: App>(
                 continue;
             }
             let _ = tcp.set_nodelay(true);
-            serve_frontend_connection(&shared, f, &admission, &closing, tcp, peer);
+            serve_frontend_connection(&shared, &workers, f, &admission, &closing, tcp, peer);
             continue;
         }
         // A balancer's client is known only from its PROXY header.
@@ -614,7 +632,10 @@ async fn run<S: App>(
         };
         let _ = tcp.set_nodelay(true);
         let finish = closing.subscribe();
-        tokio::spawn(serve_connection(shared.clone(), tcp, peer, ticket, finish));
+        let shared = shared.clone();
+        workers.serve(tcp, move |tcp| {
+            tokio::spawn(serve_connection(shared, tcp, peer, ticket, finish));
+        });
     }
     drop(listener);
     reporter.abort();
@@ -628,12 +649,24 @@ async fn run<S: App>(
         }
     }
     let _ = stopped.send(true);
+    // Returned, the server has closed every socket: the threads' tasks
+    // end with their runtimes.
+    let threads = workers.finish();
+    if !threads.is_empty() {
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
+    }
 }
 
 /// A frontend's connection, admitted and served in its own task.
 #[cfg(feature = "frontend")]
 fn serve_frontend_connection<S, IO>(
     shared: &Arc<Shared<S>>,
+    workers: &Workers,
     frontend: &Frontend,
     admission: &Arc<Admission>,
     closing: &tokio::sync::watch::Sender<bool>,
@@ -641,7 +674,7 @@ fn serve_frontend_connection<S, IO>(
     peer: SocketAddr,
 ) where
     S: App,
-    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Detach,
 {
     // The frontend is trusted infrastructure, with many clients behind
     // each connection: none of the budgets for unauthenticated
@@ -654,21 +687,23 @@ fn serve_frontend_connection<S, IO>(
     let finish = closing.subscribe();
     let conns = frontend.connections.clone();
     let shared = shared.clone();
-    tokio::spawn(async move {
-        let accepted = tokio::time::Instant::now();
-        let http = &shared.either;
-        let bind = Bind::Frontend(conns);
-        serve_http(
-            &shared,
-            http,
-            io,
-            peer,
-            Arc::new(ticket),
-            finish,
-            accepted,
-            bind,
-        )
-        .await
+    workers.serve(io, move |io| {
+        tokio::spawn(async move {
+            let accepted = tokio::time::Instant::now();
+            let http = &shared.either;
+            let bind = Bind::Frontend(conns);
+            serve_http(
+                &shared,
+                http,
+                io,
+                peer,
+                Arc::new(ticket),
+                finish,
+                accepted,
+                bind,
+            )
+            .await
+        });
     });
 }
 

@@ -89,7 +89,8 @@ pub struct GatewayConfig {
     /// Longest silence in a request or response body in flight, and how
     /// long an unused pooled connection is kept.
     pub idle_timeout: Duration,
-    /// Idle keep-alive connections kept to the upstream.
+    /// Idle keep-alive connections kept to each upstream (by each of the
+    /// server's connection threads, when it has them).
     pub max_idle_connections: usize,
 }
 
@@ -235,8 +236,18 @@ struct Pool {
     /// `Host`.
     authority: Option<http::uri::Authority>,
     connector: Connector,
-    client: Client<Connector, Reclaimable<RequestBody>>,
+    builder: hyper_util::client::legacy::Builder,
+    /// The client of requests on a shared runtime, where tasks move
+    /// between threads anyway.
+    shared: UpstreamClient,
+    /// On the server's connection threads, a client with its own
+    /// connections per thread: an upstream connection's task runs on the
+    /// thread that opened it, and a request from another thread would
+    /// cross threads twice to use it.
+    per_thread: thread_local::ThreadLocal<UpstreamClient>,
 }
+
+type UpstreamClient = Client<Connector, Reclaimable<RequestBody>>;
 
 impl Pool {
     fn new(upstream: &Upstream, config: &GatewayConfig) -> Pool {
@@ -245,7 +256,8 @@ impl Pool {
             config.upstream_tls.clone(),
             config.connect_timeout,
         );
-        let client = Client::builder(TokioExecutor::new())
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(config.idle_timeout)
             .pool_max_idle_per_host(config.max_idle_connections)
@@ -257,8 +269,7 @@ impl Pool {
             .http2_initial_stream_window_size(H2_STREAM_WINDOW)
             .http2_initial_connection_window_size(H2_CONNECTION_WINDOW)
             .http2_keep_alive_interval(config.idle_timeout / 2)
-            .http2_keep_alive_timeout(config.connect_timeout)
-            .build(connector.clone());
+            .http2_keep_alive_timeout(config.connect_timeout);
         let authority = match upstream {
             Upstream::H2c { authority } | Upstream::Https { authority } => Some(
                 config
@@ -272,8 +283,20 @@ impl Pool {
         Pool {
             upstream: upstream.clone(),
             authority,
+            shared: builder.build(connector.clone()),
             connector,
-            client,
+            builder,
+            per_thread: thread_local::ThreadLocal::new(),
+        }
+    }
+
+    /// The client for a request on this thread.
+    fn client(&self) -> &UpstreamClient {
+        if crate::serve::workers::on_connection_thread() {
+            self.per_thread
+                .get_or(|| self.builder.build(self.connector.clone()))
+        } else {
+            &self.shared
         }
     }
 }
@@ -743,9 +766,9 @@ async fn exchange(
         } else {
             (req.map(Reclaimable::plain), None)
         };
-        match pool.client.request(req).await {
+        match pool.client().request(req).await {
             Err(e) if unprocessed(&e) => match kept.and_then(Kept::reclaim) {
-                Some(again) => pool.client.request(again.map(Reclaimable::plain)).await,
+                Some(again) => pool.client().request(again.map(Reclaimable::plain)).await,
                 None => Err(e),
             },
             r => r,

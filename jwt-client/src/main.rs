@@ -209,7 +209,16 @@ fn main() -> ExitCode {
     } else {
         logs.init();
     }
-    let runtime = match tokio::runtime::Runtime::new() {
+    // The sidecar runs on one thread: an app's request, its forwarding and
+    // the server connection it takes never cross threads (docs/BENCHMARKS.md,
+    // "The client sidecar"); one thread carries tens of thousands a second.
+    let runtime = match &cli.command {
+        Command::Proxy(_) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        _ => tokio::runtime::Runtime::new(),
+    };
+    let runtime = match runtime {
         Ok(r) => r,
         Err(e) => {
             eprintln!("jwt-client: tokio runtime: {e}");

@@ -18,10 +18,13 @@
 #   scripts/bench-gateway.sh [ROUNDS] [RATE] [REQUESTS_PER_CONNECTION]
 #
 # Defaults: 5 rounds, 3000 requests/s, 5000 requests per connection flat
-# out. MODES (default "flat rate") picks the kinds of run. WORKERS (default 2) sets both nginx's worker_processes and
+# out. MODES (default "flat rate h2 h2load-flat h2load-rate") picks the
+# kinds of run (see the loop below). WORKERS (default 2) sets both nginx's worker_processes and
 # jwt-server's --worker-threads, for the proxy and the upstream alike.
-# Needs nginx (apt-get install nginx); loopback ports 18090-18092.
-# Prints one line per run, then the medians and ratios.
+# Needs nginx and h2load (apt-get install nginx nghttp2-client); loopback ports 18090-18092.
+# Prints one line per run, then the medians and ratios. With PROFILE=1 each
+# jwt-client run is also recorded with perf (needs linux-perf and root),
+# and the CPU per request of each peer is printed by component.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-5}
@@ -92,47 +95,82 @@ sleep 1
 proxy_workers=$(pgrep -d, -P "$(cat "$dir/proxy.pid")")
 
 run() { # round, peer, mode, port, kind, pids, extra...
-  local round=$1 peer=$2 mode=$3 port=$4 kind=$5 pids=$6
+  local round=$1 peer=$2 mode=$3 port=$4 kind=$5 pids=$6 perf
   shift 6
   echo "round $round/$rounds: $peer $mode" >&2
+  if [ -n "${PROFILE:-}" ]; then
+    perf record -q -F 4000 -g -p "$pids" -o "$dir/$peer-$mode.data" 2>/dev/null &
+    perf=$!
+    sleep 0.5
+  fi
   target/release/jwt-client bench --server "https://localhost:$port" --client-id client1 \
     --key-file fixtures/client1.key --baseline-token-file "$dir/token" --only "$kind" \
     --path / --method GET --server-pid "$pids" --rounds 1 --connections "$conns" \
-    --http 1.1 --json "$@" 2>/dev/null | python3 scripts/bench-row.py "$round" "$peer" "$mode"
+    --json "$@" 2>/dev/null | python3 scripts/bench-row.py "$round" "$peer" "$mode"
+  if [ -n "${PROFILE:-}" ]; then
+    kill -INT "$perf"
+    wait "$perf" || true
+    echo "profile $peer $mode: CPU per request by component (perf at 4000 Hz)" >>"$dir/profiles.txt"
+    perf report -n -i "$dir/$peer-$mode.data" --no-children --sort dso,sym --stdio -g none 2>/dev/null |
+      python3 scripts/profile-buckets.py 250 "$(requests_of "$@")" >>"$dir/profiles.txt"
+  fi
 }
 
+requests_of() { # the bench arguments: how many requests they make in all
+  while [ $# -gt 0 ]; do
+    [ "$1" = --requests ] && { echo $(($2 * conns)); return; }
+    shift
+  done
+}
+
+cpu_ticks() { # comma-separated pids: their user + system CPU, in clock ticks
+  local total=0 pid f
+  for pid in ${1//,/ }; do
+    read -r -a f <"/proc/$pid/stat"
+    total=$((total + f[13] + f[14]))
+  done
+  echo "$total"
+}
+
+h2run() { # round, peer, mode, port, pids, h2load args...
+  local round=$1 peer=$2 mode=$3 port=$4 pids=$5 before
+  shift 5
+  echo "round $round/$rounds: $peer $mode" >&2
+  before=$(cpu_ticks "$pids")
+  h2load --h1 -t 1 -c "$conns" -H "authorization: Bearer $token" --log-file "$dir/h2load.log" \
+    "$@" "https://localhost:$port/" >"$dir/h2load.out"
+  python3 scripts/h2load-row.py "$round" "$peer" "$mode" "$dir/h2load.out" "$dir/h2load.log" \
+    $(($(cpu_ticks "$pids") - before))
+}
+
+# Modes: flat and rate (jwt-client bench, HTTP/1.1), h2 (jwt-client bench,
+# HTTP/2, flat out), h2load-flat and h2load-rate (h2load --h1; static bearer
+# only, since h2load cannot make bound tokens).
 echo "round peer mode req_per_s errors p50_ms p99_ms server_cpu_us client_cpu_us"
 for round in $(seq "$rounds"); do
-  for mode in ${MODES:-flat rate}; do
-    if [ "$mode" = flat ]; then extra=(--requests "$requests"); else extra=(--requests "$rate_requests" --rate "$rate"); fi
+  for mode in ${MODES:-flat rate h2 h2load-flat h2load-rate}; do
+    case $mode in
+      flat) extra=(--http 1.1 --requests "$requests") ;;
+      rate) extra=(--http 1.1 --requests "$rate_requests" --rate "$rate") ;;
+      h2) extra=(--http 2 --requests "$requests") ;;
+      h2load-flat)
+        h2run "$round" a_nginx "$mode" 18091 "$proxy_workers" -n $((conns * requests))
+        h2run "$round" c_gateway_static "$mode" 18092 "$gateway" -n $((conns * requests))
+        continue ;;
+      h2load-rate)
+        h2run "$round" a_nginx "$mode" 18091 "$proxy_workers" -n $((conns * rate_requests)) --rps $((rate / conns))
+        h2run "$round" c_gateway_static "$mode" 18092 "$gateway" -n $((conns * rate_requests)) --rps $((rate / conns))
+        continue ;;
+      *) echo "unknown mode $mode" >&2; exit 2 ;;
+    esac
     run "$round" a_nginx "$mode" 18091 baseline "$proxy_workers" "${extra[@]}"
     run "$round" b_gateway_bound "$mode" 18092 bound "$gateway" "${extra[@]}"
     run "$round" c_gateway_static "$mode" 18092 baseline "$gateway" "${extra[@]}"
   done
 done | tee "$dir/runs.txt"
 
-python3 - "$dir/runs.txt" <<'EOF'
-import statistics, sys
-rows = [l.split() for l in open(sys.argv[1]) if l[0].isdigit()]
-def med(peer, mode, col):
-    v = [float(r[col]) for r in rows if r[1] == peer and r[2] == mode]
-    return statistics.median(v) if v else float("nan")
-print()
-print(f"{'medians':<18} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'server us/req @rate':>20}")
-for p in ["a_nginx", "b_gateway_bound", "c_gateway_static"]:
-    print(f"{p:<18} {med(p,'flat',3):>8.0f} {med(p,'flat',5):>8.3f} {med(p,'flat',6):>8.3f} {med(p,'rate',7):>20.2f}")
-def ratio(x, y):
-    per = [float(a[3]) / float(b[3]) for a in rows for b in rows
-           if a[0] == b[0] and a[2] == b[2] == "flat" and a[1] == x and b[1] == y]
-    return statistics.median(per), per
-for x, y in [("c_gateway_static", "a_nginx"), ("b_gateway_bound", "a_nginx"), ("b_gateway_bound", "c_gateway_static")]:
-    if not any(r[2] == "flat" for r in rows):
-        break
-    m, per = ratio(x, y)
-    print(f"throughput {x} / {y}: {m:.3f} (rounds: {', '.join(f'{p:.3f}' for p in per)})")
-added = [float(b[7]) - float(c[7]) for b in rows for c in rows
-         if b[0] == c[0] and b[2] == c[2] == "rate" and b[1] == "b_gateway_bound" and c[1] == "c_gateway_static"]
-if added:
-    print(f"binding's added server CPU at the fixed rate: {statistics.median(added):.2f} us/request (rounds: {', '.join(f'{a:.2f}' for a in added)})")
-    print(f"p50 / p99 ms at the fixed rate: " + ", ".join(f"{p} {med(p,'rate',5):.3f} / {med(p,'rate',6):.3f}" for p in ["a_nginx", "b_gateway_bound", "c_gateway_static"]))
-EOF
+python3 scripts/bench-summary.py "$dir/runs.txt"
+if [ -n "${PROFILE:-}" ]; then
+  echo
+  cat "$dir/profiles.txt"
+fi

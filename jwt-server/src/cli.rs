@@ -474,7 +474,9 @@ pub(crate) struct ServeSettings {
     /// the number of series then grows with the number of clients.
     #[arg(long, env = "JWT_METRICS_CLIENT_LABELS", value_parser = BoolishValueParser::new())]
     pub(crate) metrics_client_labels: bool,
-    /// Threads serving connections (like nginx's worker_processes)
+    /// Threads serving connections (like nginx's worker_processes), each
+    /// with its own runtime and, in gateway mode, its own upstream pools:
+    /// a connection and its requests stay on one thread
     /// [default: one per CPU].
     #[arg(long, env = "JWT_WORKER_THREADS")]
     pub(crate) worker_threads: Option<usize>,

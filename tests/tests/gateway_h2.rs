@@ -91,7 +91,10 @@ async fn many_clients_share_one_upstream_connection_and_a_reset_fails_alone() {
     // The connection made first: hyper-util's pool may open a second one
     // when requests race the first one's handshake, which is not what
     // this test is about.
-    assert_eq!(status(&mut clients[0], Method::GET, "/work", b"").await, 200);
+    assert_eq!(
+        status(&mut clients[0], Method::GET, "/work", b"").await,
+        200
+    );
     // Eight clients at once, one of them asking for the reset stream.
     let calls: Vec<_> = clients
         .into_iter()

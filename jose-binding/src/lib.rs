@@ -47,6 +47,8 @@ pub use keys::keystore::Keystore;
 
 /// The strict base64url of every token part (no padding, canonical only).
 pub use protocol::b64;
+/// The one-line enrolment invite (docs/PROTOCOL.md §10).
+pub use protocol::invite;
 /// The strict JSON of headers and claims (no duplicate member, bounded
 /// depth).
 pub use protocol::json;

@@ -9,6 +9,7 @@ pub(crate) mod claims;
 pub(crate) mod client_id;
 pub(crate) mod error;
 pub(crate) mod exporter;
+pub mod invite;
 pub(crate) mod issuer;
 pub mod json;
 pub(crate) mod lookup;

@@ -102,7 +102,7 @@ pub use keys::tpm;
 // ---- The serving glue (feature `net`).
 
 #[cfg(feature = "net")]
-pub use serve::{client, echo, reload, stamp, tls};
+pub use serve::{client, echo, pin, reload, stamp, tls};
 
 /// The binding as a tower layer: put [`Binding`](layer::Binding) in front
 /// of any service and every request needs a token bound to its connection.

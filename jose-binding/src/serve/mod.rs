@@ -10,6 +10,7 @@ pub mod echo;
 pub(crate) mod frontend;
 pub(crate) mod layer;
 pub(crate) mod metrics;
+pub mod pin;
 #[cfg(feature = "proxy-protocol")]
 pub(crate) mod proxy_protocol;
 pub mod reload;

@@ -649,8 +649,8 @@ async fn run<S: App>(
         }
     }
     let _ = stopped.send(true);
-    // Returned, the server has closed every socket: the threads' tasks
-    // end with their runtimes.
+    // When this returns every socket is closed: what still runs on the
+    // threads ends with their runtimes, which the joins wait for.
     let threads = workers.finish();
     if !threads.is_empty() {
         let _ = tokio::task::spawn_blocking(move || {

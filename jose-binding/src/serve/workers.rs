@@ -7,7 +7,8 @@
 //! shared multi-threaded runtime the same request crosses threads several
 //! times (the connection's task, the upstream connection's task, a parked
 //! worker woken to steal), each crossing a futex wake-up; here none does.
-//! docs/BENCHMARKS.md, "Thread per core", has the measurement.
+//! docs/BENCHMARKS.md, "The gateway and the sidecar at production cost",
+//! has the measurement.
 //!
 //! [`ServerOptions::connection_threads`]: crate::serve::server::ServerOptions::connection_threads
 
@@ -56,7 +57,9 @@ impl Workers {
                     ON_CONNECTION_THREAD.set(true);
                     runtime.block_on(async move {
                         while let Some(job) = rx.recv().await {
-                            job();
+                            // A job only spawns; should it ever panic, the
+                            // thread must live on for the connections after.
+                            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
                         }
                         let _ = stop.wait_for(|stopped| *stopped).await;
                     });
@@ -81,14 +84,21 @@ impl Workers {
         let Ok(detached) = io.detach() else {
             return;
         };
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.threads.len();
-        let job: Job = Box::new(move || {
+        let mut job: Job = Box::new(move || {
             if let Ok(io) = IO::attach(detached) {
                 serve(io);
             }
         });
-        // A thread that is gone (its runtime panicked) drops the connection.
-        let _ = self.threads[i].send(job);
+        // A thread that is gone hands its turn to the next; with none
+        // left the connection is served here.
+        let first = self.next.fetch_add(1, Ordering::Relaxed);
+        for k in 0..self.threads.len() {
+            match self.threads[(first + k) % self.threads.len()].send(job) {
+                Ok(()) => return,
+                Err(mpsc::error::SendError(back)) => job = back,
+            }
+        }
+        job();
     }
 
     /// The threads, to wait for once stopped; they take no more work.
@@ -193,6 +203,34 @@ mod tests {
                 "jose-binding-conn-1"
             ]
         );
+        let threads = workers.finish();
+        stopped.send(true).unwrap();
+        for t in threads {
+            t.join().unwrap();
+        }
+    }
+
+    /// A job that panics leaves its thread serving the next connections.
+    #[tokio::test]
+    async fn a_panicking_job_does_not_take_its_thread_down() {
+        let (stopped, stop) = watch::channel(false);
+        let workers = Workers::start(1, stop).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        for i in 0..2u8 {
+            let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let (server, _) = listener.accept().await.unwrap();
+            let tx = tx.clone();
+            workers.serve(server, move |_| {
+                if i == 0 {
+                    panic!("a job that panics");
+                }
+                let _ = tx.send(std::thread::current().name().map(str::to_owned));
+            });
+        }
+        let served_by = rx.recv().await.unwrap();
+        assert_eq!(served_by.as_deref(), Some("jose-binding-conn-0"));
         let threads = workers.finish();
         stopped.send(true).unwrap();
         for t in threads {

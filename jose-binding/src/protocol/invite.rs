@@ -221,16 +221,10 @@ impl Invite {
         let client_id = ClientId::new(id).map_err(|_| InviteError::Malformed)?;
         let url_len = usize::from(u16::from_be_bytes(r.array()?));
         let url = std::str::from_utf8(r.take(url_len)?).map_err(|_| InviteError::Malformed)?;
-        if !r.0.is_empty() || !is_origin(url) {
+        if !r.0.is_empty() {
             return Err(InviteError::Malformed);
         }
-        Ok(Invite {
-            url: url.to_owned(),
-            pin,
-            client_id,
-            secret,
-            expires,
-        })
+        Invite::new(url, pin, client_id, secret, expires).map_err(|_| InviteError::Malformed)
     }
 
     /// Whether the invite has expired at `now` (Unix seconds).

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use der::{Decode as _, Encode as _, Reader as _};
+use der::{Decode as _, Encode as _};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
@@ -13,7 +13,7 @@ use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use sha2::{Digest, Sha256};
 
 use crate::protocol::invite::Pin;
-use crate::serve::tls::{provider, TlsError};
+use crate::serve::tls::{provider, tbs_fields, TlsError};
 
 /// The pin an invite for a server serving `chain` carries: the last
 /// certificate of a chain longer than one (the CA the operator serves with
@@ -29,31 +29,12 @@ pub fn pin_of_chain(chain: &[CertificateDer<'_>]) -> Option<Pin> {
 
 /// SHA-256 of the DER SubjectPublicKeyInfo of `cert`.
 pub fn server_key_digest(cert: &[u8]) -> Option<[u8; 32]> {
-    let mut r = der::SliceReader::new(cert).ok()?;
-    let spki = r
-        .sequence(|cert| {
-            let spki = cert.sequence(|tbs| {
-                let version = der::Tag::ContextSpecific {
-                    constructed: true,
-                    number: der::TagNumber::N0,
-                };
-                if tbs.peek_tag()? == version {
-                    der::asn1::AnyRef::decode(tbs)?;
-                }
-                // serial, signature, issuer, validity, subject
-                for _ in 0..5 {
-                    der::asn1::AnyRef::decode(tbs)?;
-                }
-                let spki = der::asn1::AnyRef::decode(tbs)?.to_der()?;
-                let rest = tbs.remaining_len();
-                tbs.read_slice(rest)?;
-                Ok(spki)
-            })?;
-            let rest = cert.remaining_len();
-            cert.read_slice(rest)?;
-            Ok(spki)
-        })
-        .ok()?;
+    let mut tbs = der::SliceReader::new(tbs_fields(cert)?).ok()?;
+    // serial, signature, issuer, validity, subject
+    for _ in 0..5 {
+        der::asn1::AnyRef::decode(&mut tbs).ok()?;
+    }
+    let spki = der::asn1::AnyRef::decode(&mut tbs).ok()?.to_der().ok()?;
     Some(Sha256::digest(&spki).into())
 }
 

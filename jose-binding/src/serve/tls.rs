@@ -6,7 +6,7 @@ use std::fmt;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
-use der::{Decode as _, Reader as _};
+use der::{Decode as _, Reader as _, Tagged as _};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -210,34 +210,42 @@ impl CertSummary {
     /// Reads the subject and notAfter of a DER certificate; `None` if it is
     /// not an X.509 certificate.
     pub fn of(cert: &[u8]) -> Option<CertSummary> {
-        let mut r = der::SliceReader::new(cert).ok()?;
-        r.sequence(|cert| {
-            let summary = cert.sequence(|tbs| {
-                let version = der::Tag::ContextSpecific {
-                    constructed: true,
-                    number: der::TagNumber::N0,
-                };
-                if tbs.peek_tag()? == version {
-                    der::asn1::AnyRef::decode(tbs)?;
-                }
-                for _serial_signature_issuer in 0..3 {
-                    der::asn1::AnyRef::decode(tbs)?;
-                }
-                let not_after = tbs.sequence(|validity| {
-                    read_time(validity)?;
-                    read_time(validity)
-                })?;
-                let subject = tbs.sequence(read_name)?;
-                let rest = tbs.remaining_len();
-                tbs.read_slice(rest)?;
-                Ok(CertSummary { subject, not_after })
-            })?;
-            let rest = cert.remaining_len();
-            cert.read_slice(rest)?;
-            Ok(summary)
-        })
-        .ok()
+        let mut tbs = der::SliceReader::new(tbs_fields(cert)?).ok()?;
+        // serial, signature, issuer
+        for _ in 0..3 {
+            der::asn1::AnyRef::decode(&mut tbs).ok()?;
+        }
+        let not_after = tbs
+            .sequence(|validity| {
+                read_time(validity)?;
+                read_time(validity)
+            })
+            .ok()?;
+        let subject = tbs.sequence(read_name).ok()?;
+        Some(CertSummary { subject, not_after })
     }
+}
+
+/// The fields of a DER certificate's tbsCertificate after its optional
+/// version (serial, signature, issuer, validity, subject, key, ...);
+/// `None` if it is not a certificate.
+pub(crate) fn tbs_fields(cert: &[u8]) -> Option<&[u8]> {
+    let certificate = der::asn1::AnyRef::decode(&mut der::SliceReader::new(cert).ok()?).ok()?;
+    let mut outer = der::SliceReader::new(certificate.value()).ok()?;
+    let tbs = der::asn1::AnyRef::decode(&mut outer).ok()?;
+    if certificate.tag() != der::Tag::Sequence || tbs.tag() != der::Tag::Sequence {
+        return None;
+    }
+    let mut fields = der::SliceReader::new(tbs.value()).ok()?;
+    let version = der::Tag::ContextSpecific {
+        constructed: true,
+        number: der::TagNumber::N0,
+    };
+    if fields.peek_tag().ok()? == version {
+        der::asn1::AnyRef::decode(&mut fields).ok()?;
+    }
+    let rest = fields.remaining_len();
+    fields.read_slice(rest).ok()
 }
 
 fn read_time<'a, R: der::Reader<'a>>(r: &mut R) -> der::Result<String> {

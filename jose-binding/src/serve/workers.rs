@@ -159,6 +159,16 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+    /// Stops `workers` and waits for each thread to end (a thread that
+    /// died panics the test here).
+    fn stop_and_join(workers: Workers, stopped: watch::Sender<bool>) {
+        let threads = workers.finish();
+        stopped.send(true).unwrap();
+        for t in threads {
+            t.join().unwrap();
+        }
+    }
+
     /// A connection handed over is served on a worker thread, a different
     /// one in turn, and the threads end once stopped.
     #[tokio::test]
@@ -203,11 +213,7 @@ mod tests {
                 "jose-binding-conn-1"
             ]
         );
-        let threads = workers.finish();
-        stopped.send(true).unwrap();
-        for t in threads {
-            t.join().unwrap();
-        }
+        stop_and_join(workers, stopped);
     }
 
     /// A job that panics leaves its thread serving the next connections.
@@ -231,10 +237,6 @@ mod tests {
         }
         let served_by = rx.recv().await.unwrap();
         assert_eq!(served_by.as_deref(), Some("jose-binding-conn-0"));
-        let threads = workers.finish();
-        stopped.send(true).unwrap();
-        for t in threads {
-            t.join().unwrap();
-        }
+        stop_and_join(workers, stopped);
     }
 }

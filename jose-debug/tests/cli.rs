@@ -530,7 +530,7 @@ fn lenient_decoding_shows_what_the_server_refuses() {
         &SigKey::from_bytes(key),
     );
     let mut parts: Vec<String> = good.split('.').map(str::to_owned).collect();
-    while parts[1].len() % 4 != 0 {
+    while !parts[1].len().is_multiple_of(4) {
         parts[1].push('=');
     }
     let padded = parts.join(".");

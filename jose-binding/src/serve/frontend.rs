@@ -105,7 +105,7 @@ pub(crate) fn take_ekm(headers: &mut HeaderMap) -> Result<Ekm, Unbound> {
 }
 
 fn unhex(s: &[u8]) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 || s.len() > 2 * 64 {
+    if !s.len().is_multiple_of(2) || s.len() > 2 * 64 {
         return None;
     }
     let digit = |c: u8| match c {

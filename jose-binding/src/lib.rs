@@ -81,15 +81,18 @@ pub mod token {
 
 // ---- Key providers.
 
-/// Root keys by client id: the in-memory [`Keystore`], its TOML file
+/// Root keys by client id: the in-memory [`Keystore`] and its pending
+/// enrolment invites, its TOML file
 /// (feature `keystore-file`), the handle reloads swap, and
 /// the reader that gives a config file's errors a line and column.
 pub mod keystore {
-    pub use crate::keys::keystore::KeystoreHandle;
     #[cfg(feature = "keystore-file")]
     pub use crate::keys::keystore::{
-        kind_of, parse_toml, toml_edit, KeystoreError, Name, Position, SettingsError,
+        kind_of, parse_toml, toml_edit, KeystoreError, KeystoreLock, Name, Position, SettingsError,
         TomlSyntaxError, MAX_KEYSTORE_BYTES, MAX_SHOWN_NAME,
+    };
+    pub use crate::keys::keystore::{
+        EnrolRefusal, Invites, KeystoreHandle, PendingInvite, SetInviteError,
     };
 }
 
@@ -102,7 +105,7 @@ pub use keys::tpm;
 // ---- The serving glue (feature `net`).
 
 #[cfg(feature = "net")]
-pub use serve::{client, echo, pin, reload, stamp, tls};
+pub use serve::{client, echo, enroll, pin, reload, stamp, tls};
 
 /// The binding as a tower layer: put [`Binding`](layer::Binding) in front
 /// of any service and every request needs a token bound to its connection.

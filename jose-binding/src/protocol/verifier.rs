@@ -120,6 +120,18 @@ impl ConnectionVerifier {
         (!spent.is_zero()).then_some(spent)
     }
 
+    /// The subkeys `root` gives client `id` on this connection: what the
+    /// enrolment answer is encrypted with (§10), derived from the invite's
+    /// secret whatever the verifier cached since.
+    #[cfg(feature = "net")]
+    pub(crate) fn derive_subkeys(
+        &self,
+        root: &dyn crate::protocol::schedule::RootKey,
+        id: &ClientId,
+    ) -> Result<crate::protocol::schedule::SubKeys, crate::protocol::schedule::RootKeyError> {
+        crate::protocol::schedule::SubKeys::derive(root, &self.ekm, id)
+    }
+
     /// Verifies against the system clock.
     pub fn verify<K: KeyLookup + ?Sized>(
         &mut self,

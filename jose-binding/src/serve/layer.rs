@@ -92,8 +92,9 @@ pub use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::keys::keystore::Keystore;
-use crate::keys::keystore::KeystoreHandle;
+use crate::keys::keystore::{Invites, KeystoreHandle};
 use crate::protocol::error::{ErrorCode, Rejection};
+use crate::protocol::lookup::KeyLookup;
 use crate::protocol::schedule::Ekm;
 use crate::protocol::verifier::{ConnectionVerifier, Policy, Verified};
 use crate::serve::admission::Ticket;
@@ -190,6 +191,37 @@ impl ConnectionBinding {
         if let Some(t) = &self.ticket {
             t.authenticate();
         }
+    }
+
+    /// The enrolment proof (docs/PROTOCOL.md §10): steps 1–14 for a token
+    /// whose root key is a pending invite's secret, looked up in `invites`
+    /// alone, never among the clients; with the subkeys that secret gives
+    /// this connection, which the answer is encrypted with.
+    pub(crate) fn check_invite(
+        &self,
+        invites: &Invites<'_>,
+        headers: &http::HeaderMap,
+    ) -> Result<(Verified, crate::SubKeys), Rejection> {
+        let token = bearer_token(headers)?;
+        let mut conn = match self.verifier.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let verified = conn.verify(invites, token)?;
+        let secret = invites
+            .client_keys(verified.client_id.as_str())
+            .and_then(|c| c.keys.get(verified.key_index))
+            .ok_or(Rejection::new(ErrorCode::UnknownClient, "no such invite"))?;
+        let keys = conn
+            .derive_subkeys(secret, &verified.client_id)
+            .map_err(|_| Rejection::new(ErrorCode::UnknownClient, "no such invite"))?;
+        drop(conn);
+        self.accepted
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = &self.ticket {
+            t.authenticate();
+        }
+        Ok((verified, keys))
     }
 
     /// Steps 1–14 for one request's headers.

@@ -6,6 +6,7 @@
 pub(crate) mod admission;
 pub mod client;
 pub mod echo;
+pub mod enroll;
 #[cfg(feature = "frontend")]
 pub(crate) mod frontend;
 pub(crate) mod layer;

@@ -43,10 +43,45 @@ pub fn server_key_digest(cert: &[u8]) -> Option<[u8; 32]> {
 /// CA certificate and verifies up to it for the name connected to, or a
 /// server certificate whose key is the pinned one.
 pub fn pinned_client_config(pin: Pin, alpn: &[&[u8]]) -> Result<ClientConfig, TlsError> {
+    pinned_client_config_seen(pin, alpn).map(|(cfg, _)| cfg)
+}
+
+/// The certificate a pinned configuration matched: the pinned CA, or the
+/// server's own certificate for a key pin. An enrolling client keeps it as
+/// its trust anchor.
+#[derive(Debug, Clone, Default)]
+pub struct Matched(Arc<std::sync::Mutex<Option<CertificateDer<'static>>>>);
+
+impl Matched {
+    /// The certificate of the last server accepted, if any.
+    pub fn certificate(&self) -> Option<CertificateDer<'static>> {
+        match self.0.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    fn set(&self, cert: &CertificateDer<'_>) {
+        let cert = Some(cert.clone().into_owned());
+        match self.0.lock() {
+            Ok(mut g) => *g = cert,
+            Err(p) => *p.into_inner() = cert,
+        }
+    }
+}
+
+/// [`pinned_client_config`], and where it records the certificate it
+/// matched.
+pub fn pinned_client_config_seen(
+    pin: Pin,
+    alpn: &[&[u8]],
+) -> Result<(ClientConfig, Matched), TlsError> {
     let provider = provider();
+    let matched = Matched::default();
     let verifier = Arc::new(PinnedServer {
         pin,
         provider: provider.clone(),
+        matched: matched.clone(),
     });
     let mut cfg = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
@@ -55,13 +90,14 @@ pub fn pinned_client_config(pin: Pin, alpn: &[&[u8]]) -> Result<ClientConfig, Tl
         .with_no_client_auth();
     cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     cfg.enable_early_data = false;
-    Ok(cfg)
+    Ok((cfg, matched))
 }
 
 #[derive(Debug)]
 struct PinnedServer {
     pin: Pin,
     provider: Arc<CryptoProvider>,
+    matched: Matched,
 }
 
 fn refused(why: &str) -> rustls::Error {
@@ -87,15 +123,29 @@ impl ServerCertVerifier for PinnedServer {
                 roots.add(ca.clone().into_owned())?;
                 // The pinned CA as the one trust anchor: names, validity
                 // and signatures are checked as for any server.
-                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
-                    .build()
-                    .map_err(|e| refused(&e.to_string()))?
-                    .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+                let ok = WebPkiServerVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    self.provider.clone(),
+                )
+                .build()
+                .map_err(|e| refused(&e.to_string()))?
+                .verify_server_cert(
+                    end_entity,
+                    intermediates,
+                    server_name,
+                    ocsp,
+                    now,
+                )?;
+                self.matched.set(ca);
+                Ok(ok)
             }
             // The key itself is pinned, as an SSH host key is: the
             // handshake's signature proves the server holds it.
             Pin::ServerKey(digest) => match server_key_digest(end_entity) {
-                Some(d) if d == digest => Ok(ServerCertVerified::assertion()),
+                Some(d) if d == digest => {
+                    self.matched.set(end_entity);
+                    Ok(ServerCertVerified::assertion())
+                }
                 _ => Err(refused("the server's key is not the pinned one")),
             },
         }
@@ -146,11 +196,12 @@ mod tests {
 
     /// A handshake in memory between the fixture server (leaf and CA) and
     /// a client pinned to `pin`, connecting to `name`.
-    fn handshake(pin: Pin, name: &str) -> Result<(), rustls::Error> {
+    fn handshake(pin: Pin, name: &str) -> Result<Matched, rustls::Error> {
         let chain = load_certs(&fixture("server.pem")).unwrap();
         let key = load_key(&fixture("server.key")).unwrap();
         let server_cfg = Arc::new(server_config(chain, key).unwrap());
-        let client_cfg = Arc::new(pinned_client_config(pin, &[]).unwrap());
+        let (client_cfg, matched) = pinned_client_config_seen(pin, &[]).unwrap();
+        let client_cfg = Arc::new(client_cfg);
         let name = ServerName::try_from(name.to_owned()).unwrap();
         let mut client = rustls::ClientConnection::new(client_cfg, name)?;
         let mut server = rustls::ServerConnection::new(server_cfg)?;
@@ -164,7 +215,7 @@ mod tests {
             client.read_tls(&mut &buf[..]).unwrap();
             client.process_new_packets()?;
             if !client.is_handshaking() && !server.is_handshaking() {
-                return Ok(());
+                return Ok(matched);
             }
         }
         panic!("the handshake did not finish");
@@ -180,7 +231,8 @@ mod tests {
             Pin::CaCertificate(Sha256::digest(ca[0].as_ref()).into()),
             "the chain's last certificate is the fixture CA"
         );
-        handshake(pin, "localhost").unwrap();
+        let matched = handshake(pin, "localhost").unwrap().certificate();
+        assert_eq!(matched.as_ref(), Some(&ca[0]), "the pinned CA is kept");
         // The pinned CA vouches only for the names it signed.
         assert!(handshake(pin, "api.example").is_err());
         assert!(handshake(Pin::CaCertificate([7; 32]), "localhost").is_err());
@@ -193,7 +245,12 @@ mod tests {
         let Pin::ServerKey(digest) = leaf_only else {
             panic!("one certificate: its key is pinned, {leaf_only:?}");
         };
-        handshake(Pin::ServerKey(digest), "localhost").unwrap();
+        let matched = handshake(Pin::ServerKey(digest), "localhost").unwrap();
+        assert_eq!(
+            matched.certificate().as_ref(),
+            Some(&chain[0]),
+            "the server's own"
+        );
         handshake(Pin::ServerKey(digest), "api.example").unwrap();
         let mut other = digest;
         other[0] ^= 1;

@@ -1,6 +1,5 @@
 //! The keystore's TOML file format (feature `keystore-file`).
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
 use std::path::Path;
@@ -9,7 +8,7 @@ use std::sync::Arc;
 use toml_edit::{ImDocument, Item, TableLike, Value};
 use zeroize::Zeroizing;
 
-use super::{ClientKeys, Keystore};
+use super::{ClientKeys, Keystore, PendingInvite};
 use crate::keys::private_file::{write_private, Existing};
 use crate::protocol::client_id::ClientId;
 use crate::protocol::schedule::{KeyFileError, SoftwareRootKey};
@@ -50,11 +49,10 @@ pub enum KeystoreError {
         /// The type it has ([`kind_of`]), never its value.
         found: &'static str,
     },
-    /// A field other than `clients` at the top, or other than `keys` in a
-    /// client's table.
-    #[error(
-        "keystore, {at}: unknown field {name} in {table} (the only field there is `{allowed}`)"
-    )]
+    /// A field other than `clients` and `invites` at the top, other than
+    /// `keys` in a client's table, or other than `secret`, `expires` and
+    /// `url` in an invite's.
+    #[error("keystore, {at}: unknown field {name} in {table} (the fields there are {allowed})")]
     UnknownField {
         /// Where the field's name is.
         at: Position,
@@ -62,8 +60,41 @@ pub enum KeystoreError {
         name: Name,
         /// The table it is in, in words.
         table: String,
-        /// The one field that table takes.
+        /// The fields that table takes.
         allowed: &'static str,
+    },
+    /// An invite's table lacks `secret`, `expires` or `url`.
+    #[error("keystore, {at}: invite {client} has no `{field}`")]
+    MissingField {
+        /// Where the invite's table is.
+        at: Position,
+        /// The client id.
+        client: String,
+        /// The field missing.
+        field: &'static str,
+    },
+    /// An invite's `secret` is not unpadded base64url of 32 bytes, its
+    /// `expires` not a non-negative integer, or its `url` not
+    /// `https://host[:port]`.
+    #[error("keystore, {at}: invite {client}: `{field}` {problem}")]
+    BadInvite {
+        /// Where the value is.
+        at: Position,
+        /// The client id.
+        client: String,
+        /// The field.
+        field: &'static str,
+        /// What is wrong with it, without its text.
+        problem: &'static str,
+    },
+    /// A client and a pending invite of the same id: the invite would
+    /// enrol a client that exists.
+    #[error("keystore, {at}: {client} is both a client and a pending invite; remove one")]
+    InviteForClient {
+        /// Where the invite's table is.
+        at: Position,
+        /// The client id.
+        client: String,
     },
     /// A `[clients.<id>]` name is not a valid client id (§1).
     #[error("keystore, {at}: client id {id} is not 1-64 characters of [A-Za-z0-9._-]")]
@@ -313,38 +344,34 @@ impl Keystore {
     pub fn parse(text: &str) -> Result<Keystore, KeystoreError> {
         let doc = parse_toml(text).map_err(KeystoreError::Syntax)?;
         let root = doc.as_table();
-        for (name, _) in root.iter() {
-            if name != "clients" {
-                return Err(KeystoreError::UnknownField {
-                    at: Position::first(text, &[key_span(root, name)]),
-                    name: Name::new(name),
-                    table: "the top level".into(),
-                    allowed: "clients",
+        only_fields(
+            text,
+            root,
+            &["clients", "invites"],
+            "the top level",
+            "`clients`, `invites`",
+        )?;
+        let mut ks = Keystore::default();
+        for (id, entry, entry_at) in
+            entries(text, root, "clients", "a table of clients ([clients.<id>])")?
+        {
+            let keys = client_keys(text, &id, entry, entry_at)?;
+            ks.clients
+                .insert(id.clone(), Arc::new(ClientKeys { id, keys }));
+        }
+        for (id, entry, entry_at) in
+            entries(text, root, "invites", "a table of invites ([invites.<id>])")?
+        {
+            if ks.clients.contains_key(&id) {
+                return Err(KeystoreError::InviteForClient {
+                    at: entry_at,
+                    client: id.to_string(),
                 });
             }
+            let invite = invite(text, &id, entry, entry_at)?;
+            ks.invites.insert(id, invite);
         }
-        let mut clients = BTreeMap::new();
-        let Some(item) = root.get("clients") else {
-            return Ok(Keystore { clients });
-        };
-        let table = item
-            .as_table_like()
-            .ok_or_else(|| KeystoreError::WrongType {
-                at: Position::first(text, &[item.span(), key_span(root, "clients")]),
-                field: "clients".into(),
-                expected: "a table of clients ([clients.<id>])",
-                found: kind_of(item),
-            })?;
-        for (name, entry) in table.iter() {
-            let entry_at = Position::first(text, &[key_span(table, name), entry.span()]);
-            let id = ClientId::new(name).map_err(|_| KeystoreError::BadClientId {
-                at: entry_at,
-                id: Name::new(name),
-            })?;
-            let keys = client_keys(text, &id, entry, entry_at)?;
-            clients.insert(id.clone(), Arc::new(ClientKeys { id, keys }));
-        }
-        Ok(Keystore { clients })
+        Ok(ks)
     }
     /// Reads and parses the keystore file at `path` (at most
     /// [`MAX_KEYSTORE_BYTES`]); the text read is wiped afterwards.
@@ -385,6 +412,25 @@ impl Keystore {
                     head.len() + quoted + 2 * keys.len().saturating_sub(1) + "]\n".len()
                 })
                 .sum::<usize>();
+        let invites: Vec<(String, Zeroizing<String>, String)> = self
+            .invites
+            .values()
+            .map(|i| {
+                let head = format!("\n[invites.\"{}\"]\nsecret = \"", i.client.id);
+                let tail = format!(
+                    "\"\nexpires = {}\nurl = \"{}\"\n",
+                    i.expires,
+                    // An invite's URL has no backslash (`is_origin`).
+                    i.url.replace('"', "\\\"")
+                );
+                (head, i.secret().to_b64url(), tail)
+            })
+            .collect();
+        let len = len
+            + invites
+                .iter()
+                .map(|(head, secret, tail)| head.len() + secret.len() + tail.len())
+                .sum::<usize>();
         let mut out = Zeroizing::new(String::with_capacity(len));
         out.push_str(HEADER);
         for (head, keys) in &clients {
@@ -399,24 +445,73 @@ impl Keystore {
             }
             out.push_str("]\n");
         }
+        for (head, secret, tail) in &invites {
+            out.push_str(head);
+            out.push_str(secret);
+            out.push_str(tail);
+        }
         out
     }
+}
+
+/// An exclusive lock on a keystore file, held by whoever reads it to write
+/// it back (a `jwt-server keys` command, an enrolling server), so two
+/// writers never lose each other's change. Readers need no lock: a write is
+/// a rename ([`Keystore::save_atomic`]). Released on drop.
+#[derive(Debug)]
+pub struct KeystoreLock {
+    _file: std::fs::File,
+}
+
+impl KeystoreLock {
+    /// Waits for the lock on `path`: an advisory lock on `.NAME.lock`
+    /// beside it (created mode 0600), since the keystore file itself is
+    /// replaced on every write.
+    pub fn acquire(path: &Path) -> std::io::Result<KeystoreLock> {
+        let (dir, name) = dir_and_name(path)?;
+        let lock = dir.join(format!(".{}.lock", name.to_string_lossy()));
+        let mut open = std::fs::OpenOptions::new();
+        open.create(true).truncate(false).write(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+        let file = open.open(&lock)?;
+        file.lock()?;
+        Ok(KeystoreLock { _file: file })
+    }
+
+    /// The keystore at `path` as it is now, empty if there is no file yet.
+    pub fn load(&self, path: &Path) -> Result<Keystore, KeystoreError> {
+        match Keystore::load(path) {
+            Err(KeystoreError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                Ok(Keystore::default())
+            }
+            other => other,
+        }
+    }
+}
+
+/// The directory of `path` (`.` for a bare name) and its file name.
+fn dir_and_name(path: &Path) -> std::io::Result<(&Path, &std::ffi::OsStr)> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "keystore path has no file name",
+        )
+    })?;
+    Ok((dir, name))
 }
 
 impl Keystore {
     /// Writes the keystore atomically: a 0600 temporary file in the same
     /// directory, fsync, rename over `path`. A reader never sees a half file.
     pub fn save_atomic(&self, path: &Path) -> std::io::Result<()> {
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        let name = path.file_name().ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "keystore path has no file name",
-            )
-        })?;
+        let (dir, name) = dir_and_name(path)?;
         let tmp = dir.join(format!(
             ".{}.tmp{}",
             name.to_string_lossy(),
@@ -437,6 +532,119 @@ impl Keystore {
     }
 }
 
+/// Refuses any field of `table` not in `fields`.
+fn only_fields(
+    text: &str,
+    table: &dyn TableLike,
+    fields: &[&str],
+    what: &str,
+    allowed: &'static str,
+) -> Result<(), KeystoreError> {
+    match table.iter().find(|(name, _)| !fields.contains(name)) {
+        Some((name, _)) => Err(KeystoreError::UnknownField {
+            at: Position::first(text, &[key_span(table, name)]),
+            name: Name::new(name),
+            table: what.into(),
+            allowed,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The `[<field>.<id>]` entries of the top-level table `field`, each with
+/// its id checked and where it is.
+fn entries<'d>(
+    text: &str,
+    root: &'d dyn TableLike,
+    field: &str,
+    expected: &'static str,
+) -> Result<Vec<(ClientId, &'d Item, Position)>, KeystoreError> {
+    let Some(item) = root.get(field) else {
+        return Ok(Vec::new());
+    };
+    let table = item
+        .as_table_like()
+        .ok_or_else(|| KeystoreError::WrongType {
+            at: Position::first(text, &[item.span(), key_span(root, field)]),
+            field: field.into(),
+            expected,
+            found: kind_of(item),
+        })?;
+    table
+        .iter()
+        .map(|(name, entry)| {
+            let at = Position::first(text, &[key_span(table, name), entry.span()]);
+            let id = ClientId::new(name).map_err(|_| KeystoreError::BadClientId {
+                at,
+                id: Name::new(name),
+            })?;
+            Ok((id, entry, at))
+        })
+        .collect()
+}
+
+/// One `[invites.<id>]` table: `secret`, `expires`, `url`.
+fn invite(
+    text: &str,
+    id: &ClientId,
+    entry: &Item,
+    entry_at: Position,
+) -> Result<PendingInvite, KeystoreError> {
+    let table = entry
+        .as_table_like()
+        .ok_or_else(|| KeystoreError::WrongType {
+            at: entry_at,
+            field: format!("invites.{id}"),
+            expected: "a table with `secret`, `expires` and `url`",
+            found: kind_of(entry),
+        })?;
+    only_fields(
+        text,
+        table,
+        &["secret", "expires", "url"],
+        &format!("[invites.{id}]"),
+        "`secret`, `expires`, `url`",
+    )?;
+    let field = |name: &'static str| {
+        let item = table.get(name).ok_or_else(|| KeystoreError::MissingField {
+            at: entry_at,
+            client: id.to_string(),
+            field: name,
+        })?;
+        let at = Position::first(text, &[item.span(), key_span(table, name)]);
+        let bad = move |problem| KeystoreError::BadInvite {
+            at,
+            client: id.to_string(),
+            field: name,
+            problem,
+        };
+        Ok::<_, KeystoreError>((item, bad))
+    };
+    let (item, bad) = field("secret")?;
+    let secret = item
+        .as_str()
+        .and_then(|s| SoftwareRootKey::from_b64url(s).ok())
+        .filter(|k| k.expose().len() == crate::protocol::invite::SECRET_LEN)
+        .ok_or_else(|| bad("must be the base64url of 32 bytes"))?;
+    let (item, bad) = field("expires")?;
+    let expires = item
+        .as_integer()
+        .and_then(|n| u64::try_from(n).ok())
+        .ok_or_else(|| bad("must be a time in Unix seconds (an integer)"))?;
+    let (item, bad) = field("url")?;
+    let url = item
+        .as_str()
+        .filter(|u| crate::protocol::invite::is_origin(u))
+        .ok_or_else(|| bad("must be a string https://HOST[:PORT]"))?;
+    let mut ks = Keystore::default();
+    ks.set_invite(id.clone(), secret, expires, url)
+        .map_err(|_| bad("must be a string https://HOST[:PORT]"))?;
+    Ok(ks
+        .invites
+        .remove(id)
+        .unwrap_or_else(|| unreachable!("just set")))
+}
+
 /// One client's `[clients.<id>]` table: `keys`, an array of key strings.
 fn client_keys(
     text: &str,
@@ -452,16 +660,7 @@ fn client_keys(
             expected: "a table with `keys = [...]`",
             found: kind_of(entry),
         })?;
-    for (name, _) in table.iter() {
-        if name != "keys" {
-            return Err(KeystoreError::UnknownField {
-                at: Position::first(text, &[key_span(table, name)]),
-                name: Name::new(name),
-                table: format!("[clients.{id}]"),
-                allowed: "keys",
-            });
-        }
-    }
+    only_fields(text, table, &["keys"], &format!("[clients.{id}]"), "`keys`")?;
     let Some(item) = table.get("keys") else {
         return Err(KeystoreError::NoKeys {
             at: entry_at,
@@ -515,6 +714,7 @@ fn client_keys(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keys::keystore::{EnrolRefusal, SetInviteError};
 
     const K1: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
     const K2: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8";
@@ -547,6 +747,86 @@ mod tests {
             let text = ks.to_toml();
             assert_eq!(text.capacity(), text.len(), "{clients} clients");
             assert_eq!(Keystore::parse(&text).unwrap().len(), clients);
+        }
+    }
+
+    /// Invites round-trip beside clients; enrolling one turns it into a
+    /// client in one step, and every refusal leaves the keystore as it was.
+    #[test]
+    fn invites_round_trip_and_enrol_once() {
+        let text = format!(
+            "[clients.c1]\nkeys = [\"{K1}\"]\n[invites.c2]\nsecret = \"{K2}\"\nexpires = 2000\nurl = \"https://api.example:8443\"\n"
+        );
+        let ks = Keystore::parse(&text).unwrap();
+        let again = Keystore::parse(&ks.to_toml()).unwrap();
+        let invite = again.invite("c2").unwrap();
+        assert_eq!(
+            (invite.expires, invite.url.as_str()),
+            (2000, "https://api.example:8443")
+        );
+        assert_eq!(invite.secret().to_b64url().as_str(), K2);
+        assert_eq!(ks.to_toml().capacity(), ks.to_toml().len());
+        // The secret is no root key of the keystore's lookup.
+        use crate::protocol::lookup::KeyLookup;
+        assert!(again.client_keys("c2").is_none());
+        assert!(again.pending_at(1999).client_keys("c2").is_some());
+        assert!(
+            again.pending_at(2000).client_keys("c2").is_none(),
+            "expired"
+        );
+
+        let id = ClientId::new("c2").unwrap();
+        let secret = invite.secret().clone();
+        let mut ks = again;
+        let wrong = SoftwareRootKey::from_b64url(K1).unwrap();
+        let key = SoftwareRootKey::generate;
+        assert_eq!(
+            ks.enrol(&id, &wrong, key(), 10),
+            Err(EnrolRefusal::Replaced)
+        );
+        assert_eq!(
+            ks.enrol(&id, &secret, key(), 2000),
+            Err(EnrolRefusal::Expired)
+        );
+        assert!(ks.invite("c2").is_some() && ks.get("c2").is_none());
+        ks.enrol(&id, &secret, key(), 1999).unwrap();
+        assert!(ks.invite("c2").is_none() && ks.get("c2").is_some());
+        assert_eq!(
+            ks.enrol(&id, &secret, key(), 1999),
+            Err(EnrolRefusal::ClientExists)
+        );
+        let c1 = ClientId::new("c1").unwrap();
+        assert_eq!(
+            ks.enrol(&ClientId::new("c3").unwrap(), &secret, key(), 1),
+            Err(EnrolRefusal::NoInvite)
+        );
+        assert_eq!(
+            ks.set_invite(c1, secret.clone(), 1, "https://a"),
+            Err(SetInviteError::ClientExists)
+        );
+        assert_eq!(
+            ks.set_invite(ClientId::new("c4").unwrap(), secret, 1, "https://a/x"),
+            Err(SetInviteError::Url)
+        );
+    }
+
+    #[test]
+    fn a_broken_invite_is_refused_without_quoting_its_secret() {
+        let url = "url = \"https://a\"";
+        let cases = [
+            (format!("[invites.c2]\nsecret = \"{K2}\"\nexpires = 1\n"), "has no `url`"),
+            (format!("[invites.c2]\nsecret = \"{K2}x\"\nexpires = 1\n{url}\n"), "`secret` must be"),
+            (format!("[invites.c2]\nsecret = \"{K2}{K2}\"\nexpires = 1\n{url}\n"), "32 bytes"),
+            (format!("[invites.c2]\nsecret = \"{K2}\"\nexpires = -1\n{url}\n"), "`expires`"),
+            (format!("[invites.c2]\nsecret = \"{K2}\"\nexpires = 1\nurl = \"http://a\"\n"), "`url`"),
+            (format!("[invites.c2]\nsecret = \"{K2}\"\nexpires = 1\n{url}\nkeys = [\"{K2}\"]\n"), "\"keys\" in [invites.c2]"),
+            (format!("[clients.c2]\nkeys = [\"{K1}\"]\n[invites.c2]\nsecret = \"{K2}\"\nexpires = 1\n{url}\n"), "both a client and a pending invite"),
+            (format!("invites = \"{K2}\"\n"), "`invites`"),
+        ];
+        for (text, want) in cases {
+            let err = Keystore::parse(&text).unwrap_err().to_string();
+            assert!(err.contains(want), "{err:?} should say {want:?}");
+            assert!(!err.contains(&K2[4..20]), "{err:?} quotes the secret");
         }
     }
 

@@ -25,6 +25,7 @@ macro_rules! outln {
 
 mod bench;
 mod demo;
+mod enroll;
 mod keys;
 mod proxy;
 
@@ -41,6 +42,8 @@ struct Cli {
 }
 
 const EXAMPLES: &str = "Examples (from the repository root, with `jwt-server` running):
+  jwt-client enroll jb1.AQ...     # the line `jwt-server keys invite NAME` printed; then:
+  jwt-client send --claims '{\"role\":\"ops\"}'   # no flags after enrolling
   jwt-client send --client-id client1 --key-file fixtures/client1.key --claims '{\"role\":\"ops\"}'
   jwt-client send --form signed-then-encrypted --count 5 --client-id client1 --key-file fixtures/client1.key
   jwt-client send --method GET --path /api/orders --client-id client1 --key-file fixtures/client1.key  # through a gateway
@@ -51,6 +54,13 @@ enum Command {
     /// Send requests (POST /v1/claims unless --method/--path say otherwise)
     /// with fresh bound tokens on one keep-alive connection.
     Send(SendArgs),
+    /// Enrol this machine with an invite from `jwt-server keys invite`:
+    /// connect to the server the invite names, accept it only if it
+    /// matches the invite's pin, prove the invite with a bound token, and
+    /// receive this client's root key on that connection. Writes the
+    /// configuration `send` and `proxy` then read (server, CA, client id,
+    /// key), so they need no flags.
+    Enroll(enroll::EnrollArgs),
     /// Start a server in-process and show each form accepted and replays refused.
     Demo {
         /// Machine-readable result lines instead of the narrated demo.
@@ -101,6 +111,12 @@ pub(crate) struct ConnArgs {
     /// CA certificate(s) that sign the server's certificate (PEM).
     #[arg(long, env = "JWT_CA", default_value = "fixtures/ca.pem", value_hint = ValueHint::FilePath)]
     ca: PathBuf,
+    /// Trust only a server whose certificate holds this public key,
+    /// `sha256:<base64url of the SubjectPublicKeyInfo's SHA-256>`, instead
+    /// of --ca (what `jwt-client enroll` records for a server whose invite
+    /// pins its key).
+    #[arg(long, env = "JWT_SERVER_KEY_PIN")]
+    server_key_pin: Option<String>,
     /// This client's id (the token's iss and kid) [required].
     #[arg(long, env = "JWT_CLIENT_ID")]
     client_id: Option<String>,
@@ -117,21 +133,46 @@ impl ConnArgs {
             "--client-id is required (or JWT_CLIENT_ID; for the proxy, client_id in --config)",
         )?;
         let id = ClientId::new(id).map_err(|e| format!("--client-id: {e}"))?;
-        let roots = tls::load_roots(&self.ca).map_err(|e| format!("--ca: {e}"))?;
         let version = match http {
             Http::Auto => HttpVersion::Auto,
             Http::H1 => HttpVersion::Http1,
             Http::H2 => HttpVersion::Http2,
         };
-        let setup = ClientSetup::new(roots, version, id, self.key.open().await?)
+        let roots = match &self.server_key_pin {
+            Some(_) => rustls::RootCertStore::empty(),
+            None => tls::load_roots(&self.ca).map_err(|e| format!("--ca: {e}"))?,
+        };
+        let mut setup = ClientSetup::new(roots, version, id, self.key.open().await?)
             .map_err(|e| e.to_string())?;
+        if let Some(pin) = &self.server_key_pin {
+            let digest = enroll::parse_key_pin(pin)?;
+            let cfg = jose_binding::pin::pinned_client_config(
+                jose_binding::invite::Pin::ServerKey(digest),
+                version.alpn(),
+            )
+            .map_err(|e| e.to_string())?;
+            setup.tls = std::sync::Arc::new(cfg);
+        }
         Ok((target, setup))
     }
 }
 
+/// `jwt-client send`: where the enrolled configuration is, then the
+/// settings it may give.
 #[derive(clap::Args, Debug)]
 struct SendArgs {
     #[command(flatten)]
+    profile: enroll::ConfigDir,
+    #[command(flatten)]
+    settings: SendSettings,
+}
+
+/// Every setting of `send`: flag, env var, default, help, and (the field's
+/// name) the key in the enrolled configuration.
+#[derive(clap::Args, Debug, Serialize, Deserialize)]
+struct SendSettings {
+    #[command(flatten)]
+    #[serde(flatten)]
     conn: ConnArgs,
     /// Token form.
     #[arg(long, env = "JWT_FORM", default_value = "signed")]
@@ -145,7 +186,7 @@ struct SendArgs {
     path: String,
     /// HTTP method.
     #[arg(long, default_value = "POST")]
-    method: http::Method,
+    method: String,
     /// Requests on the one connection, each with a fresh token. If the
     /// connection breaks, the client reconnects (fresh keys) and goes on.
     #[arg(long, default_value_t = 1)]
@@ -189,6 +230,7 @@ fn main() -> ExitCode {
             "proxy",
             jose_binding_settings::annotate::<proxy::ProxySettings>,
         )
+        .mut_subcommand("send", jose_binding_settings::annotate::<SendSettings>)
         .get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     // The sidecar logs a line per request; the other commands only warnings.
@@ -227,7 +269,11 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Send(a) => send(a).await,
+            Command::Send(a) => match matches.subcommand_matches("send") {
+                Some(m) => send(a, m).await,
+                None => Err("no send arguments".into()),
+            },
+            Command::Enroll(a) => enroll::run(a).await,
             Command::Bench(a) => bench::run(a).await,
             Command::Proxy(a) => match matches.subcommand_matches("proxy") {
                 Some(m) => proxy::run(a, m).await,
@@ -275,8 +321,13 @@ pub(crate) fn read_claims(arg: &str) -> Result<Value, String> {
     Ok(v)
 }
 
-async fn send(a: SendArgs) -> Result<ExitCode, String> {
+async fn send(a: SendArgs, matches: &clap::ArgMatches) -> Result<ExitCode, String> {
+    let file = a.profile.enrolled()?;
+    let a: SendSettings = jose_binding_settings::layer(a.settings, matches, file.as_ref())
+        .map_err(|e| e.to_string())?;
     let claims = read_claims(&a.claims)?;
+    let method = http::Method::from_bytes(a.method.as_bytes())
+        .map_err(|_| format!("--method {:?} is not an HTTP method", a.method))?;
     let (target, mut setup) = a.conn.setup(a.http).await?;
     setup.audience = a.audience.clone();
     setup.ttl_secs = a.ttl;
@@ -289,7 +340,7 @@ async fn send(a: SendArgs) -> Result<ExitCode, String> {
         if i > 1 && a.interval_ms > 0 {
             tokio::time::sleep(std::time::Duration::from_millis(a.interval_ms)).await;
         }
-        let reply = match send_one(&mut conn, &a, &claims).await {
+        let reply = match send_one(&mut conn, &a, &method, &claims).await {
             Ok(r) => r,
             // The connection broke (server restarted, network): a token is
             // bound to its connection, so reconnect, derive fresh keys and
@@ -300,7 +351,7 @@ async fn send(a: SendArgs) -> Result<ExitCode, String> {
                 }
                 conn = reconnect(&target, &setup).await?;
                 announce(&conn, &target, a.json, "reconnected to");
-                send_one(&mut conn, &a, &claims)
+                send_one(&mut conn, &a, &method, &claims)
                     .await
                     .map_err(|e| e.to_string())?
             }
@@ -320,11 +371,12 @@ async fn send(a: SendArgs) -> Result<ExitCode, String> {
 /// One request with a fresh token.
 async fn send_one(
     conn: &mut BoundConnection,
-    a: &SendArgs,
+    a: &SendSettings,
+    method: &http::Method,
     claims: &Value,
 ) -> Result<Reply, jose_binding::client::ClientError> {
     let token = conn.token(a.form, claims)?;
-    conn.request(a.method.clone(), &a.path, Some(&token)).await
+    conn.request(method.clone(), &a.path, Some(&token)).await
 }
 
 /// Up to 10 attempts over about 10 s, so a restarting server is waited for.

@@ -28,9 +28,12 @@ use crate::{read_claims, ConnArgs, Http};
   http_proxy=http://127.0.0.1:8080 curl http://localhost/v1/claims   # with --allow-host localhost")]
 pub struct ProxyArgs {
     /// TOML file with any of the settings below, each under its [config:
-    /// KEY]; flags and environment variables take precedence.
+    /// KEY]; flags and environment variables take precedence [default: the
+    /// configuration `jwt-client enroll` wrote, if any].
     #[arg(long, env = "JWT_PROXY_CONFIG", value_hint = ValueHint::FilePath)]
     config: Option<PathBuf>,
+    #[command(flatten)]
+    profile: crate::enroll::ConfigDir,
     /// Log lines as JSON.
     #[arg(long, env = "JWT_PROXY_JSON", value_parser = BoolishValueParser::new())]
     pub(crate) json: bool,
@@ -123,7 +126,7 @@ impl ClaimsArg {
 pub async fn run(a: ProxyArgs, matches: &ArgMatches) -> Result<ExitCode, String> {
     let file = match &a.config {
         Some(p) => Some(ConfigFile::read(p).map_err(|e| e.to_string())?),
-        None => None,
+        None => a.profile.enrolled()?,
     };
     let s: ProxySettings = jose_binding_settings::layer(a.settings, matches, file.as_ref())
         .map_err(|e| e.to_string())?;

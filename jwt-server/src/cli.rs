@@ -49,6 +49,7 @@ pub(crate) const EXAMPLES: &str = "Examples:
   jwt-server --config /etc/jwt/server.toml --upstream http://127.0.0.1:3000 --public-path /health
   jwt-server keys add client7 --keystore /etc/jwt/keystore.toml --key-out client7.key
   jwt-server keys rotate client7 --config /etc/jwt/server.toml --key-out client7.key
+  jwt-server keys invite client8 --config /etc/jwt/server.toml   # then on the client: jwt-client enroll <line>
   jwt-server keys split client7 --threshold 2 --holder alice=age1... --holder bob=age1... --holder carol=age1...
   jwt-server keys combine client7 client7-alice.share client7-carol.share --identity alice.key --identity carol.key
   kill -HUP $(pidof jwt-server)                # reload the keystore, certificate and key now
@@ -105,6 +106,27 @@ pub(crate) enum KeysCommand {
     /// Decrypt your own share with your age identity, to hand it to the
     /// operator who combines. The output is the share in the clear.
     ShareDecrypt(ShareDecryptArgs),
+    /// Invite a new client: record a one-time secret for it (valid for
+    /// --ttl) and print one line, `jb1.…`, to run on the client as
+    /// `jwt-client enroll <line>`. The line is a credential until used:
+    /// hand it over as you would a password. A server started with
+    /// --enroll turns it into the client's root key on first use.
+    Invite(InviteArgs),
+    /// List pending invites: client, expiry, advertised URL (never their
+    /// secrets).
+    Invites {
+        /// The keystore [default: --config's keystore; with --dev fixtures/keystore.toml].
+        #[arg(long, env = "JWT_KEYSTORE")]
+        keystore: Option<PathBuf>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a pending invite: its line stops working at once.
+    RevokeInvite {
+        #[command(flatten)]
+        target: KeyTarget,
+    },
     /// List clients with key fingerprints (never keys).
     List {
         /// The keystore [default: --config's keystore; with --dev fixtures/keystore.toml].
@@ -114,6 +136,38 @@ pub(crate) enum KeysCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct InviteArgs {
+    #[command(flatten)]
+    pub(crate) target: KeyTarget,
+    /// How long the invite is accepted: 30m, 24h, 7d (at most 30d).
+    #[arg(long, default_value = "24h", value_parser = ttl)]
+    pub(crate) ttl: std::time::Duration,
+    /// The URL clients reach this server at, https://HOST[:PORT]; HOST must
+    /// be the server's --audience [default: https://<--audience>:<--listen's port>].
+    #[arg(long, value_name = "URL")]
+    pub(crate) advertise: Option<String>,
+    /// The certificate chain clients see, PEM, leaf first (a TLS-terminating
+    /// frontend's) [default: the server's --cert].
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub(crate) chain: Option<PathBuf>,
+    /// Write the invite line here (mode 0600) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) out: Option<PathBuf>,
+    /// Print the invite line on stdout even when it is not a terminal.
+    #[arg(long, conflicts_with = "out")]
+    pub(crate) stdout: bool,
+}
+
+/// `--ttl`: a humantime duration from a minute to 30 days.
+fn ttl(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (e.g. 30m, 24h, 7d)"))?;
+    if d < std::time::Duration::from_secs(60) || d > std::time::Duration::from_secs(30 * 86_400) {
+        return Err("an invite lasts from 1m to 30d".into());
+    }
+    Ok(d)
 }
 
 #[derive(Args, Debug)]
@@ -247,6 +301,12 @@ pub(crate) struct ServeSettings {
     /// The audience tokens must name in `aud`.
     #[arg(long, env = "JWT_AUDIENCE", default_value_t = Policy::default().audience)]
     pub(crate) audience: String,
+    /// Serve POST /v1/enroll: a client holding an invite from `keys invite`
+    /// gets its root key on its first, bound connection (at most a few
+    /// attempts a second per source address). The server then writes its
+    /// keystore file, so it must be able to.
+    #[arg(long, env = "JWT_ENROLL", value_parser = BoolishValueParser::new())]
+    pub(crate) enroll: bool,
     /// Accepted forms, comma-separated: signed, encrypted-then-signed,
     /// signed-then-encrypted.
     #[arg(long, env = "JWT_FORMS", value_delimiter = ',', default_values_t = Form::ALL)]

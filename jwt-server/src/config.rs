@@ -79,6 +79,8 @@ pub(crate) struct Settings {
     pub(crate) status_listen: Option<SocketAddr>,
     /// How long SIGTERM keeps serving with `/readyz` at 503.
     pub(crate) drain: Duration,
+    /// Serve `POST /v1/enroll` (`--enroll`).
+    pub(crate) enroll: bool,
 }
 
 /// What serving needs, from the layered settings; checks what a type
@@ -190,6 +192,7 @@ pub(crate) fn settings(g: &Global, s: &ServeSettings) -> Result<Settings, String
         gateway,
         status_listen: s.status_listen,
         drain: Duration::from_secs(s.drain_secs),
+        enroll: s.enroll,
     })
 }
 

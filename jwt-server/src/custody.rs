@@ -18,6 +18,7 @@ pub(crate) fn split(a: SplitArgs, g: &Global, s: &ServeSettings) -> Result<(), S
     if !keystore.exists() {
         return Err(missing_hint("keystore", &keystore));
     }
+    let _lock = crate::keys::lock(&keystore)?;
     let mut ks = Keystore::load(&keystore).map_err(|e| e.to_string())?;
     let entry = ks
         .get(id.as_str())
@@ -101,7 +102,7 @@ pub(crate) fn split(a: SplitArgs, g: &Global, s: &ServeSettings) -> Result<(), S
 /// Where `keys combine` puts the rebuilt key.
 enum Destination<'a> {
     KeyFile(&'a Path),
-    Keystore(Keystore, PathBuf),
+    Keystore(PathBuf),
 }
 
 /// `keys combine`: read, decrypt, check and rebuild; write only a checked key.
@@ -122,7 +123,7 @@ pub(crate) fn combine(a: CombineArgs, g: &Global, s: &ServeSettings) -> Result<(
                     ));
                 }
             }
-            Destination::Keystore(ks, keystore)
+            Destination::Keystore(keystore)
         }
     };
     let files = a
@@ -163,7 +164,17 @@ pub(crate) fn combine(a: CombineArgs, g: &Global, s: &ServeSettings) -> Result<(
                 p.display()
             );
         }
-        Destination::Keystore(mut ks, keystore) => {
+        Destination::Keystore(keystore) => {
+            // Read again under the lock: the keystore may have changed
+            // while the shares were decrypted.
+            let _lock = crate::keys::lock(&keystore)?;
+            let mut ks = load_or_empty(&keystore)?;
+            if ks.get(id.as_str()).is_some() && !a.replace {
+                return Err(format!("client {id} was added to {} meanwhile; pass --replace to replace its keys (the keystore is unchanged)", keystore.display()));
+            }
+            if ks.invite(id.as_str()).is_some() {
+                return Err(format!("an invite for {id} is pending; `keys revoke-invite {id}` first (the keystore is unchanged)"));
+            }
             ks.set(id.clone(), vec![rebuilt.key.clone()]);
             save(&ks, &keystore)?;
             outln!("{summary}");

@@ -8,6 +8,7 @@
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
+use jose_binding::keystore::KeystoreLock;
 use jose_binding::private_file::{write_private, Existing};
 use jose_binding::{ClientId, Keystore, RootKey, SoftwareRootKey};
 
@@ -37,10 +38,16 @@ pub(crate) fn keys(cmd: KeysCommand, g: &Global, s: &ServeSettings) -> Result<()
         KeysCommand::Add { target: t, out } => {
             let id = ClientId::new(&t.client_id).map_err(|e| e.to_string())?;
             let path = keystore_for(t.keystore, g, s)?;
+            let _lock = lock(&path)?;
             let mut ks = load_or_empty(&path)?;
             if ks.get(id.as_str()).is_some() {
                 return Err(format!(
                     "client {id} already exists; use `keys rotate {id}`"
+                ));
+            }
+            if ks.invite(id.as_str()).is_some() {
+                return Err(format!(
+                    "an invite for {id} is pending; `keys revoke-invite {id}` first, or let the client enrol"
                 ));
             }
             let out = Destination::of(&out)?;
@@ -55,6 +62,7 @@ pub(crate) fn keys(cmd: KeysCommand, g: &Global, s: &ServeSettings) -> Result<()
         } => {
             let id = ClientId::new(&t.client_id).map_err(|e| e.to_string())?;
             let path = keystore_for(t.keystore, g, s)?;
+            let _lock = lock(&path)?;
             let mut ks = load_or_empty(&path)?;
             let old = ks
                 .get(id.as_str())
@@ -72,6 +80,7 @@ pub(crate) fn keys(cmd: KeysCommand, g: &Global, s: &ServeSettings) -> Result<()
         } => {
             let id = ClientId::new(&t.client_id).map_err(|e| e.to_string())?;
             let path = keystore_for(t.keystore, g, s)?;
+            let _lock = lock(&path)?;
             let mut ks = load_or_empty(&path)?;
             let old = ks
                 .get(id.as_str())
@@ -88,6 +97,9 @@ pub(crate) fn keys(cmd: KeysCommand, g: &Global, s: &ServeSettings) -> Result<()
             eprintln!("{said}");
             Ok(())
         }
+        KeysCommand::Invite(a) => crate::invite::invite(a, g, s),
+        KeysCommand::Invites { keystore, json } => crate::invite::list(keystore, json, g, s),
+        KeysCommand::RevokeInvite { target } => crate::invite::revoke(target, g, s),
         KeysCommand::Split(a) => crate::custody::split(a, g, s),
         KeysCommand::Combine(a) => crate::custody::combine(a, g, s),
         KeysCommand::ShareDecrypt(a) => crate::custody::share_decrypt(a),
@@ -123,6 +135,17 @@ pub(crate) fn keys(cmd: KeysCommand, g: &Global, s: &ServeSettings) -> Result<()
             Ok(())
         }
     }
+}
+
+/// The keystore's write lock, held from reading it to saving it: an
+/// enrolling server or another command never loses this one's change.
+pub(crate) fn lock(path: &Path) -> Result<KeystoreLock, String> {
+    KeystoreLock::acquire(path).map_err(|e| {
+        format!(
+            "cannot lock {} for writing: {e}; nothing was changed",
+            path.display()
+        )
+    })
 }
 
 pub(crate) fn save(ks: &Keystore, path: &Path) -> Result<(), String> {

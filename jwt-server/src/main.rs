@@ -3,7 +3,8 @@
 //! Thin on purpose: this file only dispatches. The command line is in
 //! cli.rs (each setting declared once), what serving makes of them in
 //! config.rs, serving in serve.rs, the keystore's
-//! clients in keys.rs and custody in custody.rs; the binding, the verifier
+//! clients in keys.rs, enrolment invites in invite.rs and custody in
+//! custody.rs; the binding, the verifier
 //! and the serving loop live in the jose-binding library, the echo app
 //! too (`jose_binding::echo`).
 
@@ -21,6 +22,7 @@ macro_rules! outln {
 mod cli;
 mod config;
 mod custody;
+mod invite;
 mod keys;
 mod serve;
 

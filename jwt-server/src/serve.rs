@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jose_binding::echo::EchoApp;
+use jose_binding::enroll::Enrolment;
 use jose_binding::gateway::Gateway;
-use jose_binding::keystore::KeystoreHandle;
-use jose_binding::layer::Binding;
+use jose_binding::keystore::{KeystoreHandle, KeystoreLock};
+use jose_binding::layer::{Binding, Layer};
 use jose_binding::server::{self, FrontendListener};
 use jose_binding::status::{serve_status, Readiness, RenderMetrics};
 use jose_binding::tls::{CertSummary, ReloadableCert};
@@ -68,6 +69,26 @@ pub(crate) fn run_server(
     warn_if_readable(&s.keystore);
     let handle = KeystoreHandle::new(keystore);
     let binding = Binding::new(handle.clone(), s.policy.clone());
+    let enrolment = match s.enroll {
+        false => None,
+        true if s.dev_keystore => {
+            return Err("--enroll writes the keystore, and --dev's is the repository's test keystore: pass --keystore FILE".into())
+        }
+        true => {
+            // Enrolment writes the keystore: find out now if it cannot.
+            KeystoreLock::acquire(&s.keystore).map_err(|e| {
+                format!(
+                    "--enroll: cannot lock {} for writing ({e}); the server must be able to write its keystore's directory",
+                    s.keystore.display()
+                )
+            })?;
+            Some(Enrolment::new(
+                handle.clone(),
+                s.keystore.clone(),
+                binding.policy.clone(),
+            ))
+        }
+    };
     let baseline = match &s.baseline_token_file {
         Some(p) => {
             let token = zeroize::Zeroizing::new(
@@ -108,7 +129,13 @@ pub(crate) fn run_server(
                         reload_routes(gateway.clone(), route_flags),
                     ));
                 }
-                run(s, tls, binding, handle, app, Some(gateway), metrics).await
+                match enrolment {
+                    Some(e) => {
+                        let app = e.layer().layer(app);
+                        run(s, tls, binding, handle, app, Some(gateway), metrics).await
+                    }
+                    None => run(s, tls, binding, handle, app, Some(gateway), metrics).await,
+                }
             }
             None => {
                 let mut app = EchoApp::new(&binding.layer());
@@ -116,7 +143,13 @@ pub(crate) fn run_server(
                     tracing::warn!("POST /v1/baseline is enabled (static bearer token, no binding): for benchmarks only");
                     app = app.with_baseline(t);
                 }
-                run(s, tls, binding, handle, app, None, metrics).await
+                match enrolment {
+                    Some(e) => {
+                        let app = e.layer().layer(app);
+                        run(s, tls, binding, handle, app, None, metrics).await
+                    }
+                    None => run(s, tls, binding, handle, app, None, metrics).await,
+                }
             }
         }
     })
@@ -216,6 +249,7 @@ async fn run<S: server::App>(
                 forms = ?s.policy.forms.iter().map(Form::as_str).collect::<Vec<_>>(),
                 clients = handle.snapshot().len(),
                 keystore = %s.keystore.display(),
+                enroll = s.enroll,
                 routes = ?gateway.as_ref().map(describe_routes),
                 "jwt-server ready (TLS 1.3 only)"
             );
@@ -233,6 +267,7 @@ async fn run<S: server::App>(
                 forms = ?s.policy.forms.iter().map(Form::as_str).collect::<Vec<_>>(),
                 clients = handle.snapshot().len(),
                 keystore = %s.keystore.display(),
+                enroll = s.enroll,
                 routes = ?gateway.as_ref().map(describe_routes),
                 "jwt-server ready (behind a TLS-terminating frontend: plain HTTP from it only)"
             );

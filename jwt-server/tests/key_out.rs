@@ -130,16 +130,22 @@ fn key_out_is_0600_and_matches_the_new_current_key() {
         current(&ks, "client1"),
         RootKey::fingerprint(&key).to_string()
     );
+    let mut left: Vec<_> = std::fs::read_dir(&*dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
     assert_eq!(
-        std::fs::read_dir(&*dir).unwrap().count(),
-        2,
-        "no temporary file left beside the key file"
+        left,
+        [".keystore.toml.lock", "client1.key", "keystore.toml"],
+        "no temporary file left beside the key file (the lock file stays)"
     );
 }
 
-/// Saving fails (the keystore's directory is a regular file, which fails
-/// for root too): the key written first is removed again, and an existing
-/// key file at --key-out is left as it was.
+/// The keystore cannot be written (its directory is a regular file, which
+/// fails for root too): the command stops at taking the keystore's lock,
+/// before any key exists, and an existing key file at --key-out is left as
+/// it was.
 #[test]
 fn a_keystore_that_cannot_be_saved_leaves_no_key_file() {
     let dir = TempDir::new("key-out-nosave");
@@ -152,7 +158,7 @@ fn a_keystore_that_cannot_be_saved_leaves_no_key_file() {
         run(&[&args[..], &key_out[..]].concat(), &dir, &[])
     };
     let out = add();
-    refused(&out, "no key file was written");
+    refused(&out, "nothing was changed");
     let left: Vec<_> = std::fs::read_dir(&*dir)
         .unwrap()
         .map(|e| e.unwrap().file_name())
@@ -161,7 +167,7 @@ fn a_keystore_that_cannot_be_saved_leaves_no_key_file() {
 
     std::fs::write(&file, "the client's current key\n").unwrap();
     let out = add();
-    refused(&out, "the keystore is unchanged");
+    refused(&out, "nothing was changed");
     assert_eq!(
         std::fs::read_to_string(&file).unwrap(),
         "the client's current key\n"

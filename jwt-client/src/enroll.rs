@@ -1,0 +1,515 @@
+//! `jwt-client enroll`: an invite line in, a configured client out
+//! (docs/PROTOCOL.md §10). Also where that configuration lives, for `send`
+//! and `proxy`, which read it when no --config is given.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use clap::ValueHint;
+use http::Method;
+use jose_binding::client::{BoundConnection, ClientError, ClientSetup, HttpVersion, Target};
+use jose_binding::invite::{Invite, Pin};
+use jose_binding::private_file::{write_private, Existing};
+use jose_binding::token::Layer;
+use jose_binding::{b64, Form, RootKey, SoftwareRootKey};
+use jose_binding_settings::ConfigFile;
+use serde::Deserialize;
+use serde_json::json;
+use zeroize::Zeroizing;
+
+use crate::keys::{KeyArgs, TpmArgs};
+use crate::ConnArgs;
+
+/// The configuration's file in its directory.
+pub(crate) const CONFIG: &str = "config.toml";
+/// The root key's file in it (mode 0600), unless the key is in a TPM.
+const KEY: &str = "client.key";
+/// The pinned CA certificate, for a server whose invite pins its CA.
+const CA: &str = "ca.pem";
+
+/// Where the enrolled configuration is.
+#[derive(clap::Args, Debug, Clone)]
+pub(crate) struct ConfigDir {
+    /// Directory of the configuration `jwt-client enroll` writes and `send`
+    /// and `proxy` read [default: /etc/jwt-client as root, else
+    /// $XDG_CONFIG_HOME/jwt-client or ~/.config/jwt-client].
+    #[arg(long, env = "JWT_CLIENT_CONFIG_DIR", value_hint = ValueHint::DirPath)]
+    config_dir: Option<PathBuf>,
+}
+
+impl ConfigDir {
+    /// The directory: --config-dir, else the default for this user.
+    pub(crate) fn dir(&self) -> Result<PathBuf, String> {
+        if let Some(d) = &self.config_dir {
+            return Ok(d.clone());
+        }
+        if is_root() {
+            return Ok(PathBuf::from("/etc/jwt-client"));
+        }
+        let xdg = std::env::var_os("XDG_CONFIG_HOME")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute());
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute());
+        match (xdg, home) {
+            (Some(x), _) => Ok(x.join("jwt-client")),
+            (None, Some(h)) => Ok(h.join(".config/jwt-client")),
+            (None, None) => Err(
+                "no configuration directory: set HOME or XDG_CONFIG_HOME, or pass --config-dir DIR"
+                    .into(),
+            ),
+        }
+    }
+
+    /// The enrolled configuration as a settings file, if there is one;
+    /// its relative paths are relative to its directory.
+    pub(crate) fn enrolled(&self) -> Result<Option<ConfigFile>, String> {
+        let path = match self.dir() {
+            Ok(d) => d.join(CONFIG),
+            // No directory to look in: nothing enrolled, unless one was named.
+            Err(_) if self.config_dir.is_none() => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if !path.exists() {
+            if self.config_dir.is_some() {
+                return Err(format!(
+                    "{} does not exist: enrol first with `jwt-client enroll <invite> --config-dir {}`",
+                    path.display(),
+                    path.parent().unwrap_or(Path::new(".")).display()
+                ));
+            }
+            return Ok(None);
+        }
+        ConfigFile::read(&path)
+            .map(ConfigFile::paths_relative_to_its_dir)
+            .map(Some)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Whether this process runs as root (the owner of /proc/self).
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  jwt-client enroll jb1.AQ...                      # the line from `jwt-server keys invite NAME`
+  jwt-client enroll \"$(cat client8.invite)\" --config-dir /srv/app/jwt-client
+  jwt-client enroll jb1.AQ... --tpm-key /etc/jwt-client/client8.tpm.pem --tcti device:/dev/tpmrm0")]
+pub(crate) struct EnrollArgs {
+    /// The invite line, `jb1.…`, as `jwt-server keys invite` printed it
+    /// (it is checked before any connection: a typo is caught).
+    #[arg(value_name = "INVITE")]
+    invite: String,
+    #[command(flatten)]
+    dir: ConfigDir,
+    /// Replace an existing configuration (and key) in the directory.
+    #[arg(long)]
+    force: bool,
+    /// Put the root key into the TPM (through the salted session) and write
+    /// its TPM key file here; the key is never written to disk.
+    #[arg(long, value_name = "OUT", value_hint = ValueHint::FilePath)]
+    tpm_key: Option<PathBuf>,
+    #[command(flatten)]
+    tpm: TpmArgs,
+    /// Print what was done as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// What the server answers, decrypted.
+#[derive(Deserialize)]
+struct Answer {
+    client_id: String,
+    root_key: Zeroizing<String>,
+    audience: String,
+    forms: Vec<String>,
+}
+
+pub(crate) async fn run(a: EnrollArgs) -> Result<ExitCode, String> {
+    let invite = Invite::parse(&a.invite).map_err(|e| format!("{e} (nothing was sent)"))?;
+    let id = invite.client_id.clone();
+    let dir = a.dir.dir()?;
+    let config = dir.join(CONFIG);
+    if config.exists() && !a.force {
+        return Err(format!(
+            "{} exists: this machine is enrolled already; pass --force to replace it, or --config-dir DIR for another (nothing was sent)",
+            config.display()
+        ));
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    // Past its expiry by more than a clock's drift: the server would refuse it.
+    if now > invite.expires.saturating_add(300) {
+        return Err(format!(
+            "the invite for {id} expired at {}; ask the operator for a new one (nothing was sent)",
+            rfc3339(invite.expires)
+        ));
+    }
+    prepare_dir(&dir)?;
+    #[cfg(not(feature = "tpm"))]
+    if a.tpm_key.is_some() {
+        return Err("this jwt-client was built without TPM support; rebuild with `--features tpm` (needs libtss2-dev), or enrol without --tpm-key (nothing was sent)".into());
+    }
+
+    // 1. The server, recognised by the pin alone.
+    let target = Target::parse(&invite.url).map_err(|e| e.to_string())?;
+    let secret = SoftwareRootKey::new(&invite.secret[..]).map_err(|e| e.to_string())?;
+    let version = HttpVersion::Http1;
+    let (tls, matched) = jose_binding::pin::pinned_client_config_seen(invite.pin, version.alpn())
+        .map_err(|e| e.to_string())?;
+    let mut setup = ClientSetup::new(
+        rustls::RootCertStore::empty(),
+        version,
+        id.clone(),
+        Arc::new(secret),
+    )
+    .map_err(|e| e.to_string())?;
+    setup.tls = Arc::new(tls);
+    let mut conn = match BoundConnection::connect(&target, &setup).await {
+        Ok(c) => c,
+        Err(ClientError::Handshake { source, .. }) => {
+            return Err(format!(
+                "the server at {} is not the one the invite names ({source}); nothing was sent",
+                invite.url
+            ))
+        }
+        Err(e) => return Err(format!("cannot reach {}: {e}", invite.url)),
+    };
+    let anchor = matched
+        .certificate()
+        .ok_or("the TLS handshake matched no certificate")?;
+    if !a.json {
+        eprintln!(
+            "connected to {} (TLS 1.3): it matches the invite's pin ({}); ekm fp={}",
+            invite.url,
+            describe(&invite.pin),
+            conn.fingerprints().0
+        );
+    }
+
+    // 2. The proof: a token bound to this connection, keyed by the invite.
+    let (status, body) = prove(&mut conn).await?;
+    let answer = match status {
+        200 => open_answer(&conn, &body)?,
+        403 => return Err(format!("the server refused the invite: {}", message(&body))),
+        404 | 405 => return Err(format!("{} does not serve enrolment: the operator must start jwt-server with --enroll", invite.url)),
+        429 => return Err("the server refuses more enrolment attempts from this address for now; wait a few seconds and run the command again".into()),
+        401 => return Err(format!("the server refused the invite's proof ({}); ask the operator for a new invite", message(&body))),
+        s => return Err(format!("the server answered {s}: {}", message(&body))),
+    };
+    if answer.client_id != id.as_str() {
+        return Err(format!(
+            "the server enrolled {:?}, not {id}: refusing its answer",
+            answer.client_id
+        ));
+    }
+    let key = SoftwareRootKey::from_b64url(&answer.root_key)
+        .map_err(|e| format!("the server's answer holds no valid key ({e})"))?;
+    let fp = RootKey::fingerprint(&key);
+    drop(conn);
+
+    // 3. The key and the configuration.
+    let key_setting = match &a.tpm_key {
+        Some(out) => import_to_tpm(&key, out, &a.tpm)?,
+        None => {
+            write_private(&dir.join(KEY), key.to_key_file().as_bytes(), Existing::Replace)
+                .map_err(|e| {
+                    format!(
+                        "enrolled as {id} (key fp={fp}), but {} could not be written ({e}): ask the operator to `keys rotate {id}`",
+                        dir.join(KEY).display()
+                    )
+                })?;
+            KeySetting::File
+        }
+    };
+    let form = Form::ALL
+        .into_iter()
+        .find(|f| answer.forms.iter().any(|a| a == f.as_str()))
+        .unwrap_or(Form::Signed);
+    let trust = match invite.pin {
+        Pin::CaCertificate(_) => {
+            std::fs::write(dir.join(CA), pem(&anchor))
+                .map_err(|e| format!("cannot write {}: {e}", dir.join(CA).display()))?;
+            Trust::Ca
+        }
+        Pin::ServerKey(d) => Trust::KeyPin(format!("sha256:{}", b64::encode(&d))),
+    };
+    let text = config_text(
+        &invite.url,
+        &id,
+        &answer.audience,
+        form,
+        &trust,
+        &key_setting,
+        &a.tpm,
+    );
+    write_private(&config, text.as_bytes(), Existing::Replace)
+        .map_err(|e| format!("cannot write {}: {e}", config.display()))?;
+
+    // 4. One ordinary bound request with the new key, as `send` makes it.
+    let conn_args = ConnArgs {
+        server: invite.url.clone(),
+        ca: dir.join(CA),
+        server_key_pin: match &trust {
+            Trust::KeyPin(p) => Some(p.clone()),
+            Trust::Ca => None,
+        },
+        client_id: Some(id.to_string()),
+        key: match &key_setting {
+            KeySetting::File => KeyArgs {
+                key_file: Some(dir.join(KEY)),
+                tpm_key: None,
+                tpm: a.tpm.clone(),
+            },
+            KeySetting::Tpm(p) => KeyArgs {
+                key_file: None,
+                tpm_key: Some(p.clone()),
+                tpm: a.tpm.clone(),
+            },
+        },
+    };
+    let proof = check_new_key(&conn_args, &answer.audience).await;
+    let stored = match &key_setting {
+        KeySetting::File => format!("{} (mode 0600)", dir.join(KEY).display()),
+        KeySetting::Tpm(p) => format!("the TPM ({}, key never on disk)", p.display()),
+    };
+    if a.json {
+        let mut stdout = std::io::stdout();
+        let _ = writeln!(
+            stdout,
+            "{}",
+            json!({
+                "client_id": id.as_str(),
+                "server": invite.url,
+                "key_fingerprint": fp.to_string(),
+                "key": match &key_setting { KeySetting::File => "file", KeySetting::Tpm(_) => "tpm" },
+                "config": config.display().to_string(),
+                "form": form.as_str(),
+                "audience": answer.audience,
+                "proof": proof.as_ref().map(|_| "accepted").unwrap_or("refused"),
+            })
+        );
+    } else {
+        eprintln!("enrolled as {id}: root key fp={fp} stored in {stored}");
+        eprintln!(
+            "configuration: {} (server, {}, client id, form {})",
+            config.display(),
+            match &trust {
+                Trust::Ca => "pinned CA certificate",
+                Trust::KeyPin(_) => "pinned server key",
+            },
+            form.as_str()
+        );
+    }
+    match proof {
+        Ok(ekm) => {
+            if !a.json {
+                eprintln!("checked: a bound request with the new key was accepted (ekm fp={ekm})");
+                eprintln!("next: `jwt-client send` or `jwt-client proxy` (no flags needed)");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Err(format!(
+            "enrolled and configured, but a request with the new key failed: {e}"
+        )),
+    }
+}
+
+/// `POST /v1/enroll` with a fresh token in each form until one is accepted
+/// as a form (a server may accept only some).
+async fn prove(conn: &mut BoundConnection) -> Result<(u16, Vec<u8>), String> {
+    let mut last = (0, Vec::new());
+    for form in Form::ALL {
+        let token = conn.token(form, &json!({})).map_err(|e| e.to_string())?;
+        let reply = conn
+            .request(Method::POST, "/v1/enroll", Some(&token))
+            .await
+            .map_err(|e| format!("the enrolment request failed: {e}"))?;
+        let form_refused = reply.status == 401
+            && reply
+                .error_code()
+                .is_some_and(|c| c == jose_binding::ErrorCode::FormNotAllowed);
+        last = (reply.status, reply.body.to_vec());
+        if !form_refused {
+            break;
+        }
+    }
+    Ok(last)
+}
+
+/// The answer's JWE, opened with this connection's encryption subkey.
+fn open_answer(conn: &BoundConnection, body: &[u8]) -> Result<Answer, String> {
+    let bad = || {
+        "the server's answer does not open with this connection's key: not a server of this protocol".to_owned()
+    };
+    let text = std::str::from_utf8(body).map_err(|_| bad())?;
+    let layer = Layer::parse(text.trim()).map_err(|_| bad())?;
+    let plain = Zeroizing::new(
+        layer
+            .decrypt(&conn.issuer().subkeys().enc)
+            .ok_or_else(bad)?,
+    );
+    serde_json::from_slice(&plain).map_err(|_| bad())
+}
+
+async fn check_new_key(args: &ConnArgs, audience: &str) -> Result<String, String> {
+    let (target, mut setup) = args.setup(crate::Http::Auto).await?;
+    setup.audience = Some(audience.to_owned());
+    let mut conn = BoundConnection::connect(&target, &setup)
+        .await
+        .map_err(|e| e.to_string())?;
+    let token = conn
+        .token(Form::Signed, &json!({}))
+        .map_err(|e| e.to_string())?;
+    let reply = conn
+        .request(Method::GET, "/v1/enroll", Some(&token))
+        .await
+        .map_err(|e| e.to_string())?;
+    match reply.status {
+        200 => Ok(conn.fingerprints().0.to_string()),
+        s => Err(format!("{s} {}", message(&reply.body))),
+    }
+}
+
+enum KeySetting {
+    File,
+    #[cfg_attr(not(feature = "tpm"), allow(dead_code))]
+    Tpm(PathBuf),
+}
+
+enum Trust {
+    Ca,
+    KeyPin(String),
+}
+
+/// The configuration `send` and `proxy` read: each line a setting's key.
+fn config_text(
+    url: &str,
+    id: &jose_binding::ClientId,
+    audience: &str,
+    form: Form,
+    trust: &Trust,
+    key: &KeySetting,
+    tpm: &TpmArgs,
+) -> String {
+    let q = |s: &str| toml::Value::String(s.to_owned()).to_string();
+    let mut out = format!(
+        "# Written by `jwt-client enroll`; `send` and `proxy` read it. A flag or\n\
+         # environment variable overrides a line. Relative paths are relative to\n\
+         # this directory.\nserver = {}\nclient_id = {}\naudience = {}\nform = {}\n",
+        q(url),
+        q(id.as_str()),
+        q(audience),
+        q(form.as_str())
+    );
+    match trust {
+        Trust::Ca => out.push_str(&format!("ca = {}\n", q(CA))),
+        Trust::KeyPin(p) => out.push_str(&format!("server_key_pin = {}\n", q(p))),
+    }
+    match key {
+        KeySetting::File => out.push_str(&format!("key_file = {}\n", q(KEY))),
+        KeySetting::Tpm(p) => {
+            let p = std::path::absolute(p).unwrap_or_else(|_| p.clone());
+            out.push_str(&format!("tpm_key = {}\n", q(&p.to_string_lossy())));
+            if let Some(t) = &tpm.tcti {
+                out.push_str(&format!("tcti = {}\n", q(t)));
+            }
+        }
+    }
+    out
+}
+
+/// Creates the directory (mode 0700) and checks a file can be written in
+/// it, before the server hands out a key that would otherwise be lost.
+fn prepare_dir(dir: &Path) -> Result<(), String> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(dir)
+        .map_err(|e| format!("cannot create {}: {e} (nothing was sent)", dir.display()))?;
+    let probe = dir.join(format!(".enroll-probe-{}", std::process::id()));
+    write_private(&probe, b"", Existing::Replace)
+        .and_then(|()| std::fs::remove_file(&probe))
+        .map_err(|e| format!("cannot write in {}: {e} (nothing was sent)", dir.display()))
+}
+
+#[cfg(feature = "tpm")]
+fn import_to_tpm(key: &SoftwareRootKey, out: &Path, args: &TpmArgs) -> Result<KeySetting, String> {
+    use jose_binding::tpm::{self, SessionMode, TpmRootKey};
+    let tcti = args.tcti();
+    let fail = |e: String| {
+        format!("the server enrolled this client, but the TPM import failed ({e}); the key was not written anywhere: ask the operator to `keys remove` the client and invite it again")
+    };
+    let file = tpm::import(&tcti, key).map_err(|e| fail(e.to_string()))?;
+    let loaded = TpmRootKey::open(&tcti, file.clone(), SessionMode::Salted)
+        .map_err(|e| fail(e.to_string()))?;
+    let probe = jose_binding::Ekm::from_bytes([0x5a; 32]);
+    let same = loaded
+        .prk(&probe)
+        .map_err(|e| fail(e.to_string()))?
+        .expose()
+        == key.compute_prk(&probe).expose();
+    if !same {
+        return Err(fail("the TPM key does not reproduce the key".into()));
+    }
+    let pem = file.to_pem().map_err(|e| fail(e.to_string()))?;
+    std::fs::write(out, pem).map_err(|e| fail(format!("{}: {e}", out.display())))?;
+    Ok(KeySetting::Tpm(out.to_owned()))
+}
+
+#[cfg(not(feature = "tpm"))]
+fn import_to_tpm(_: &SoftwareRootKey, _: &Path, _: &TpmArgs) -> Result<KeySetting, String> {
+    Err("this jwt-client was built without TPM support".into())
+}
+
+/// `sha256:<base64url of 32 bytes>`, as `--server-key-pin` takes it.
+pub(crate) fn parse_key_pin(pin: &str) -> Result<[u8; 32], String> {
+    pin.strip_prefix("sha256:")
+        .and_then(b64::decode)
+        .and_then(|d| <[u8; 32]>::try_from(d.as_slice()).ok())
+        .ok_or_else(|| "--server-key-pin must be sha256:<base64url of 32 bytes>".to_owned())
+}
+
+fn describe(pin: &Pin) -> String {
+    let short: String = pin.digest()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    match pin {
+        Pin::CaCertificate(_) => format!("CA sha256 {short}…"),
+        Pin::ServerKey(_) => format!("server key sha256 {short}…"),
+    }
+}
+
+/// The `message` of a JSON error body, else the body as text (bounded).
+fn message(body: &[u8]) -> String {
+    let v: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+    match v.as_ref().and_then(|v| v.get("message").or(v.get("error"))) {
+        Some(serde_json::Value::String(m)) => m.clone(),
+        _ => String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
+    }
+}
+
+fn pem(cert: &[u8]) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(cert);
+    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    out
+}
+
+fn rfc3339(secs: u64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + std::time::Duration::from_secs(secs)).to_string()
+}

@@ -407,8 +407,8 @@ enum Written {
 fn why_not_pending(ks: &Keystore, kid: &str, now: u64) -> &'static str {
     match (ks.invite(kid), ks.get(kid)) {
         (Some(i), _) if i.expired_at(now) => EnrolRefusal::Expired.code(),
-        (_, Some(_)) => "invite_used_or_client_exists",
-        _ => "invite_unknown_or_revoked",
+        (_, Some(_)) => EnrolRefusal::ClientExists.code(),
+        _ => EnrolRefusal::NoInvite.code(),
     }
 }
 

@@ -98,10 +98,10 @@ impl EnrolRefusal {
     /// A stable code for logs.
     pub const fn code(&self) -> &'static str {
         match self {
-            EnrolRefusal::NoInvite => "invite_unknown",
+            EnrolRefusal::NoInvite => "invite_unknown_or_revoked",
             EnrolRefusal::Replaced => "invite_replaced",
             EnrolRefusal::Expired => "invite_expired",
-            EnrolRefusal::ClientExists => "client_exists",
+            EnrolRefusal::ClientExists => "invite_used_or_client_exists",
         }
     }
 }

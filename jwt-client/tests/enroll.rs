@@ -1,0 +1,674 @@
+//! Enrolment end to end, as an operator and a user run it: `jwt-server keys
+//! invite` prints the line, a `jwt-server --enroll` serves, `jwt-client
+//! enroll <line>` configures the client, and `send` and `proxy` then run
+//! with no flags. Every command's output and the server's log are checked
+//! for the invite's secret and the root key.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use jose_binding::client::{BoundConnection, ClientSetup, HttpVersion, Target};
+use jose_binding::invite::{Invite, Pin};
+use jose_binding::{ClientId, Form, Keystore, SoftwareRootKey};
+use jose_binding_e2e::{fixtures, TempDir};
+
+const CLIENT: &str = env!("CARGO_BIN_EXE_jwt-client");
+
+/// jwt-server, built beside jwt-client by the workspace's test run.
+fn server_bin() -> PathBuf {
+    let bin = Path::new(CLIENT).with_file_name("jwt-server");
+    assert!(
+        bin.exists(),
+        "{} is missing: run the tests for the workspace (`cargo nextest run --workspace`), which builds it",
+        bin.display()
+    );
+    bin
+}
+
+/// A jwt-server with --enroll on its own keystore, and everything any
+/// command printed, for the secrets check.
+struct Enrolling {
+    dir: TempDir,
+    keystore: PathBuf,
+    child: Child,
+    port: u16,
+    log: Arc<Mutex<Vec<String>>>,
+    printed: Vec<String>,
+    /// Every invite secret and root key seen, base64url.
+    secrets: Vec<String>,
+}
+
+impl Drop for Enrolling {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Enrolling {
+    fn start(name: &str) -> Enrolling {
+        let dir = TempDir::new(name);
+        let keystore = dir.join("keystore.toml");
+        Keystore::default().save_atomic(&keystore).unwrap();
+        let mut child = server_cmd(&keystore)
+            .args(["--listen", "127.0.0.1:0", "--enroll"])
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start jwt-server");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let kept = log.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                if line.contains("jwt-server ready") {
+                    let _ = tx.send(line.clone());
+                }
+                kept.lock().unwrap().push(line);
+            }
+        });
+        let ready = rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("no ready line: {:?}", log.lock().unwrap()));
+        let at = ready.find(" listen=127.0.0.1:").unwrap() + 18;
+        let port = ready[at..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        Enrolling {
+            dir,
+            keystore,
+            child,
+            port,
+            log,
+            printed: Vec::new(),
+            secrets: Vec::new(),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("https://localhost:{}", self.port)
+    }
+
+    /// jwt-server keys ..., on this server's keystore and certificate.
+    fn keys(&mut self, args: &[&str]) -> Output {
+        let out = server_cmd(&self.keystore)
+            .arg("keys")
+            .args(args)
+            .output()
+            .unwrap();
+        self.printed
+            .push(String::from_utf8_lossy(&out.stderr).into_owned());
+        out
+    }
+
+    /// `keys invite NAME` and the line, once the server has reloaded it.
+    fn invite(&mut self, name: &str) -> String {
+        let seen = self.log.lock().unwrap().len();
+        let url = self.url();
+        let out = self.keys(&["invite", name, "--advertise", &url, "--stdout"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The line itself is the credential handed over: not checked.
+        let line = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        assert!(line.starts_with("jb1."), "{line}");
+        let ks = Keystore::load(&self.keystore).unwrap();
+        self.secrets
+            .push(ks.invite(name).unwrap().secret().to_b64url().to_string());
+        self.wait_log("keystore reloaded", seen);
+        line
+    }
+
+    /// Waits for a log line with `needle` after the first `after` lines.
+    fn wait_log(&self, needle: &str, after: usize) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(l) = self.log.lock().unwrap()[after..]
+                .iter()
+                .find(|l| l.contains(needle))
+            {
+                return l.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} in {:?}",
+                self.log.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log_len(&self) -> usize {
+        self.log.lock().unwrap().len()
+    }
+
+    /// jwt-client with `args` and `env` only (no JWT_* from outside).
+    fn client(&mut self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let out = client_cmd(args, env).output().unwrap();
+        self.printed
+            .push(String::from_utf8_lossy(&out.stdout).into_owned());
+        self.printed
+            .push(String::from_utf8_lossy(&out.stderr).into_owned());
+        out
+    }
+
+    /// Records the root key a config dir holds, for the secrets check.
+    fn key_of(&mut self, config_dir: &Path) -> String {
+        let key = std::fs::read_to_string(config_dir.join("client.key")).unwrap();
+        let key = key.trim().to_owned();
+        self.secrets.push(key.clone());
+        key
+    }
+
+    /// No secret seen in any output or in the server's log, whole or in
+    /// part.
+    fn assert_no_secrets(&self) {
+        let log = self.log.lock().unwrap().join("\n");
+        assert!(!self.secrets.is_empty());
+        for s in &self.secrets {
+            for text in self.printed.iter().chain([&log]) {
+                assert!(!text.contains(&s[4..24]), "a secret in {text:?}");
+            }
+        }
+    }
+}
+
+fn server_cmd(keystore: &Path) -> Command {
+    let mut cmd = Command::new(server_bin());
+    cmd.arg("--cert")
+        .arg(fixtures().join("server.pem"))
+        .arg("--key")
+        .arg(fixtures().join("server.key"))
+        .arg("--keystore")
+        .arg(keystore)
+        .env("NO_COLOR", "1");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("JWT_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+fn client_cmd(args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(CLIENT);
+    cmd.args(args).env("NO_COLOR", "1").current_dir("/");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("JWT_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.envs(env.iter().copied());
+    cmd
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[track_caller]
+fn refused(o: &Output, want: &str) {
+    let t = text(o);
+    assert!(!o.status.success(), "{t}");
+    assert!(t.contains(want), "{t:?} lacks {want:?}");
+}
+
+/// invite, enroll with --config-dir, then `send` and `proxy` with nothing
+/// but the config dir in the environment; the same line a second time is
+/// refused and the first client goes on.
+#[test]
+fn an_invite_enrols_once_and_send_and_proxy_need_no_flags() {
+    let mut s = Enrolling::start("enroll-once");
+    let line = s.invite("client7");
+    let cfg = s.dir.join("cfg");
+    let cfg_arg = cfg.to_str().unwrap().to_owned();
+    let out = s.client(&["enroll", &line, "--config-dir", &cfg_arg], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("enrolled as client7"), "{}", text(&out));
+    let key = s.key_of(&cfg);
+    use std::os::unix::fs::PermissionsExt;
+    for f in ["client.key", "config.toml"] {
+        let mode = std::fs::metadata(cfg.join(f)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{f}");
+    }
+    // The server holds the same key, and no invite any more.
+    let ks = Keystore::load(&s.keystore).unwrap();
+    assert_eq!(ks.get("client7").unwrap().keys[0].to_b64url().as_str(), key);
+    assert!(ks.invite("client7").is_none());
+
+    let env = [("JWT_CLIENT_CONFIG_DIR", cfg_arg.as_str())];
+    let out = s.client(&["send", "--claims", r#"{"role":"ops"}"#], &env);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(r#""client_id":"client7""#),
+        "{}",
+        text(&out)
+    );
+
+    let mut proxy = client_cmd(&["proxy", "--listen", "127.0.0.1:0"], &env)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(proxy.stderr.take().unwrap()).lines();
+    let ready = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.contains("jwt-client proxy ready"))
+        .expect("proxy ready line");
+    let at = ready.find("listen=").unwrap() + 7;
+    let addr = ready[at..].split_whitespace().next().unwrap().to_owned();
+    let mut tcp = std::net::TcpStream::connect(&addr).unwrap();
+    tcp.write_all(
+        b"POST /v1/claims HTTP/1.1\r\nhost: app\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).unwrap();
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+    s.printed.extend(lines.map_while(Result::ok));
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains(r#""client_id":"client7""#), "{answer}");
+
+    // The line again, on another machine: refused; the first client goes on.
+    let other = s.dir.join("other");
+    let out = s.client(
+        &["enroll", &line, "--config-dir", other.to_str().unwrap()],
+        &[],
+    );
+    refused(&out, "the server refused the invite");
+    assert!(!other.join("config.toml").exists());
+    s.wait_log("invite_used_or_client_exists", 0);
+    let out = s.client(&["send"], &env);
+    assert!(out.status.success(), "{}", text(&out));
+    // And again on the first: its configuration is not overwritten.
+    let out = s.client(&["enroll", &line, "--config-dir", &cfg_arg], &[]);
+    refused(&out, "pass --force");
+    s.assert_no_secrets();
+}
+
+/// Expired (on the server, with a line that still looks valid), revoked,
+/// and never-made invites get one and the same answer; the reason is in
+/// the server's log only.
+#[test]
+fn expired_revoked_and_unknown_invites_get_the_same_answer() {
+    let mut s = Enrolling::start("enroll-refusals");
+    let expired = s.invite("expired");
+    // Expire it in the keystore: the line still says tomorrow.
+    let text_ks = std::fs::read_to_string(&s.keystore).unwrap();
+    let at = text_ks.find("expires = ").unwrap();
+    let end = at + text_ks[at..].find('\n').unwrap();
+    let seen = s.log_len();
+    std::fs::write(
+        &s.keystore,
+        format!("{}expires = 1000{}", &text_ks[..at], &text_ks[end..]),
+    )
+    .unwrap();
+    s.wait_log("keystore reloaded", seen);
+    let revoked = s.invite("revoked");
+    let seen = s.log_len();
+    let out = s.keys(&["revoke-invite", "revoked"]);
+    assert!(out.status.success(), "{}", text(&out));
+    s.wait_log("keystore reloaded", seen);
+    let out = s.keys(&["invites", "--json"]);
+    let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        listed.contains(r#""state":"expired""#) && !listed.contains("revoked"),
+        "{listed}"
+    );
+
+    let real = Invite::parse(&revoked).unwrap();
+    let never = Invite::new(
+        &real.url,
+        real.pin,
+        ClientId::new("ghost").unwrap(),
+        zeroize::Zeroizing::new([9; 32]),
+        real.expires,
+    )
+    .unwrap()
+    .line()
+    .to_string();
+    let mut answers = Vec::new();
+    for (line, reason) in [
+        (expired, "invite_expired"),
+        (revoked, "invite_unknown_or_revoked"),
+        (never, "invite_unknown_or_revoked"),
+    ] {
+        let dir = s.dir.join(reason);
+        let out = s.client(
+            &["enroll", &line, "--config-dir", dir.to_str().unwrap()],
+            &[],
+        );
+        refused(&out, "the server refused the invite");
+        let said = String::from_utf8_lossy(&out.stderr).into_owned();
+        answers.push(said.lines().last().unwrap_or_default().to_owned());
+        s.wait_log(reason, 0);
+        assert!(!dir.join("config.toml").exists());
+    }
+    assert!(
+        answers.iter().all(|a| *a == answers[0]),
+        "one answer for all: {answers:?}"
+    );
+    s.assert_no_secrets();
+}
+
+/// A mistyped line and a line whose pin is not this server's are refused
+/// before any token is sent: the server logs no enrolment request.
+#[test]
+fn a_mistyped_line_and_a_wrong_pin_send_nothing() {
+    let mut s = Enrolling::start("enroll-before-sending");
+    let line = s.invite("client7");
+    let mut typo = line.clone().into_bytes();
+    let i = typo.len() / 2;
+    typo[i] = if typo[i] == b'A' { b'B' } else { b'A' };
+    let typo = String::from_utf8(typo).unwrap();
+    let dir = s.dir.join("c");
+    let out = s.client(
+        &["enroll", &typo, "--config-dir", dir.to_str().unwrap()],
+        &[],
+    );
+    refused(&out, "mistyped or cut short");
+    let out = s.client(
+        &[
+            "enroll",
+            &line[..line.len() - 3],
+            "--config-dir",
+            dir.to_str().unwrap(),
+        ],
+        &[],
+    );
+    refused(&out, "copy the line again");
+
+    let real = Invite::parse(&line).unwrap();
+    let wrong_pin = Invite::new(
+        &real.url,
+        Pin::CaCertificate([7; 32]),
+        real.client_id.clone(),
+        real.secret.clone(),
+        real.expires,
+    )
+    .unwrap();
+    let out = s.client(
+        &[
+            "enroll",
+            &wrong_pin.line(),
+            "--config-dir",
+            dir.to_str().unwrap(),
+        ],
+        &[],
+    );
+    refused(&out, "is not the one the invite names");
+    refused(&out, "nothing was sent");
+    let key_pin = Invite::new(
+        &real.url,
+        Pin::ServerKey([7; 32]),
+        real.client_id.clone(),
+        real.secret.clone(),
+        real.expires,
+    )
+    .unwrap();
+    let out = s.client(
+        &[
+            "enroll",
+            &key_pin.line(),
+            "--config-dir",
+            dir.to_str().unwrap(),
+        ],
+        &[],
+    );
+    refused(&out, "is not the one the invite names");
+
+    // Long past its expiry: refused without connecting.
+    let stale = Invite::new(
+        &real.url,
+        real.pin,
+        real.client_id.clone(),
+        real.secret.clone(),
+        1_000,
+    )
+    .unwrap();
+    let out = s.client(
+        &[
+            "enroll",
+            &stale.line(),
+            "--config-dir",
+            dir.to_str().unwrap(),
+        ],
+        &[],
+    );
+    refused(&out, "expired at 1970-01-01T00:16:40Z");
+
+    std::thread::sleep(Duration::from_millis(300));
+    let log = s.log.lock().unwrap().join("\n");
+    assert!(
+        !log.contains("/v1/enroll"),
+        "no enrolment request reached the server: {log}"
+    );
+    assert!(!dir.join("config.toml").exists());
+    // The invite is untouched: the real line still enrols.
+    let out = s.client(
+        &["enroll", &line, "--config-dir", dir.to_str().unwrap()],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    s.key_of(&dir);
+    s.assert_no_secrets();
+}
+
+/// A thief who captured the enrolment token replays it on a connection of
+/// its own: refused, and the invite still enrols its rightful client.
+#[test]
+fn a_captured_enrolment_token_is_worthless_on_another_connection() {
+    let mut s = Enrolling::start("enroll-replay");
+    let line = s.invite("client7");
+    let invite = Invite::parse(&line).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (victim, thief) = rt.block_on(async {
+        let setup = {
+            let tls =
+                jose_binding::pin::pinned_client_config(invite.pin, HttpVersion::Http1.alpn())
+                    .unwrap();
+            let mut setup = ClientSetup::new(
+                rustls::RootCertStore::empty(),
+                HttpVersion::Http1,
+                ClientId::new("client7").unwrap(),
+                Arc::new(SoftwareRootKey::new(&invite.secret[..]).unwrap()),
+            )
+            .unwrap();
+            setup.tls = Arc::new(tls);
+            setup
+        };
+        let target = Target::parse(&invite.url).unwrap();
+        let victim = BoundConnection::connect(&target, &setup).await.unwrap();
+        let token = victim.token(Form::Signed, &serde_json::json!({})).unwrap();
+        // The thief has the token, and even the line's secret: not the
+        // victim's connection.
+        let mut thief = BoundConnection::connect(&target, &setup).await.unwrap();
+        let reply = thief
+            .request(http::Method::POST, "/v1/enroll", Some(&token))
+            .await
+            .unwrap();
+        (victim, reply)
+    });
+    drop(victim);
+    assert_eq!(
+        thief.status,
+        401,
+        "{:?}",
+        String::from_utf8_lossy(&thief.body)
+    );
+    assert_eq!(
+        thief.error_code(),
+        Some(jose_binding::ErrorCode::BadSignature)
+    );
+    assert!(Keystore::load(&s.keystore)
+        .unwrap()
+        .invite("client7")
+        .is_some());
+    let dir = s.dir.join("c");
+    let out = s.client(
+        &["enroll", &line, "--config-dir", dir.to_str().unwrap()],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    s.key_of(&dir);
+    s.assert_no_secrets();
+}
+
+/// Two clients enrolling at the same moment: both succeed, and the
+/// keystore holds both (the writes are serialised, neither is lost).
+#[test]
+fn two_clients_enrol_at_once() {
+    let mut s = Enrolling::start("enroll-two");
+    let a = s.invite("alpha");
+    let b = s.invite("beta");
+    let (da, db) = (s.dir.join("a"), s.dir.join("b"));
+    let spawn = |line: &str, dir: &Path| {
+        client_cmd(
+            &["enroll", line, "--config-dir", dir.to_str().unwrap()],
+            &[],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+    };
+    let (pa, pb) = (spawn(&a, &da), spawn(&b, &db));
+    for p in [pa, pb] {
+        let out = p.wait_with_output().unwrap();
+        s.printed.push(text(&out));
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let ks = Keystore::load(&s.keystore).unwrap();
+    assert!(
+        ks.get("alpha").is_some() && ks.get("beta").is_some(),
+        "both kept"
+    );
+    assert_eq!(ks.invites().count(), 0);
+    let (ka, kb) = (s.key_of(&da), s.key_of(&db));
+    assert_ne!(ka, kb);
+    for dir in [&da, &db] {
+        let out = s.client(&["send", "--config-dir", dir.to_str().unwrap()], &[]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    s.assert_no_secrets();
+}
+
+/// A server without --enroll says so; the invite stays usable.
+#[test]
+fn a_server_without_enroll_says_what_to_do() {
+    let dir = TempDir::new("enroll-off");
+    let keystore = dir.join("keystore.toml");
+    Keystore::default().save_atomic(&keystore).unwrap();
+    let mut child = server_cmd(&keystore)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let ready = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.contains("jwt-server ready"))
+        .unwrap();
+    // Keep reading, so the server never writes to a closed pipe.
+    std::thread::spawn(move || lines.map_while(Result::ok).count());
+    let at = ready.find(" listen=127.0.0.1:").unwrap() + 18;
+    let port: u16 = ready[at..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let url = format!("https://localhost:{port}");
+    let out = server_cmd(&keystore)
+        .args(["keys", "invite", "c1", "--advertise", &url, "--stdout"])
+        .output()
+        .unwrap();
+    assert!(
+        text(&out).contains("only when started with --enroll"),
+        "{}",
+        text(&out)
+    );
+    let line = String::from_utf8(out.stdout).unwrap();
+    let out = client_cmd(
+        &[
+            "enroll",
+            line.trim(),
+            "--config-dir",
+            dir.join("c").to_str().unwrap(),
+        ],
+        &[],
+    )
+    .output()
+    .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    refused(&out, "start jwt-server with --enroll");
+    // Refused as an operator would be told: an advertised host that is not the audience.
+    let out = server_cmd(&keystore)
+        .args([
+            "keys",
+            "invite",
+            "c2",
+            "--advertise",
+            "https://api.example:8443",
+            "--stdout",
+        ])
+        .output()
+        .unwrap();
+    refused(&out, "is not the server's audience");
+}
+
+/// The root key goes into the TPM (swtpm) and never to disk; `send` then
+/// runs from the configuration alone.
+#[cfg(feature = "tpm")]
+#[test]
+fn enrol_into_a_tpm() {
+    let tpm = jose_binding_e2e::swtpm::Swtpm::start();
+    let mut s = Enrolling::start("enroll-tpm");
+    let line = s.invite("client7");
+    let cfg = s.dir.join("cfg");
+    let out_key = cfg.join("client7.tpm.pem");
+    let out = s.client(
+        &[
+            "enroll",
+            &line,
+            "--config-dir",
+            cfg.to_str().unwrap(),
+            "--tpm-key",
+            out_key.to_str().unwrap(),
+            "--tcti",
+            &tpm.tcti(),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("key never on disk"), "{}", text(&out));
+    assert!(!cfg.join("client.key").exists());
+    assert!(out_key.exists());
+    let ks = Keystore::load(&s.keystore).unwrap();
+    s.secrets
+        .push(ks.get("client7").unwrap().keys[0].to_b64url().to_string());
+    let out = s.client(&["send", "--config-dir", cfg.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    s.assert_no_secrets();
+}

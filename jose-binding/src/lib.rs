@@ -47,6 +47,8 @@ pub use keys::keystore::Keystore;
 
 /// The strict base64url of every token part (no padding, canonical only).
 pub use protocol::b64;
+/// The offline enrolment bundle (docs/PROTOCOL.md §10.4).
+pub use protocol::bundle;
 /// The one-line enrolment invite (docs/PROTOCOL.md §10).
 pub use protocol::invite;
 /// The strict JSON of headers and claims (no duplicate member, bounded
@@ -99,6 +101,8 @@ pub mod keystore {
 #[cfg(feature = "custody")]
 pub use keys::custody;
 pub use keys::private_file;
+#[cfg(feature = "age-file")]
+pub use keys::sealed;
 #[cfg(feature = "tpm")]
 pub use keys::tpm;
 

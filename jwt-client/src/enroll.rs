@@ -11,9 +11,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use clap::ValueHint;
 use http::Method;
+use jose_binding::bundle::{Bundle, Trust, MAX_BUNDLE};
 use jose_binding::client::{BoundConnection, ClientError, ClientSetup, HttpVersion, Target};
 use jose_binding::invite::{Invite, Pin};
 use jose_binding::private_file::{write_private, Existing};
+use jose_binding::sealed;
 use jose_binding::token::Layer;
 use jose_binding::{b64, Form, RootKey, SoftwareRootKey};
 use jose_binding_settings::ConfigFile;
@@ -102,12 +104,18 @@ fn is_root() -> bool {
 #[command(after_help = "Examples:
   jwt-client enroll jb1.AQ...                      # the line from `jwt-server keys invite NAME`
   jwt-client enroll \"$(cat client8.invite)\" --config-dir /srv/app/jwt-client
-  jwt-client enroll jb1.AQ... --tpm-key /etc/jwt-client/client8.tpm.pem --tcti device:/dev/tpmrm0")]
+  jwt-client enroll jb1.AQ... --tpm-key /etc/jwt-client/client8.tpm.pem --tcti device:/dev/tpmrm0
+  jwt-client enroll client9.bundle --identity ~/.config/age/key.txt   # offline, sealed with age")]
 pub(crate) struct EnrollArgs {
     /// The invite line, `jb1.…`, as `jwt-server keys invite` printed it
-    /// (it is checked before any connection: a typo is caught).
-    #[arg(value_name = "INVITE")]
+    /// (it is checked before any connection: a typo is caught), or a bundle
+    /// file from `jwt-server keys add NAME --bundle FILE`, installed
+    /// without a connection.
+    #[arg(value_name = "INVITE|BUNDLE")]
     invite: String,
+    /// The age identity file a sealed bundle is opened with (repeatable).
+    #[arg(long = "identity", value_name = "FILE", env = "JWT_AGE_IDENTITY", value_hint = ValueHint::FilePath)]
+    identities: Vec<PathBuf>,
     #[command(flatten)]
     dir: ConfigDir,
     /// Replace an existing configuration (and key) in the directory.
@@ -134,8 +142,11 @@ struct Answer {
 }
 
 pub(crate) async fn run(a: EnrollArgs) -> Result<ExitCode, String> {
-    let invite = Invite::parse(&a.invite).map_err(|e| format!("{e} (nothing was sent)"))?;
-    let id = invite.client_id.clone();
+    let source = Source::read(&a)?;
+    let id = match &source {
+        Source::Invite(i) => i.client_id.clone(),
+        Source::Bundle(b) => b.client_id.clone(),
+    };
     let dir = a.dir.dir()?;
     let config = dir.join(CONFIG);
     if config.exists() && !a.force {
@@ -144,23 +155,174 @@ pub(crate) async fn run(a: EnrollArgs) -> Result<ExitCode, String> {
             config.display()
         ));
     }
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    // Past its expiry by more than a clock's drift: the server would refuse it.
-    if now > invite.expires.saturating_add(300) {
-        return Err(format!(
-            "the invite for {id} expired at {}; ask the operator for a new one (nothing was sent)",
-            rfc3339(invite.expires)
-        ));
-    }
     prepare_dir(&dir)?;
     #[cfg(not(feature = "tpm"))]
     if a.tpm_key.is_some() {
         return Err("this jwt-client was built without TPM support; rebuild with `--features tpm` (needs libtss2-dev), or enrol without --tpm-key (nothing was sent)".into());
     }
+    let (received, online) = match source {
+        Source::Invite(invite) => (receive(&a, &invite).await?, true),
+        Source::Bundle(b) => (*b, false),
+    };
+    let fp = RootKey::fingerprint(&received.root_key);
 
-    // 1. The server, recognised by the pin alone.
+    // The key and the configuration.
+    let key_setting = match &a.tpm_key {
+        Some(out) => import_to_tpm(&received.root_key, out, &a.tpm)?,
+        None => {
+            write_private(&dir.join(KEY), received.root_key.to_key_file().as_bytes(), Existing::Replace)
+                .map_err(|e| {
+                    format!(
+                        "{id}'s key (fp={fp}) could not be written to {} ({e}): ask the operator to `keys rotate {id}`",
+                        dir.join(KEY).display()
+                    )
+                })?;
+            KeySetting::File
+        }
+    };
+    let trust = match &received.trust {
+        Trust::CaCertificate(der) => {
+            std::fs::write(dir.join(CA), pem(der))
+                .map_err(|e| format!("cannot write {}: {e}", dir.join(CA).display()))?;
+            Pinned::Ca
+        }
+        Trust::ServerKey(d) => Pinned::KeyPin(format!("sha256:{}", b64::encode(d))),
+    };
+    let text = config_text(&received, &trust, &key_setting, &a.tpm);
+    write_private(&config, text.as_bytes(), Existing::Replace)
+        .map_err(|e| format!("cannot write {}: {e}", config.display()))?;
+
+    // One ordinary bound request with the new key, as `send` makes it; a
+    // bundle is installed where the server may not be reachable yet.
+    let proof = match online {
+        true => {
+            Some(check_new_key(&conn_args(&dir, &received, &trust, &key_setting, &a.tpm)).await)
+        }
+        false => None,
+    };
+    let stored = match &key_setting {
+        KeySetting::File => format!("{} (mode 0600)", dir.join(KEY).display()),
+        KeySetting::Tpm(p) => format!("the TPM ({}, key never on disk)", p.display()),
+    };
+    if a.json {
+        let mut stdout = std::io::stdout();
+        let _ = writeln!(
+            stdout,
+            "{}",
+            json!({
+                "client_id": id.as_str(),
+                "server": received.server,
+                "key_fingerprint": fp.to_string(),
+                "key": match &key_setting { KeySetting::File => "file", KeySetting::Tpm(_) => "tpm" },
+                "config": config.display().to_string(),
+                "form": received.form.as_str(),
+                "audience": received.audience,
+                "proof": match &proof { None => "not_checked", Some(Ok(_)) => "accepted", Some(Err(_)) => "refused" },
+            })
+        );
+    } else {
+        let what = if online {
+            "enrolled as"
+        } else {
+            "installed the bundle for"
+        };
+        eprintln!("{what} {id}: root key fp={fp} stored in {stored}");
+        eprintln!(
+            "configuration: {} (server {}, {}, client id, form {})",
+            config.display(),
+            received.server,
+            match &trust {
+                Pinned::Ca => "pinned CA certificate",
+                Pinned::KeyPin(_) => "pinned server key",
+            },
+            received.form.as_str()
+        );
+    }
+    match proof {
+        Some(Ok(ekm)) => {
+            if !a.json {
+                eprintln!("checked: a bound request with the new key was accepted (ekm fp={ekm})");
+                eprintln!("next: `jwt-client send` or `jwt-client proxy` (no flags needed)");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Err(e)) => Err(format!(
+            "enrolled and configured, but a request with the new key failed: {e}"
+        )),
+        None => {
+            if !a.json {
+                eprintln!("not checked against the server (a bundle needs no connection); delete the bundle file now: it holds the key");
+                eprintln!("next: `jwt-client send` or `jwt-client proxy` once the server is reachable (no flags needed)");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// What `enroll` was given: an invite line, or a bundle file (opened).
+enum Source {
+    Invite(Invite),
+    Bundle(Box<Bundle>),
+}
+
+impl Source {
+    fn read(a: &EnrollArgs) -> Result<Source, String> {
+        let arg = a.invite.trim();
+        let path = Path::new(arg);
+        if arg.starts_with(jose_binding::invite::PREFIX) || !path.is_file() {
+            let invite = Invite::parse(arg).map_err(|e| match e {
+                jose_binding::invite::InviteError::Prefix => format!(
+                    "{arg:?} is neither an invite line (jb1.…) nor a bundle file (nothing was sent)"
+                ),
+                e => format!("{e} (nothing was sent)"),
+            })?;
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            // Past its expiry by more than a clock's drift: the server would refuse it.
+            if now > invite.expires.saturating_add(300) {
+                return Err(format!(
+                    "the invite for {} expired at {}; ask the operator for a new one (nothing was sent)",
+                    invite.client_id,
+                    rfc3339(invite.expires)
+                ));
+            }
+            return Ok(Source::Invite(invite));
+        }
+        let origin = path.display();
+        let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| format!("{origin}: {e}"))?);
+        if bytes.len() > 4 * MAX_BUNDLE {
+            return Err(format!("{origin}: not a bundle (too large)"));
+        }
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|_| format!("{origin}: not a bundle (not text)"))?;
+        let body: String = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let plain = if sealed::is_armored(&body) {
+            if a.identities.is_empty() {
+                return Err(format!("{origin} is sealed with age: give the age identity it is sealed to with --identity FILE"));
+            }
+            let ids = sealed::read_identities(&a.identities).map_err(|e| e.to_string())?;
+            let plain =
+                sealed::open(&body, &ids, MAX_BUNDLE).map_err(|e| format!("{origin}: {e}"))?;
+            Zeroizing::new(
+                String::from_utf8(plain.to_vec())
+                    .map_err(|_| format!("{origin}: the sealed bundle is not text"))?,
+            )
+        } else {
+            Zeroizing::new(text.to_owned())
+        };
+        let bundle = Bundle::parse(&plain).map_err(|e| format!("{origin}: {e}"))?;
+        Ok(Source::Bundle(Box::new(bundle)))
+    }
+}
+
+/// Steps 1 and 2 of §10: the server by its pin, the proof, the answer.
+async fn receive(a: &EnrollArgs, invite: &Invite) -> Result<Bundle, String> {
+    let id = invite.client_id.clone();
     let target = Target::parse(&invite.url).map_err(|e| e.to_string())?;
     let secret = SoftwareRootKey::new(&invite.secret[..]).map_err(|e| e.to_string())?;
     let version = HttpVersion::Http1;
@@ -195,8 +357,7 @@ pub(crate) async fn run(a: EnrollArgs) -> Result<ExitCode, String> {
             conn.fingerprints().0
         );
     }
-
-    // 2. The proof: a token bound to this connection, keyed by the invite.
+    // A token bound to this connection, keyed by the invite's secret.
     let (status, body) = prove(&mut conn).await?;
     let answer = match status {
         200 => open_answer(&conn, &body)?,
@@ -212,116 +373,55 @@ pub(crate) async fn run(a: EnrollArgs) -> Result<ExitCode, String> {
             answer.client_id
         ));
     }
-    let key = SoftwareRootKey::from_b64url(&answer.root_key)
+    let root_key = SoftwareRootKey::from_b64url(&answer.root_key)
         .map_err(|e| format!("the server's answer holds no valid key ({e})"))?;
-    let fp = RootKey::fingerprint(&key);
-    drop(conn);
-
-    // 3. The key and the configuration.
-    let key_setting = match &a.tpm_key {
-        Some(out) => import_to_tpm(&key, out, &a.tpm)?,
-        None => {
-            write_private(&dir.join(KEY), key.to_key_file().as_bytes(), Existing::Replace)
-                .map_err(|e| {
-                    format!(
-                        "enrolled as {id} (key fp={fp}), but {} could not be written ({e}): ask the operator to `keys rotate {id}`",
-                        dir.join(KEY).display()
-                    )
-                })?;
-            KeySetting::File
-        }
-    };
     let form = Form::ALL
         .into_iter()
         .find(|f| answer.forms.iter().any(|a| a == f.as_str()))
         .unwrap_or(Form::Signed);
-    let trust = match invite.pin {
-        Pin::CaCertificate(_) => {
-            std::fs::write(dir.join(CA), pem(&anchor))
-                .map_err(|e| format!("cannot write {}: {e}", dir.join(CA).display()))?;
-            Trust::Ca
-        }
-        Pin::ServerKey(d) => Trust::KeyPin(format!("sha256:{}", b64::encode(&d))),
-    };
-    let text = config_text(
-        &invite.url,
-        &id,
-        &answer.audience,
-        form,
-        &trust,
-        &key_setting,
-        &a.tpm,
-    );
-    write_private(&config, text.as_bytes(), Existing::Replace)
-        .map_err(|e| format!("cannot write {}: {e}", config.display()))?;
-
-    // 4. One ordinary bound request with the new key, as `send` makes it.
-    let conn_args = ConnArgs {
+    Ok(Bundle {
         server: invite.url.clone(),
-        ca: dir.join(CA),
-        server_key_pin: match &trust {
-            Trust::KeyPin(p) => Some(p.clone()),
-            Trust::Ca => None,
+        client_id: id,
+        audience: answer.audience,
+        form,
+        trust: match invite.pin {
+            Pin::CaCertificate(_) => Trust::CaCertificate(anchor.to_vec()),
+            Pin::ServerKey(d) => Trust::ServerKey(d),
         },
-        client_id: Some(id.to_string()),
-        key: match &key_setting {
+        root_key,
+    })
+}
+
+/// The settings `send` would read from the configuration just written.
+fn conn_args(
+    dir: &Path,
+    b: &Bundle,
+    trust: &Pinned,
+    key: &KeySetting,
+    tpm: &TpmArgs,
+) -> (ConnArgs, String) {
+    let args = ConnArgs {
+        server: b.server.clone(),
+        ca: dir.join(CA),
+        server_key_pin: match trust {
+            Pinned::KeyPin(p) => Some(p.clone()),
+            Pinned::Ca => None,
+        },
+        client_id: Some(b.client_id.to_string()),
+        key: match key {
             KeySetting::File => KeyArgs {
                 key_file: Some(dir.join(KEY)),
                 tpm_key: None,
-                tpm: a.tpm.clone(),
+                tpm: tpm.clone(),
             },
             KeySetting::Tpm(p) => KeyArgs {
                 key_file: None,
                 tpm_key: Some(p.clone()),
-                tpm: a.tpm.clone(),
+                tpm: tpm.clone(),
             },
         },
     };
-    let proof = check_new_key(&conn_args, &answer.audience).await;
-    let stored = match &key_setting {
-        KeySetting::File => format!("{} (mode 0600)", dir.join(KEY).display()),
-        KeySetting::Tpm(p) => format!("the TPM ({}, key never on disk)", p.display()),
-    };
-    if a.json {
-        let mut stdout = std::io::stdout();
-        let _ = writeln!(
-            stdout,
-            "{}",
-            json!({
-                "client_id": id.as_str(),
-                "server": invite.url,
-                "key_fingerprint": fp.to_string(),
-                "key": match &key_setting { KeySetting::File => "file", KeySetting::Tpm(_) => "tpm" },
-                "config": config.display().to_string(),
-                "form": form.as_str(),
-                "audience": answer.audience,
-                "proof": proof.as_ref().map(|_| "accepted").unwrap_or("refused"),
-            })
-        );
-    } else {
-        eprintln!("enrolled as {id}: root key fp={fp} stored in {stored}");
-        eprintln!(
-            "configuration: {} (server, {}, client id, form {})",
-            config.display(),
-            match &trust {
-                Trust::Ca => "pinned CA certificate",
-                Trust::KeyPin(_) => "pinned server key",
-            },
-            form.as_str()
-        );
-    }
-    match proof {
-        Ok(ekm) => {
-            if !a.json {
-                eprintln!("checked: a bound request with the new key was accepted (ekm fp={ekm})");
-                eprintln!("next: `jwt-client send` or `jwt-client proxy` (no flags needed)");
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(e) => Err(format!(
-            "enrolled and configured, but a request with the new key failed: {e}"
-        )),
-    }
+    (args, b.audience.clone())
 }
 
 /// `POST /v1/enroll` with a fresh token in each form until one is accepted
@@ -361,9 +461,9 @@ fn open_answer(conn: &BoundConnection, body: &[u8]) -> Result<Answer, String> {
     serde_json::from_slice(&plain).map_err(|_| bad())
 }
 
-async fn check_new_key(args: &ConnArgs, audience: &str) -> Result<String, String> {
+async fn check_new_key((args, audience): &(ConnArgs, String)) -> Result<String, String> {
     let (target, mut setup) = args.setup(crate::Http::Auto).await?;
-    setup.audience = Some(audience.to_owned());
+    setup.audience = Some(audience.clone());
     let mut conn = BoundConnection::connect(&target, &setup)
         .await
         .map_err(|e| e.to_string())?;
@@ -386,34 +486,27 @@ enum KeySetting {
     Tpm(PathBuf),
 }
 
-enum Trust {
+/// How the configuration recognises the server.
+enum Pinned {
     Ca,
     KeyPin(String),
 }
 
 /// The configuration `send` and `proxy` read: each line a setting's key.
-fn config_text(
-    url: &str,
-    id: &jose_binding::ClientId,
-    audience: &str,
-    form: Form,
-    trust: &Trust,
-    key: &KeySetting,
-    tpm: &TpmArgs,
-) -> String {
+fn config_text(b: &Bundle, trust: &Pinned, key: &KeySetting, tpm: &TpmArgs) -> String {
     let q = |s: &str| toml::Value::String(s.to_owned()).to_string();
     let mut out = format!(
         "# Written by `jwt-client enroll`; `send` and `proxy` read it. A flag or\n\
          # environment variable overrides a line. Relative paths are relative to\n\
          # this directory.\nserver = {}\nclient_id = {}\naudience = {}\nform = {}\n",
-        q(url),
-        q(id.as_str()),
-        q(audience),
-        q(form.as_str())
+        q(&b.server),
+        q(b.client_id.as_str()),
+        q(&b.audience),
+        q(b.form.as_str())
     );
     match trust {
-        Trust::Ca => out.push_str(&format!("ca = {}\n", q(CA))),
-        Trust::KeyPin(p) => out.push_str(&format!("server_key_pin = {}\n", q(p))),
+        Pinned::Ca => out.push_str(&format!("ca = {}\n", q(CA))),
+        Pinned::KeyPin(p) => out.push_str(&format!("server_key_pin = {}\n", q(p))),
     }
     match key {
         KeySetting::File => out.push_str(&format!("key_file = {}\n", q(KEY))),

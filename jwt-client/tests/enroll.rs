@@ -638,6 +638,185 @@ fn a_server_without_enroll_says_what_to_do() {
     refused(&out, "is not the server's audience");
 }
 
+/// The offline bundle, plain and sealed with age: installed without a
+/// connection, then `send` works with no flags; a sealed one needs its
+/// identity, and a tampered one of either kind is refused.
+#[test]
+fn an_offline_bundle_plain_or_sealed_installs_and_tampering_is_refused() {
+    use age::secrecy::ExposeSecret;
+    let mut s = Enrolling::start("enroll-bundle");
+    let url = s.url();
+    let plain = s.dir.join("c9.bundle");
+    let seen = s.log_len();
+    let out = s.keys(&[
+        "add",
+        "client9",
+        "--bundle",
+        plain.to_str().unwrap(),
+        "--advertise",
+        &url,
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    s.wait_log("keystore reloaded", seen);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&plain).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let key9 = Keystore::load(&s.keystore)
+        .unwrap()
+        .get("client9")
+        .unwrap()
+        .keys[0]
+        .to_b64url()
+        .to_string();
+    s.secrets.push(key9);
+
+    // Tampered: the server's URL changed, the key kept.
+    let text_plain = std::fs::read_to_string(&plain).unwrap();
+    let tampered = s.dir.join("tampered.bundle");
+    std::fs::write(
+        &tampered,
+        text_plain.replace("\"audience\":\"localhost\"", "\"audience\":\"evil\""),
+    )
+    .unwrap();
+    let d = s.dir.join("t");
+    let out = s.client(
+        &[
+            "enroll",
+            tampered.to_str().unwrap(),
+            "--config-dir",
+            d.to_str().unwrap(),
+        ],
+        &[],
+    );
+    refused(&out, "damaged or edited");
+    assert!(!d.join("config.toml").exists());
+
+    let d9 = s.dir.join("c9");
+    let out = s.client(
+        &[
+            "enroll",
+            plain.to_str().unwrap(),
+            "--config-dir",
+            d9.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("installed the bundle for client9"),
+        "{}",
+        text(&out)
+    );
+    let out = s.client(
+        &["send"],
+        &[("JWT_CLIENT_CONFIG_DIR", d9.to_str().unwrap())],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+
+    // Sealed to an age key.
+    let id = age::x25519::Identity::generate();
+    let other = age::x25519::Identity::generate();
+    let (id_file, other_file) = (s.dir.join("me.age"), s.dir.join("other.age"));
+    std::fs::write(&id_file, format!("{}\n", id.to_string().expose_secret())).unwrap();
+    std::fs::write(
+        &other_file,
+        format!("{}\n", other.to_string().expose_secret()),
+    )
+    .unwrap();
+    let sealed = s.dir.join("c10.bundle");
+    let seen = s.log_len();
+    let recipient = id.to_public().to_string();
+    let out = s.keys(&[
+        "add",
+        "client10",
+        "--bundle",
+        sealed.to_str().unwrap(),
+        "--to",
+        &recipient,
+        "--advertise",
+        &url,
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    s.wait_log("keystore reloaded", seen);
+    let key10 = Keystore::load(&s.keystore)
+        .unwrap()
+        .get("client10")
+        .unwrap()
+        .keys[0]
+        .to_b64url()
+        .to_string();
+    let sealed_text = std::fs::read_to_string(&sealed).unwrap();
+    assert!(
+        sealed_text.contains("BEGIN AGE ENCRYPTED FILE"),
+        "{sealed_text}"
+    );
+    assert!(!sealed_text.contains(&key10[..16]), "the key is sealed");
+    s.secrets.push(key10);
+    let d10 = s.dir.join("c10");
+    let d10_arg = d10.to_str().unwrap().to_owned();
+    let out = s.client(
+        &["enroll", sealed.to_str().unwrap(), "--config-dir", &d10_arg],
+        &[],
+    );
+    refused(&out, "give the age identity");
+    let out = s.client(
+        &[
+            "enroll",
+            sealed.to_str().unwrap(),
+            "--config-dir",
+            &d10_arg,
+            "--identity",
+            other_file.to_str().unwrap(),
+        ],
+        &[],
+    );
+    refused(&out, "none of the given age identities");
+    // One base64 character of the ciphertext changed.
+    let mut bytes = sealed_text.clone().into_bytes();
+    let at = sealed_text
+        .find("-----BEGIN AGE ENCRYPTED FILE-----")
+        .unwrap()
+        + 100;
+    bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+    let damaged = s.dir.join("damaged.bundle");
+    std::fs::write(&damaged, bytes).unwrap();
+    let out = s.client(
+        &[
+            "enroll",
+            damaged.to_str().unwrap(),
+            "--config-dir",
+            &d10_arg,
+            "--identity",
+            id_file.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(!d10.join("config.toml").exists());
+    let out = s.client(
+        &[
+            "enroll",
+            sealed.to_str().unwrap(),
+            "--config-dir",
+            &d10_arg,
+            "--identity",
+            id_file.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let out = s.client(&["send", "--config-dir", &d10_arg], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(r#""client_id":"client10""#),
+        "{}",
+        text(&out)
+    );
+    s.assert_no_secrets();
+}
+
 /// The root key goes into the TPM (swtpm) and never to disk; `send` then
 /// runs from the configuration alone.
 #[cfg(feature = "tpm")]

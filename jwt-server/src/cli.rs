@@ -50,6 +50,7 @@ pub(crate) const EXAMPLES: &str = "Examples:
   jwt-server keys add client7 --keystore /etc/jwt/keystore.toml --key-out client7.key
   jwt-server keys rotate client7 --config /etc/jwt/server.toml --key-out client7.key
   jwt-server keys invite client8 --config /etc/jwt/server.toml   # then on the client: jwt-client enroll <line>
+  jwt-server keys add client9 --config /etc/jwt/server.toml --bundle client9.bundle --to age1...   # offline
   jwt-server keys split client7 --threshold 2 --holder alice=age1... --holder bob=age1... --holder carol=age1...
   jwt-server keys combine client7 client7-alice.share client7-carol.share --identity alice.key --identity carol.key
   kill -HUP $(pidof jwt-server)                # reload the keystore, certificate and key now
@@ -74,6 +75,8 @@ pub(crate) enum KeysCommand {
         target: KeyTarget,
         #[command(flatten)]
         out: KeyOut,
+        #[command(flatten)]
+        bundle: BundleArgs,
     },
     /// Put a fresh root key first for a client; the previous current key
     /// stays accepted. The new key is written (--key-out FILE, or --stdout)
@@ -145,6 +148,19 @@ pub(crate) struct InviteArgs {
     /// How long the invite is accepted: 30m, 24h, 7d (at most 30d).
     #[arg(long, default_value = "24h", value_parser = ttl)]
     pub(crate) ttl: std::time::Duration,
+    #[command(flatten)]
+    pub(crate) server: Advertised,
+    /// Write the invite line here (mode 0600) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) out: Option<PathBuf>,
+    /// Print the invite line on stdout even when it is not a terminal.
+    #[arg(long, conflicts_with = "out")]
+    pub(crate) stdout: bool,
+}
+
+/// How an enrolling client reaches and recognises this server.
+#[derive(Args, Debug)]
+pub(crate) struct Advertised {
     /// The URL clients reach this server at, https://HOST[:PORT]; HOST must
     /// be the server's --audience [default: https://<--audience>:<--listen's port>].
     #[arg(long, value_name = "URL")]
@@ -153,12 +169,23 @@ pub(crate) struct InviteArgs {
     /// frontend's) [default: the server's --cert].
     #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub(crate) chain: Option<PathBuf>,
-    /// Write the invite line here (mode 0600) instead of stdout.
-    #[arg(long, value_name = "FILE")]
-    pub(crate) out: Option<PathBuf>,
-    /// Print the invite line on stdout even when it is not a terminal.
-    #[arg(long, conflicts_with = "out")]
-    pub(crate) stdout: bool,
+}
+
+/// `keys add --bundle`: the offline enrolment bundle.
+#[derive(Args, Debug)]
+pub(crate) struct BundleArgs {
+    /// Instead of a key file, write an enrolment bundle here (mode 0600):
+    /// the key with the server's URL, CA (or key pin), audience and form,
+    /// which `jwt-client enroll FILE` installs on a machine that cannot
+    /// reach the server yet.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["key_out", "stdout"])]
+    pub(crate) bundle: Option<PathBuf>,
+    /// Seal the bundle with age to this public key (age1…); `jwt-client
+    /// enroll FILE --identity KEYFILE` opens it, and tampering is detected.
+    #[arg(long, value_name = "RECIPIENT", requires = "bundle")]
+    pub(crate) to: Option<String>,
+    #[command(flatten)]
+    pub(crate) server: Advertised,
 }
 
 /// `--ttl`: a humantime duration from a minute to 30 days.

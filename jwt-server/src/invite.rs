@@ -7,20 +7,23 @@
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use jose_binding::bundle::{Bundle, Trust};
 use jose_binding::invite::{Invite, Pin, SECRET_LEN};
 use jose_binding::private_file::{write_private, Existing};
-use jose_binding::{pin, tls, ClientId, SoftwareRootKey};
+use jose_binding::{pin, tls, ClientId, Form, SoftwareRootKey};
+use rustls_pki_types::CertificateDer;
 use zeroize::Zeroizing;
 
-use crate::cli::{Global, InviteArgs, ListenAddr, ServeSettings};
+use crate::cli::{Advertised, BundleArgs, Global, InviteArgs, ListenAddr, ServeSettings};
 use crate::keys::{keystore_for, load_or_empty, lock, save};
 
 /// `keys invite NAME`.
 pub(crate) fn invite(a: InviteArgs, g: &Global, s: &ServeSettings) -> Result<(), String> {
     let id = ClientId::new(&a.target.client_id).map_err(|e| e.to_string())?;
     let path = keystore_for(a.target.keystore.clone(), g, s)?;
-    let url = advertised(&a, s)?;
-    let pin = pin_for(&a, g, s)?;
+    let url = advertised(&a.server, s)?;
+    let chain = chain_for(&a.server, g, s)?;
+    let pin = pin::pin_of_chain(&chain).ok_or("the certificate chain is not X.509")?;
     // Where the line goes is settled before anything changes.
     let out = match (&a.out, a.stdout || std::io::stdout().is_terminal()) {
         (Some(p), _) if p.is_dir() => {
@@ -160,7 +163,7 @@ fn now() -> u64 {
 
 /// `--advertise`, else `https://<audience>:<listen port>`; its host must be
 /// the audience, which the enrolling client names in `aud`.
-fn advertised(a: &InviteArgs, s: &ServeSettings) -> Result<String, String> {
+fn advertised(a: &Advertised, s: &ServeSettings) -> Result<String, String> {
     let url = match (&a.advertise, &s.listen) {
         (Some(u), _) => u.trim_end_matches('/').to_owned(),
         (None, ListenAddr::Tcp(addr)) => format!("https://{}:{}", s.audience, addr.port()),
@@ -189,9 +192,12 @@ fn advertised(a: &InviteArgs, s: &ServeSettings) -> Result<String, String> {
     Ok(url)
 }
 
-/// The pin of the chain clients will see: `--chain`, else the server's
-/// certificate.
-fn pin_for(a: &InviteArgs, g: &Global, s: &ServeSettings) -> Result<Pin, String> {
+/// The chain clients will see: `--chain`, else the server's certificate.
+fn chain_for(
+    a: &Advertised,
+    g: &Global,
+    s: &ServeSettings,
+) -> Result<Vec<CertificateDer<'static>>, String> {
     let chain_path = match (&a.chain, &s.cert) {
         (Some(p), _) => p.clone(),
         _ if !matches!(s.frontend, crate::cli::Frontend::None) => {
@@ -204,10 +210,59 @@ fn pin_for(a: &InviteArgs, g: &Global, s: &ServeSettings) -> Result<Pin, String>
     if !chain_path.exists() {
         return Err(crate::serve::missing_hint("cert", &chain_path));
     }
-    let chain =
-        tls::load_certs(&chain_path).map_err(|e| format!("{}: {e}", chain_path.display()))?;
-    pin::pin_of_chain(&chain)
-        .ok_or_else(|| format!("{}: not an X.509 certificate chain", chain_path.display()))
+    tls::load_certs(&chain_path).map_err(|e| format!("{}: {e}", chain_path.display()))
+}
+
+/// `keys add NAME --bundle FILE`'s text: the client's whole configuration
+/// with its new `key`, sealed with age to `--to` when given.
+pub(crate) fn bundle_text(
+    id: &ClientId,
+    key: &SoftwareRootKey,
+    a: &BundleArgs,
+    g: &Global,
+    s: &ServeSettings,
+) -> Result<Zeroizing<String>, String> {
+    // Checked before the key exists anywhere: a mistyped recipient changes nothing.
+    let recipient = match &a.to {
+        Some(r) => Some(
+            jose_binding::sealed::parse_recipient(r)
+                .map_err(|e| format!("--to: {e}; nothing was changed"))?,
+        ),
+        None => None,
+    };
+    let server = advertised(&a.server, s)?;
+    let chain = chain_for(&a.server, g, s)?;
+    let trust = match chain.as_slice() {
+        [] => return Err("the certificate chain is empty".into()),
+        [leaf] => Trust::ServerKey(
+            pin::server_key_digest(leaf).ok_or("the server's certificate is not X.509")?,
+        ),
+        [.., ca] => Trust::CaCertificate(ca.to_vec()),
+    };
+    let form = Form::ALL
+        .into_iter()
+        .find(|f| s.forms.contains(f))
+        .unwrap_or(Form::Signed);
+    let bundle = Bundle {
+        server,
+        client_id: id.clone(),
+        audience: s.audience.clone(),
+        form,
+        trust,
+        root_key: key.clone(),
+    };
+    let text = bundle.to_text();
+    match recipient {
+        None => Ok(text),
+        Some(r) => {
+            let sealed = jose_binding::sealed::seal(&r, text.as_bytes())
+                .map_err(|e| format!("{e}; nothing was changed"))?;
+            Ok(Zeroizing::new(format!(
+                "# jose-binding enrolment bundle for client {id}, sealed with age to {r}\n\
+                 # Install it with: jwt-client enroll FILE --identity AGE_KEY_FILE\n{sealed}\n"
+            )))
+        }
+    }
 }
 
 /// The pin in words, with the digest's first bytes for comparing by eye.

@@ -35,7 +35,11 @@ pub(crate) fn keystore_for(
 
 pub(crate) fn keys(cmd: KeysCommand, g: &Global, s: &ServeSettings) -> Result<(), String> {
     match cmd {
-        KeysCommand::Add { target: t, out } => {
+        KeysCommand::Add {
+            target: t,
+            out,
+            bundle,
+        } => {
             let id = ClientId::new(&t.client_id).map_err(|e| e.to_string())?;
             let path = keystore_for(t.keystore, g, s)?;
             let _lock = lock(&path)?;
@@ -50,10 +54,16 @@ pub(crate) fn keys(cmd: KeysCommand, g: &Global, s: &ServeSettings) -> Result<()
                     "an invite for {id} is pending; `keys revoke-invite {id}` first, or let the client enrol"
                 ));
             }
-            let out = Destination::of(&out)?;
             let key = SoftwareRootKey::generate();
+            let (out, content) = match &bundle.bundle {
+                Some(file) => (
+                    Destination::of_file(file)?,
+                    crate::invite::bundle_text(&id, &key, &bundle, g, s)?,
+                ),
+                None => (Destination::of(&out)?, key.to_key_file()),
+            };
             ks.set(id.clone(), vec![key.clone()]);
-            hand_out_then_save(&id, &key, out, &ks, &path, "added")
+            hand_out_then_save(&id, &key, content, out, &ks, &path, "added")
         }
         KeysCommand::Rotate {
             target: t,
@@ -72,7 +82,8 @@ pub(crate) fn keys(cmd: KeysCommand, g: &Global, s: &ServeSettings) -> Result<()
             let mut keys = vec![key.clone()];
             keys.extend(old.keys.iter().take(keep).cloned());
             ks.set(id.clone(), keys);
-            hand_out_then_save(&id, &key, out, &ks, &path, "rotated")
+            let content = key.to_key_file();
+            hand_out_then_save(&id, &key, content, out, &ks, &path, "rotated")
         }
         KeysCommand::Remove {
             target: t,
@@ -165,11 +176,7 @@ impl<'a> Destination<'a> {
     /// file with the umask's mode, readable by others.
     fn of(out: &'a KeyOut) -> Result<Destination<'a>, String> {
         match &out.key_out {
-            Some(p) if p.is_dir() => Err(format!(
-                "--key-out {} is a directory; name the key file (nothing was changed)",
-                p.display()
-            )),
-            Some(p) => Ok(Destination::File(p)),
+            Some(p) => Destination::of_file(p),
             None if out.stdout || std::io::stdout().is_terminal() => Ok(Destination::Stdout),
             None => Err(
                 "stdout is not a terminal, and a shell redirect would create the key file \
@@ -181,7 +188,21 @@ impl<'a> Destination<'a> {
     }
 }
 
-/// Writes the new key out, then saves the keystore that holds it.
+impl<'a> Destination<'a> {
+    /// A file to write: not a directory.
+    fn of_file(p: &'a Path) -> Result<Destination<'a>, String> {
+        if p.is_dir() {
+            return Err(format!(
+                "{} is a directory; name the file (nothing was changed)",
+                p.display()
+            ));
+        }
+        Ok(Destination::File(p))
+    }
+}
+
+/// Writes the new key out (`content`: its key file, or a bundle that holds
+/// it), then saves the keystore that holds it.
 ///
 /// With --key-out the key goes to a 0600 temporary file beside FILE first
 /// (so an unwritable place fails before the keystore changes), the
@@ -191,12 +212,12 @@ impl<'a> Destination<'a> {
 fn hand_out_then_save(
     id: &ClientId,
     key: &SoftwareRootKey,
+    line: zeroize::Zeroizing<String>,
     out: Destination<'_>,
     ks: &Keystore,
     path: &Path,
     verb: &str,
 ) -> Result<(), String> {
-    let line = key.to_key_file();
     let fp = RootKey::fingerprint(key);
     match out {
         Destination::File(p) => {

@@ -8,5 +8,7 @@
 pub mod custody;
 pub(crate) mod keystore;
 pub mod private_file;
+#[cfg(feature = "age-file")]
+pub mod sealed;
 #[cfg(feature = "tpm")]
 pub mod tpm;

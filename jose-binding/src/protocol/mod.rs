@@ -5,6 +5,7 @@
 //! providers ([`crate::keys`]) implement, so nothing here depends on them.
 
 pub mod b64;
+pub mod bundle;
 pub(crate) mod claims;
 pub(crate) mod client_id;
 pub(crate) mod error;

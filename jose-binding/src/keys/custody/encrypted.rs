@@ -3,7 +3,6 @@
 
 use std::fmt;
 use std::io::Read;
-use std::path::Path;
 use std::str::FromStr;
 
 use age::armor::ArmoredReader;
@@ -174,7 +173,7 @@ impl EncryptedShare {
             problem,
         };
         let decryptor = age::Decryptor::new(ArmoredReader::new(self.armored.as_bytes()))
-            .map_err(|e| corrupted(age_problem(&e)))?;
+            .map_err(|e| corrupted(crate::keys::sealed::age_problem(&e)))?;
         let reader = decryptor
             .decrypt(std::iter::once(identity as &dyn age::Identity))
             .map_err(|e| match e {
@@ -182,7 +181,7 @@ impl EncryptedShare {
                     "holder {}'s identity does not open the age header (its recipient stanza is damaged)",
                     self.meta.holder
                 )),
-                other => corrupted(age_problem(&other)),
+                other => corrupted(crate::keys::sealed::age_problem(&other)),
             })?;
         let mut payload = Zeroizing::new(Vec::with_capacity(MAX_PAYLOAD_BYTES + 1));
         reader
@@ -210,75 +209,4 @@ impl EncryptedShare {
         }
         Ok(inner.with_origin(origin))
     }
-}
-
-/// One line on why age refused a file (age's own texts can span lines).
-pub(super) fn age_problem(e: &age::DecryptError) -> String {
-    use age::DecryptError as E;
-    match e {
-        E::Io(io) => format!("the armored ciphertext does not decode ({io})"),
-        E::InvalidHeader | E::UnknownFormat => "the age header is damaged".into(),
-        E::InvalidMac => "the age header fails to authenticate (header damaged)".into(),
-        E::DecryptionFailed | E::KeyDecryptionFailed => {
-            "decryption fails (ciphertext damaged)".into()
-        }
-        other => {
-            let text = other.to_string();
-            text.lines()
-                .next()
-                .unwrap_or("age refused the file")
-                .to_owned()
-        }
-    }
-}
-
-/// Parses an age identity file as `age-keygen` writes it: `AGE-SECRET-KEY-1...`
-/// lines, `#` comments and empty lines. Errors give line numbers, never text.
-pub fn parse_identities(
-    text: &str,
-    origin: &str,
-) -> Result<Vec<age::x25519::Identity>, CustodyError> {
-    let bad = |problem: String| CustodyError::BadIdentityFile {
-        origin: origin.to_owned(),
-        problem,
-    };
-    let mut out = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        if line.starts_with("AGE-PLUGIN-") {
-            return Err(bad(format!(
-                "line {}: plugin identities are not supported, only age X25519 keys",
-                n + 1
-            )));
-        }
-        if !line.starts_with("AGE-SECRET-KEY-1") {
-            return Err(bad(format!(
-                "line {} is not an age identity (AGE-SECRET-KEY-1...)",
-                n + 1
-            )));
-        }
-        let id = age::x25519::Identity::from_str(line)
-            .map_err(|_| bad(format!("line {} is not a valid age X25519 identity", n + 1)))?;
-        out.push(id);
-    }
-    if out.is_empty() {
-        return Err(bad("holds no age identity (AGE-SECRET-KEY-1...)".into()));
-    }
-    Ok(out)
-}
-
-/// Reads age identity files, all identities of each (see [`parse_identities`]).
-pub fn read_identities(
-    paths: &[impl AsRef<Path>],
-) -> Result<Vec<age::x25519::Identity>, CustodyError> {
-    let mut identities = Vec::new();
-    for path in paths {
-        let origin = path.as_ref().display().to_string();
-        let text = read_small(path.as_ref(), &origin)?;
-        identities.extend(parse_identities(&text, &origin)?);
-    }
-    Ok(identities)
 }

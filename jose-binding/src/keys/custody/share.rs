@@ -2,11 +2,10 @@
 //! reading either kind from a file.
 
 use std::fmt;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::Path;
 use std::str::FromStr;
 
-use age::armor::{ArmoredWriter, Format};
 use zeroize::Zeroizing;
 
 use crate::protocol::client_id::{self, ClientId};
@@ -265,26 +264,11 @@ impl PlainShare {
             holder: self.meta.holder.clone(),
             problem,
         };
-        let encryptor =
-            age::Encryptor::with_recipients(std::iter::once(recipient as &dyn age::Recipient))
-                .map_err(|e| fail(e.to_string()))?;
-        let mut armored = Vec::with_capacity(2048);
-        let armor = ArmoredWriter::wrap_output(&mut armored, Format::AsciiArmor)
+        let armored = crate::keys::sealed::seal(recipient, self.to_text().as_bytes())
             .map_err(|e| fail(e.to_string()))?;
-        let mut writer = encryptor
-            .wrap_output(armor)
-            .map_err(|e| fail(e.to_string()))?;
-        writer
-            .write_all(self.to_text().as_bytes())
-            .map_err(|e| fail(e.to_string()))?;
-        writer
-            .finish()
-            .and_then(|armor| armor.finish())
-            .map_err(|e| fail(e.to_string()))?;
-        let armored = String::from_utf8(armored).map_err(|e| fail(e.to_string()))?;
         Ok(EncryptedShare {
             meta: self.meta.clone(),
-            armored: armored.trim().to_owned(),
+            armored,
             origin: self.origin.clone(),
         })
     }

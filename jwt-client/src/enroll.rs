@@ -139,6 +139,9 @@ struct Answer {
     root_key: Zeroizing<String>,
     audience: String,
     forms: Vec<String>,
+    /// The URL to use from now on, when not the one enrolled at.
+    #[serde(default)]
+    server: Option<String>,
 }
 
 pub(crate) async fn run(a: EnrollArgs) -> Result<ExitCode, String> {
@@ -379,8 +382,15 @@ async fn receive(a: &EnrollArgs, invite: &Invite) -> Result<Bundle, String> {
         .into_iter()
         .find(|f| answer.forms.iter().any(|a| a == f.as_str()))
         .unwrap_or(Form::Signed);
+    let server = match answer.server {
+        Some(url) if jose_binding::invite::is_origin(&url) => url,
+        Some(_) => {
+            return Err("the server's answer names a URL that is not https://HOST[:PORT]".into())
+        }
+        None => invite.url.clone(),
+    };
     Ok(Bundle {
-        server: invite.url.clone(),
+        server,
         client_id: id,
         audience: answer.audience,
         form,
@@ -467,16 +477,25 @@ async fn check_new_key((args, audience): &(ConnArgs, String)) -> Result<String, 
     let mut conn = BoundConnection::connect(&target, &setup)
         .await
         .map_err(|e| e.to_string())?;
-    let token = conn
-        .token(Form::Signed, &json!({}))
-        .map_err(|e| e.to_string())?;
-    let reply = conn
-        .request(Method::GET, "/v1/enroll", Some(&token))
-        .await
-        .map_err(|e| e.to_string())?;
-    match reply.status {
-        200 => Ok(conn.fingerprints().0.to_string()),
-        s => Err(format!("{s} {}", message(&reply.body))),
+    // A replica other than the enrolling one reads the new client from the
+    // shared keystore within 2 s: until then it does not know it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let token = conn
+            .token(Form::Signed, &json!({}))
+            .map_err(|e| e.to_string())?;
+        let reply = conn
+            .request(Method::GET, "/v1/enroll", Some(&token))
+            .await
+            .map_err(|e| e.to_string())?;
+        let unknown = reply.error_code() == Some(jose_binding::ErrorCode::UnknownClient);
+        match reply.status {
+            200 => return Ok(conn.fingerprints().0.to_string()),
+            401 if unknown && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+            s => return Err(format!("{s} {}", message(&reply.body))),
+        }
     }
 }
 

@@ -2,7 +2,10 @@
 //! invite` prints the line, a `jwt-server --enroll` serves, `jwt-client
 //! enroll <line>` configures the client, and `send` and `proxy` then run
 //! with no flags. Every command's output and the server's log are checked
-//! for the invite's secret and the root key.
+//! for the invite's secret and the root key. The jwt-server binary is the
+//! one the workspace build left beside jwt-client: `cargo nextest run
+//! --workspace` (what scripts/test.sh runs) builds both; `-p jwt-client`
+//! alone does not rebuild the server.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -53,8 +56,14 @@ impl Enrolling {
         let dir = TempDir::new(name);
         let keystore = dir.join("keystore.toml");
         Keystore::default().save_atomic(&keystore).unwrap();
+        Enrolling::start_on(dir, keystore, &["--enroll"])
+    }
+
+    /// A server on `keystore` with `args`, its log kept.
+    fn start_on(dir: TempDir, keystore: PathBuf, args: &[&str]) -> Enrolling {
         let mut child = server_cmd(&keystore)
-            .args(["--listen", "127.0.0.1:0", "--enroll"])
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
             .env("RUST_LOG", "info")
             .stderr(Stdio::piped())
             .spawn()
@@ -571,6 +580,64 @@ fn two_clients_enrol_at_once() {
     s.assert_no_secrets();
 }
 
+/// A fleet: a replica without --enroll serves the clients, one with it
+/// enrols on its own port and tells clients the fleet's URL; the new
+/// client works against the fleet at once, which read it from the shared
+/// keystore.
+#[test]
+fn a_fleet_replica_picks_up_a_client_enrolled_on_the_enrolling_one() {
+    let mut fleet = Enrolling::start("enroll-fleet");
+    let keystore = fleet.keystore.clone();
+    // The fleet replica: no --enroll.
+    let dir = TempDir::new("enroll-fleet-replica");
+    let mut replica = Enrolling::start_on(dir, keystore.clone(), &[]);
+    // `fleet` was started with --enroll; restart it as the enrolling one
+    // with the replica's URL for clients.
+    let _ = fleet.child.kill();
+    let _ = fleet.child.wait();
+    let client_url = replica.url();
+    let dir = TempDir::new("enroll-fleet-enroller");
+    let mut enroller = Enrolling::start_on(
+        dir,
+        keystore,
+        &["--enroll", "--enroll-client-url", &client_url],
+    );
+    let line = enroller.invite("client7");
+    let cfg = enroller.dir.join("cfg");
+    let out = enroller.client(
+        &["enroll", &line, "--config-dir", cfg.to_str().unwrap()],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let config = std::fs::read_to_string(cfg.join("config.toml")).unwrap();
+    assert!(
+        config.contains(&format!("server = \"{client_url}\"")),
+        "{config}"
+    );
+    let seen = replica.log_len();
+    let out = enroller.client(&["send", "--config-dir", cfg.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    replica.wait_log("path=\"/v1/claims\" status=200 client=client7", seen);
+    // The replica without --enroll does not enrol.
+    let out = enroller.client(
+        &[
+            "send",
+            "--config-dir",
+            cfg.to_str().unwrap(),
+            "--method",
+            "POST",
+            "--path",
+            "/v1/enroll",
+        ],
+        &[],
+    );
+    assert!(text(&out).contains("404"), "{}", text(&out));
+    enroller.key_of(&cfg);
+    replica.secrets = enroller.secrets.clone();
+    enroller.assert_no_secrets();
+    replica.assert_no_secrets();
+}
+
 /// A server without --enroll says so; the invite stays usable.
 #[test]
 fn a_server_without_enroll_says_what_to_do() {
@@ -604,7 +671,7 @@ fn a_server_without_enroll_says_what_to_do() {
         .output()
         .unwrap();
     assert!(
-        text(&out).contains("only when started with --enroll"),
+        text(&out).contains("only at a server started with --enroll"),
         "{}",
         text(&out)
     );

@@ -334,6 +334,16 @@ pub(crate) struct ServeSettings {
     /// keystore file, so it must be able to.
     #[arg(long, env = "JWT_ENROLL", value_parser = BoolishValueParser::new())]
     pub(crate) enroll: bool,
+    /// With --enroll: the URL enrolled clients are configured to use, when
+    /// not the one they enrolled at (a fleet's, while this replica enrols on
+    /// a port of its own) [default: the URL of the invite].
+    #[arg(
+        long,
+        env = "JWT_ENROLL_CLIENT_URL",
+        value_name = "URL",
+        requires = "enroll"
+    )]
+    pub(crate) enroll_client_url: Option<String>,
     /// Accepted forms, comma-separated: signed, encrypted-then-signed,
     /// signed-then-encrypted.
     #[arg(long, env = "JWT_FORMS", value_delimiter = ',', default_values_t = Form::ALL)]

@@ -81,6 +81,8 @@ pub(crate) struct Settings {
     pub(crate) drain: Duration,
     /// Serve `POST /v1/enroll` (`--enroll`).
     pub(crate) enroll: bool,
+    /// The URL enrolled clients are told to use (`--enroll-client-url`).
+    pub(crate) enroll_client_url: Option<String>,
 }
 
 /// What serving needs, from the layered settings; checks what a type
@@ -193,6 +195,7 @@ pub(crate) fn settings(g: &Global, s: &ServeSettings) -> Result<Settings, String
         status_listen: s.status_listen,
         drain: Duration::from_secs(s.drain_secs),
         enroll: s.enroll,
+        enroll_client_url: s.enroll_client_url.clone(),
     })
 }
 

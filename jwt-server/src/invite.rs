@@ -94,7 +94,7 @@ pub(crate) fn invite(a: InviteArgs, g: &Global, s: &ServeSettings) -> Result<(),
         }
     }
     if !s.enroll {
-        eprintln!("note: the server enrols clients only when started with --enroll (or JWT_ENROLL=1, or enroll = true in --config)");
+        eprintln!("note: a client can enrol only at a server started with --enroll (or JWT_ENROLL=1, or enroll = true in --config)");
     }
     Ok(())
 }

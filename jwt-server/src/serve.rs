@@ -69,8 +69,10 @@ pub(crate) fn run_server(
     warn_if_readable(&s.keystore);
     let handle = KeystoreHandle::new(keystore);
     let binding = Binding::new(handle.clone(), s.policy.clone());
+    // Every server checks an enrolled key (GET /v1/enroll); only one
+    // started with --enroll enrols.
     let enrolment = match s.enroll {
-        false => None,
+        false => Enrolment::proof_only(handle.clone(), binding.policy.clone()),
         true if s.dev_keystore => {
             return Err("--enroll writes the keystore, and --dev's is the repository's test keystore: pass --keystore FILE".into())
         }
@@ -82,11 +84,13 @@ pub(crate) fn run_server(
                     s.keystore.display()
                 )
             })?;
-            Some(Enrolment::new(
-                handle.clone(),
-                s.keystore.clone(),
-                binding.policy.clone(),
-            ))
+            let e = Enrolment::new(handle.clone(), s.keystore.clone(), binding.policy.clone());
+            match &s.enroll_client_url {
+                Some(url) => e
+                    .with_client_url(url)
+                    .map_err(|e| format!("--enroll-client-url {url:?}: {e}"))?,
+                None => e,
+            }
         }
     };
     let baseline = match &s.baseline_token_file {
@@ -129,13 +133,8 @@ pub(crate) fn run_server(
                         reload_routes(gateway.clone(), route_flags),
                     ));
                 }
-                match enrolment {
-                    Some(e) => {
-                        let app = e.layer().layer(app);
-                        run(s, tls, binding, handle, app, Some(gateway), metrics).await
-                    }
-                    None => run(s, tls, binding, handle, app, Some(gateway), metrics).await,
-                }
+                let app = enrolment.layer().layer(app);
+                run(s, tls, binding, handle, app, Some(gateway), metrics).await
             }
             None => {
                 let mut app = EchoApp::new(&binding.layer());
@@ -143,13 +142,8 @@ pub(crate) fn run_server(
                     tracing::warn!("POST /v1/baseline is enabled (static bearer token, no binding): for benchmarks only");
                     app = app.with_baseline(t);
                 }
-                match enrolment {
-                    Some(e) => {
-                        let app = e.layer().layer(app);
-                        run(s, tls, binding, handle, app, None, metrics).await
-                    }
-                    None => run(s, tls, binding, handle, app, None, metrics).await,
-                }
+                let app = enrolment.layer().layer(app);
+                run(s, tls, binding, handle, app, None, metrics).await
             }
         }
     })

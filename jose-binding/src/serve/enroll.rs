@@ -5,7 +5,10 @@
 //! The invite becomes the client in one locked keystore write.
 //!
 //! Mount the layer outside the binding (the enrolling client is not in the
-//! keystore yet); every other request passes through untouched.
+//! keystore yet); every other request passes through untouched. `GET
+//! /v1/enroll` checks an ordinary bound token, so a client proves its new
+//! key on any server of the fleet ([`Enrolment::proof_only`] for those
+//! that do not enrol).
 //!
 //! ```no_run
 //! use jose_binding::enroll::Enrolment;
@@ -74,8 +77,11 @@ pub struct Enrolment {
 
 struct Shared {
     keystore: KeystoreHandle,
-    path: PathBuf,
+    /// The keystore file enrolments are written to; `None`: this server
+    /// does not enrol (`POST` is 404) and answers only the proof.
+    path: Option<PathBuf>,
     policy: Arc<Policy>,
+    client_url: Option<String>,
     limit: Mutex<PerSource>,
     logs: LogBudget,
 }
@@ -93,15 +99,42 @@ impl Enrolment {
     /// snapshot `keystore` serves (a reload watcher keeps it current; an
     /// enrolment replaces it at once).
     pub fn new(keystore: KeystoreHandle, path: PathBuf, policy: Arc<Policy>) -> Self {
+        Enrolment::build(keystore, Some(path), policy)
+    }
+
+    /// Only `GET /v1/enroll`, the check of an enrolled key, for a server
+    /// that does not enrol (a fleet's replicas, while one of them enrols):
+    /// a client proves its new key against whichever replica it reaches.
+    pub fn proof_only(keystore: KeystoreHandle, policy: Arc<Policy>) -> Self {
+        Enrolment::build(keystore, None, policy)
+    }
+
+    fn build(keystore: KeystoreHandle, path: Option<PathBuf>, policy: Arc<Policy>) -> Self {
         Enrolment {
             shared: Arc::new(Shared {
                 keystore,
                 path,
                 policy,
+                client_url: None,
                 limit: Mutex::new(PerSource::default()),
                 logs: LogBudget::new(20),
             }),
         }
+    }
+
+    /// The URL enrolled clients are to use from now on, when it is not the
+    /// one they enrolled at (a fleet's, when this server enrols on a port
+    /// of its own); it must be `https://host[:port]`.
+    pub fn with_client_url(self, url: &str) -> Result<Self, crate::invite::BadInviteUrl> {
+        if !crate::invite::is_origin(url) {
+            return Err(crate::invite::BadInviteUrl::NotAnOrigin);
+        }
+        let s = &self.shared;
+        let mut e = Enrolment::build(s.keystore.clone(), s.path.clone(), s.policy.clone());
+        if let Some(shared) = Arc::get_mut(&mut e.shared) {
+            shared.client_url = Some(url.to_owned());
+        }
+        Ok(e)
     }
 
     /// The layer to put outside the application (and its binding layer).
@@ -156,7 +189,13 @@ where
                 },
             };
         }
+        let enrols = self.enrolment.shared.path.is_some();
         let answer = match *req.method() {
+            Method::POST if !enrols => Answer::Now(json(
+                StatusCode::NOT_FOUND,
+                r#"{"error":"not_found","message":"this server does not enrol clients (it runs without --enroll)"}"#,
+                None,
+            )),
             Method::POST => self.enrolment.shared.clone().start(&req),
             Method::GET => Answer::Now(self.enrolment.shared.proof(&req)),
             _ => Answer::Now(json(
@@ -356,13 +395,15 @@ impl Shared {
         key: SoftwareRootKey,
         now: u64,
     ) -> Result<(), Written> {
-        let lock = KeystoreLock::acquire(&self.path).map_err(|e| Written::Io(e.to_string()))?;
-        let mut ks: Keystore = lock
-            .load(&self.path)
-            .map_err(|e| Written::Io(e.to_string()))?;
+        let path = self
+            .path
+            .as_deref()
+            .ok_or_else(|| Written::Io("this server does not enrol".into()))?;
+        let lock = KeystoreLock::acquire(path).map_err(|e| Written::Io(e.to_string()))?;
+        let mut ks: Keystore = lock.load(path).map_err(|e| Written::Io(e.to_string()))?;
         ks.enrol(id, proved, key, now).map_err(Written::Refused)?;
-        ks.save_atomic(&self.path)
-            .map_err(|e| Written::Io(format!("{}: {e}", self.path.display())))?;
+        ks.save_atomic(path)
+            .map_err(|e| Written::Io(format!("{}: {e}", path.display())))?;
         drop(lock);
         self.keystore.replace(ks);
         Ok(())
@@ -374,9 +415,12 @@ impl Shared {
         let forms: Vec<&str> = self.policy.forms.iter().map(crate::Form::as_str).collect();
         let encoded = key.to_b64url();
         let head = serde_json::json!({"client_id": id.as_str()}).to_string();
-        let tail =
-            serde_json::json!({"audience": self.policy.audience, "forms": forms}).to_string();
-        // {"client_id":..,"root_key":"..",   "audience":..,"forms":[..]}
+        let mut tail = serde_json::json!({"audience": self.policy.audience, "forms": forms});
+        if let Some(url) = &self.client_url {
+            tail["server"] = url.as_str().into();
+        }
+        let tail = tail.to_string();
+        // {"client_id":..,"root_key":"..",   "audience":..,"forms":[..],"server":..}
         let mut plain = Zeroizing::new(String::with_capacity(
             head.len() + tail.len() + encoded.len() + 16,
         ));

@@ -127,7 +127,6 @@ impl Enrolling {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        // The line itself is the credential handed over: not checked.
         let line = String::from_utf8(out.stdout).unwrap().trim().to_owned();
         assert!(line.starts_with("jb1."), "{line}");
         let ks = Keystore::load(&self.keystore).unwrap();
@@ -531,6 +530,56 @@ fn a_captured_enrolment_token_is_worthless_on_another_connection() {
         .unwrap()
         .invite("client7")
         .is_some());
+    let dir = s.dir.join("c");
+    let out = s.client(
+        &["enroll", &line, "--config-dir", dir.to_str().unwrap()],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    s.key_of(&dir);
+    s.assert_no_secrets();
+}
+
+/// Attempts from one address beyond a burst are refused with 429 before
+/// any token is checked; the invite stays usable.
+#[test]
+fn enrolment_attempts_are_rate_limited_per_source() {
+    let mut s = Enrolling::start("enroll-rate");
+    let line = s.invite("client7");
+    let real = Invite::parse(&line).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let statuses = rt.block_on(async {
+        let tls =
+            jose_binding::pin::pinned_client_config(real.pin, HttpVersion::Http1.alpn()).unwrap();
+        // A guesser: the right id, a wrong secret.
+        let mut setup = ClientSetup::new(
+            rustls::RootCertStore::empty(),
+            HttpVersion::Http1,
+            real.client_id.clone(),
+            Arc::new(SoftwareRootKey::new(&[5; 32]).unwrap()),
+        )
+        .unwrap();
+        setup.tls = Arc::new(tls);
+        let target = Target::parse(&real.url).unwrap();
+        let mut conn = BoundConnection::connect(&target, &setup).await.unwrap();
+        let mut statuses = Vec::new();
+        for _ in 0..12 {
+            let token = conn.token(Form::Signed, &serde_json::json!({})).unwrap();
+            let reply = conn
+                .request(http::Method::POST, "/v1/enroll", Some(&token))
+                .await
+                .unwrap();
+            statuses.push(reply.status);
+        }
+        statuses
+    });
+    let limited = statuses.iter().filter(|&&c| c == 429).count();
+    assert!(statuses[..4].iter().all(|&c| c == 401), "{statuses:?}");
+    assert!(limited >= 6, "a burst of 4, then 2 a second: {statuses:?}");
+    std::thread::sleep(Duration::from_millis(1500));
     let dir = s.dir.join("c");
     let out = s.client(
         &["enroll", &line, "--config-dir", dir.to_str().unwrap()],

@@ -328,17 +328,9 @@ async fn receive(a: &EnrollArgs, invite: &Invite) -> Result<Bundle, String> {
     let id = invite.client_id.clone();
     let target = Target::parse(&invite.url).map_err(|e| e.to_string())?;
     let secret = SoftwareRootKey::new(&invite.secret[..]).map_err(|e| e.to_string())?;
-    let version = HttpVersion::Http1;
-    let (tls, matched) = jose_binding::pin::pinned_client_config_seen(invite.pin, version.alpn())
-        .map_err(|e| e.to_string())?;
-    let mut setup = ClientSetup::new(
-        rustls::RootCertStore::empty(),
-        version,
-        id.clone(),
-        Arc::new(secret),
-    )
-    .map_err(|e| e.to_string())?;
-    setup.tls = Arc::new(tls);
+    let (setup, matched) =
+        ClientSetup::pinned(invite.pin, HttpVersion::Http1, id.clone(), Arc::new(secret))
+            .map_err(|e| e.to_string())?;
     let mut conn = match BoundConnection::connect(&target, &setup).await {
         Ok(c) => c,
         Err(ClientError::Handshake { source, .. }) => {
@@ -356,7 +348,7 @@ async fn receive(a: &EnrollArgs, invite: &Invite) -> Result<Bundle, String> {
         eprintln!(
             "connected to {} (TLS 1.3): it matches the invite's pin ({}); ekm fp={}",
             invite.url,
-            describe(&invite.pin),
+            invite.pin,
             conn.fingerprints().0
         );
     }
@@ -589,17 +581,6 @@ pub(crate) fn parse_key_pin(pin: &str) -> Result<[u8; 32], String> {
         .and_then(b64::decode)
         .and_then(|d| <[u8; 32]>::try_from(d.as_slice()).ok())
         .ok_or_else(|| "--server-key-pin must be sha256:<base64url of 32 bytes>".to_owned())
-}
-
-fn describe(pin: &Pin) -> String {
-    let short: String = pin.digest()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    match pin {
-        Pin::CaCertificate(_) => format!("CA sha256 {short}…"),
-        Pin::ServerKey(_) => format!("server key sha256 {short}…"),
-    }
 }
 
 /// The `message` of a JSON error body, else the body as text (bounded).

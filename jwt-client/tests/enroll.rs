@@ -169,6 +169,17 @@ impl Enrolling {
         out
     }
 
+    /// `jwt-client enroll LINE --config-dir DIR`, which must succeed; the
+    /// key it wrote joins the secrets checked.
+    fn enroll_ok(&mut self, line: &str, dir: &Path) {
+        let out = self.client(
+            &["enroll", line, "--config-dir", dir.to_str().unwrap()],
+            &[],
+        );
+        assert!(out.status.success(), "{}", text(&out));
+        self.key_of(dir);
+    }
+
     /// Records the root key a config dir holds, for the secrets check.
     fn key_of(&mut self, config_dir: &Path) -> String {
         let key = std::fs::read_to_string(config_dir.join("client.key")).unwrap();
@@ -217,6 +228,36 @@ fn client_cmd(args: &[&str], env: &[(&str, &str)]) -> Command {
     }
     cmd.envs(env.iter().copied());
     cmd
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// A connection to the invite's server, accepted by its pin, as its
+/// client with root key `secret` (the invite's, or a guess).
+async fn connect_as(invite: &Invite, secret: &[u8; 32]) -> BoundConnection {
+    let key = Arc::new(SoftwareRootKey::new(secret).unwrap());
+    let (setup, _) = ClientSetup::pinned(
+        invite.pin,
+        HttpVersion::Http1,
+        invite.client_id.clone(),
+        key,
+    )
+    .unwrap();
+    let target = Target::parse(&invite.url).unwrap();
+    BoundConnection::connect(&target, &setup).await.unwrap()
+}
+
+/// `POST /v1/enroll` with `token` on `conn`.
+async fn enrol_with(conn: &mut BoundConnection, token: &str) -> jose_binding::client::Reply {
+    conn.request(http::Method::POST, "/v1/enroll", Some(token))
+        .await
+        .unwrap()
 }
 
 fn text(o: &Output) -> String {
@@ -384,82 +425,43 @@ fn a_mistyped_line_and_a_wrong_pin_send_nothing() {
     let i = typo.len() / 2;
     typo[i] = if typo[i] == b'A' { b'B' } else { b'A' };
     let typo = String::from_utf8(typo).unwrap();
-    let dir = s.dir.join("c");
-    let out = s.client(
-        &["enroll", &typo, "--config-dir", dir.to_str().unwrap()],
-        &[],
-    );
-    refused(&out, "mistyped or cut short");
-    let out = s.client(
-        &[
-            "enroll",
-            &line[..line.len() - 3],
-            "--config-dir",
-            dir.to_str().unwrap(),
-        ],
-        &[],
-    );
-    refused(&out, "copy the line again");
-
     let real = Invite::parse(&line).unwrap();
-    let wrong_pin = Invite::new(
-        &real.url,
-        Pin::CaCertificate([7; 32]),
-        real.client_id.clone(),
-        real.secret.clone(),
-        real.expires,
-    )
-    .unwrap();
-    let out = s.client(
-        &[
-            "enroll",
-            &wrong_pin.line(),
-            "--config-dir",
-            dir.to_str().unwrap(),
-        ],
-        &[],
-    );
-    refused(&out, "is not the one the invite names");
-    refused(&out, "nothing was sent");
-    let key_pin = Invite::new(
-        &real.url,
-        Pin::ServerKey([7; 32]),
-        real.client_id.clone(),
-        real.secret.clone(),
-        real.expires,
-    )
-    .unwrap();
-    let out = s.client(
-        &[
-            "enroll",
-            &key_pin.line(),
-            "--config-dir",
-            dir.to_str().unwrap(),
-        ],
-        &[],
-    );
-    refused(&out, "is not the one the invite names");
-
-    // Long past its expiry: refused without connecting.
-    let stale = Invite::new(
-        &real.url,
-        real.pin,
-        real.client_id.clone(),
-        real.secret.clone(),
-        1_000,
-    )
-    .unwrap();
-    let out = s.client(
-        &[
-            "enroll",
-            &stale.line(),
-            "--config-dir",
-            dir.to_str().unwrap(),
-        ],
-        &[],
-    );
-    refused(&out, "expired at 1970-01-01T00:16:40Z");
-
+    // The real line with another pin or expiry.
+    let variant = |pin: Pin, expires: u64| {
+        Invite::new(
+            &real.url,
+            pin,
+            real.client_id.clone(),
+            real.secret.clone(),
+            expires,
+        )
+        .unwrap()
+        .line()
+        .to_string()
+    };
+    let cases = [
+        (typo, "mistyped or cut short"),
+        (line[..line.len() - 3].to_owned(), "copy the line again"),
+        (
+            variant(Pin::CaCertificate([7; 32]), real.expires),
+            "is not the one the invite names ",
+        ),
+        (
+            variant(Pin::ServerKey([7; 32]), real.expires),
+            "is not the one the invite names ",
+        ),
+        // Long past its expiry: refused without connecting.
+        (variant(real.pin, 1_000), "expired at 1970-01-01T00:16:40Z"),
+    ];
+    let dir = s.dir.join("c");
+    for (bad, want) in cases {
+        let out = s.client(
+            &["enroll", &bad, "--config-dir", dir.to_str().unwrap()],
+            &[],
+        );
+        refused(&out, want);
+        refused(&out, "nothing was sent");
+    }
     std::thread::sleep(Duration::from_millis(300));
     let log = s.log.lock().unwrap().join("\n");
     assert!(
@@ -468,12 +470,7 @@ fn a_mistyped_line_and_a_wrong_pin_send_nothing() {
     );
     assert!(!dir.join("config.toml").exists());
     // The invite is untouched: the real line still enrols.
-    let out = s.client(
-        &["enroll", &line, "--config-dir", dir.to_str().unwrap()],
-        &[],
-    );
-    assert!(out.status.success(), "{}", text(&out));
-    s.key_of(&dir);
+    s.enroll_ok(&line, &dir);
     s.assert_no_secrets();
 }
 
@@ -484,38 +481,14 @@ fn a_captured_enrolment_token_is_worthless_on_another_connection() {
     let mut s = Enrolling::start("enroll-replay");
     let line = s.invite("client7");
     let invite = Invite::parse(&line).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let (victim, thief) = rt.block_on(async {
-        let setup = {
-            let tls =
-                jose_binding::pin::pinned_client_config(invite.pin, HttpVersion::Http1.alpn())
-                    .unwrap();
-            let mut setup = ClientSetup::new(
-                rustls::RootCertStore::empty(),
-                HttpVersion::Http1,
-                ClientId::new("client7").unwrap(),
-                Arc::new(SoftwareRootKey::new(&invite.secret[..]).unwrap()),
-            )
-            .unwrap();
-            setup.tls = Arc::new(tls);
-            setup
-        };
-        let target = Target::parse(&invite.url).unwrap();
-        let victim = BoundConnection::connect(&target, &setup).await.unwrap();
+    let thief = block_on(async {
+        let victim = connect_as(&invite, &invite.secret).await;
         let token = victim.token(Form::Signed, &serde_json::json!({})).unwrap();
         // The thief has the token, and even the line's secret: not the
         // victim's connection.
-        let mut thief = BoundConnection::connect(&target, &setup).await.unwrap();
-        let reply = thief
-            .request(http::Method::POST, "/v1/enroll", Some(&token))
-            .await
-            .unwrap();
-        (victim, reply)
+        let mut thief = connect_as(&invite, &invite.secret).await;
+        enrol_with(&mut thief, &token).await
     });
-    drop(victim);
     assert_eq!(
         thief.status,
         401,
@@ -526,17 +499,12 @@ fn a_captured_enrolment_token_is_worthless_on_another_connection() {
         thief.error_code(),
         Some(jose_binding::ErrorCode::BadSignature)
     );
-    assert!(Keystore::load(&s.keystore)
-        .unwrap()
-        .invite("client7")
-        .is_some());
-    let dir = s.dir.join("c");
-    let out = s.client(
-        &["enroll", &line, "--config-dir", dir.to_str().unwrap()],
-        &[],
+    let ks = Keystore::load(&s.keystore).unwrap();
+    assert!(
+        ks.invite("client7").is_some(),
+        "the invite is still pending"
     );
-    assert!(out.status.success(), "{}", text(&out));
-    s.key_of(&dir);
+    s.enroll_ok(&line, &s.dir.join("c"));
     s.assert_no_secrets();
 }
 
@@ -547,32 +515,13 @@ fn enrolment_attempts_are_rate_limited_per_source() {
     let mut s = Enrolling::start("enroll-rate");
     let line = s.invite("client7");
     let real = Invite::parse(&line).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let statuses = rt.block_on(async {
-        let tls =
-            jose_binding::pin::pinned_client_config(real.pin, HttpVersion::Http1.alpn()).unwrap();
+    let statuses = block_on(async {
         // A guesser: the right id, a wrong secret.
-        let mut setup = ClientSetup::new(
-            rustls::RootCertStore::empty(),
-            HttpVersion::Http1,
-            real.client_id.clone(),
-            Arc::new(SoftwareRootKey::new(&[5; 32]).unwrap()),
-        )
-        .unwrap();
-        setup.tls = Arc::new(tls);
-        let target = Target::parse(&real.url).unwrap();
-        let mut conn = BoundConnection::connect(&target, &setup).await.unwrap();
+        let mut conn = connect_as(&real, &[5; 32]).await;
         let mut statuses = Vec::new();
         for _ in 0..12 {
             let token = conn.token(Form::Signed, &serde_json::json!({})).unwrap();
-            let reply = conn
-                .request(http::Method::POST, "/v1/enroll", Some(&token))
-                .await
-                .unwrap();
-            statuses.push(reply.status);
+            statuses.push(enrol_with(&mut conn, &token).await.status);
         }
         statuses
     });
@@ -580,13 +529,7 @@ fn enrolment_attempts_are_rate_limited_per_source() {
     assert!(statuses[..4].iter().all(|&c| c == 401), "{statuses:?}");
     assert!(limited >= 6, "a burst of 4, then 2 a second: {statuses:?}");
     std::thread::sleep(Duration::from_millis(1500));
-    let dir = s.dir.join("c");
-    let out = s.client(
-        &["enroll", &line, "--config-dir", dir.to_str().unwrap()],
-        &[],
-    );
-    assert!(out.status.success(), "{}", text(&out));
-    s.key_of(&dir);
+    s.enroll_ok(&line, &s.dir.join("c"));
     s.assert_no_secrets();
 }
 

@@ -8,7 +8,7 @@ use std::io::{IsTerminal, Write};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jose_binding::bundle::{Bundle, Trust};
-use jose_binding::invite::{Invite, Pin, SECRET_LEN};
+use jose_binding::invite::{Invite, SECRET_LEN};
 use jose_binding::private_file::{write_private, Existing};
 use jose_binding::{pin, tls, ClientId, Form, SoftwareRootKey};
 use rustls_pki_types::CertificateDer;
@@ -73,8 +73,7 @@ pub(crate) fn invite(a: InviteArgs, g: &Global, s: &ServeSettings) -> Result<(),
         "made"
     };
     eprintln!(
-        "invite for client {id} {what}: server {url}, {}, valid until {until} (once)",
-        describe_pin(&pin)
+        "invite for client {id} {what}: server {url}, pinned {pin}, valid until {until} (once)"
     );
     match out {
         Some(p) => eprintln!(
@@ -262,17 +261,5 @@ pub(crate) fn bundle_text(
                  # Install it with: jwt-client enroll FILE --identity AGE_KEY_FILE\n{sealed}\n"
             )))
         }
-    }
-}
-
-/// The pin in words, with the digest's first bytes for comparing by eye.
-fn describe_pin(pin: &Pin) -> String {
-    let short: String = pin.digest()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    match pin {
-        Pin::CaCertificate(_) => format!("pinned CA sha256 {short}…"),
-        Pin::ServerKey(_) => format!("pinned server key sha256 {short}…"),
     }
 }

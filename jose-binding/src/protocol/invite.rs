@@ -59,6 +59,21 @@ impl Pin {
     }
 }
 
+/// `CA sha256 a3ccb3a134ee73a6…`: what is pinned, and the digest's first
+/// 8 bytes for comparing by eye (it is public).
+impl std::fmt::Display for Pin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Pin::CaCertificate(_) => "CA sha256 ",
+            Pin::ServerKey(_) => "server key sha256 ",
+        })?;
+        for b in &self.digest()[..8] {
+            write!(f, "{b:02x}")?;
+        }
+        f.write_str("…")
+    }
+}
+
 /// A parsed invite. Its secret is zeroized on drop and never printed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Invite {

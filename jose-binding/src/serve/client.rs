@@ -228,6 +228,24 @@ impl ClientSetup {
     }
 }
 
+impl ClientSetup {
+    /// A setup that accepts only a server matching an invite's `pin`
+    /// instead of trusting roots (the enrolment connection, PROTOCOL.md
+    /// §10), and where it records the certificate it matched.
+    pub fn pinned(
+        pin: crate::invite::Pin,
+        version: HttpVersion,
+        client_id: ClientId,
+        root_key: Arc<dyn RootKey>,
+    ) -> Result<(Self, crate::pin::Matched), TlsError> {
+        let (tls, matched) = crate::pin::pinned_client_config_seen(pin, version.alpn())?;
+        let mut setup =
+            ClientSetup::new(rustls::RootCertStore::empty(), version, client_id, root_key)?;
+        setup.tls = Arc::new(tls);
+        Ok((setup, matched))
+    }
+}
+
 /// A TCP connection to `target`, from `local` when given (to the first of
 /// the target's addresses of the same family).
 async fn tcp_connect(

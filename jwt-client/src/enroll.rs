@@ -103,14 +103,15 @@ fn is_root() -> bool {
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:
   jwt-client enroll jb1.AQ...                      # the line from `jwt-server keys invite NAME`
-  jwt-client enroll \"$(cat client8.invite)\" --config-dir /srv/app/jwt-client
+  jwt-client enroll - < client8.invite --config-dir /srv/app/jwt-client   # the line from a file
   jwt-client enroll jb1.AQ... --tpm-key /etc/jwt-client/client8.tpm.pem --tcti device:/dev/tpmrm0
   jwt-client enroll client9.bundle --identity ~/.config/age/key.txt   # offline, sealed with age")]
 pub(crate) struct EnrollArgs {
     /// The invite line, `jb1.…`, as `jwt-server keys invite` printed it
     /// (it is checked before any connection: a typo is caught), or a bundle
     /// file from `jwt-server keys add NAME --bundle FILE`, installed
-    /// without a connection.
+    /// without a connection; `-` reads either from stdin, which keeps the
+    /// line out of the process list on a shared machine.
     #[arg(value_name = "INVITE|BUNDLE")]
     invite: String,
     /// The age identity file a sealed bundle is opened with (repeatable).
@@ -272,33 +273,31 @@ impl Source {
     fn read(a: &EnrollArgs) -> Result<Source, String> {
         let arg = a.invite.trim();
         let path = Path::new(arg);
-        if arg.starts_with(jose_binding::invite::PREFIX) || !path.is_file() {
-            let invite = Invite::parse(arg).map_err(|e| match e {
-                jose_binding::invite::InviteError::Prefix => format!(
-                    "{arg:?} is neither an invite line (jb1.…) nor a bundle file (nothing was sent)"
-                ),
-                e => format!("{e} (nothing was sent)"),
-            })?;
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            // Past its expiry by more than a clock's drift: the server would refuse it.
-            if now > invite.expires.saturating_add(300) {
-                return Err(format!(
-                    "the invite for {} expired at {}; ask the operator for a new one (nothing was sent)",
-                    invite.client_id,
-                    rfc3339(invite.expires)
-                ));
-            }
-            return Ok(Source::Invite(invite));
-        }
-        let origin = path.display();
-        let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| format!("{origin}: {e}"))?);
-        if bytes.len() > 4 * MAX_BUNDLE {
+        let (text, origin) = if arg == "-" {
+            // Kept out of the process list, where other users see arguments.
+            let mut bytes = Zeroizing::new(Vec::new());
+            std::io::Read::read_to_end(
+                &mut std::io::Read::take(std::io::stdin(), 4 * MAX_BUNDLE as u64 + 1),
+                &mut bytes,
+            )
+            .map_err(|e| format!("stdin: {e}"))?;
+            (bytes, "stdin".to_owned())
+        } else if arg.starts_with(jose_binding::invite::PREFIX) || !path.is_file() {
+            return Source::invite(arg);
+        } else {
+            let bytes = Zeroizing::new(
+                std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?,
+            );
+            (bytes, path.display().to_string())
+        };
+        if text.len() > 4 * MAX_BUNDLE {
             return Err(format!("{origin}: not a bundle (too large)"));
         }
-        let text = std::str::from_utf8(&bytes)
-            .map_err(|_| format!("{origin}: not a bundle (not text)"))?;
+        let text = std::str::from_utf8(&text)
+            .map_err(|_| format!("{origin}: neither an invite line nor a bundle (not text)"))?;
+        if text.trim().starts_with(jose_binding::invite::PREFIX) {
+            return Source::invite(text.trim());
+        }
         let body: String = text
             .lines()
             .filter(|l| !l.trim_start().starts_with('#'))
@@ -320,6 +319,29 @@ impl Source {
         };
         let bundle = Bundle::parse(&plain).map_err(|e| format!("{origin}: {e}"))?;
         Ok(Source::Bundle(Box::new(bundle)))
+    }
+
+    /// An invite line, checked; one long past its expiry is refused here.
+    fn invite(line: &str) -> Result<Source, String> {
+        let invite = Invite::parse(line).map_err(|e| match e {
+            // Not echoed: what was pasted may be a key.
+            jose_binding::invite::InviteError::Prefix => {
+                "that is neither an invite line (jb1.…) nor a bundle file; pass the line `jwt-server keys invite` printed, a bundle file, or - to read either from stdin (nothing was sent)".to_owned()
+            }
+            e => format!("{e} (nothing was sent)"),
+        })?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        // Past its expiry by more than a clock's drift: the server would refuse it.
+        if now > invite.expires.saturating_add(300) {
+            return Err(format!(
+                "the invite for {} expired at {}; ask the operator for a new one (nothing was sent)",
+                invite.client_id,
+                rfc3339(invite.expires)
+            ));
+        }
+        Ok(Source::Invite(invite))
     }
 }
 

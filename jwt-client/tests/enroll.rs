@@ -534,22 +534,25 @@ fn enrolment_attempts_are_rate_limited_per_source() {
 }
 
 /// Two clients enrolling at the same moment: both succeed, and the
-/// keystore holds both (the writes are serialised, neither is lost).
+/// keystore holds both (the writes are serialised, neither is lost). The
+/// lines are read from stdin.
 #[test]
 fn two_clients_enrol_at_once() {
     let mut s = Enrolling::start("enroll-two");
     let a = s.invite("alpha");
     let b = s.invite("beta");
     let (da, db) = (s.dir.join("a"), s.dir.join("b"));
+    // Each line goes in on stdin (`enroll -`), out of the process list.
     let spawn = |line: &str, dir: &Path| {
-        client_cmd(
-            &["enroll", line, "--config-dir", dir.to_str().unwrap()],
-            &[],
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+        let mut child = client_cmd(&["enroll", "-", "--config-dir", dir.to_str().unwrap()], &[])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(format!("{line}\n").as_bytes()).unwrap();
+        child
     };
     let (pa, pb) = (spawn(&a, &da), spawn(&b, &db));
     for p in [pa, pb] {

@@ -77,7 +77,7 @@ pub(crate) fn invite(a: InviteArgs, g: &Global, s: &ServeSettings) -> Result<(),
     );
     match out {
         Some(p) => eprintln!(
-            "the line is in {} (mode 0600); on the client run: jwt-client enroll \"$(cat {})\"",
+            "the line is in {} (mode 0600); on the client run: jwt-client enroll - < {}",
             p.display(),
             p.display()
         ),

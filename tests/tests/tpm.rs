@@ -297,3 +297,239 @@ async fn the_sidecar_with_a_tpm_held_key() {
         assert_eq!(v["client_id"], "tpmclient", "{v}");
     }
 }
+
+/// Runs a tpm2-tools command against `tpm`; panics with its stderr.
+fn tools(tpm: &Swtpm, args: &[&str]) {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .env("TPM2TOOLS_TCTI", tpm.tcti())
+        .output()
+        .unwrap_or_else(|e| panic!("{} ({e}): apt-get install tpm2-tools", args[0]));
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn refused(r: Result<jose_binding::Prk, jose_binding::RootKeyError>) -> String {
+    match r {
+        Err(jose_binding::RootKeyError::Refused(m)) => m,
+        Err(other) => panic!("refused, not {other:?}"),
+        Ok(_) => panic!("the TPM should have refused"),
+    }
+}
+
+/// A PIN-protected key: the right PIN works, none or a wrong one is
+/// refused, and past the dictionary-attack threshold the TPM locks out,
+/// which the error says, even for the right PIN.
+#[test]
+fn a_pin_key_needs_its_pin_and_wrong_pins_end_in_lockout() {
+    let tpm = Swtpm::start();
+    // A small threshold and a long recovery, so the lockout shows.
+    tools(
+        &tpm,
+        &[
+            "tpm2_dictionarylockout",
+            "-s",
+            "-n",
+            "3",
+            "-t",
+            "1000",
+            "-l",
+            "1000",
+        ],
+    );
+    let soft = SoftwareRootKey::generate();
+    let pin = tpm::Pin::new("1234-good\n").unwrap();
+    let file = tpm::import_with(&tpm.tcti(), &soft, Some(&pin), None).unwrap();
+    let again = TpmKeyFile::from_pem(&file.to_pem().unwrap()).unwrap();
+    assert!(
+        again.policy.pin,
+        "the key file records that a PIN is needed"
+    );
+    let ekm = ekms()[0].clone();
+    let right = TpmRootKey::open_with_pin(
+        &tpm.tcti(),
+        again.clone(),
+        SessionMode::Salted,
+        Some(pin.clone()),
+    )
+    .unwrap();
+    assert_eq!(
+        right.prk(&ekm).unwrap().expose(),
+        soft.prk(&ekm).unwrap().expose()
+    );
+    // Without the PIN: refused at open, by one probe (one count toward the lockout).
+    let e = TpmRootKey::open(&tpm.tcti(), again.clone(), SessionMode::Salted).unwrap_err();
+    assert!(e.to_string().contains("needs its PIN"), "{e}");
+    let e = TpmRootKey::open_with_pin(
+        &tpm.tcti(),
+        again.clone(),
+        SessionMode::Password,
+        Some(pin.clone()),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("needs the salted session"), "{e}");
+    let wrong = TpmRootKey::open_with_pin(
+        &tpm.tcti(),
+        again.clone(),
+        SessionMode::Salted,
+        Some(tpm::Pin::new("0000-bad").unwrap()),
+    )
+    .unwrap();
+    let first = refused(wrong.prk(&ekm));
+    assert!(first.contains("wrong TPM PIN"), "{first}");
+    assert!(first.contains("1 more before lockout"), "{first}");
+    let mut said = Vec::new();
+    for _ in 0..4 {
+        said.push(refused(wrong.prk(&ekm)));
+    }
+    let last = said.last().unwrap();
+    assert!(last.contains("dictionary-attack lockout"), "{said:?}");
+    assert!(last.contains("every 1000 s"), "{last}");
+    // Locked out: the right PIN too, with the same explanation.
+    let locked = refused(right.prk(&ekm));
+    assert!(locked.contains("dictionary-attack lockout"), "{locked}");
+    // A key without a PIN is noDA: unaffected by the lockout.
+    let plain = tpm::import(&tpm.tcti(), &soft).unwrap();
+    let plain = TpmRootKey::open(&tpm.tcti(), plain, SessionMode::Salted).unwrap();
+    assert_eq!(
+        plain.prk(&ekm).unwrap().expose(),
+        soft.prk(&ekm).unwrap().expose()
+    );
+}
+
+/// A PCR-bound key works while its PCRs hold their values at import; a
+/// PCR outside the selection changes nothing; extending a selected one
+/// makes the next derivation fail with the policy's error. With a PIN
+/// too, both are needed.
+#[test]
+fn a_pcr_bound_key_fails_once_a_selected_pcr_changes() {
+    let tpm = Swtpm::start();
+    let soft = SoftwareRootKey::generate();
+    let spec: tpm::PcrSpec = "sha256:7,0".parse().unwrap();
+    assert_eq!(spec.to_string(), "sha256:0,7");
+    let pin = tpm::Pin::new("4321-good").unwrap();
+    let bound = tpm::import_with(&tpm.tcti(), &soft, None, Some(&spec)).unwrap();
+    let both = tpm::import_with(&tpm.tcti(), &soft, Some(&pin), Some(&spec)).unwrap();
+    let bound = TpmKeyFile::from_pem(&bound.to_pem().unwrap()).unwrap();
+    let both = TpmKeyFile::from_pem(&both.to_pem().unwrap()).unwrap();
+    assert_eq!(bound.policy.to_string(), "PCR sha256:0,7");
+    assert_eq!(both.policy.to_string(), "PIN + PCR sha256:0,7");
+    let ekm = ekms()[1].clone();
+    let want = soft.prk(&ekm).unwrap();
+    let open = |file: &TpmKeyFile, pin: Option<tpm::Pin>| {
+        TpmRootKey::open_with_pin(&tpm.tcti(), file.clone(), SessionMode::Salted, pin).unwrap()
+    };
+    // swtpm holds 3 loaded objects (a key, and the primary while another
+    // loads): at most two keys are open at a time here.
+    let k1 = open(&bound, None);
+    let k2 = open(&both, Some(pin.clone()));
+    for _ in 0..3 {
+        assert_eq!(k1.prk(&ekm).unwrap().expose(), want.expose());
+        assert_eq!(k2.prk(&ekm).unwrap().expose(), want.expose());
+    }
+    drop(k2);
+    let wrong_pin = open(&both, Some(tpm::Pin::new("9999-bad").unwrap()));
+    assert!(refused(wrong_pin.prk(&ekm)).contains("wrong TPM PIN"));
+    drop(wrong_pin);
+    let extend = |pcr: &str| {
+        tools(
+            &tpm,
+            &[
+                "tpm2_pcrextend",
+                &format!("{pcr}:sha256={}", "ab".repeat(32)),
+            ],
+        )
+    };
+    extend("8");
+    assert_eq!(
+        k1.prk(&ekm).unwrap().expose(),
+        want.expose(),
+        "PCR 8 is not selected"
+    );
+    extend("7");
+    let e = refused(k1.prk(&ekm));
+    assert!(
+        e.contains("PCR policy failed") && e.contains("sha256:0,7"),
+        "{e}"
+    );
+    drop(k1);
+    let e = refused(open(&both, Some(pin)).prk(&ekm));
+    assert!(e.contains("PCR policy failed"), "{e}");
+    // A fresh process, as after a restart, fails the same way.
+    let e = refused(open(&bound, None).prk(&ekm));
+    assert!(e.contains("PCR policy failed"), "{e}");
+}
+
+/// A key made with tpm2-tools under a PCR policy: tpm2_encodeobject does
+/// not record the policy, so the key file says what to do instead.
+#[test]
+fn a_tpm2_tools_policy_key_without_its_policy_is_explained() {
+    let tpm = Swtpm::start();
+    let dir = tpm.state.join("tools-policy");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("k.raw"), [0x42u8; 32]).unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(args[0])
+            .args(&args[1..])
+            .current_dir(&dir)
+            .env("TPM2TOOLS_TCTI", tpm.tcti())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let _ = Command::new("tpm2_flushcontext")
+            .arg("-t")
+            .env("TPM2TOOLS_TCTI", tpm.tcti())
+            .output();
+    };
+    run(&[
+        "tpm2_createpolicy",
+        "-Q",
+        "--policy-pcr",
+        "-l",
+        "sha256:0,7",
+        "-L",
+        "policy.dat",
+    ]);
+    run(&["tpm2_createprimary", "-Q", "-C", "o", "-c", "prim.ctx"]);
+    run(&[
+        "tpm2_import",
+        "-Q",
+        "-C",
+        "prim.ctx",
+        "-G",
+        "hmac",
+        "-i",
+        "k.raw",
+        "-u",
+        "k.pub",
+        "-r",
+        "k.priv",
+        "-L",
+        "policy.dat",
+    ]);
+    run(&[
+        "tpm2_encodeobject",
+        "-C",
+        "prim.ctx",
+        "-u",
+        "k.pub",
+        "-r",
+        "k.priv",
+        "-o",
+        "k.pem",
+    ]);
+    let e = TpmKeyFile::load(&dir.join("k.pem"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("records no policy") && e.contains("--pcr-policy"),
+        "{e}"
+    );
+}

@@ -49,23 +49,11 @@ impl ConfigDir {
         if let Some(d) = &self.config_dir {
             return Ok(d.clone());
         }
-        if is_root() {
-            return Ok(PathBuf::from("/etc/jwt-client"));
-        }
-        let xdg = std::env::var_os("XDG_CONFIG_HOME")
-            .map(PathBuf::from)
-            .filter(|p| p.is_absolute());
-        let home = std::env::var_os("HOME")
-            .map(PathBuf::from)
-            .filter(|p| p.is_absolute());
-        match (xdg, home) {
-            (Some(x), _) => Ok(x.join("jwt-client")),
-            (None, Some(h)) => Ok(h.join(".config/jwt-client")),
-            (None, None) => Err(
-                "no configuration directory: set HOME or XDG_CONFIG_HOME, or pass --config-dir DIR"
-                    .into(),
-            ),
-        }
+        let var = |name| std::env::var_os(name).map(PathBuf::from);
+        default_dir(is_root(), var("XDG_CONFIG_HOME"), var("HOME")).ok_or_else(|| {
+            "no configuration directory: set HOME or XDG_CONFIG_HOME, or pass --config-dir DIR"
+                .into()
+        })
     }
 
     /// The enrolled configuration as a settings file, if there is one;
@@ -91,6 +79,23 @@ impl ConfigDir {
             .map(ConfigFile::paths_relative_to_its_dir)
             .map(Some)
             .map_err(|e| e.to_string())
+    }
+}
+
+/// `/etc/jwt-client` for root (a system service's client), else the XDG
+/// base directory's `jwt-client`, else `~/.config/jwt-client`; a relative
+/// XDG_CONFIG_HOME or HOME is ignored, as the XDG specification says.
+fn default_dir(root: bool, xdg: Option<PathBuf>, home: Option<PathBuf>) -> Option<PathBuf> {
+    if root {
+        return Some(PathBuf::from("/etc/jwt-client"));
+    }
+    match (
+        xdg.filter(|p| p.is_absolute()),
+        home.filter(|p| p.is_absolute()),
+    ) {
+        (Some(x), _) => Some(x.join("jwt-client")),
+        (None, Some(h)) => Some(h.join(".config/jwt-client")),
+        (None, None) => None,
     }
 }
 
@@ -128,6 +133,8 @@ pub(crate) struct EnrollArgs {
     tpm_key: Option<PathBuf>,
     #[command(flatten)]
     tpm: TpmArgs,
+    #[command(flatten)]
+    tpm_policy: crate::keys::TpmPolicyArgs,
     /// Print what was done as one JSON object on stdout.
     #[arg(long)]
     json: bool,
@@ -164,6 +171,18 @@ pub(crate) async fn run(a: EnrollArgs) -> Result<ExitCode, String> {
     if a.tpm_key.is_some() {
         return Err("this jwt-client was built without TPM support; rebuild with `--features tpm` (needs libtss2-dev), or enrol without --tpm-key (nothing was sent)".into());
     }
+    // The PIN is asked (and the PCR selection checked) before the server
+    // hands out a key that a mistyped PIN would lose.
+    #[cfg(feature = "tpm")]
+    let tpm_inputs = match &a.tpm_key {
+        Some(_) => Some(crate::keys::policy_inputs(&a.tpm, &a.tpm_policy)?),
+        None if a.tpm_policy.pin || a.tpm_policy.pcr_policy.is_some() => {
+            return Err("--pin and --pcr-policy are for a key in the TPM: add --tpm-key FILE (nothing was sent)".into())
+        }
+        None => None,
+    };
+    #[cfg(not(feature = "tpm"))]
+    let tpm_inputs: Option<()> = None;
     let (received, online) = match source {
         Source::Invite(invite) => (receive(&a, &invite).await?, true),
         Source::Bundle(b) => (*b, false),
@@ -172,7 +191,7 @@ pub(crate) async fn run(a: EnrollArgs) -> Result<ExitCode, String> {
 
     // The key and the configuration.
     let key_setting = match &a.tpm_key {
-        Some(out) => import_to_tpm(&received.root_key, out, &a.tpm)?,
+        Some(out) => import_to_tpm(&received.root_key, out, &a.tpm, tpm_inputs)?,
         None => {
             write_private(&dir.join(KEY), received.root_key.to_key_file().as_bytes(), Existing::Replace)
                 .map_err(|e| {
@@ -549,6 +568,10 @@ fn config_text(b: &Bundle, trust: &Pinned, key: &KeySetting, tpm: &TpmArgs) -> S
             if let Some(t) = &tpm.tcti {
                 out.push_str(&format!("tcti = {}\n", q(t)));
             }
+            if let Some(f) = &tpm.tpm_pin_file {
+                let f = std::path::absolute(f).unwrap_or_else(|_| f.clone());
+                out.push_str(&format!("tpm_pin_file = {}\n", q(&f.to_string_lossy())));
+            }
         }
     }
     out
@@ -569,31 +592,31 @@ fn prepare_dir(dir: &Path) -> Result<(), String> {
 }
 
 #[cfg(feature = "tpm")]
-fn import_to_tpm(key: &SoftwareRootKey, out: &Path, args: &TpmArgs) -> Result<KeySetting, String> {
-    use jose_binding::tpm::{self, SessionMode, TpmRootKey};
-    let tcti = args.tcti();
+fn import_to_tpm(
+    key: &SoftwareRootKey,
+    out: &Path,
+    args: &TpmArgs,
+    inputs: Option<(
+        Option<jose_binding::tpm::Pin>,
+        Option<jose_binding::tpm::PcrSpec>,
+    )>,
+) -> Result<KeySetting, String> {
     let fail = |e: String| {
         format!("the server enrolled this client, but the TPM import failed ({e}); the key was not written anywhere: ask the operator to `keys remove` the client and invite it again")
     };
-    let file = tpm::import(&tcti, key).map_err(|e| fail(e.to_string()))?;
-    let loaded = TpmRootKey::open(&tcti, file.clone(), SessionMode::Salted)
-        .map_err(|e| fail(e.to_string()))?;
-    let probe = jose_binding::Ekm::from_bytes([0x5a; 32]);
-    let same = loaded
-        .prk(&probe)
-        .map_err(|e| fail(e.to_string()))?
-        .expose()
-        == key.compute_prk(&probe).expose();
-    if !same {
-        return Err(fail("the TPM key does not reproduce the key".into()));
-    }
+    let file = crate::keys::import_key(key, args, inputs.unwrap_or_default()).map_err(fail)?;
     let pem = file.to_pem().map_err(|e| fail(e.to_string()))?;
     std::fs::write(out, pem).map_err(|e| fail(format!("{}: {e}", out.display())))?;
     Ok(KeySetting::Tpm(out.to_owned()))
 }
 
 #[cfg(not(feature = "tpm"))]
-fn import_to_tpm(_: &SoftwareRootKey, _: &Path, _: &TpmArgs) -> Result<KeySetting, String> {
+fn import_to_tpm(
+    _: &SoftwareRootKey,
+    _: &Path,
+    _: &TpmArgs,
+    _: Option<()>,
+) -> Result<KeySetting, String> {
     Err("this jwt-client was built without TPM support".into())
 }
 
@@ -627,4 +650,25 @@ fn pem(cert: &[u8]) -> String {
 
 fn rfc3339(secs: u64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + std::time::Duration::from_secs(secs)).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_directory_follows_xdg_and_root() {
+        let p = |s: &str| Some(PathBuf::from(s));
+        assert_eq!(default_dir(true, p("/x"), p("/h")), p("/etc/jwt-client"));
+        assert_eq!(default_dir(false, p("/x"), p("/h")), p("/x/jwt-client"));
+        assert_eq!(
+            default_dir(false, None, p("/h")),
+            p("/h/.config/jwt-client")
+        );
+        assert_eq!(
+            default_dir(false, p("rel"), p("/h")),
+            p("/h/.config/jwt-client")
+        );
+        assert_eq!(default_dir(false, None, p("rel")), None);
+    }
 }

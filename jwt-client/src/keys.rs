@@ -30,9 +30,30 @@ pub struct TpmArgs {
     #[arg(long, env = "JWT_TPM_TCTI")]
     pub tcti: Option<String>,
     /// TPM session for the per-connection HMAC: salted (PRK encrypted on the
-    /// TPM bus) or password (faster, PRK in clear on the bus).
+    /// TPM bus) or password (faster, PRK in clear on the bus; refused for a
+    /// key with a PIN or a PCR policy).
     #[arg(long, env = "JWT_TPM_SESSION", default_value = "salted")]
     pub tpm_session: String,
+    /// File holding the TPM key's PIN, one line (keep it readable only by
+    /// the service's user) [default: asked at the terminal when the key
+    /// has a PIN].
+    #[arg(long, env = "JWT_TPM_PIN_FILE", value_hint = ValueHint::FilePath)]
+    pub tpm_pin_file: Option<PathBuf>,
+}
+
+/// What a TPM key demands besides the TPM: `tpm import` and `enroll
+/// --tpm-key` take these.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct TpmPolicyArgs {
+    /// Protect the key with a PIN, asked at the terminal (twice) or read
+    /// from --tpm-pin-file: every connection's HMAC needs it, and wrong ones
+    /// count toward the TPM's dictionary-attack lockout.
+    #[arg(long)]
+    pub pin: bool,
+    /// Bind the key to the values these PCRs hold now, e.g.
+    /// sha256:0,2,4,7: it works only while they still do (this boot chain).
+    #[arg(long, value_name = "BANK:PCRS")]
+    pub pcr_policy: Option<String>,
 }
 
 #[cfg(feature = "tpm")]
@@ -69,12 +90,130 @@ async fn open_tpm(path: PathBuf, args: TpmArgs) -> Result<Arc<dyn RootKey>, Stri
     tokio::task::spawn_blocking(move || {
         let mode: SessionMode = args.tpm_session.parse().map_err(|e| format!("{e}"))?;
         let file = TpmKeyFile::load(&path).map_err(|e| e.to_string())?;
-        TpmRootKey::open(&args.tcti(), file, mode)
+        let pin = pin_for_use(file.policy.pin, &args)?;
+        TpmRootKey::open_with_pin(&args.tcti(), file, mode, pin)
             .map(|k| Arc::new(k) as Arc<dyn RootKey>)
             .map_err(|e| e.to_string())
     })
     .await
     .map_err(|e| e.to_string())?
+}
+
+/// The PIN to use a key with: from --tpm-pin-file, else, for a key whose
+/// file does not say its auth is empty, asked at a terminal (an empty
+/// answer: none); without a terminal, none (a key that needs one is then
+/// refused when it opens).
+#[cfg(feature = "tpm")]
+fn pin_for_use(may_need: bool, args: &TpmArgs) -> Result<Option<jose_binding::tpm::Pin>, String> {
+    use std::io::IsTerminal;
+    if args.tpm_pin_file.is_some() {
+        return read_pin(args.tpm_pin_file.as_deref(), false).map(Some);
+    }
+    if !may_need || !std::io::stdin().is_terminal() {
+        return Ok(None);
+    }
+    let text = rpassword::prompt_password("TPM PIN (empty if the key has none): ")
+        .map(zeroize::Zeroizing::new)
+        .map_err(|e| format!("cannot ask for the TPM PIN ({e}): give it with --tpm-pin-file FILE (or JWT_TPM_PIN_FILE)"))?;
+    if text.is_empty() {
+        return Ok(None);
+    }
+    jose_binding::tpm::Pin::new(&text)
+        .map(Some)
+        .map_err(|e| e.to_string())
+}
+
+/// The PIN: from `file` (one line), else asked at the terminal (`confirm`:
+/// twice, for a new one). Never from a flag's value, which others can read
+/// in the process list.
+#[cfg(feature = "tpm")]
+pub fn read_pin(
+    file: Option<&std::path::Path>,
+    confirm: bool,
+) -> Result<jose_binding::tpm::Pin, String> {
+    use jose_binding::tpm::Pin;
+    if let Some(path) = file {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            if let Ok(m) = std::fs::metadata(path) {
+                if m.permissions().mode() & 0o077 != 0 {
+                    tracing::warn!(path = %path.display(), "the TPM PIN file is readable by group or others; chmod 600 it");
+                }
+            }
+        }
+        let text = zeroize::Zeroizing::new(
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("--tpm-pin-file {}: {e}", path.display()))?,
+        );
+        return Pin::new(&text).map_err(|e| format!("--tpm-pin-file {}: {e}", path.display()));
+    }
+    let ask = |prompt: &str| {
+        rpassword::prompt_password(prompt).map(zeroize::Zeroizing::new).map_err(|e| {
+            format!("cannot ask for the TPM PIN ({e}): give it with --tpm-pin-file FILE (or JWT_TPM_PIN_FILE)")
+        })
+    };
+    let pin = ask("TPM PIN: ")?;
+    if confirm && *ask("TPM PIN again: ")? != *pin {
+        return Err("the two PINs differ; nothing was imported".into());
+    }
+    Pin::new(&pin).map_err(|e| e.to_string())
+}
+
+/// The PIN and PCR selection `policy` asks for, read and checked before
+/// anything else happens (for `enroll`, before the server hands out a key
+/// a mistyped PIN would lose).
+#[cfg(feature = "tpm")]
+pub fn policy_inputs(
+    args: &TpmArgs,
+    policy: &TpmPolicyArgs,
+) -> Result<
+    (
+        Option<jose_binding::tpm::Pin>,
+        Option<jose_binding::tpm::PcrSpec>,
+    ),
+    String,
+> {
+    use jose_binding::tpm::{PcrSpec, TpmError};
+    let pcrs: Option<PcrSpec> = policy
+        .pcr_policy
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(|e: TpmError| e.to_string())?;
+    let pin = match policy.pin {
+        true => Some(read_pin(args.tpm_pin_file.as_deref(), true)?),
+        false => None,
+    };
+    Ok((pin, pcrs))
+}
+
+/// `tpm import`'s and `enroll --tpm-key`'s step: the key into the TPM under
+/// the policy asked for, checked against the file key before it is used.
+#[cfg(feature = "tpm")]
+pub fn import_key(
+    key: &SoftwareRootKey,
+    args: &TpmArgs,
+    (pin, pcrs): (
+        Option<jose_binding::tpm::Pin>,
+        Option<jose_binding::tpm::PcrSpec>,
+    ),
+) -> Result<jose_binding::tpm::TpmKeyFile, String> {
+    use jose_binding::tpm::{self, SessionMode, TpmRootKey};
+    use jose_binding::Ekm;
+    let tcti = args.tcti();
+    let file =
+        tpm::import_with(&tcti, key, pin.as_ref(), pcrs.as_ref()).map_err(|e| e.to_string())?;
+    // Prove the new object works, under its policy, before anything relies on it.
+    let loaded = TpmRootKey::open_with_pin(&tcti, file.clone(), SessionMode::Salted, pin)
+        .map_err(|e| e.to_string())?;
+    let probe = Ekm::from_bytes([0x5a; 32]);
+    let same =
+        loaded.prk(&probe).map_err(|e| e.to_string())?.expose() == key.compute_prk(&probe).expose();
+    if !same {
+        return Err("the TPM key does not reproduce the file key".into());
+    }
+    Ok(file)
 }
 
 #[cfg(not(feature = "tpm"))]
@@ -100,12 +239,18 @@ pub enum TpmCommand {
         delete_key_file: bool,
         #[command(flatten)]
         tpm: TpmArgs,
+        #[command(flatten)]
+        policy: TpmPolicyArgs,
     },
-    /// Time the per-connection TPM HMAC in both session modes, side by side.
+    /// Time the per-connection TPM work side by side, in interleaved blocks:
+    /// TPM2_HMAC in a password and in a salted session, and with a PIN and a
+    /// PIN + PCR policy (a policy session per connection). Without
+    /// --tpm-key it imports throwaway keys of each kind; with it, it times
+    /// that key in the sessions it allows.
     Bench {
         #[arg(long, env = "JWT_TPM_KEY")]
-        tpm_key: PathBuf,
-        /// HMACs per mode.
+        tpm_key: Option<PathBuf>,
+        /// HMACs per row.
         #[arg(long, default_value_t = 200)]
         count: usize,
         #[arg(long)]
@@ -122,7 +267,7 @@ pub fn tpm_command(_cmd: TpmCommand) -> Result<(), String> {
 
 #[cfg(feature = "tpm")]
 pub fn tpm_command(cmd: TpmCommand) -> Result<(), String> {
-    use jose_binding::tpm::{self, SessionMode, TpmKeyFile, TpmRootKey};
+    use jose_binding::tpm::TpmRootKey;
     use jose_binding::Ekm;
     match cmd {
         TpmCommand::Import {
@@ -130,27 +275,22 @@ pub fn tpm_command(cmd: TpmCommand) -> Result<(), String> {
             out,
             delete_key_file,
             tpm: args,
+            policy,
         } => {
             let key = SoftwareRootKey::from_file(&key_file)
                 .map_err(|e| format!("--key-file {}: {e}", key_file.display()))?;
-            let tcti = args.tcti();
-            let file = tpm::import(&tcti, &key).map_err(|e| e.to_string())?;
-            // Prove the new object works before anything is deleted.
-            let loaded = TpmRootKey::open(&tcti, file.clone(), SessionMode::Salted)
-                .map_err(|e| e.to_string())?;
-            let probe = Ekm::from_bytes([0x5a; 32]);
-            let same = loaded.prk(&probe).map_err(|e| e.to_string())?.expose()
-                == key.compute_prk(&probe).expose();
-            if !same {
-                return Err("the TPM key does not reproduce the file key; nothing deleted".into());
-            }
+            let inputs = policy_inputs(&args, &policy)?;
+            let file =
+                import_key(&key, &args, inputs).map_err(|e| format!("{e}; nothing deleted"))?;
             std::fs::write(&out, file.to_pem().map_err(|e| e.to_string())?)
                 .map_err(|e| format!("--out {}: {e}", out.display()))?;
             eprintln!(
-                "imported into the TPM at {tcti}: key fp={} -> {} (TPM object fp={}, fixedTPM|fixedParent)",
+                "imported into the TPM at {}: key fp={} -> {} (TPM object fp={}, fixedTPM|fixedParent, policy: {})",
+                args.tcti(),
                 RootKey::fingerprint(&key),
                 out.display(),
-                file.fingerprint()
+                file.fingerprint(),
+                file.policy
             );
             if delete_key_file {
                 shred(&key_file)
@@ -165,46 +305,112 @@ pub fn tpm_command(cmd: TpmCommand) -> Result<(), String> {
             json,
             tpm: args,
         } => {
-            let file = TpmKeyFile::load(&tpm_key).map_err(|e| e.to_string())?;
             let tcti = args.tcti();
-            let mut rows = Vec::new();
-            for mode in [SessionMode::Password, SessionMode::Salted] {
-                let key = TpmRootKey::open(&tcti, file.clone(), mode).map_err(|e| e.to_string())?;
-                let mut times = Vec::with_capacity(count);
-                for i in 0..count.max(1) {
-                    let ekm = Ekm::from_bytes([(i % 251) as u8; 32]);
-                    let t = std::time::Instant::now();
-                    key.prk(&ekm).map_err(|e| e.to_string())?;
-                    times.push(t.elapsed().as_secs_f64() * 1e3);
-                    if !json && i % 50 == 0 {
-                        eprint!("\r{mode:?}: {i}/{count}");
+            let rows = bench_rows(tpm_key.as_deref(), &args)?;
+            let mut times: Vec<Vec<f64>> = vec![Vec::with_capacity(count); rows.len()];
+            // Blocks of 25 per row in turn: a TPM without a resource manager
+            // (swtpm) holds 3 loaded objects, so each row's key is loaded for
+            // its block only; the load is not timed.
+            const BLOCK: usize = 25;
+            let mut done = 0;
+            while done < count.max(1) {
+                let n = BLOCK.min(count.max(1) - done);
+                for (row, (_, file, mode, pin)) in rows.iter().enumerate() {
+                    let key = TpmRootKey::open_with_pin(&tcti, file.clone(), *mode, pin.clone())
+                        .map_err(|e| e.to_string())?;
+                    for i in 0..n {
+                        let ekm = Ekm::from_bytes([((done + i) % 251) as u8; 32]);
+                        let t = std::time::Instant::now();
+                        key.prk(&ekm).map_err(|e| e.to_string())?;
+                        times[row].push(t.elapsed().as_secs_f64() * 1e3);
                     }
                 }
-                times.sort_by(f64::total_cmp);
-                let q = |p: f64| times[((times.len() - 1) as f64 * p) as usize];
-                rows.push((mode, q(0.5), q(0.99)));
+                done += n;
+                if !json {
+                    eprint!("\r{tcti}: {done}/{count} per row");
+                }
             }
+            let q = |t: &mut Vec<f64>, p: f64| {
+                t.sort_by(f64::total_cmp);
+                t[((t.len() - 1) as f64 * p) as usize]
+            };
+            let stats: Vec<(&str, f64, f64)> = rows
+                .iter()
+                .zip(times.iter_mut())
+                .map(|((name, ..), t)| (*name, q(t, 0.5), q(t, 0.99)))
+                .collect();
             if json {
-                let v: Vec<_> = rows
+                let v: Vec<_> = stats
                     .iter()
-                    .map(|(m, p50, p99)| serde_json::json!({"session": format!("{m:?}").to_lowercase(), "p50_ms": p50, "p99_ms": p99, "count": count}))
+                    .map(|(name, p50, p99)| serde_json::json!({"session": name, "p50_ms": p50, "p99_ms": p99, "count": count}))
                     .collect();
                 outln!("{}", serde_json::Value::Array(v));
             } else {
-                eprintln!("\r{tcti}: {count} TPM2_HMAC per mode");
-                for (m, p50, p99) in &rows {
+                eprintln!("\r{tcti}: {count} per row, interleaved in blocks of {BLOCK}");
+                let base = stats.first().map_or(1.0, |s| s.1);
+                for (name, p50, p99) in &stats {
                     outln!(
-                        "{:<9} p50 {p50:.3} ms   p99 {p99:.3} ms",
-                        format!("{m:?}").to_lowercase()
+                        "{name:<16} p50 {p50:.3} ms   p99 {p99:.3} ms   p50 / first row {:.1}x",
+                        p50 / base
                     );
-                }
-                if let [(_, pw, _), (_, salted, _)] = rows.as_slice() {
-                    outln!("salted / password (p50): {:.1}x", salted / pw);
                 }
             }
             Ok(())
         }
     }
+}
+
+/// One row of `tpm bench`: its name, the key, the session, the PIN.
+#[cfg(feature = "tpm")]
+type BenchRow = (
+    &'static str,
+    jose_binding::tpm::TpmKeyFile,
+    jose_binding::tpm::SessionMode,
+    Option<jose_binding::tpm::Pin>,
+);
+
+/// The rows: a given key in the sessions it allows, or throwaway keys of
+/// every kind, imported now (they exist only as files in memory).
+#[cfg(feature = "tpm")]
+fn bench_rows(key: Option<&std::path::Path>, args: &TpmArgs) -> Result<Vec<BenchRow>, String> {
+    use jose_binding::tpm::{self, Pin, SessionMode, TpmKeyFile};
+    if let Some(path) = key {
+        let file = TpmKeyFile::load(path).map_err(|e| e.to_string())?;
+        let pin = pin_for_use(file.policy.pin, args)?;
+        if pin.is_some() || file.policy.pcrs.is_some() {
+            return Ok(vec![("policy", file, SessionMode::Salted, pin)]);
+        }
+        return Ok(vec![
+            ("password", file.clone(), SessionMode::Password, None),
+            ("salted", file, SessionMode::Salted, None),
+        ]);
+    }
+    let tcti = args.tcti();
+    let key = SoftwareRootKey::generate();
+    let pin = Pin::new("bench-pin-0000").map_err(|e| e.to_string())?;
+    let pcrs: tpm::PcrSpec = "sha256:0,7"
+        .parse()
+        .map_err(|e: tpm::TpmError| e.to_string())?;
+    let plain = tpm::import(&tcti, &key).map_err(|e| e.to_string())?;
+    let with_pin = tpm::import_with(&tcti, &key, Some(&pin), None).map_err(|e| e.to_string())?;
+    let with_policy =
+        tpm::import_with(&tcti, &key, Some(&pin), Some(&pcrs)).map_err(|e| e.to_string())?;
+    Ok(vec![
+        ("password", plain.clone(), SessionMode::Password, None),
+        ("salted", plain, SessionMode::Salted, None),
+        (
+            "salted+PIN",
+            with_pin,
+            SessionMode::Salted,
+            Some(pin.clone()),
+        ),
+        (
+            "PCR+PIN policy",
+            with_policy,
+            SessionMode::Salted,
+            Some(pin),
+        ),
+    ])
 }
 
 /// Overwrites a key file before unlinking it (best effort on journaling or

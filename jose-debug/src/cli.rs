@@ -131,6 +131,11 @@ pub enum Command {
     /// Print the key schedule (PROTOCOL.md §3) for a root key, EKM(s) and client id.
     #[command(after_help = DERIVE_AFTER)]
     Derive(DeriveArgs),
+    /// Print the shell completion script (the package installs them).
+    Completions(jose_binding_settings::shipped::CompletionsArgs),
+    /// Print the man page (roff), as the package installs it.
+    #[command(hide = true)]
+    Man,
 }
 
 #[derive(Debug, Args)]

@@ -17,6 +17,8 @@ fn main() -> ExitCode {
         color: render::color_enabled(cli.color),
     };
     let (json, result) = match &cli.command {
+        Command::Completions(c) => return shipped(Some(c.shell)),
+        Command::Man => return shipped(None),
         Command::Decode(args) => (
             args.output.json,
             app::decode(args).map(|r| {
@@ -57,6 +59,18 @@ fn main() -> ExitCode {
         }
     };
     ExitCode::from(code as u8)
+}
+
+/// `completions SHELL` or `man`, from the command line's definition.
+fn shipped(shell: Option<jose_binding_settings::shipped::Shell>) -> ExitCode {
+    use clap::CommandFactory;
+    match jose_binding_settings::shipped::print(Cli::command(), shell) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("jose-debug: {e}");
+            ExitCode::from(EXIT_USAGE as u8)
+        }
+    }
 }
 
 /// A command line clap refuses: its message (and, for `--json`, a JSON

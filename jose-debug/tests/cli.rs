@@ -679,3 +679,17 @@ fn keystore_with_rotation_names_the_key_that_opened_it() {
         .unwrap()
         .contains("no client client1"));
 }
+
+#[test]
+fn man_page_and_completions() {
+    let page = stdout(&run(&["man"], b""));
+    assert!(
+        page.contains(".TH jose-debug") && page.contains("decode"),
+        "{page}"
+    );
+    for shell in ["bash", "zsh", "fish"] {
+        let o = run(&["completions", shell], b"");
+        assert_eq!(code(&o), 0);
+        assert!(stdout(&o).contains("derive"), "{shell}");
+    }
+}

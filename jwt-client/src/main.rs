@@ -99,6 +99,11 @@ enum Command {
     /// Root keys in a TPM: import a key file, or time the TPM HMAC.
     #[command(subcommand)]
     Tpm(keys::TpmCommand),
+    /// Print the shell completion script (the package installs them).
+    Completions(jose_binding_settings::shipped::CompletionsArgs),
+    /// Print the man page (roff), as the package installs it.
+    #[command(hide = true)]
+    Man,
 }
 
 /// Where to connect and as whom: shared by `send`, `bench` and `proxy`
@@ -220,18 +225,22 @@ pub(crate) enum Http {
     H2,
 }
 
-fn main() -> ExitCode {
-    // libtss2 logs its own errors to stderr; ours say the same in one line.
-    if std::env::var_os("TSS2_LOG").is_none() {
-        std::env::set_var("TSS2_LOG", "all+none");
-    }
-    let matches = Cli::command()
+/// The command line as `--help`, the man page and the completions show it.
+fn command() -> clap::Command {
+    Cli::command()
         .mut_subcommand(
             "proxy",
             jose_binding_settings::annotate::<proxy::ProxySettings>,
         )
         .mut_subcommand("send", jose_binding_settings::annotate::<SendSettings>)
-        .get_matches();
+}
+
+fn main() -> ExitCode {
+    // libtss2 logs its own errors to stderr; ours say the same in one line.
+    if std::env::var_os("TSS2_LOG").is_none() {
+        std::env::set_var("TSS2_LOG", "all+none");
+    }
+    let matches = command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     // The sidecar logs a line per request; the other commands only warnings.
     let (level, json) = match &cli.command {
@@ -294,6 +303,14 @@ fn main() -> ExitCode {
                 };
                 demo::run(json, key).await
             }
+            Command::Completions(c) => {
+                jose_binding_settings::shipped::print(command(), Some(c.shell))
+                    .map(|()| ExitCode::SUCCESS)
+                    .map_err(|e| e.to_string())
+            }
+            Command::Man => jose_binding_settings::shipped::print(command(), None)
+                .map(|()| ExitCode::SUCCESS)
+                .map_err(|e| e.to_string()),
             Command::Tpm(cmd) => tokio::task::spawn_blocking(move || keys::tpm_command(cmd))
                 .await
                 .map_err(|e| e.to_string())?

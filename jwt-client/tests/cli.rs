@@ -362,3 +362,25 @@ async fn send_survives_a_server_restart() {
     assert!(fps.len() >= 2 && fps[0] != fps[fps.len() - 1], "{stderr}");
     second.stop().await;
 }
+
+#[test]
+fn man_page_and_completions() {
+    let out = Command::new(BIN).arg("man").output().unwrap();
+    ok(&out);
+    let page = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        page.contains(".TH jwt-client") && page.contains("enroll"),
+        "{page}"
+    );
+    for shell in ["bash", "zsh", "fish"] {
+        let out = Command::new(BIN)
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        ok(&out);
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("enroll"),
+            "{shell}"
+        );
+    }
+}

@@ -45,6 +45,7 @@ pub(crate) struct Cli {
 
 pub(crate) const EXAMPLES: &str = "Examples:
   jwt-server --dev                             # the published test fixtures, 127.0.0.1:8443
+  sudo jwt-server init --san api.example.com   # first run: CA, certificate, keystore, /etc/jwt-server/server.toml
   jwt-server --listen 0.0.0.0:443 --cert chain.pem --key key.pem --keystore /etc/jwt/keystore.toml
   jwt-server --config /etc/jwt/server.toml --upstream http://127.0.0.1:3000 --public-path /health
   jwt-server keys add client7 --keystore /etc/jwt/keystore.toml --key-out client7.key
@@ -64,6 +65,15 @@ pub(crate) enum Command {
     /// Manage the keystore: add, rotate or remove a client's root keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// First run: a private CA and a server certificate for --san names, an
+    /// empty keystore and a config pointing at them, owned by the server's
+    /// user; prints the CA pin enrolment invites carry. Never overwrites.
+    Init(InitArgs),
+    /// Print the shell completion script (the package installs them).
+    Completions(jose_binding_settings::shipped::CompletionsArgs),
+    /// Print the man page (roff), as the package installs it.
+    #[command(hide = true)]
+    Man,
 }
 
 #[derive(Subcommand, Debug)]
@@ -139,6 +149,24 @@ pub(crate) enum KeysCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct InitArgs {
+    /// A name clients dial (DNS name or IP address; repeat for more); the
+    /// first is the audience [default: this host's name].
+    #[arg(long = "san", value_name = "NAME")]
+    pub(crate) sans: Vec<String>,
+    /// Where the CA, certificate, keys and keystore go (created 0700).
+    #[arg(long, default_value = "/var/lib/jwt-server", value_hint = ValueHint::DirPath)]
+    pub(crate) dir: PathBuf,
+    /// Who owns what init makes: the user the server runs as [default, as
+    /// root: jwt-server, when that user exists].
+    #[arg(long)]
+    pub(crate) user: Option<String>,
+    /// Days the server certificate is valid (the CA: 20 years).
+    #[arg(long, default_value_t = 825)]
+    pub(crate) days: u32,
 }
 
 #[derive(Args, Debug)]
@@ -325,9 +353,10 @@ pub(crate) struct ServeSettings {
     /// fixtures/keystore.toml].
     #[arg(long, env = "JWT_KEYSTORE", value_hint = ValueHint::FilePath)]
     pub(crate) keystore: Option<PathBuf>,
-    /// The audience tokens must name in `aud`.
-    #[arg(long, env = "JWT_AUDIENCE", default_value_t = Policy::default().audience)]
-    pub(crate) audience: String,
+    /// The audience tokens must name in `aud` [default: the first DNS name
+    /// of --cert's certificate, else localhost].
+    #[arg(long, env = "JWT_AUDIENCE")]
+    pub(crate) audience: Option<String>,
     /// Serve POST /v1/enroll: a client holding an invite from `keys invite`
     /// gets its root key on its first, bound connection (at most a few
     /// attempts a second per source address). The server then writes its
@@ -714,17 +743,23 @@ pub(crate) struct Parsed {
 
 /// Parses the command line (exiting with clap's message and code 2 on a
 /// usage error, or after --help), then reads the --config file.
+/// The command line as `--help`, the man page and the completions show it.
+pub(crate) fn command() -> clap::Command {
+    jose_binding_settings::annotate::<ServeSettings>(Cli::command())
+}
+
 pub(crate) fn parse() -> Result<Parsed, String> {
-    let cmd = jose_binding_settings::annotate::<ServeSettings>(Cli::command());
-    let matches = cmd.get_matches();
+    let matches = command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // `init` writes the --config file; it is not read (it may not exist yet).
+    let reads_config = !matches!(cli.command, Some(Command::Init(_)));
     let file = match &cli.global.config {
-        Some(p) => Some(
+        Some(p) if reads_config => Some(
             jose_binding_settings::ConfigFile::read(p)
                 .map_err(|e| e.to_string())?
                 .paths_relative_to_its_dir(),
         ),
-        None => None,
+        _ => None,
     };
     let route_flags = cli.settings.routes.clone();
     // A --route joins the file's route table rather than replacing it.

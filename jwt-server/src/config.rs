@@ -56,6 +56,18 @@ pub(crate) fn keystore_path(
     Err(NO_KEYSTORE.into())
 }
 
+/// `--audience`, else the first DNS name of the certificate at `cert`
+/// (what clients dial, and so name in `aud`), else `localhost`.
+pub(crate) fn audience(s: &ServeSettings, cert: Option<&Path>) -> String {
+    if let Some(a) = &s.audience {
+        return a.clone();
+    }
+    cert.and_then(|p| tls::load_certs(p).ok())
+        .and_then(|chain| chain.first().map(tls::dns_names))
+        .and_then(|names| names.into_iter().find(|n| !n.starts_with('*')))
+        .unwrap_or_else(|| Policy::default().audience)
+}
+
 /// Settings after flags, environment, file and defaults are merged.
 pub(crate) struct Settings {
     pub(crate) listen: ListenAddr,
@@ -174,7 +186,7 @@ pub(crate) fn settings(g: &Global, s: &ServeSettings) -> Result<Settings, String
     };
     let (keystore, dev_keystore) = keystore_path(None, g, s)?;
     let mut policy = Policy::default();
-    policy.audience = s.audience.clone();
+    policy.audience = audience(s, (!cert.as_os_str().is_empty()).then_some(cert.as_path()));
     policy.forms = forms;
     policy.skew_secs = s.skew_secs;
     policy.max_ttl_secs = s.max_ttl_secs;

@@ -21,8 +21,9 @@ use crate::keys::{keystore_for, load_or_empty, lock, save};
 pub(crate) fn invite(a: InviteArgs, g: &Global, s: &ServeSettings) -> Result<(), String> {
     let id = ClientId::new(&a.target.client_id).map_err(|e| e.to_string())?;
     let path = keystore_for(a.target.keystore.clone(), g, s)?;
-    let url = advertised(&a.server, s)?;
-    let chain = chain_for(&a.server, g, s)?;
+    let (chain_path, chain) = chain_for(&a.server, g, s)?;
+    let audience = crate::config::audience(s, Some(&chain_path));
+    let url = advertised(&a.server, s, &audience)?;
     let pin = pin::pin_of_chain(&chain).ok_or("the certificate chain is not X.509")?;
     // Where the line goes is settled before anything changes.
     let out = match (&a.out, a.stdout || std::io::stdout().is_terminal()) {
@@ -162,10 +163,10 @@ fn now() -> u64 {
 
 /// `--advertise`, else `https://<audience>:<listen port>`; its host must be
 /// the audience, which the enrolling client names in `aud`.
-fn advertised(a: &Advertised, s: &ServeSettings) -> Result<String, String> {
+fn advertised(a: &Advertised, s: &ServeSettings, audience: &str) -> Result<String, String> {
     let url = match (&a.advertise, &s.listen) {
         (Some(u), _) => u.trim_end_matches('/').to_owned(),
-        (None, ListenAddr::Tcp(addr)) => format!("https://{}:{}", s.audience, addr.port()),
+        (None, ListenAddr::Tcp(addr)) => format!("https://{audience}:{}", addr.port()),
         (None, ListenAddr::Unix(_)) => {
             return Err("the server listens on a Unix socket: pass --advertise https://HOST[:PORT], the address clients reach".into())
         }
@@ -180,12 +181,12 @@ fn advertised(a: &Advertised, s: &ServeSettings) -> Result<String, String> {
         Some(v6) => v6.split(']').next().unwrap_or(""),
         None => authority.split(':').next().unwrap_or(""),
     };
-    if !host.eq_ignore_ascii_case(&s.audience) {
+    if !host.eq_ignore_ascii_case(audience) {
         return Err(format!(
             "the advertised host {host:?} is not the server's audience {:?}: a client names the \
              host it dials in `aud`, so its tokens would be refused; advertise \
              https://{}[:PORT], or serve with --audience {host}",
-            s.audience, s.audience
+            audience, audience
         ));
     }
     Ok(url)
@@ -196,7 +197,7 @@ fn chain_for(
     a: &Advertised,
     g: &Global,
     s: &ServeSettings,
-) -> Result<Vec<CertificateDer<'static>>, String> {
+) -> Result<(std::path::PathBuf, Vec<CertificateDer<'static>>), String> {
     let chain_path = match (&a.chain, &s.cert) {
         (Some(p), _) => p.clone(),
         _ if !matches!(s.frontend, crate::cli::Frontend::None) => {
@@ -209,7 +210,9 @@ fn chain_for(
     if !chain_path.exists() {
         return Err(crate::serve::missing_hint("cert", &chain_path));
     }
-    tls::load_certs(&chain_path).map_err(|e| format!("{}: {e}", chain_path.display()))
+    let chain =
+        tls::load_certs(&chain_path).map_err(|e| format!("{}: {e}", chain_path.display()))?;
+    Ok((chain_path, chain))
 }
 
 /// `keys add NAME --bundle FILE`'s text: the client's whole configuration
@@ -229,8 +232,9 @@ pub(crate) fn bundle_text(
         ),
         None => None,
     };
-    let server = advertised(&a.server, s)?;
-    let chain = chain_for(&a.server, g, s)?;
+    let (chain_path, chain) = chain_for(&a.server, g, s)?;
+    let audience = crate::config::audience(s, Some(&chain_path));
+    let server = advertised(&a.server, s, &audience)?;
     let trust = match chain.as_slice() {
         [] => return Err("the certificate chain is empty".into()),
         [leaf] => Trust::ServerKey(
@@ -245,7 +249,7 @@ pub(crate) fn bundle_text(
     let bundle = Bundle {
         server,
         client_id: id.clone(),
-        audience: s.audience.clone(),
+        audience,
         form,
         trust,
         root_key: key.clone(),

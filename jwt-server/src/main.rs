@@ -3,8 +3,8 @@
 //! Thin on purpose: this file only dispatches. The command line is in
 //! cli.rs (each setting declared once), what serving makes of them in
 //! config.rs, serving in serve.rs, the keystore's
-//! clients in keys.rs, enrolment invites in invite.rs and custody in
-//! custody.rs; the binding, the verifier
+//! clients in keys.rs, enrolment invites in invite.rs, custody in
+//! custody.rs and the first run in init.rs; the binding, the verifier
 //! and the serving loop live in the jose-binding library, the echo app
 //! too (`jose_binding::echo`).
 
@@ -22,6 +22,7 @@ macro_rules! outln {
 mod cli;
 mod config;
 mod custody;
+mod init;
 mod invite;
 mod keys;
 mod serve;
@@ -42,6 +43,9 @@ fn main() -> ExitCode {
         match command {
             None | Some(Command::Serve) => serve::run_server(&global, &settings, route_flags),
             Some(Command::Keys(k)) => keys::keys(k, &global, &settings),
+            Some(Command::Init(a)) => init::init(a, &global),
+            Some(Command::Completions(c)) => shipped(Some(c.shell)),
+            Some(Command::Man) => shipped(None),
         }
     });
     match result {
@@ -51,6 +55,11 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `completions SHELL` or `man`, from the command line's definition.
+fn shipped(shell: Option<jose_binding_settings::shipped::Shell>) -> Result<(), String> {
+    jose_binding_settings::shipped::print(cli::command(), shell).map_err(|e| e.to_string())
 }
 
 fn init_logging(json: bool) {

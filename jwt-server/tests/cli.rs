@@ -492,3 +492,66 @@ fn gateway_and_balancer_settings_are_checked_before_serving() {
         assert!(err.contains(want), "{args:?}: {err}");
     }
 }
+
+/// The man page and the completions come from the command line's own
+/// definition: the page renders with man(1), and bash loads the script.
+#[test]
+fn man_page_and_completions_are_made_from_the_definition() {
+    let dir = std::env::temp_dir();
+    let shipped = |args: &[&str]| Command::new(BIN).args(args).output().unwrap();
+    let out = shipped(&["man"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH jwt-server"),
+        "{page}"
+    );
+    for flag in ["\\-\\-keystore", "\\-\\-enroll", "keys"] {
+        assert!(page.contains(flag), "the page documents {flag}");
+    }
+    let path = dir.join(format!("jwt-server-{}.1", std::process::id()));
+    std::fs::write(&path, &page).unwrap();
+    let rendered = Command::new("man")
+        .arg("-l")
+        .arg(&path)
+        .env("MANPAGER", "cat")
+        .env("MANWIDTH", "80")
+        .output()
+        .expect("man(1): apt-get install man-db");
+    let _ = std::fs::remove_file(&path);
+    assert!(
+        rendered.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rendered.stderr)
+    );
+    assert!(String::from_utf8_lossy(&rendered.stdout).contains("keystore"));
+
+    let out = shipped(&["completions", "bash"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let script = String::from_utf8(out.stdout).unwrap();
+    let loaded = Command::new("bash")
+        .args(["-c", "source /dev/stdin && complete -p jwt-server"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(script.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert!(loaded.status.success(), "bash loads the script");
+    assert!(String::from_utf8_lossy(&loaded.stdout).contains("jwt-server"));
+    for shell in ["zsh", "fish"] {
+        let out = shipped(&["completions", shell]);
+        assert!(out.status.success() && !out.stdout.is_empty(), "{shell}");
+    }
+}

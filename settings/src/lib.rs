@@ -12,6 +12,11 @@
 //! A file is read as the keystore is (`jose_binding::keystore`): an error
 //! names a line, a column and a setting, never a value, since a value may
 //! be a key pasted in the wrong place.
+//!
+//! [`shipped`] makes the completions and the man page from the same
+//! definition.
+
+pub mod shipped;
 
 use std::path::{Path, PathBuf};
 

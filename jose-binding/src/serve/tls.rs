@@ -206,6 +206,15 @@ pub struct CertSummary {
     pub not_after: String,
 }
 
+/// The DNS names a certificate is valid for (its subjectAltName), in
+/// order; none if it is not an X.509 end-entity certificate.
+pub fn dns_names(cert: &CertificateDer<'_>) -> Vec<String> {
+    match webpki::EndEntityCert::try_from(cert) {
+        Ok(c) => c.valid_dns_names().map(str::to_owned).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
 impl CertSummary {
     /// Reads the subject and notAfter of a DER certificate; `None` if it is
     /// not an X.509 certificate.

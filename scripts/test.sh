@@ -126,3 +126,9 @@ fi
 echo "==> doctests"
 cargo test --doc --workspace --all-features --locked
 
+
+# The Debian packages as an operator installs them (README "Install"):
+# built, installed with dpkg, run, removed and purged. Root and dpkg only
+# (CI); elsewhere it says it skips.
+echo "==> packages (scripts/test-packages.sh)"
+scripts/test-packages.sh

@@ -1,7 +1,7 @@
 //! The command line: every flag, its env var and its help text.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::builder::BoolishValueParser;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueHint};
@@ -317,7 +317,8 @@ pub(crate) struct ShareDecryptArgs {
 pub(crate) struct Global {
     /// TOML file with any of the settings below, each under its [config:
     /// KEY]; relative paths in it are relative to its directory. The keys
-    /// commands read its keystore too.
+    /// commands read its keystore too (as root, /etc/jwt-server/server.toml
+    /// when it exists).
     #[arg(long, env = "JWT_SERVER_CONFIG", global = true, value_hint = ValueHint::FilePath)]
     pub(crate) config: Option<PathBuf>,
     /// Development only: default to the repository's fixtures (certificate,
@@ -743,6 +744,15 @@ pub(crate) struct Parsed {
 
 /// Parses the command line (exiting with clap's message and code 2 on a
 /// usage error, or after --help), then reads the --config file.
+/// The config the package installs; root's `keys` commands read it when
+/// no --config is given.
+pub(crate) const INSTALLED_CONFIG: &str = "/etc/jwt-server/server.toml";
+
+pub(crate) fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
 /// The command line as `--help`, the man page and the completions show it.
 pub(crate) fn command() -> clap::Command {
     jose_binding_settings::annotate::<ServeSettings>(Cli::command())
@@ -753,6 +763,15 @@ pub(crate) fn parse() -> Result<Parsed, String> {
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     // `init` writes the --config file; it is not read (it may not exist yet).
     let reads_config = !matches!(cli.command, Some(Command::Init(_)));
+    let mut cli = cli;
+    // Root's `keys` commands on an installed server use its config.
+    if cli.global.config.is_none()
+        && matches!(cli.command, Some(Command::Keys(_)))
+        && is_root()
+        && Path::new(INSTALLED_CONFIG).exists()
+    {
+        cli.global.config = Some(PathBuf::from(INSTALLED_CONFIG));
+    }
     let file = match &cli.global.config {
         Some(p) if reads_config => Some(
             jose_binding_settings::ConfigFile::read(p)

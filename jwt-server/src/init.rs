@@ -14,7 +14,7 @@ use rcgen::{
     KeyUsagePurpose, SanType,
 };
 
-use crate::cli::{Global, InitArgs};
+use crate::cli::{is_root, Global, InitArgs};
 
 /// The files init makes in its directory.
 const CA: &str = "ca.pem";
@@ -228,11 +228,6 @@ fn system_user(name: &str) -> Result<(u32, u32), String> {
         .ok_or_else(|| {
             format!("no user {name:?} (the package creates jwt-server; or pass --user USER)")
         })
-}
-
-fn is_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
 fn hostname() -> Option<String> {

@@ -28,7 +28,10 @@ pub(crate) fn missing_hint(what: &str, path: &Path) -> String {
             path.display()
         )
     } else {
-        format!("{what} {} not found", path.display())
+        format!(
+            "{what} {} not found: `sudo jwt-server init --san HOST` makes a certificate, its key and an empty keystore there (or point --{what} at your own)",
+            path.display()
+        )
     }
 }
 

@@ -475,6 +475,9 @@ impl KeystoreLock {
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
         let file = open.open(&lock)?;
+        // Root (a `keys` command) makes it the keystore's owner's, so the
+        // server that owns the keystore can take the lock too.
+        same_owner_as(path, &lock);
         file.lock()?;
         Ok(KeystoreLock { _file: file })
     }
@@ -488,6 +491,24 @@ impl KeystoreLock {
                 Ok(Keystore::default())
             }
             other => other,
+        }
+    }
+}
+
+/// Gives `file` the owner of `like` (the keystore, else its directory),
+/// when they differ and this process may: a keystore that root edits for a
+/// server's user stays readable by that user. Otherwise it does nothing.
+fn same_owner_as(like: &Path, file: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let owner = std::fs::metadata(like).or_else(|_| {
+            std::fs::metadata(dir_and_name(like).map(|(d, _)| d).unwrap_or(Path::new(".")))
+        });
+        if let (Ok(want), Ok(have)) = (owner, std::fs::metadata(file)) {
+            if (want.uid(), want.gid()) != (have.uid(), have.gid()) {
+                let _ = std::os::unix::fs::chown(file, Some(want.uid()), Some(want.gid()));
+            }
         }
     }
 }
@@ -510,6 +531,9 @@ fn dir_and_name(path: &Path) -> std::io::Result<(&Path, &std::ffi::OsStr)> {
 impl Keystore {
     /// Writes the keystore atomically: a 0600 temporary file in the same
     /// directory, fsync, rename over `path`. A reader never sees a half file.
+    /// The new file keeps the old one's owner (or takes its directory's)
+    /// where this process may give it, so root's edit of a server's
+    /// keystore leaves it the server's.
     pub fn save_atomic(&self, path: &Path) -> std::io::Result<()> {
         let (dir, name) = dir_and_name(path)?;
         let tmp = dir.join(format!(
@@ -519,6 +543,7 @@ impl Keystore {
         ));
         let result = (|| {
             write_private(&tmp, self.to_toml().as_bytes(), Existing::Refuse)?;
+            same_owner_as(path, &tmp);
             std::fs::rename(&tmp, path)?;
             if let Ok(d) = std::fs::File::open(dir) {
                 let _ = d.sync_all();
@@ -858,6 +883,35 @@ mod tests {
             1,
             "no temporary left behind"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Root's save of a keystore another user owns (the server's) leaves it
+    /// that user's, the lock file too: the server can still read and lock
+    /// it. Only where the tests run as root (CI).
+    #[test]
+    #[cfg(unix)]
+    fn root_keeps_the_keystore_its_owners() {
+        use std::os::unix::fs::MetadataExt;
+        if std::fs::metadata("/proc/self").unwrap().uid() != 0 {
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("ks-owner-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("keystore.toml");
+        Keystore::default().save_atomic(&path).unwrap();
+        std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+        let lock = KeystoreLock::acquire(&path).unwrap();
+        let mut ks = lock.load(&path).unwrap();
+        ks.set(
+            ClientId::new("c1").unwrap(),
+            vec![SoftwareRootKey::generate()],
+        );
+        ks.save_atomic(&path).unwrap();
+        drop(lock);
+        for f in ["keystore.toml", ".keystore.toml.lock"] {
+            assert_eq!(std::fs::metadata(dir.join(f)).unwrap().uid(), 65534, "{f}");
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -304,9 +304,16 @@ impl Source {
         } else if arg.starts_with(jose_binding::invite::PREFIX) || !path.is_file() {
             return Source::invite(arg);
         } else {
-            let bytes = Zeroizing::new(
-                std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?,
-            );
+            // Bounded: a bundle is a few KiB; a larger file is not one.
+            let mut bytes = Zeroizing::new(Vec::new());
+            std::fs::File::open(path)
+                .and_then(|f| {
+                    std::io::Read::read_to_end(
+                        &mut std::io::Read::take(f, 4 * MAX_BUNDLE as u64 + 1),
+                        &mut bytes,
+                    )
+                })
+                .map_err(|e| format!("{}: {e}", path.display()))?;
             (bytes, path.display().to_string())
         };
         if text.len() > 4 * MAX_BUNDLE {
@@ -628,13 +635,15 @@ pub(crate) fn parse_key_pin(pin: &str) -> Result<[u8; 32], String> {
         .ok_or_else(|| "--server-key-pin must be sha256:<base64url of 32 bytes>".to_owned())
 }
 
-/// The `message` of a JSON error body, else the body as text (bounded).
+/// The `message` of a JSON error body, else the body as text: at most 200
+/// characters, control characters (a terminal's escape sequences) dropped.
 fn message(body: &[u8]) -> String {
     let v: Option<serde_json::Value> = serde_json::from_slice(body).ok();
-    match v.as_ref().and_then(|v| v.get("message").or(v.get("error"))) {
+    let text = match v.as_ref().and_then(|v| v.get("message").or(v.get("error"))) {
         Some(serde_json::Value::String(m)) => m.clone(),
-        _ => String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
-    }
+        _ => String::from_utf8_lossy(&body[..body.len().min(800)]).into_owned(),
+    };
+    text.chars().filter(|c| !c.is_control()).take(200).collect()
 }
 
 fn pem(cert: &[u8]) -> String {
@@ -655,6 +664,17 @@ fn rfc3339(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A server's message reaches the terminal without its escape
+    /// sequences, and bounded.
+    #[test]
+    fn server_messages_are_printed_without_control_characters() {
+        let body = br#"{"error":"x","message":"bad \u001b[31mred\u001b[0m\nline"}"#;
+        assert_eq!(message(body), "bad [31mred[0mline");
+        let long = vec![b'a'; 5000];
+        assert_eq!(message(&long).len(), 200);
+        assert_eq!(message(b"\x07plain\x1b"), "plain");
+    }
 
     #[test]
     fn the_default_directory_follows_xdg_and_root() {

@@ -142,10 +142,13 @@ pub fn read_pin(
                 }
             }
         }
-        let text = zeroize::Zeroizing::new(
-            std::fs::read_to_string(path)
-                .map_err(|e| format!("--tpm-pin-file {}: {e}", path.display()))?,
-        );
+        // One short line: read at most 4 KiB of it.
+        let mut text = zeroize::Zeroizing::new(String::new());
+        std::fs::File::open(path)
+            .and_then(|f| {
+                std::io::Read::read_to_string(&mut std::io::Read::take(f, 4096), &mut text)
+            })
+            .map_err(|e| format!("--tpm-pin-file {}: {e}", path.display()))?;
         return Pin::new(&text).map_err(|e| format!("--tpm-pin-file {}: {e}", path.display()));
     }
     let ask = |prompt: &str| {

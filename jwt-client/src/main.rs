@@ -120,7 +120,7 @@ pub(crate) struct ConnArgs {
     /// `sha256:<base64url of the SubjectPublicKeyInfo's SHA-256>`, instead
     /// of --ca (what `jwt-client enroll` records for a server whose invite
     /// pins its key).
-    #[arg(long, env = "JWT_SERVER_KEY_PIN")]
+    #[arg(long, env = "JWT_SERVER_KEY_PIN", conflicts_with = "ca")]
     server_key_pin: Option<String>,
     /// This client's id (the token's iss and kid) [required].
     #[arg(long, env = "JWT_CLIENT_ID")]

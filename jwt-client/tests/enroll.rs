@@ -7,7 +7,7 @@
 //! --workspace` (what scripts/test.sh runs) builds both; `-p jwt-client`
 //! alone does not rebuild the server.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
@@ -314,24 +314,11 @@ fn an_invite_enrols_once_and_send_and_proxy_need_no_flags() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(proxy.stderr.take().unwrap()).lines();
-    let ready = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find(|l| l.contains("jwt-client proxy ready"))
-        .expect("proxy ready line");
-    let at = ready.find("listen=").unwrap() + 7;
-    let addr = ready[at..].split_whitespace().next().unwrap().to_owned();
-    let mut tcp = std::net::TcpStream::connect(&addr).unwrap();
-    tcp.write_all(
-        b"POST /v1/claims HTTP/1.1\r\nhost: app\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-    )
-    .unwrap();
-    let mut answer = String::new();
-    tcp.read_to_string(&mut answer).unwrap();
+    let (addr, rest) = jose_binding_e2e::proxy_ready(proxy.stderr.take().unwrap());
+    let answer = jose_binding_e2e::post_claims(&addr);
     let _ = proxy.kill();
     let _ = proxy.wait();
-    s.printed.extend(lines.map_while(Result::ok));
+    s.printed.extend(rest.join().unwrap());
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains(r#""client_id":"client7""#), "{answer}");
 

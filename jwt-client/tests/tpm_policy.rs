@@ -4,7 +4,6 @@
 //! Against a real swtpm; compiled with `--features tpm`.
 #![cfg(feature = "tpm")]
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Output, Stdio};
 
 use jose_binding::Policy;
@@ -71,27 +70,26 @@ async fn a_pin_and_pcr_bound_key_through_send_and_the_sidecar() {
 
     let server = TestServer::start(Policy::default(), fixture_keystore()).await;
     let url = server.url();
-    let ca = s(&fixtures().join("ca.pem"));
+    let (ca, key) = (s(&fixtures().join("ca.pem")), s(&tpm_file));
+    // Where and as whom, for send and the sidecar alike.
+    let conn = [
+        "--server",
+        &url,
+        "--ca",
+        &ca,
+        "--client-id",
+        "client1",
+        "--tpm-key",
+        &key,
+        "--tcti",
+        &tcti,
+    ];
     let send = |extra: &[&str]| {
-        let mut cmd = client(&[
-            "send",
-            "--server",
-            &url,
-            "--ca",
-            &ca,
-            "--client-id",
-            "client1",
-            "--tpm-key",
-            &s(&tpm_file),
-            "--tcti",
-            &tcti,
-            "--form",
-            "ES",
-            "--count",
-            "2",
-            "--json",
-        ]);
-        cmd.args(extra).stdin(Stdio::null());
+        let mut cmd = client(&["send"]);
+        cmd.args(conn)
+            .args(["--form", "ES", "--count", "2", "--json"])
+            .args(extra)
+            .stdin(Stdio::null());
         jose_binding_e2e::output(cmd)
     };
     let out = send(&["--tpm-pin-file", &s(&pin)]).await;
@@ -110,50 +108,19 @@ async fn a_pin_and_pcr_bound_key_through_send_and_the_sidecar() {
     assert!(text(&out).contains("wrong TPM PIN"), "{}", text(&out));
 
     // The sidecar, the PIN from its file.
-    let mut proxy = client(&[
-        "proxy",
-        "--server",
-        &url,
-        "--ca",
-        &ca,
-        "--client-id",
-        "client1",
-        "--tpm-key",
-        &s(&tpm_file),
-        "--tcti",
-        &tcti,
-        "--listen",
-        "127.0.0.1:0",
-    ])
-    .env("JWT_TPM_PIN_FILE", &pin)
-    .env("RUST_LOG", "info")
-    .stdin(Stdio::null())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    let mut lines = BufReader::new(proxy.stderr.take().unwrap()).lines();
-    let ready = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find(|l| l.contains("jwt-client proxy ready"))
-        .expect("proxy ready line");
-    std::thread::spawn(move || lines.map_while(Result::ok).count());
-    let at = ready.find("listen=").unwrap() + 7;
-    let addr = ready[at..].split_whitespace().next().unwrap().to_owned();
-    let get = |addr: &str| {
-        let mut tcp = std::net::TcpStream::connect(addr).unwrap();
-        tcp.write_all(b"POST /v1/claims HTTP/1.1\r\nhost: app\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-            .unwrap();
-        let mut answer = String::new();
-        tcp.read_to_string(&mut answer).unwrap();
-        answer
-    };
-    let answer = tokio::task::spawn_blocking({
-        let addr = addr.clone();
-        move || get(&addr)
-    })
-    .await
-    .unwrap();
+    let mut proxy = client(&["proxy"])
+        .args(conn)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("JWT_TPM_PIN_FILE", &pin)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (addr, _rest) = jose_binding_e2e::proxy_ready(proxy.stderr.take().unwrap());
+    let answer = tokio::task::spawn_blocking(move || jose_binding_e2e::post_claims(&addr))
+        .await
+        .unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 
     // Another boot chain: PCR 7 changes, and the key stops working.

@@ -38,6 +38,45 @@ pub async fn start_sidecar(config: SidecarConfig, listen: &str) -> String {
     addr
 }
 
+/// A `jwt-client proxy` process's address, from its ready line on
+/// `stderr`; the lines after it are collected by a thread, returned
+/// through the handle when the process ends (for secrets checks).
+pub fn proxy_ready(
+    stderr: std::process::ChildStderr,
+) -> (String, std::thread::JoinHandle<Vec<String>>) {
+    use std::io::BufRead;
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let ready = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.contains("jwt-client proxy ready"))
+        .expect("proxy ready line");
+    let at = ready.find("listen=").expect("listen= in the ready line") + 7;
+    let addr = ready[at..]
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_owned();
+    (
+        addr,
+        std::thread::spawn(move || lines.map_while(Result::ok).collect()),
+    )
+}
+
+/// `POST /v1/claims` over plain HTTP/1.1 to `addr`, as an app sends it to
+/// the sidecar; the whole answer, head and body.
+pub fn post_claims(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect(addr).expect("connect to the sidecar");
+    tcp.write_all(
+        b"POST /v1/claims HTTP/1.1\r\nhost: app\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+    )
+    .expect("send the request");
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).expect("read the answer");
+    answer
+}
+
 /// Runs `cmd` to completion off the async threads: the test server it talks
 /// to may share the runtime.
 pub async fn output(mut cmd: std::process::Command) -> std::process::Output {

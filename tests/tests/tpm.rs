@@ -93,60 +93,9 @@ fn base64_decode(text: &[u8]) -> Vec<u8> {
 #[test]
 fn a_key_made_with_tpm2_tools_is_accepted() {
     let tpm = Swtpm::start();
-    let dir = tpm.state.join("tools");
-    std::fs::create_dir_all(&dir).unwrap();
     let raw = [0x42u8; 32];
-    std::fs::write(dir.join("k.raw"), raw).unwrap();
-    let run = |args: &[&str]| {
-        let out = Command::new(args[0])
-            .args(&args[1..])
-            .current_dir(&dir)
-            .env("TPM2TOOLS_TCTI", tpm.tcti())
-            .output()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "{} ({e}): apt-get install tpm2-tools (scripts/test.sh does)",
-                    args[0]
-                )
-            });
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        // swtpm has no resource manager: free transient objects between tools.
-        let _ = Command::new("tpm2_flushcontext")
-            .arg("-t")
-            .env("TPM2TOOLS_TCTI", tpm.tcti())
-            .output();
-    };
-    run(&["tpm2_createprimary", "-Q", "-C", "o", "-c", "prim.ctx"]);
-    run(&[
-        "tpm2_import",
-        "-Q",
-        "-C",
-        "prim.ctx",
-        "-G",
-        "hmac",
-        "-i",
-        "k.raw",
-        "-u",
-        "k.pub",
-        "-r",
-        "k.priv",
-    ]);
-    run(&[
-        "tpm2_encodeobject",
-        "-C",
-        "prim.ctx",
-        "-u",
-        "k.pub",
-        "-r",
-        "k.priv",
-        "-o",
-        "k.pem",
-    ]);
-    let file = TpmKeyFile::load(&dir.join("k.pem")).unwrap();
+    let pem = tools_key(&tpm, "tools", &raw, None);
+    let file = TpmKeyFile::load(&pem).unwrap();
     let key = TpmRootKey::open(&tpm.tcti(), file, SessionMode::Salted).unwrap();
     let soft = SoftwareRootKey::new(&raw).unwrap();
     for ekm in ekms() {
@@ -298,18 +247,84 @@ async fn the_sidecar_with_a_tpm_held_key() {
     }
 }
 
-/// Runs a tpm2-tools command against `tpm`; panics with its stderr.
-fn tools(tpm: &Swtpm, args: &[&str]) {
+/// Runs a tpm2-tools command against `tpm` in `dir`; panics with its
+/// stderr.
+fn tools_in(tpm: &Swtpm, dir: &std::path::Path, args: &[&str]) {
     let out = Command::new(args[0])
         .args(&args[1..])
+        .current_dir(dir)
         .env("TPM2TOOLS_TCTI", tpm.tcti())
         .output()
-        .unwrap_or_else(|e| panic!("{} ({e}): apt-get install tpm2-tools", args[0]));
+        .unwrap_or_else(|e| {
+            panic!(
+                "{} ({e}): apt-get install tpm2-tools (scripts/test.sh does)",
+                args[0]
+            )
+        });
     assert!(
         out.status.success(),
         "{args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A tpm2-tools command that leaves the TPM's loaded objects alone (the
+/// test's own keys stay loaded).
+fn tools(tpm: &Swtpm, args: &[&str]) {
+    tools_in(tpm, &tpm.state, args);
+}
+
+/// A key file made by tpm2-tools alone from the raw key `raw`, under a
+/// PCR policy (`tpm2_createpolicy`, `tpm2_import -L`) when `pcrs` is given.
+fn tools_key(tpm: &Swtpm, name: &str, raw: &[u8; 32], pcrs: Option<&str>) -> std::path::PathBuf {
+    let dir = tpm.state.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("k.raw"), raw).unwrap();
+    // swtpm has no resource manager: free transient objects between tools.
+    let run = |args: &[&str]| {
+        tools_in(tpm, &dir, args);
+        tools_in(tpm, &dir, &["tpm2_flushcontext", "-t"]);
+    };
+    let mut import = vec![
+        "tpm2_import",
+        "-Q",
+        "-C",
+        "prim.ctx",
+        "-G",
+        "hmac",
+        "-i",
+        "k.raw",
+        "-u",
+        "k.pub",
+        "-r",
+        "k.priv",
+    ];
+    if let Some(sel) = pcrs {
+        run(&[
+            "tpm2_createpolicy",
+            "-Q",
+            "--policy-pcr",
+            "-l",
+            sel,
+            "-L",
+            "policy.dat",
+        ]);
+        import.extend(["-L", "policy.dat"]);
+    }
+    run(&["tpm2_createprimary", "-Q", "-C", "o", "-c", "prim.ctx"]);
+    run(&import);
+    run(&[
+        "tpm2_encodeobject",
+        "-C",
+        "prim.ctx",
+        "-u",
+        "k.pub",
+        "-r",
+        "k.priv",
+        "-o",
+        "k.pem",
+    ]);
+    dir.join("k.pem")
 }
 
 fn refused(r: Result<jose_binding::Prk, jose_binding::RootKeyError>) -> String {
@@ -468,66 +483,8 @@ fn a_pcr_bound_key_fails_once_a_selected_pcr_changes() {
 #[test]
 fn a_tpm2_tools_policy_key_without_its_policy_is_explained() {
     let tpm = Swtpm::start();
-    let dir = tpm.state.join("tools-policy");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("k.raw"), [0x42u8; 32]).unwrap();
-    let run = |args: &[&str]| {
-        let out = Command::new(args[0])
-            .args(&args[1..])
-            .current_dir(&dir)
-            .env("TPM2TOOLS_TCTI", tpm.tcti())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let _ = Command::new("tpm2_flushcontext")
-            .arg("-t")
-            .env("TPM2TOOLS_TCTI", tpm.tcti())
-            .output();
-    };
-    run(&[
-        "tpm2_createpolicy",
-        "-Q",
-        "--policy-pcr",
-        "-l",
-        "sha256:0,7",
-        "-L",
-        "policy.dat",
-    ]);
-    run(&["tpm2_createprimary", "-Q", "-C", "o", "-c", "prim.ctx"]);
-    run(&[
-        "tpm2_import",
-        "-Q",
-        "-C",
-        "prim.ctx",
-        "-G",
-        "hmac",
-        "-i",
-        "k.raw",
-        "-u",
-        "k.pub",
-        "-r",
-        "k.priv",
-        "-L",
-        "policy.dat",
-    ]);
-    run(&[
-        "tpm2_encodeobject",
-        "-C",
-        "prim.ctx",
-        "-u",
-        "k.pub",
-        "-r",
-        "k.priv",
-        "-o",
-        "k.pem",
-    ]);
-    let e = TpmKeyFile::load(&dir.join("k.pem"))
-        .unwrap_err()
-        .to_string();
+    let pem = tools_key(&tpm, "tools-policy", &[0x42; 32], Some("sha256:0,7"));
+    let e = TpmKeyFile::load(&pem).unwrap_err().to_string();
     assert!(
         e.contains("records no policy") && e.contains("--pcr-policy"),
         "{e}"

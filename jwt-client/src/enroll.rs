@@ -292,27 +292,18 @@ impl Source {
     fn read(a: &EnrollArgs) -> Result<Source, String> {
         let arg = a.invite.trim();
         let path = Path::new(arg);
+        // Stdin keeps the line out of the process list, where other users
+        // see arguments. Bounded: a bundle is a few KiB.
+        let bound = 4 * MAX_BUNDLE as u64 + 1;
         let (text, origin) = if arg == "-" {
-            // Kept out of the process list, where other users see arguments.
-            let mut bytes = Zeroizing::new(Vec::new());
-            std::io::Read::read_to_end(
-                &mut std::io::Read::take(std::io::stdin(), 4 * MAX_BUNDLE as u64 + 1),
-                &mut bytes,
-            )
-            .map_err(|e| format!("stdin: {e}"))?;
+            let bytes = crate::keys::read_at_most(std::io::stdin(), bound)
+                .map_err(|e| format!("stdin: {e}"))?;
             (bytes, "stdin".to_owned())
         } else if arg.starts_with(jose_binding::invite::PREFIX) || !path.is_file() {
             return Source::invite(arg);
         } else {
-            // Bounded: a bundle is a few KiB; a larger file is not one.
-            let mut bytes = Zeroizing::new(Vec::new());
-            std::fs::File::open(path)
-                .and_then(|f| {
-                    std::io::Read::read_to_end(
-                        &mut std::io::Read::take(f, 4 * MAX_BUNDLE as u64 + 1),
-                        &mut bytes,
-                    )
-                })
+            let bytes = std::fs::File::open(path)
+                .and_then(|f| crate::keys::read_at_most(f, bound))
                 .map_err(|e| format!("{}: {e}", path.display()))?;
             (bytes, path.display().to_string())
         };

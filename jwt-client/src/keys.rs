@@ -66,6 +66,17 @@ impl TpmArgs {
     }
 }
 
+/// At most `max` bytes of `r`, in a buffer wiped on drop: a secret's file
+/// (a bundle, a PIN) or stdin, never read without a bound.
+pub(crate) fn read_at_most(
+    r: impl std::io::Read,
+    max: u64,
+) -> std::io::Result<zeroize::Zeroizing<Vec<u8>>> {
+    let mut bytes = zeroize::Zeroizing::new(Vec::new());
+    std::io::Read::read_to_end(&mut std::io::Read::take(r, max), &mut bytes)?;
+    Ok(bytes)
+}
+
 #[cfg(not(feature = "tpm"))]
 const NO_TPM: &str = "this jwt-client was built without TPM support; rebuild with `--features tpm` (needs libtss2-dev)";
 
@@ -143,13 +154,12 @@ pub fn read_pin(
             }
         }
         // One short line: read at most 4 KiB of it.
-        let mut text = zeroize::Zeroizing::new(String::new());
-        std::fs::File::open(path)
-            .and_then(|f| {
-                std::io::Read::read_to_string(&mut std::io::Read::take(f, 4096), &mut text)
-            })
-            .map_err(|e| format!("--tpm-pin-file {}: {e}", path.display()))?;
-        return Pin::new(&text).map_err(|e| format!("--tpm-pin-file {}: {e}", path.display()));
+        let bad = |e: &dyn std::fmt::Display| format!("--tpm-pin-file {}: {e}", path.display());
+        let bytes = std::fs::File::open(path)
+            .and_then(|f| read_at_most(f, 4096))
+            .map_err(|e| bad(&e))?;
+        let text = std::str::from_utf8(&bytes).map_err(|_| bad(&"not UTF-8 text"))?;
+        return Pin::new(text).map_err(|e| bad(&e));
     }
     let ask = |prompt: &str| {
         rpassword::prompt_password(prompt).map(zeroize::Zeroizing::new).map_err(|e| {

@@ -16,11 +16,7 @@ use crate::cli::{Global, KeyOut, KeysCommand, ServeSettings};
 use crate::config::keystore_path;
 
 pub(crate) fn load_or_empty(path: &Path) -> Result<Keystore, String> {
-    if path.exists() {
-        Keystore::load(path).map_err(|e| e.to_string())
-    } else {
-        Ok(Keystore::default())
-    }
+    Keystore::load_or_empty(path).map_err(|e| e.to_string())
 }
 
 /// The keystore a keys command works on: its own --keystore (or

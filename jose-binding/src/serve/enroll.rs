@@ -48,7 +48,7 @@ use crate::keys::keystore::{EnrolRefusal, Keystore, KeystoreHandle, KeystoreLock
 use crate::protocol::error::ErrorCode;
 use crate::protocol::schedule::{RootKey, SoftwareRootKey, SubKeys};
 use crate::protocol::verifier::{unix_now, Policy};
-use crate::serve::layer::{unauthorized, ConnectionBinding, Outcome};
+use crate::serve::layer::{unauthorized, unbound, ConnectionBinding, Outcome};
 use crate::serve::server::PeerAddr;
 use crate::serve::throttle::LogBudget;
 
@@ -269,11 +269,7 @@ impl Shared {
     /// application.
     fn proof<ReqBody, B: From<Bytes>>(&self, req: &Request<ReqBody>) -> Response<B> {
         let Some(conn) = req.extensions().get::<ConnectionBinding>() else {
-            return json(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                r#"{"error":"not_bound","message":"the enrolment route is mounted behind no binding acceptor"}"#,
-                None,
-            );
+            return unbound();
         };
         match conn.check(&self.keystore.snapshot(), req.headers()) {
             Ok(v) => {
@@ -313,11 +309,7 @@ impl Shared {
             return Answer::Now(resp);
         }
         let Some(conn) = req.extensions().get::<ConnectionBinding>() else {
-            return Answer::Now(json(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                r#"{"error":"not_bound","message":"the enrolment route is mounted behind no binding acceptor"}"#,
-                None,
-            ));
+            return Answer::Now(unbound());
         };
         let now = unix_now().max(0.0) as u64;
         let snapshot = self.keystore.snapshot();
@@ -400,7 +392,7 @@ impl Shared {
             .as_deref()
             .ok_or_else(|| Written::Io("this server does not enrol".into()))?;
         let lock = KeystoreLock::acquire(path).map_err(|e| Written::Io(e.to_string()))?;
-        let mut ks: Keystore = lock.load(path).map_err(|e| Written::Io(e.to_string()))?;
+        let mut ks = Keystore::load_or_empty(path).map_err(|e| Written::Io(e.to_string()))?;
         ks.enrol(id, proved, key, now).map_err(Written::Refused)?;
         ks.save_atomic(path)
             .map_err(|e| Written::Io(format!("{}: {e}", path.display())))?;

@@ -512,7 +512,7 @@ pub(crate) fn grpc_refusal<B: From<Bytes>>(
 
 /// The answer when the layer sees a request no binding acceptor passed:
 /// 500, logged, since the deployment is wrong and no token could verify.
-fn unbound<B: From<Bytes>>() -> Response<B> {
+pub(crate) fn unbound<B: From<Bytes>>() -> Response<B> {
     // A deployment error repeats on every request: a line a second says so.
     static BUDGET: std::sync::OnceLock<crate::serve::throttle::LogBudget> =
         std::sync::OnceLock::new();

@@ -373,6 +373,19 @@ impl Keystore {
         }
         Ok(ks)
     }
+    /// [`load`](Self::load), or an empty keystore if there is no file yet
+    /// (the first `keys add`, an enrolment into a new keystore).
+    pub fn load_or_empty(path: &Path) -> Result<Keystore, KeystoreError> {
+        match Keystore::load(path) {
+            Err(KeystoreError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                Ok(Keystore::default())
+            }
+            other => other,
+        }
+    }
+
     /// Reads and parses the keystore file at `path` (at most
     /// [`MAX_KEYSTORE_BYTES`]); the text read is wiped afterwards.
     pub fn load(path: &Path) -> Result<Keystore, KeystoreError> {
@@ -454,8 +467,8 @@ impl Keystore {
     }
 }
 
-/// An exclusive lock on a keystore file, held by whoever reads it to write
-/// it back (a `jwt-server keys` command, an enrolling server), so two
+/// An exclusive lock on a keystore file, held by whoever reads it
+/// ([`Keystore::load_or_empty`]) to write it back (a `jwt-server keys` command, an enrolling server), so two
 /// writers never lose each other's change. Readers need no lock: a write is
 /// a rename ([`Keystore::save_atomic`]). Released on drop.
 #[derive(Debug)]
@@ -480,18 +493,6 @@ impl KeystoreLock {
         same_owner_as(path, &lock);
         file.lock()?;
         Ok(KeystoreLock { _file: file })
-    }
-
-    /// The keystore at `path` as it is now, empty if there is no file yet.
-    pub fn load(&self, path: &Path) -> Result<Keystore, KeystoreError> {
-        match Keystore::load(path) {
-            Err(KeystoreError::Io { source, .. })
-                if source.kind() == std::io::ErrorKind::NotFound =>
-            {
-                Ok(Keystore::default())
-            }
-            other => other,
-        }
     }
 }
 
@@ -661,13 +662,7 @@ fn invite(
         .as_str()
         .filter(|u| crate::protocol::invite::is_origin(u))
         .ok_or_else(|| bad("must be a string https://HOST[:PORT]"))?;
-    let mut ks = Keystore::default();
-    ks.set_invite(id.clone(), secret, expires, url)
-        .map_err(|_| bad("must be a string https://HOST[:PORT]"))?;
-    Ok(ks
-        .invites
-        .remove(id)
-        .unwrap_or_else(|| unreachable!("just set")))
+    Ok(PendingInvite::new(id.clone(), secret, expires, url))
 }
 
 /// One client's `[clients.<id>]` table: `keys`, an array of key strings.
@@ -902,7 +897,7 @@ mod tests {
         Keystore::default().save_atomic(&path).unwrap();
         std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
         let lock = KeystoreLock::acquire(&path).unwrap();
-        let mut ks = lock.load(&path).unwrap();
+        let mut ks = Keystore::load_or_empty(&path).unwrap();
         ks.set(
             ClientId::new("c1").unwrap(),
             vec![SoftwareRootKey::generate()],

@@ -64,6 +64,18 @@ pub struct PendingInvite {
 }
 
 impl PendingInvite {
+    /// The invite for client `id`; `url` is not checked here.
+    fn new(id: ClientId, secret: SoftwareRootKey, expires: u64, url: &str) -> PendingInvite {
+        PendingInvite {
+            client: Arc::new(ClientKeys {
+                id,
+                keys: vec![secret],
+            }),
+            expires,
+            url: url.to_owned(),
+        }
+    }
+
     /// The one-time secret.
     pub fn secret(&self) -> &SoftwareRootKey {
         &self.client.keys[0]
@@ -198,18 +210,8 @@ impl Keystore {
         if !crate::protocol::invite::is_origin(url) {
             return Err(SetInviteError::Url);
         }
-        let client = Arc::new(ClientKeys {
-            id: id.clone(),
-            keys: vec![secret],
-        });
-        self.invites.insert(
-            id,
-            PendingInvite {
-                client,
-                expires,
-                url: url.to_owned(),
-            },
-        );
+        let invite = PendingInvite::new(id.clone(), secret, expires, url);
+        self.invites.insert(id, invite);
         Ok(())
     }
 

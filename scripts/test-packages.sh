@@ -38,15 +38,16 @@ dpkg -i target/debian/jwt-server_*.deb target/debian/jwt-client_*.deb target/deb
 echo "==> users, directories, conffile, modes"
 getent passwd jwt-server >/dev/null || fail "no jwt-server user"
 getent passwd jwt-client >/dev/null || fail "no jwt-client user"
-id -nG jwt-client | grep -qw tss || fail "jwt-client is not in the tss group"
+[[ " $(id -nG jwt-client) " == *" tss "* ]] || fail "jwt-client is not in the tss group"
 [ "$(stat -c '%a %U' /var/lib/jwt-server)" = "700 jwt-server" ] || fail "/var/lib/jwt-server: $(stat -c '%a %U' /var/lib/jwt-server)"
 [ "$(stat -c '%a %U:%G' /etc/jwt-server/server.toml)" = "640 root:jwt-server" ] || fail "server.toml: $(stat -c '%a %U:%G' /etc/jwt-server/server.toml)"
-dpkg-query -W -f='${Conffiles}\n' jwt-server | grep -q /etc/jwt-server/server.toml || fail "server.toml is not a conffile"
+[[ "$(dpkg-query -W -f='${Conffiles}\n' jwt-server)" == *" /etc/jwt-server/server.toml "* ]] || fail "server.toml is not a conffile"
 grep -q fixtures /etc/jwt-server/server.toml && fail "the packaged config names the repository's fixtures"
 
 echo "==> man pages and completions"
 for bin in jwt-server jwt-client jose-debug; do
-  MANPAGER=cat MANWIDTH=80 man "$bin" | grep -q "$bin" || fail "man $bin"
+  MANPAGER=cat MANWIDTH=80 man "$bin" > "$work/man.txt" || fail "man $bin"
+  grep -q "$bin" "$work/man.txt" || fail "man $bin names no $bin"
   bash -c "source /usr/share/bash-completion/completions/$bin && complete -p $bin" >/dev/null || fail "bash completion of $bin"
   [ -s "/usr/share/zsh/vendor-completions/_$bin" ] || fail "zsh completion of $bin"
   [ -s "/usr/share/fish/vendor_completions.d/$bin.fish" ] || fail "fish completion of $bin"
@@ -69,7 +70,8 @@ grep -q "jwt-server init" "$work/nocert.log" || fail "no hint at jwt-server init
 echo "==> jwt-server init, then the server as its user"
 jwt-server init --san localhost | tee "$work/init.out"
 [ "$(stat -c '%U %a' /var/lib/jwt-server/server.key)" = "jwt-server 600" ] || fail "server.key: $(stat -c '%U %a' /var/lib/jwt-server/server.key)"
-jwt-server init --san localhost 2>&1 | grep -q "nothing to do" || fail "a second init changed something"
+jwt-server init --san localhost > "$work/init2.out" 2>&1
+grep -q "nothing to do" "$work/init2.out" || fail "a second init changed something: $(cat "$work/init2.out")"
 pin=$(sed -n 's/.*full sha256 \([0-9a-f]*\).*/\1/p' "$work/init.out")
 runuser -u jwt-server -- jwt-server --config /etc/jwt-server/server.toml --listen 127.0.0.1:18643 --status-listen 127.0.0.1:19690 > "$work/server.log" 2>&1 &
 server_pid=$!

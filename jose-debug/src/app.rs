@@ -8,13 +8,14 @@ use jose_binding::{ClientId, Ekm, FormSet, Keystore, Policy, SoftwareRootKey, Su
 use zeroize::Zeroizing;
 
 use crate::checks::{self, ClaimRules};
-use crate::cli::{DecodeArgs, DeriveArgs, KeyArgs, PolicyArgs};
+use crate::cli::{DecodeArgs, DeriveArgs, JoseKeyArgs, KeyArgs, PolicyArgs};
 use crate::inspect::{self, Cleaned, DecodeKeys, Decoded, InputError};
 use crate::keylog::{self, KeyLog};
+use crate::keyring::KeyRing;
 use crate::keys::{read_key, to_32, KeyError};
 use crate::report::{
-    Checks, ConnectionReport, DecodeReport, DeriveReport, InputReport, KeylogReport, KeysReport,
-    Mode, PolicyReport, Schedule, ScheduleSecrets,
+    Checks, ConnectionReport, DecodeReport, DeriveReport, InputReport, JoseKeyReport, KeylogReport,
+    KeysReport, Mode, PolicyReport, Schedule, ScheduleSecrets,
 };
 use crate::time::{parse_time, rfc3339};
 use crate::verdict::{self, Verdict, VerdictKeys};
@@ -263,22 +264,29 @@ pub fn decode(args: &DecodeArgs) -> Result<DecodeReport, UsageError> {
         Ok(cleaned) => cleaned,
         Err(InputError::Empty) => return Err(usage("no token given (the input is empty)")),
         Err(e @ InputError::NotUtf8(_)) => {
-            return Ok(not_text_report(raw.len(), &e, policy_report, args.generic))
+            return Ok(not_text_report(
+                raw.len(),
+                &e,
+                policy_report,
+                is_generic(args),
+            ))
         }
     };
     let token = cleaned.token.as_str();
-    let keys = choose_keys(args, token, now)?;
+    let mut keys = choose_keys(args, token, now)?;
+    add_jose_keys(&args.jose, &mut keys)?;
     let verdict = protocol_verdict(token, &keys, &policy, now);
     let decoded = inspect::decode(token, &keys.decode, now);
-    let checks = if args.generic {
+    let checks = if is_generic(args) {
         let rules = ClaimRules {
             now,
             skew_secs: policy.skew_secs as f64,
             audience: args.policy.audience.as_deref(),
+            strict: args.strict,
         };
         checks::generic(&decoded, &rules)
     } else {
-        checks::protocol(&decoded, &verdict)
+        checks::protocol(&decoded, &verdict, args.strict)
     };
     Ok(assemble(
         cleaned,
@@ -288,6 +296,53 @@ pub fn decode(args: &DecodeArgs) -> Result<DecodeReport, UsageError> {
         policy_report,
         checks,
     ))
+}
+
+/// Plain JOSE's rules: asked for, or implied by keys this protocol never
+/// uses (a token checked with `--key` is no bound token).
+fn is_generic(args: &DecodeArgs) -> bool {
+    args.generic || !args.jose.key.is_empty() || args.jose.password_file.is_some()
+}
+
+/// `--key`, `--password-file` and `--payload`, beside whatever else opens the layers.
+fn add_jose_keys(args: &JoseKeyArgs, keys: &mut ChosenKeys) -> Result<(), UsageError> {
+    keys.decode.ring = KeyRing::read(&args.key).map_err(|e| usage(e.to_string()))?;
+    for k in &keys.decode.ring.keys {
+        keys.report.jose_keys.push(JoseKeyReport {
+            source: k.source.clone(),
+            kid: k.kid.clone(),
+            kind: k.kind.describe(),
+            fp: k.fp.clone(),
+        });
+    }
+    if let Some(path) = &args.password_file {
+        let text = crate::keys::read_secret_file("--password-file", path)
+            .map_err(|e| usage(e.to_string()))?;
+        // A password file's one line, without its line break.
+        let trimmed = text.strip_suffix('\n').unwrap_or(&text);
+        let trimmed = trimmed.strip_suffix('\r').unwrap_or(trimmed);
+        if trimmed.is_empty() {
+            return Err(usage(format!("--password-file {}: empty", path.display())));
+        }
+        keys.report.notes.push(format!(
+            "PBES2 password from {} ({} bytes, fp={})",
+            path.display(),
+            trimmed.len(),
+            jose_binding::Fingerprint::of("password", trimmed.as_bytes())
+        ));
+        keys.decode.password = Some(Zeroizing::new(trimmed.as_bytes().to_vec()));
+    }
+    if let Some(path) = &args.payload {
+        let mut buf = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_INPUT + 1).read_to_end(&mut buf))
+            .map_err(|e| usage(format!("--payload: cannot read {}: {e}", path.display())))?;
+        if buf.len() as u64 > MAX_INPUT {
+            return Err(usage("--payload: larger than 1 MiB"));
+        }
+        keys.decode.detached_payload = Some(buf);
+    }
+    Ok(())
 }
 
 fn policy_report(policy: &Policy, now: f64, now_given: bool) -> PolicyReport {
@@ -437,7 +492,11 @@ fn given_keys(args: &DecodeArgs, kid: Option<&str>) -> Result<ChosenKeys, UsageE
         .as_deref()
         .map(parse_client_id)
         .transpose()?;
-    let decode = DecodeKeys { sig, enc };
+    let decode = DecodeKeys {
+        sig,
+        enc,
+        ..DecodeKeys::default()
+    };
     let mut report = KeysReport {
         source: "explicit",
         client_id: client_id
@@ -530,6 +589,7 @@ fn derived_keys(
         decode = DecodeKeys {
             sig: Some(Zeroizing::new(k.sig.expose().to_vec())),
             enc: Some(Zeroizing::new(k.enc.expose().to_vec())),
+            ..DecodeKeys::default()
         };
     }
     let (verdict_on, verdict_note) = connection_verdict(roots, candidates, found_at, from_keylog);

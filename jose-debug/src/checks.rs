@@ -18,6 +18,8 @@ pub struct ClaimRules<'a> {
     pub skew_secs: f64,
     /// Checked only when given: a token's `aud` means nothing without it.
     pub audience: Option<&'a str>,
+    /// Warnings reject the token (exit 3).
+    pub strict: bool,
 }
 
 /// Plain JOSE (RFC 7515/7516/7519): every layer verifies or decrypts, is
@@ -30,6 +32,7 @@ pub fn generic(d: &Decoded, rules: &ClaimRules<'_>) -> Checks {
         .map(|l| {
             let mut check = crypto_check(l);
             check.format = format_problems(l);
+            strict_warnings(&mut check, rules.strict);
             if let Some(zip) = l.header.json.as_ref().and_then(|h| h.get("zip")) {
                 check.unchecked.push(format!(
                     "zip {zip}: the content is compressed and is not inflated here, so it is not checked"
@@ -69,12 +72,13 @@ pub fn generic(d: &Decoded, rules: &ClaimRules<'_>) -> Checks {
 /// signature or decryption step is a cryptographic failure. The layers'
 /// own checks are shown, but a server that refuses a token before its
 /// crypto (an `alg` it does not take) has not judged any key.
-pub fn protocol(d: &Decoded, verdict: &Verdict) -> Checks {
+pub fn protocol(d: &Decoded, verdict: &Verdict, strict: bool) -> Checks {
     let layers: Vec<LayerCheck> = d
         .layers
         .iter()
         .map(|l| {
             let mut check = crypto_check(l);
+            strict_warnings(&mut check, strict);
             check.result = layer_result(&check);
             check
         })
@@ -102,7 +106,13 @@ pub fn protocol(d: &Decoded, verdict: &Verdict) -> Checks {
             Some(format!("undetermined: {}", verdict.detail)),
         ),
     };
-    finish(Mode::Protocol, layers, result, reason.into_iter().collect())
+    let mut reasons: Vec<String> = reason.into_iter().collect();
+    let mut result = result;
+    for l in layers.iter().filter(|l| !l.format.is_empty()) {
+        result = result.max(Status::Rejected);
+        layer_reasons(l, &mut reasons);
+    }
+    finish(Mode::Protocol, layers, result, reasons)
 }
 
 /// Input that is not text has no layers: it is no JOSE object.
@@ -134,6 +144,7 @@ fn crypto_check(l: &LayerView) -> LayerCheck {
         Crypto::Verified { .. } => CryptoCheck::Verified,
         Crypto::Failed { .. } => CryptoCheck::Failed,
         Crypto::Unsecured => CryptoCheck::Unsecured,
+        Crypto::Refused { .. } => CryptoCheck::Refused,
         Crypto::NoKey { .. } | Crypto::Unsupported { .. } => CryptoCheck::NotChecked,
     };
     LayerCheck {
@@ -145,6 +156,18 @@ fn crypto_check(l: &LayerView) -> LayerCheck {
         format: Vec::new(),
         unchecked: Vec::new(),
         claims: None,
+        warnings: l.warnings.clone(),
+    }
+}
+
+/// With --strict, each warning is a format problem: the token is rejected.
+fn strict_warnings(check: &mut LayerCheck, strict: bool) {
+    if strict {
+        for w in &check.warnings {
+            check
+                .format
+                .push(format!("--strict: {} ({})", w.message, w.code));
+        }
     }
 }
 
@@ -152,6 +175,7 @@ fn layer_result(c: &LayerCheck) -> Status {
     let crypto = match c.crypto {
         CryptoCheck::Verified => Status::Valid,
         CryptoCheck::NotChecked => Status::Incomplete,
+        CryptoCheck::Refused => Status::Rejected,
         CryptoCheck::Failed | CryptoCheck::Unsecured => Status::CryptoFailed,
     };
     let format = if c.format.is_empty() {
@@ -190,10 +214,13 @@ fn layer_reasons(l: &LayerCheck, out: &mut Vec<String>) {
 fn format_problems(l: &LayerView) -> Vec<String> {
     let mut out = Vec::new();
     if l.kind == "unknown" {
-        out.push(format!(
-            "{} dot-separated parts: a compact JWS has 3, a JWE 5",
-            l.parts.len()
-        ));
+        out.push(match l.serialization {
+            "compact" => format!(
+                "{} dot-separated parts: a compact JWS has 3, a JWE 5",
+                l.parts.len()
+            ),
+            _ => "not a JWS or JWE JSON serialization".to_owned(),
+        });
         return out;
     }
     for p in l.parts.iter().filter(|p| p.bytes.is_none()) {
@@ -203,14 +230,25 @@ fn format_problems(l: &LayerView) -> Vec<String> {
         out.push("the protected header is not a JSON object".to_owned());
         return out;
     };
+    // A JSON serialization may put alg and enc in an unprotected header:
+    // each signature or recipient then says what its JOSE header holds.
     let member = |name: &str| header.get(name).and_then(Value::as_str);
-    if member("alg").is_none() {
+    let everywhere = |name: &str| {
+        member(name).is_some()
+            || (!l.entries.is_empty()
+                && l.entries.iter().all(|e| match name {
+                    "alg" => e.alg.is_some(),
+                    _ => e.enc.is_some(),
+                }))
+    };
+    if !everywhere("alg") {
         out.push("the header has no alg".to_owned());
     }
-    if l.kind == "JWE" && member("enc").is_none() {
+    if l.kind == "JWE" && !everywhere("enc") {
         out.push("the header has no enc".to_owned());
     }
-    if let Some(crit) = header.get("crit") {
+    let understood = |v: &Value| v.as_array().is_some_and(|a| a.iter().all(|e| e == "b64"));
+    if let Some(crit) = header.get("crit").filter(|c| !understood(c)) {
         out.push(format!(
             "crit {crit}: extensions this tool does not implement, so RFC 7515 §4.1.11 \
              requires refusing the token"
@@ -279,6 +317,7 @@ mod tests {
             now: NOW,
             skew_secs: 30.0,
             audience,
+            strict: false,
         }
     }
 
@@ -286,6 +325,7 @@ mod tests {
         DecodeKeys {
             sig: sig.map(|k| Zeroizing::new(k.to_vec())),
             enc: enc.map(|k| Zeroizing::new(k.to_vec())),
+            ..DecodeKeys::default()
         }
     }
 
@@ -361,7 +401,13 @@ mod tests {
     #[test]
     fn format_and_what_cannot_be_checked() {
         let k = keys(Some([3; 32]), Some([5; 32]));
+        // b64 (RFC 7797) is understood: warned about, not refused.
         let crit = signed(r#"{"alg":"HS256","crit":["b64"],"b64":false}"#, b"x");
+        let c = check(&crit, &k, None);
+        assert_eq!(c.result, Status::Valid, "{:?}", c.reasons);
+        let codes: Vec<&str> = c.layers[0].warnings.iter().map(|w| w.code).collect();
+        assert_eq!(codes, ["crit", "b64-false"]);
+        let crit = signed(r#"{"alg":"HS256","crit":["exp"],"exp":1}"#, b"x");
         let c = check(&crit, &k, None);
         assert_eq!(c.result, Status::Rejected);
         assert!(c.layers[0].format[0].starts_with("crit"));
@@ -421,7 +467,7 @@ mod tests {
             (v(Outcome::Reject, Some("expired")), Status::Rejected),
             (v(Outcome::Undetermined, None), Status::Incomplete),
         ] {
-            let c = protocol(&d, &verdict);
+            let c = protocol(&d, &verdict, false);
             assert_eq!(c.result, want, "{verdict:?}");
             assert_eq!(c.mode, Mode::Protocol);
         }

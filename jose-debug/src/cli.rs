@@ -146,6 +146,9 @@ pub struct DecodeArgs {
     pub token: Option<String>,
 
     #[command(flatten)]
+    pub jose: JoseKeyArgs,
+
+    #[command(flatten)]
     pub keys: KeyArgs,
 
     #[command(flatten)]
@@ -155,12 +158,45 @@ pub struct DecodeArgs {
     /// protocol: valid when every layer verifies or decrypts with the keys
     /// given, whatever the payload; when it is a JSON claims set, exp and
     /// nbf must hold at --now, and aud must name --audience if given. The
-    /// server's verdict is still shown.
+    /// server's verdict is still shown. Implied by --key and --password-file.
     #[arg(long)]
     pub generic: bool,
 
+    /// Make every warning (RFC 8725's mistakes: alg none, short HMAC key,
+    /// RSA under 2048 bits, RSA1_5, alg/key mismatch, crit, zip, PBES2
+    /// count, epk, jku/x5u/jwk headers, detached or unencoded payload)
+    /// reject the token: exit status 3.
+    #[arg(long)]
+    pub strict: bool,
+
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+/// Keys of plain JOSE, for any algorithm.
+#[derive(Debug, Args)]
+pub struct JoseKeyArgs {
+    /// A key file, repeatable: PEM (SPKI public key; PKCS#8, PKCS#1 or SEC1
+    /// private key; X.509 certificate; several blocks), a JWK, or a JWK set
+    /// ({"keys":[...]}). A private key verifies too. The token's kid picks
+    /// the key; without a kid, or with one not in the set, every key of a
+    /// fitting type is tried and the output says which verified.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "JOSE_DEBUG_KEY",
+        value_delimiter = ','
+    )]
+    pub key: Vec<PathBuf>,
+
+    /// A file holding the PBES2 password (one line; its line break is not
+    /// part of it).
+    #[arg(long, value_name = "FILE", env = "JOSE_DEBUG_PASSWORD_FILE")]
+    pub password_file: Option<PathBuf>,
+
+    /// The content of a JWS with a detached payload (RFC 7515 Appendix F).
+    #[arg(long, value_name = "FILE")]
+    pub payload: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

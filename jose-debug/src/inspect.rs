@@ -14,8 +14,10 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
-use crate::jwa::{ContentEnc, MacAlg};
+use crate::keyring::KeyRing;
 use crate::keys::LENIENT_B64URL;
+use crate::lint::{self, Lint, Warning};
+use crate::open;
 use crate::time::{rfc3339, TimeClaim};
 
 /// Deepest nesting shown (the protocol has one level; this tool shows more).
@@ -23,12 +25,20 @@ pub const MAX_LAYERS: usize = 4;
 /// Longest text content echoed back, in characters.
 const MAX_TEXT_SHOWN: usize = 4096;
 
-/// Secrets the decoder may use. Lengths are free: generic JOSE keys are
-/// not always 32 bytes.
+/// What the decoder may open layers with. Lengths are free: generic JOSE
+/// keys are not always 32 bytes.
 #[derive(Default)]
 pub struct DecodeKeys {
+    /// Octets for HMAC (`--sig-key`, or derived).
     pub sig: Option<Zeroizing<Vec<u8>>>,
+    /// Octets for `dir` and the AES key wraps (`--enc-key`, or derived).
     pub enc: Option<Zeroizing<Vec<u8>>>,
+    /// `--key` files: PEM, JWK, JWK sets.
+    pub ring: KeyRing,
+    /// `--password-file`, for PBES2.
+    pub password: Option<Zeroizing<Vec<u8>>>,
+    /// `--payload`: the content of a detached JWS.
+    pub detached_payload: Option<Vec<u8>>,
 }
 
 impl DecodeKeys {
@@ -226,7 +236,12 @@ fn shown_text(bytes: &[u8]) -> String {
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Crypto {
     /// The signature verifies / the ciphertext decrypts with the key given.
-    Verified { alg: String, key_fp: String },
+    Verified {
+        alg: String,
+        key_fp: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        kid: Option<String>,
+    },
     /// It does not.
     Failed {
         alg: String,
@@ -239,6 +254,9 @@ pub enum Crypto {
     Unsupported { why: String },
     /// `alg: none`: nothing to verify.
     Unsecured,
+    /// Not computed because the token asks for something unsafe (a PBES2
+    /// count above the cap, an `epk` off its curve).
+    Refused { alg: String, why: String },
 }
 
 impl Crypto {
@@ -251,10 +269,17 @@ impl Crypto {
     /// `--generic` reasons say the same thing.
     pub fn describe(&self, kind: &str) -> String {
         match self {
-            Crypto::Verified { alg, key_fp } if kind == "JWE" => {
-                format!("{alg}: decrypts with the key fp={key_fp}")
+            Crypto::Verified { alg, key_fp, kid } => {
+                let verb = if kind == "JWE" {
+                    "decrypts"
+                } else {
+                    "verifies"
+                };
+                match kid {
+                    Some(kid) => format!("{alg}: {verb} with the key kid {kid:?} ({key_fp})"),
+                    None => format!("{alg}: {verb} with the key fp={key_fp}"),
+                }
             }
-            Crypto::Verified { alg, key_fp } => format!("{alg}: verifies with the key fp={key_fp}"),
             Crypto::Failed { alg, key_fp, why } => match key_fp {
                 Some(fp) => format!("{alg}: FAILS with the key fp={fp}: {why}"),
                 None => format!("{alg}: fails: {why}"),
@@ -262,6 +287,7 @@ impl Crypto {
             Crypto::NoKey { alg, needs } => format!("{alg}: not checked, no key (give {needs})"),
             Crypto::Unsupported { why } => format!("not checked: {why}"),
             Crypto::Unsecured => "alg none: an unsecured JWS, nothing to verify".to_owned(),
+            Crypto::Refused { alg, why } => format!("{alg}: refused: {why}"),
         }
     }
 }
@@ -314,6 +340,8 @@ pub struct LayerView {
     pub depth: usize,
     /// `JWS`, `JWE`, or `unknown`.
     pub kind: &'static str,
+    /// `compact`, `flattened` or `general` (JSON), or `json` when unreadable.
+    pub serialization: &'static str,
     pub chars: usize,
     pub parts: Vec<Part>,
     pub header: Header,
@@ -324,9 +352,35 @@ pub struct LayerView {
     /// `None` when they pass.
     pub server_syntax: Option<ServerRefusal>,
     pub crypto: Crypto,
+    /// JSON serializations: each signature or recipient and what it gave.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub entries: Vec<EntryView>,
+    /// RFC 8725's mistakes found in this layer.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<Warning>,
     pub content: Content,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+}
+
+/// One signature of a JWS, or one recipient of a JWE, in a JSON serialization.
+#[derive(Debug, Clone, Serialize)]
+pub struct EntryView {
+    /// 1-based.
+    pub index: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alg: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enc: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kid: Option<String>,
+    /// A general JWS: this signature's protected header.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protected: Option<Map<String, Value>>,
+    /// The unprotected `header` member.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub header: Option<Map<String, Value>>,
+    pub crypto: Crypto,
 }
 
 /// A §7 code and its sentence.
@@ -440,59 +494,540 @@ fn form_of_structure(layers: &[LayerView]) -> Option<&'static str> {
     }
 }
 
-/// One layer's text split into parts, each decoded, and its header read:
-/// everything about a layer that does not depend on keys.
-struct RawLayer<'a> {
-    pieces: Vec<&'a str>,
-    kind: &'static str,
-    parts: Vec<Part>,
-    header: Header,
+/// A signature (JWS) or a recipient (JWE) of a layer: compact has one,
+/// the JSON general serialization any number.
+struct Entry {
+    /// JWS: this signature's protected header, as in the token (JWE: the
+    /// layer's, shared).
+    protected_b64: String,
+    protected: Header,
+    /// The entry's unprotected `header` member (JSON only).
+    header: Option<Map<String, Value>>,
+    /// JWS: the signature; JWE: the encrypted key.
+    value: Part,
 }
 
-impl<'a> RawLayer<'a> {
-    fn read(text: &'a str) -> RawLayer<'a> {
+/// What the layer protects: the JWS payload, or the JWE's content parts.
+// One per layer, never in a collection: the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
+enum Body {
+    Jws {
+        /// As in the token (base64url, or raw with b64 false); `None` when
+        /// detached.
+        payload_text: Option<String>,
+    },
+    Jwe {
+        unprotected: Option<Map<String, Value>>,
+        aad_b64: Option<String>,
+        iv: Part,
+        ciphertext: Part,
+        tag: Part,
+    },
+}
+
+/// One layer split into its parts, each decoded, and its headers read:
+/// everything about a layer that does not depend on keys.
+struct RawLayer {
+    kind: &'static str,
+    serialization: &'static str,
+    parts: Vec<Part>,
+    entries: Vec<Entry>,
+    body: Option<Body>,
+    /// Why this is no JWS or JWE.
+    not_jose: Option<String>,
+}
+
+impl RawLayer {
+    fn read(text: &str) -> RawLayer {
+        if text.trim_start().starts_with('{') {
+            return read_json(text).unwrap_or_else(|why| RawLayer {
+                kind: "unknown",
+                serialization: "json",
+                parts: Vec::new(),
+                entries: Vec::new(),
+                body: None,
+                not_jose: Some(why),
+            });
+        }
         let pieces: Vec<&str> = text.split('.').collect();
-        let kind = match pieces.len() {
-            3 => "JWS",
-            5 => "JWE",
-            _ => "unknown",
+        let part = |i: usize, name: &'static str| decode_part(name, pieces[i]);
+        let header_part = decode_part("header", pieces[0]);
+        let entry = |value: Part| Entry {
+            protected_b64: pieces[0].to_owned(),
+            protected: read_header(&header_part),
+            header: None,
+            value,
         };
-        let names: &[&'static str] = match kind {
-            "JWS" => &["header", "payload", "signature"],
-            "JWE" => &["header", "encrypted_key", "iv", "ciphertext", "tag"],
-            _ => &[],
-        };
-        let parts: Vec<Part> = pieces
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                let name = names
-                    .get(i)
-                    .copied()
-                    .unwrap_or(if i == 0 { "header" } else { "part" });
-                decode_part(name, p)
-            })
-            .collect();
-        let header = match parts.first() {
-            Some(p) => read_header(p),
-            None => read_header(&decode_part("header", "")),
-        };
-        RawLayer {
-            pieces,
-            kind,
-            parts,
-            header,
+        match pieces.len() {
+            3 => RawLayer {
+                kind: "JWS",
+                serialization: "compact",
+                parts: vec![
+                    header_part.clone(),
+                    part(1, "payload"),
+                    part(2, "signature"),
+                ],
+                entries: vec![entry(part(2, "signature"))],
+                body: Some(Body::Jws {
+                    payload_text: Some(pieces[1].to_owned()),
+                }),
+                not_jose: None,
+            },
+            5 => RawLayer {
+                kind: "JWE",
+                serialization: "compact",
+                parts: vec![
+                    header_part.clone(),
+                    part(1, "encrypted_key"),
+                    part(2, "iv"),
+                    part(3, "ciphertext"),
+                    part(4, "tag"),
+                ],
+                entries: vec![entry(part(1, "encrypted_key"))],
+                body: Some(Body::Jwe {
+                    unprotected: None,
+                    aad_b64: None,
+                    iv: part(2, "iv"),
+                    ciphertext: part(3, "ciphertext"),
+                    tag: part(4, "tag"),
+                }),
+                not_jose: None,
+            },
+            n => RawLayer {
+                kind: "unknown",
+                serialization: "compact",
+                parts: pieces
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| decode_part(if i == 0 { "header" } else { "part" }, p))
+                    .collect(),
+                entries: vec![entry(decode_part("none", ""))],
+                body: None,
+                not_jose: Some(format!(
+                    "{n} dot-separated part(s): a compact JWS has 3, a JWE 5{}",
+                    if n < 3 { " (truncated?)" } else { "" }
+                )),
+            },
         }
     }
 
-    /// The layer's MAC or AEAD with these keys, and the content it gives.
-    fn crypto(&self, keys: &DecodeKeys) -> Option<(Crypto, Option<Vec<u8>>)> {
-        match self.kind {
-            "JWS" => Some(jws(&self.pieces, &self.parts, &self.header, keys)),
-            "JWE" => Some(jwe(&self.pieces, &self.parts, &self.header, keys)),
-            _ => None,
+    /// The protected header shown for the layer (the first signature's, for
+    /// a general JWS).
+    fn header(&self) -> Header {
+        match self.entries.first() {
+            Some(e) => e.protected.clone(),
+            None => Header {
+                json: None,
+                raw: None,
+                strict_error: Some("no protected header"),
+            },
         }
     }
+
+    /// The JOSE header of an entry: the union of its protected and
+    /// unprotected members (RFC 7515 §7.2.1, RFC 7516 §7.2.1 want them
+    /// disjoint; a repeated name is warned about and the protected value kept).
+    fn jose_header(&self, e: &Entry, warnings: &mut Vec<Warning>) -> Map<String, Value> {
+        let mut h = e.protected.json.clone().unwrap_or_default();
+        let shared = match &self.body {
+            Some(Body::Jwe { unprotected, .. }) => unprotected.as_ref(),
+            _ => None,
+        };
+        for extra in [shared, e.header.as_ref()].into_iter().flatten() {
+            for (k, v) in extra {
+                if h.contains_key(k) {
+                    warnings.push(Warning::new(
+                        Lint::HeaderOverlap,
+                        format!(
+                            "{k} is in more than one header: the protected and unprotected \
+                             headers must not share a name (RFC 7515 §7.2.1, RFC 7516 §7.2.1); \
+                             the protected value is used"
+                        ),
+                    ));
+                } else {
+                    h.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        h
+    }
+
+    /// The layer's crypto with these keys: every entry tried, the first
+    /// that verifies or decrypts wins.
+    fn open(&self, keys: &DecodeKeys) -> Option<LayerOpening> {
+        let body = self.body.as_ref()?;
+        let mut entries = Vec::new();
+        let mut warnings = Vec::new();
+        let mut notes = Vec::new();
+        let mut content = None;
+        for (i, e) in self.entries.iter().enumerate() {
+            let h = self.jose_header(e, &mut warnings);
+            for w in lint::header_warnings(self.kind, &h) {
+                if !warnings.contains(&w) {
+                    warnings.push(w);
+                }
+            }
+            let opened = match body {
+                Body::Jws { payload_text } => {
+                    self.open_jws(e, &h, payload_text.as_deref(), keys, &mut notes)
+                }
+                Body::Jwe {
+                    aad_b64,
+                    iv,
+                    ciphertext,
+                    tag,
+                    ..
+                } => {
+                    let aad = match aad_b64 {
+                        Some(a) => format!("{}.{a}", e.protected_b64),
+                        None => e.protected_b64.clone(),
+                    };
+                    match (
+                        &e.value.decoded,
+                        &iv.decoded,
+                        &ciphertext.decoded,
+                        &tag.decoded,
+                    ) {
+                        (Some(ek), Some(iv), Some(ct), Some(tag)) => open::decrypt_jwe(
+                            &open::EncryptedInput {
+                                header: &h,
+                                encrypted_key: ek,
+                                iv,
+                                ciphertext: ct,
+                                tag,
+                                aad: aad.as_bytes(),
+                            },
+                            keys,
+                        ),
+                        _ => open::Opened {
+                            crypto: Crypto::Failed {
+                                alg: format!(
+                                    "{}/{}",
+                                    h.get("alg").and_then(Value::as_str).unwrap_or(""),
+                                    h.get("enc").and_then(Value::as_str).unwrap_or("")
+                                ),
+                                key_fp: None,
+                                why: "the encrypted key, IV, ciphertext or tag is not base64url"
+                                    .to_owned(),
+                            },
+                            content: None,
+                            notes: Vec::new(),
+                            warnings: Vec::new(),
+                        },
+                    }
+                }
+            };
+            for w in opened.warnings {
+                if !warnings.contains(&w) {
+                    warnings.push(w);
+                }
+            }
+            notes.extend(opened.notes);
+            // A JWS's content is its payload, whether or not it verifies.
+            if content.is_none() && opened.crypto.is_verified() && self.kind == "JWE" {
+                content = opened.content;
+            }
+            entries.push(EntryView {
+                index: i + 1,
+                alg: h.get("alg").and_then(Value::as_str).map(str::to_owned),
+                enc: h.get("enc").and_then(Value::as_str).map(str::to_owned),
+                kid: h.get("kid").and_then(Value::as_str).map(str::to_owned),
+                protected: (self.kind == "JWS" && self.entries.len() > 1)
+                    .then(|| e.protected.json.clone())
+                    .flatten(),
+                header: e.header.clone(),
+                crypto: opened.crypto,
+            });
+        }
+        if let Body::Jws { payload_text } = body {
+            if content.is_none() {
+                content = self.jws_payload(payload_text.as_deref(), keys);
+            }
+        }
+        let crypto = match entries.iter().position(|e| e.crypto.is_verified()) {
+            Some(i) => entries[i].crypto.clone(),
+            None if entries.len() == 1 => entries[0].crypto.clone(),
+            None => combined(&entries, self.kind),
+        };
+        Some(LayerOpening {
+            crypto,
+            content,
+            entries,
+            warnings,
+            notes,
+        })
+    }
+
+    /// The payload bytes: decoded unless b64 is false; the `--payload` file
+    /// when the token has none.
+    fn jws_payload(&self, payload_text: Option<&str>, keys: &DecodeKeys) -> Option<Vec<u8>> {
+        let raw = self
+            .entries
+            .first()
+            .and_then(|e| e.protected.json.as_ref())
+            .and_then(|h| h.get("b64"))
+            == Some(&Value::Bool(false));
+        match payload_text {
+            None | Some("") if keys.detached_payload.is_some() => keys.detached_payload.clone(),
+            None => None,
+            Some(t) if raw => Some(t.as_bytes().to_vec()),
+            Some(t) => decode_part("payload", t).decoded,
+        }
+    }
+
+    fn open_jws(
+        &self,
+        e: &Entry,
+        h: &Map<String, Value>,
+        payload_text: Option<&str>,
+        keys: &DecodeKeys,
+        notes: &mut Vec<String>,
+    ) -> open::Opened {
+        let raw = h.get("b64") == Some(&Value::Bool(false));
+        let detached = || {
+            Warning::new(
+                Lint::DetachedPayload,
+                "the payload is detached (RFC 7515 Appendix F): the signature covers content \
+                 that is not in the token; give it with --payload FILE"
+                    .to_owned(),
+            )
+        };
+        // An empty compact payload is either empty content or detached
+        // content: --payload says which.
+        let given = keys.detached_payload.as_ref().map(|p| match raw {
+            true => String::from_utf8_lossy(p).into_owned(),
+            false => jose_binding::b64::encode(p),
+        });
+        let (payload_text, maybe_detached) = match (payload_text, given) {
+            (None | Some(""), Some(p)) => (p, false),
+            (Some(t), _) => (t.to_owned(), t.is_empty()),
+            (None, None) => {
+                return open::Opened {
+                    crypto: Crypto::Unsupported {
+                        why: "detached payload: give it with --payload FILE".to_owned(),
+                    },
+                    content: None,
+                    notes: Vec::new(),
+                    warnings: vec![detached()],
+                };
+            }
+        };
+        if raw && self.serialization == "compact" && payload_text.contains('.') {
+            notes.push(
+                "b64 is false and the payload contains '.': the compact form cannot carry it"
+                    .to_owned(),
+            );
+        }
+        let signing_input = format!("{}.{payload_text}", e.protected_b64);
+        let mut opened = open::verify_jws(
+            &open::SignedInput {
+                header: h,
+                signing_input: signing_input.as_bytes(),
+                signature: e.value.decoded.as_deref(),
+            },
+            keys,
+        );
+        if maybe_detached && matches!(opened.crypto, Crypto::Failed { .. }) {
+            opened.crypto = Crypto::Unsupported {
+                why: "the signature does not cover an empty payload: the payload is probably \
+                      detached; give it with --payload FILE"
+                    .to_owned(),
+            };
+            opened.warnings.push(detached());
+        }
+        opened
+    }
+}
+
+/// No entry of a general serialization opens: one line for them all.
+fn combined(entries: &[EntryView], kind: &str) -> Crypto {
+    let failed = entries
+        .iter()
+        .any(|e| matches!(e.crypto, Crypto::Failed { .. }));
+    let each: Vec<String> = entries
+        .iter()
+        .map(|e| format!("#{} {}", e.index, e.crypto.describe(kind)))
+        .collect();
+    let why = format!(
+        "none of the {} {} opens: {}",
+        entries.len(),
+        if kind == "JWS" {
+            "signatures"
+        } else {
+            "recipients"
+        },
+        each.join("; ")
+    );
+    match failed {
+        true => Crypto::Failed {
+            alg: "(several)".to_owned(),
+            key_fp: None,
+            why,
+        },
+        false => Crypto::Unsupported { why },
+    }
+}
+
+/// What opening a layer gave.
+struct LayerOpening {
+    crypto: Crypto,
+    content: Option<Vec<u8>>,
+    entries: Vec<EntryView>,
+    warnings: Vec<Warning>,
+    notes: Vec<String>,
+}
+
+fn str_member<'a>(m: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>, String> {
+    match m.get(name) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(format!("the member {name} is not a string")),
+    }
+}
+
+fn object_member(m: &Map<String, Value>, name: &str) -> Result<Option<Map<String, Value>>, String> {
+    match m.get(name) {
+        None => Ok(None),
+        Some(Value::Object(o)) => Ok(Some(o.clone())),
+        Some(_) => Err(format!("the member {name} is not a JSON object")),
+    }
+}
+
+/// RFC 7515 §7.2 and RFC 7516 §7.2: the flattened and general JSON
+/// serializations.
+fn read_json(text: &str) -> Result<RawLayer, String> {
+    let m = match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(m)) => m,
+        Ok(_) => return Err("JSON, but not an object".to_owned()),
+        Err(e) => return Err(format!("starts with {{ but is not JSON: {e}")),
+    };
+    let entry = |e: &Map<String, Value>,
+                 value_name: &str,
+                 shown: String,
+                 protected: Option<&str>|
+     -> Result<Entry, String> {
+        let protected_b64 = match protected {
+            Some(p) => p.to_owned(),
+            None => str_member(e, "protected")?.unwrap_or("").to_owned(),
+        };
+        let protected_part = decode_part("protected", &protected_b64);
+        let protected = if protected_b64.is_empty() {
+            Header {
+                json: Some(Map::new()),
+                raw: None,
+                strict_error: None,
+            }
+        } else {
+            read_header(&protected_part)
+        };
+        let value_text = str_member(e, value_name)?.unwrap_or("");
+        let mut value = decode_part("value", value_text);
+        value.name = if shown.is_empty() {
+            "signature"
+        } else {
+            "value"
+        };
+        Ok(Entry {
+            protected_b64,
+            protected,
+            header: object_member(e, "header")?,
+            value,
+        })
+    };
+    if m.contains_key("ciphertext") {
+        let protected = str_member(&m, "protected")?.unwrap_or("");
+        let recipients: Vec<Map<String, Value>> = match m.get("recipients") {
+            Some(Value::Array(r)) => r
+                .iter()
+                .map(|v| {
+                    v.as_object()
+                        .cloned()
+                        .ok_or("a recipient is not an object".to_owned())
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err("recipients is not an array".to_owned()),
+            None => vec![m.clone()],
+        };
+        if recipients.is_empty() {
+            return Err("the JWE has no recipients".to_owned());
+        }
+        let general = m.contains_key("recipients");
+        let mut parts = vec![decode_part("protected", protected)];
+        let mut entries = Vec::new();
+        for r in &recipients {
+            let mut e = entry(r, "encrypted_key", "x".to_owned(), Some(protected))?;
+            e.value.name = "encrypted_key";
+            parts.push(e.value.clone());
+            entries.push(e);
+        }
+        let p = |name: &'static str| -> Result<Part, String> {
+            Ok(decode_part(name, str_member(&m, name)?.unwrap_or("")))
+        };
+        let (iv, ciphertext, tag) = (p("iv")?, p("ciphertext")?, p("tag")?);
+        parts.extend([iv.clone(), ciphertext.clone(), tag.clone()]);
+        let aad_b64 = str_member(&m, "aad")?.map(str::to_owned);
+        if aad_b64.is_some() {
+            parts.push(p("aad")?);
+        }
+        return Ok(RawLayer {
+            kind: "JWE",
+            serialization: if general { "general" } else { "flattened" },
+            parts,
+            entries,
+            body: Some(Body::Jwe {
+                unprotected: object_member(&m, "unprotected")?,
+                aad_b64,
+                iv,
+                ciphertext,
+                tag,
+            }),
+            not_jose: None,
+        });
+    }
+    let (signatures, general): (Vec<Map<String, Value>>, bool) = match m.get("signatures") {
+        Some(Value::Array(s)) => (
+            s.iter()
+                .map(|v| {
+                    v.as_object()
+                        .cloned()
+                        .ok_or("a signature is not an object".to_owned())
+                })
+                .collect::<Result<_, _>>()?,
+            true,
+        ),
+        Some(_) => return Err("signatures is not an array".to_owned()),
+        None if m.contains_key("signature") => (vec![m.clone()], false),
+        None => {
+            return Err(
+                "a JSON object, but neither a JWS (payload and signature or signatures) nor a \
+                 JWE (ciphertext) JSON serialization"
+                    .to_owned(),
+            )
+        }
+    };
+    if signatures.is_empty() {
+        return Err("the JWS has no signatures".to_owned());
+    }
+    let payload_text = str_member(&m, "payload")?.map(str::to_owned);
+    let mut parts = vec![decode_part(
+        "payload",
+        payload_text.as_deref().unwrap_or(""),
+    )];
+    let mut entries = Vec::new();
+    for s in &signatures {
+        let e = entry(s, "signature", String::new(), None)?;
+        parts.push(decode_part("protected", &e.protected_b64));
+        parts.push(e.value.clone());
+        entries.push(e);
+    }
+    Ok(RawLayer {
+        kind: "JWS",
+        serialization: if general { "general" } else { "flattened" },
+        parts,
+        entries,
+        body: Some(Body::Jws { payload_text }),
+        not_jose: None,
+    })
 }
 
 /// Decodes one layer; returns the next layer's text when the content is a
@@ -505,43 +1040,38 @@ fn decode_layer(
 ) -> (LayerView, Option<String>) {
     let raw = RawLayer::read(text);
     let mut notes = Vec::new();
-    let server_syntax = StrictLayer::parse(text).err().map(ServerRefusal::from);
-    let (crypto, content_bytes) = match raw.crypto(keys) {
-        Some(c) => c,
+    let server_syntax = match raw.serialization {
+        "compact" => StrictLayer::parse(text).err().map(ServerRefusal::from),
+        _ => Some(ServerRefusal {
+            code: jose_binding::ErrorCode::Malformed.as_str(),
+            detail: "a JSON serialization: the protocol carries compact tokens only",
+        }),
+    };
+    let header = raw.header();
+    let opening = raw.open(keys);
+    let (crypto, content_bytes, entries, warnings) = match opening {
+        Some(o) => {
+            notes.extend(o.notes);
+            (o.crypto, o.content, o.entries, o.warnings)
+        }
         None => {
-            notes.push(format!(
-                "{} dot-separated part(s): a compact JWS has 3, a JWE 5{}",
-                raw.pieces.len(),
-                if text.trim_start().starts_with('{') {
-                    " (JSON serialization is not supported)"
-                } else if raw.pieces.len() < 3 {
-                    " (truncated?)"
-                } else {
-                    ""
-                }
-            ));
+            if let Some(why) = &raw.not_jose {
+                notes.push(why.clone());
+            }
             (
                 Crypto::Unsupported {
-                    why: "not a compact JWS or JWE".to_owned(),
+                    why: "not a JWS or JWE".to_owned(),
                 },
                 None,
+                Vec::new(),
+                Vec::new(),
             )
         }
     };
-    let mac = raw.header.str_member("alg").and_then(MacAlg::from_name);
-    if let (Some(mac), Some(key), "JWS") = (mac, &keys.sig, raw.kind) {
-        if key.len() < mac.min_key_len() {
-            notes.push(format!(
-                "the key is {} bytes; RFC 7518 §3.2 wants at least {} for this alg",
-                key.len(),
-                mac.min_key_len()
-            ));
-        }
-    }
     let RawLayer {
         kind,
+        serialization,
         parts,
-        header,
         ..
     } = raw;
     let forbidden_members = header
@@ -555,24 +1085,44 @@ fn decode_layer(
                 .collect()
         })
         .unwrap_or_default();
-    if header.str_member("zip").is_some() {
-        notes.push("zip is set: the content is compressed; it is not inflated here".to_owned());
-    }
     let cty = header.str_member("cty");
     let (content, next) = match content_bytes {
         None => (Content::Hidden, None),
+        Some(bytes)
+            if kind == "JWE" && header.json.as_ref().is_some_and(|h| h.contains_key("zip")) =>
+        {
+            // Never inflated: a small token can hold a decompression bomb.
+            notes.push(
+                "the content is compressed (zip); it is not inflated here, so it is shown as bytes"
+                    .to_owned(),
+            );
+            (
+                Content::Binary {
+                    bytes: bytes.len(),
+                    hex_prefix: hex::encode(&bytes[..bytes.len().min(32)]),
+                },
+                None,
+            )
+        }
         Some(bytes) => classify(&bytes, cty, now, &mut notes),
     };
     (
         LayerView {
             depth,
             kind,
+            serialization,
             chars: text.len(),
             parts,
             header,
             forbidden_members,
             server_syntax,
             crypto,
+            entries: if serialization == "compact" {
+                Vec::new()
+            } else {
+                entries
+            },
+            warnings,
             content,
             notes,
         },
@@ -580,128 +1130,12 @@ fn decode_layer(
     )
 }
 
-fn jws(
-    pieces: &[&str],
-    parts: &[Part],
-    header: &Header,
-    keys: &DecodeKeys,
-) -> (Crypto, Option<Vec<u8>>) {
-    let payload = parts.get(1).and_then(|p| p.decoded.clone());
-    let alg = header.str_member("alg").unwrap_or("").to_owned();
-    let crypto = match alg.as_str() {
-        "" => Crypto::Unsupported {
-            why: "the header has no alg (string)".to_owned(),
-        },
-        "none" => Crypto::Unsecured,
-        "HS256" | "HS384" | "HS512" => match (&keys.sig, parts.get(2)) {
-            (None, _) => Crypto::NoKey {
-                alg,
-                needs: "--sig-key, or --root-key with --ekm/--keylog",
-            },
-            (Some(key), Some(sig_part)) => {
-                let fp = Fingerprint::of("sig", key).to_string();
-                let input = format!("{}.{}", pieces[0], pieces.get(1).copied().unwrap_or(""));
-                match &sig_part.decoded {
-                    None => Crypto::Failed {
-                        alg,
-                        key_fp: Some(fp),
-                        why: "the signature part is not base64url".to_owned(),
-                    },
-                    Some(sig) => match MacAlg::from_name(&alg)
-                        .is_some_and(|m| m.verify(key, input.as_bytes(), sig))
-                    {
-                        true => Crypto::Verified { alg, key_fp: fp },
-                        false => Crypto::Failed {
-                            alg,
-                            key_fp: Some(fp),
-                            why: format!(
-                                "the signature ({} bytes) does not verify with this key: \
-                                 another key (another connection?) or altered content",
-                                sig.len()
-                            ),
-                        },
-                    },
-                }
-            }
-            (Some(_), None) => Crypto::Unsupported {
-                why: "no signature part".to_owned(),
-            },
-        },
-        other => Crypto::Unsupported {
-            why: format!("alg {other}: only HMAC (HS256, HS384, HS512) is verified here"),
-        },
-    };
-    (crypto, payload)
-}
-
-fn jwe(
-    pieces: &[&str],
-    parts: &[Part],
-    header: &Header,
-    keys: &DecodeKeys,
-) -> (Crypto, Option<Vec<u8>>) {
-    let alg = header.str_member("alg").unwrap_or("");
-    let enc_name = header.str_member("enc").unwrap_or("");
-    let label = format!("{alg}/{enc_name}");
-    let enc = match ContentEnc::from_name(enc_name) {
-        Some(enc) if alg == "dir" => enc,
-        _ => {
-            return (
-                Crypto::Unsupported {
-                    why: format!(
-                        "alg {alg:?} enc {enc_name:?}: only alg dir is decrypted here, with \
-                         A128GCM, A192GCM, A256GCM, A128CBC-HS256, A192CBC-HS384 or A256CBC-HS512"
-                    ),
-                },
-                None,
-            )
-        }
-    };
-    let Some(key) = &keys.enc else {
-        return (
-            Crypto::NoKey {
-                alg: label,
-                needs: "--enc-key, or --root-key with --ekm/--keylog",
-            },
-            None,
-        );
-    };
-    let fp = Fingerprint::of("enc", key).to_string();
-    let fail = |why: String| {
-        (
-            Crypto::Failed {
-                alg: label.clone(),
-                key_fp: Some(fp.clone()),
-                why,
-            },
-            None,
-        )
-    };
-    let (Some(iv), Some(ct), Some(tag)) = (
-        parts[2].decoded.as_deref(),
-        parts[3].decoded.as_deref(),
-        parts[4].decoded.as_deref(),
-    ) else {
-        return fail("IV, ciphertext or tag is not base64url".to_owned());
-    };
-    match enc.open(key, pieces[0].as_bytes(), iv, ct, tag) {
-        Ok(plain) => (
-            Crypto::Verified {
-                alg: label,
-                key_fp: fp,
-            },
-            Some(plain),
-        ),
-        Err(e) => fail(e.to_string()),
-    }
-}
-
 /// A token's outer layer, read once to try many keys on it: how a token's
 /// connection is recognised among those of a key log.
-pub struct OuterLayer<'a>(RawLayer<'a>);
+pub struct OuterLayer(RawLayer);
 
-impl<'a> OuterLayer<'a> {
-    pub fn read(token: &'a str) -> OuterLayer<'a> {
+impl OuterLayer {
+    pub fn read(token: &str) -> OuterLayer {
         OuterLayer(RawLayer::read(token))
     }
 
@@ -710,10 +1144,9 @@ impl<'a> OuterLayer<'a> {
         let keys = DecodeKeys {
             sig: Some(Zeroizing::new(sig.to_vec())),
             enc: Some(Zeroizing::new(enc.to_vec())),
+            ..DecodeKeys::default()
         };
-        self.0
-            .crypto(&keys)
-            .is_some_and(|(crypto, _)| crypto.is_verified())
+        self.0.open(&keys).is_some_and(|o| o.crypto.is_verified())
     }
 }
 
@@ -833,6 +1266,7 @@ mod tests {
         DecodeKeys {
             sig: Some(Zeroizing::new(sig.to_vec())),
             enc: Some(Zeroizing::new(enc.to_vec())),
+            ..DecodeKeys::default()
         }
     }
 

@@ -102,6 +102,12 @@ fn read_file(option: &'static str, path: &Path) -> Result<Zeroizing<String>, Key
     }
 }
 
+/// A secret file's text (a password), bounded and zeroized; errors name
+/// the option and path, never the content.
+pub fn read_secret_file(option: &'static str, path: &Path) -> Result<Zeroizing<String>, KeyError> {
+    read_file(option, path)
+}
+
 /// Reads a key argument: `@FILE`, literal hex/base64url, or (when the text
 /// is neither) the name of an existing file.
 pub fn read_key(option: &'static str, arg: &str) -> Result<Zeroizing<Vec<u8>>, KeyError> {

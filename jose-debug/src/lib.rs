@@ -3,7 +3,10 @@
 //! - [`inspect`] decodes any compact JWS/JWE leniently, layer by layer;
 //! - [`keylog`] reads NSS key logs and computes each connection's EKM;
 //! - [`verdict`] asks the library's verifier what the server would answer;
-//! - [`jwa`] holds the signature and content-encryption algorithms;
+//! - [`keyring`] reads `--key` files (PEM, JWK, JWK sets) and [`open`]
+//!   picks the key a layer's `alg` and `kid` call for and checks it;
+//! - [`jwa`] holds the HMAC and content-encryption algorithms;
+//! - [`lint`] names RFC 8725's mistakes with stable codes;
 //! - [`checks`] folds every check into the result the exit status gives;
 //! - [`app`] ties them into the `decode` and `derive` subcommands, whose
 //!   [`report`] [`render`] prints (or `--json` serializes).
@@ -16,7 +19,10 @@ pub mod cli;
 pub mod inspect;
 pub mod jwa;
 pub mod keylog;
+pub mod keyring;
 pub mod keys;
+pub mod lint;
+pub mod open;
 pub mod render;
 pub mod report;
 pub mod time;

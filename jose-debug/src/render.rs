@@ -294,8 +294,15 @@ fn layer_lines(out: &mut String, st: Style, l: &LayerView, total: usize) {
         out,
         "{}",
         st.section(&format!(
-            "layer {} of {}: {} ({} characters)",
-            l.depth, total, l.kind, l.chars
+            "layer {} of {}: {} ({} characters{})",
+            l.depth,
+            total,
+            l.kind,
+            l.chars,
+            match l.serialization {
+                "compact" => String::new(),
+                other => format!(", JSON {other} serialization"),
+            }
         ))
     );
     field(out, st, "parts", &parts_line(l));
@@ -339,10 +346,37 @@ fn layer_lines(out: &mut String, st: Style, l: &LayerView, total: usize) {
     let ctext = l.crypto.describe(l.kind);
     let painted = match &l.crypto {
         Crypto::Verified { .. } => st.good(&ctext),
-        Crypto::Failed { .. } | Crypto::Unsecured => st.bad(&ctext),
+        Crypto::Failed { .. } | Crypto::Unsecured | Crypto::Refused { .. } => st.bad(&ctext),
         _ => st.warn(&ctext),
     };
     field(out, st, label, &painted);
+    for e in &l.entries {
+        let what = if l.kind == "JWS" {
+            "signature"
+        } else {
+            "recipient"
+        };
+        let _ = writeln!(
+            out,
+            "    {what} #{}: {}",
+            e.index,
+            sanitize(&e.crypto.describe(l.kind))
+        );
+        for (name, h) in [("protected", &e.protected), ("header", &e.header)] {
+            if let Some(h) = h {
+                let _ = writeln!(out, "      {}", st.bold(name));
+                out.push_str(&json_block(&Value::Object(h.clone()), 8, st));
+            }
+        }
+    }
+    for w in &l.warnings {
+        let _ = writeln!(
+            out,
+            "  {} {}",
+            st.warn(&format!("warning [{}]", w.code)),
+            sanitize(&w.message)
+        );
+    }
     match &l.server_syntax {
         None => field(
             out,
@@ -539,12 +573,27 @@ pub fn decode_text(r: &DecodeReport, st: Style) -> String {
                 );
             }
         }
+        _ if !k.jose_keys.is_empty() => {}
         _ => {
             let _ = writeln!(
                 out,
                 "  none: headers and JWS payloads are shown; signatures and JWE contents are not checked"
             );
         }
+    }
+    for j in &k.jose_keys {
+        let kid = j
+            .kid
+            .as_deref()
+            .map(|k| format!("kid {}  ", sanitize(&format!("{k:?}"))))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  --key {}: {kid}{}, {}",
+            sanitize(&j.source),
+            j.kind,
+            j.fp
+        );
     }
     for n in &k.notes {
         note(&mut out, st, n);
@@ -589,6 +638,7 @@ fn checks_lines(out: &mut String, st: Style, c: &Checks) {
             CryptoCheck::Failed => "FAILED",
             CryptoCheck::Unsecured => "absent (alg none)",
             CryptoCheck::NotChecked => "not checked",
+            CryptoCheck::Refused => "REFUSED",
         };
         let _ = writeln!(
             out,
@@ -607,6 +657,9 @@ fn checks_lines(out: &mut String, st: Style, c: &Checks) {
                 st.bad("FAIL")
             };
             let _ = writeln!(out, "          claims checked: {checked}: {verdict}");
+        }
+        for w in &l.warnings {
+            let _ = writeln!(out, "          {} {}", st.warn("warning"), w.code);
         }
     }
     let summary = format!(

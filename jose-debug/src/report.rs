@@ -100,8 +100,24 @@ pub struct KeysReport {
     /// connection's for --keylog).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub schedules: Vec<Schedule>,
+    /// The `--key` files' keys, named by kid and fingerprint.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub jose_keys: Vec<JoseKeyReport>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+}
+
+/// One key of `--key`.
+#[derive(Debug, Clone, Serialize)]
+pub struct JoseKeyReport {
+    /// `FILE` or `FILE#N` (the Nth key of a set or PEM bundle).
+    pub source: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kid: Option<String>,
+    /// `RSA 2048 public`, `EC P-256 private`, `oct 32 bytes`.
+    pub kind: String,
+    /// RFC 7638 thumbprint (public keys), or a fingerprint (secret keys).
+    pub fp: String,
 }
 
 impl KeysReport {
@@ -117,6 +133,7 @@ impl KeysReport {
             sig_key_hex: None,
             enc_key_hex: None,
             schedules: Vec::new(),
+            jose_keys: Vec::new(),
             notes: Vec::new(),
         }
     }
@@ -209,6 +226,8 @@ pub enum CryptoCheck {
     Unsecured,
     /// No key for it, or an algorithm this tool does not check.
     NotChecked,
+    /// Not computed: the token asks for something unsafe.
+    Refused,
 }
 
 /// One layer's checks.
@@ -230,6 +249,9 @@ pub struct LayerCheck {
     /// set (generic mode).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub claims: Option<ClaimsCheck>,
+    /// RFC 8725's mistakes in the layer (exit status 3 with --strict).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<crate::lint::Warning>,
 }
 
 #[derive(Debug, Clone, Serialize)]

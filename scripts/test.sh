@@ -16,8 +16,10 @@ cd "$(dirname "$0")/.."
 # curl and python3: the clients no one here wrote that the sidecar tests use;
 # protobuf-compiler: protoc, for the gRPC service (tonic) the gateway's gRPC
 # tests and example run; python3-grpcio: a second gRPC stack (gRPC's C core)
-# those tests call it with, through Debian's /usr/bin/python3.
-packages=(build-essential pkg-config libssl-dev libtss2-dev swtpm tpm2-tools nginx haproxy curl python3 protobuf-compiler python3-grpcio)
+# those tests call it with, through Debian's /usr/bin/python3;
+# python3-jwcrypto: a second JOSE implementation, whose tokens and keys
+# jose-debug's every_alg tests open.
+packages=(build-essential pkg-config libssl-dev libtss2-dev swtpm tpm2-tools nginx haproxy curl python3 protobuf-compiler python3-grpcio python3-jwcrypto)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -100,7 +102,7 @@ if [ "$fuzz_seconds" != "0" ]; then
     cargo install cargo-fuzz --locked --quiet
   fi
   mkdir -p target
-  for target in verify keystore keylog proxy_header; do
+  for target in verify keystore keylog proxy_header jose_input; do
     echo "==> fuzz $target for ${fuzz_seconds}s"
     mkdir -p "fuzz/corpus/$target"
     log="target/fuzz-$target.log"

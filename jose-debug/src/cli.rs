@@ -64,9 +64,18 @@ Examples:
   # subkeys you already have (e.g. from `jose-debug derive --show-secrets`)
   jose-debug decode --sig-key c1dc3ea5... --enc-key 8caaae01... TOKEN
 
-  # plain JOSE, any payload (--generic): HS256/384/512 signatures; dir JWEs with A128GCM,
-  # A192GCM, A256GCM, A128CBC-HS256, A192CBC-HS384, A256CBC-HS512; nested layers
-  # (RFC 7515 A.1: valid when the signature verifies and exp/nbf hold at --now)
+  # any JOSE token with --key (plain JOSE, as --generic): a JWKS picks the key by kid, and
+  # without a kid tries each key of a fitting type and says which verified
+  jose-debug decode --key idp-jwks.json TOKEN
+  # a JWE for an EC or RSA key: its private key, in PEM
+  jose-debug decode --key ec-private.pem JWE
+  # PBES2; a detached payload; warnings as failures (exit 3)
+  jose-debug decode --password-file pw.txt JWE
+  jose-debug decode --key k.jwk --payload content.bin 'eyJhbGciOiJIUzI1NiJ9..c2ln'
+  jose-debug decode --strict --key k.jwk TOKEN
+
+  # octet keys still work (RFC 7515 A.1: valid when the signature verifies and exp/nbf hold
+  # at --now)
   jose-debug decode --generic --sig-key AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow \\
       --now 2011-03-22T18:00:00Z TOKEN
   # (RFC 7520 5.6: a dir/A128GCM JWE of plain text)
@@ -74,6 +83,25 @@ Examples:
 
   # for scripts
   jose-debug decode --json --keylog keys.log --root-key @k TOKEN | jq -r .checks.result
+
+Key forms (--key FILE, repeatable): PEM SPKI public key, PKCS#1 RSA public key, X.509
+certificate, PKCS#8 private key, PKCS#1 RSA private key, SEC1 EC private key (several blocks
+in one file are several keys); a JWK; a JWKS ({\"keys\":[...]}). A private key verifies too.
+--sig-key/--enc-key take octets (hex or base64url); --password-file a PBES2 password.
+
+Algorithms (RFC 7518, RFC 8037), compact or JSON (flattened, general) serialization:
+  JWS  HS256 HS384 HS512  RS256 RS384 RS512  PS256 PS384 PS512  ES256 ES384 ES512 ES256K  EdDSA
+  JWE  alg  dir  A128KW A192KW A256KW  A128GCMKW A192GCMKW A256GCMKW  RSA1_5 RSA-OAEP
+            RSA-OAEP-256  ECDH-ES ECDH-ES+A128KW ECDH-ES+A192KW ECDH-ES+A256KW
+            PBES2-HS256+A128KW PBES2-HS384+A192KW PBES2-HS512+A256KW
+       enc  A128GCM A192GCM A256GCM  A128CBC-HS256 A192CBC-HS384 A256CBC-HS512
+Nested layers in any mix. zip content is decrypted but never inflated (exit 4).
+
+Warnings (RFC 8725), codes in --json (checks.layers[].warnings); exit status unchanged
+unless --strict (then 3): alg-none, hmac-key-short, rsa-key-small, rsa1_5, alg-key-mismatch,
+crit, zip, p2c-low, jku, x5u, embedded-jwk, detached-payload, b64-false, header-overlap.
+Refused before any computing (exit 3): p2c-too-large (PBES2 p2c above 1000000),
+epk-invalid (an ECDH-ES epk not on its curve). jku, x5u and jwk are never followed.
 
 The verdict is computed by the server's own code (jose_binding's verifier) with the policy \
 given by --audience, --forms, --skew-secs, --max-ttl-secs, at --now. The client id defaults \

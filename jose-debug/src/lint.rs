@@ -99,7 +99,7 @@ pub fn header_warnings(kind: &str, h: &Map<String, Value>) -> Vec<Warning> {
             Lint::Crit,
             format!(
                 "crit {crit}: a recipient that does not understand every extension listed must \
-                 refuse the token (RFC 7515 §4.1.11); this tool understands only b64"
+                 refuse the token (RFC 7515 §4.1.11); of the extensions, this tool understands b64"
             ),
         ));
     }

@@ -336,9 +336,12 @@ pub fn verify_jws(input: &SignedInput<'_>, keys: &DecodeKeys) -> Opened {
         "none" => return Opened::new(Crypto::Unsecured),
         _ => {}
     }
+    // Every registered JWS algorithm is known here: any other name is a
+    // token no conforming verifier accepts (RFC 7515 §4.1.1).
     let Some(need) = jws_need(&alg) else {
-        return Opened::new(Crypto::Unsupported {
-            why: format!("alg {alg} is not a JWS algorithm of RFC 7518 or 8037"),
+        return Opened::new(Crypto::Refused {
+            why: format!("alg {alg:?} is not a JWS algorithm of RFC 7518 or RFC 8037"),
+            alg,
         });
     };
     let choice = choose(keys, "--sig-key", need, &alg, kid, None, None);
@@ -584,7 +587,8 @@ pub fn decrypt_jwe(input: &EncryptedInput<'_>, keys: &DecodeKeys) -> Opened {
     let label = format!("{alg}/{enc_name}");
     let mut out = Opened::new(Crypto::Unsecured);
     let (Some(need), Some(enc)) = (jwe_need(&alg), ContentEnc::from_name(enc_name)) else {
-        out.crypto = Crypto::Unsupported {
+        out.crypto = Crypto::Refused {
+            alg: label,
             why: format!(
                 "alg {alg:?} enc {enc_name:?}: not a JWE algorithm and content encryption of \
                  RFC 7518 (enc: A128GCM, A192GCM, A256GCM, A128CBC-HS256, A192CBC-HS384, A256CBC-HS512)"

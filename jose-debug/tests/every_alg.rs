@@ -1,0 +1,865 @@
+//! Every JWA algorithm, with keys in every form, on tokens made elsewhere:
+//! the RFC 7515/7516/7520 examples (`vectors/rfc.json`), tokens josekit
+//! makes here, and tokens Python's jwcrypto makes (a second code base, run
+//! from Debian's /usr/bin/python3). For each: the right key exits 0 and
+//! shows the payload, a wrong key of the same type 1, a flipped byte 1 or
+//! 3, no key 4. Then each RFC 8725 warning, triggered by a token made for
+//! it, and --strict.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use josekit::jwe::{self, JweHeader};
+use josekit::jwk::alg::ec::{EcCurve, EcKeyPair};
+use josekit::jwk::alg::ed::{EdCurve, EdKeyPair};
+use josekit::jwk::alg::rsa::RsaKeyPair;
+use josekit::jwk::Jwk;
+use josekit::jws::{self, JwsHeader};
+use serde_json::{json, Value};
+use support::{code, json, run};
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("jose-debug-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.to_str().unwrap().to_owned()
+}
+
+/// `decode --json` with these flags; the exit status and the report.
+fn decode(flags: &[&str], token: &str) -> (i32, Value) {
+    let mut args = vec!["decode", "--json", "--now", "1300000000"];
+    args.extend_from_slice(flags);
+    args.push(token);
+    let o = run(&args, b"");
+    let r = json(&o);
+    assert_eq!(r["checks"]["exit_status"], code(&o), "{r:#}");
+    (code(&o), r)
+}
+
+/// What the innermost layer shows: its text, or its claims as JSON.
+fn shown(r: &Value) -> Option<String> {
+    let c = &r["token"]["layers"].as_array()?.last()?["content"];
+    match c["type"].as_str()? {
+        "text" => c["text"].as_str().map(str::to_owned),
+        "claims" => Some(c["json"].to_string()),
+        _ => None,
+    }
+}
+
+fn same_payload(r: &Value, want: &str) -> bool {
+    let Some(got) = shown(r) else { return false };
+    match (
+        serde_json::from_str::<Value>(&got),
+        serde_json::from_str::<Value>(want),
+    ) {
+        (Ok(a @ Value::Object(_)), Ok(b)) => a == b,
+        _ => got == want,
+    }
+}
+
+fn warnings(r: &Value) -> Vec<String> {
+    r["token"]["layers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|l| l["warnings"].as_array().cloned().unwrap_or_default())
+        .map(|w| w["code"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// A compact token with one byte flipped in the middle of part `i`.
+fn flipped(token: &str, i: usize) -> Option<String> {
+    let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+    let mut bytes = jose_binding::b64::decode(&parts[i])?;
+    if bytes.is_empty() {
+        return None;
+    }
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x01;
+    parts[i] = jose_binding::b64::encode(&bytes);
+    Some(parts.join("."))
+}
+
+// ---------------------------------------------------------------------------
+// RFC examples
+// ---------------------------------------------------------------------------
+
+#[test]
+fn rfc_examples_open_with_their_keys_and_fail_when_touched() {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/rfc.json"),
+    )
+    .unwrap();
+    let vectors: Vec<Value> = serde_json::from_str(&text).unwrap();
+    assert!(vectors.len() >= 60);
+    let dir = tmp("rfc");
+    let mut algs = std::collections::BTreeSet::new();
+    for v in &vectors {
+        let name = v["name"].as_str().unwrap();
+        let token = match &v["token"] {
+            Value::String(s) => s.clone(),
+            t => t.to_string(),
+        };
+        let key = write(&dir, "key.json", &v["key"].to_string());
+        let mut flags: Vec<String> = match v.get("password") {
+            Some(p) => vec![
+                "--password-file".into(),
+                write(&dir, "pw", &format!("{}\n", p.as_str().unwrap())),
+            ],
+            None => vec!["--key".into(), key],
+        };
+        if v.get("detached") == Some(&Value::Bool(true)) {
+            flags.push("--payload".into());
+            flags.push(write(&dir, "payload", v["payload"].as_str().unwrap()));
+        }
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let (status, r) = decode(&flags, &token);
+        algs.insert(v["alg"].as_str().unwrap().to_owned());
+        if token.contains("\"zip\"") || name.starts_with("rfc7520-5.9") {
+            // Compressed content is decrypted but never inflated.
+            assert_eq!(status, 4, "{name}: {r:#}");
+            assert_eq!(r["token"]["layers"][0]["crypto"]["status"], "verified");
+            assert!(warnings(&r).contains(&"zip".to_owned()), "{name}");
+            continue;
+        }
+        assert_eq!(status, 0, "{name}: {:#}", r["checks"]);
+        assert!(
+            same_payload(&r, v["payload"].as_str().unwrap()),
+            "{name}: shows {:?}",
+            shown(&r)
+        );
+        // No key: nothing verified, nothing failed.
+        let (status, _) = decode(&["--generic"], &token);
+        assert_eq!(status, 4, "{name} without a key");
+        // A flipped byte in each part of a compact token.
+        if v["serialization"] == "compact" {
+            for i in 0..token.split('.').count() {
+                let Some(t) = flipped(&token, i) else {
+                    continue;
+                };
+                let (status, r) = decode(&flags, &t);
+                assert!(
+                    status == 1 || status == 3,
+                    "{name} part {i} flipped: {status} {:#}",
+                    r["checks"]
+                );
+            }
+        }
+    }
+    for alg in [
+        "HS256",
+        "RS256",
+        "PS384",
+        "ES256",
+        "ES512",
+        "RSA1_5",
+        "RSA-OAEP",
+        "A128KW",
+        "A256GCMKW",
+        "ECDH-ES",
+        "ECDH-ES+A128KW",
+        "PBES2-HS512+A256KW",
+        "dir",
+    ] {
+        assert!(algs.contains(alg), "no RFC vector for {alg}");
+    }
+}
+
+#[test]
+fn a_general_jws_reports_each_signature() {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/rfc.json"),
+    )
+    .unwrap();
+    let vectors: Vec<Value> = serde_json::from_str(&text).unwrap();
+    let v = vectors
+        .iter()
+        .find(|v| v["name"] == "rfc7520-4.8-general-es512")
+        .unwrap();
+    let dir = tmp("general");
+    let key = write(&dir, "k.json", &v["key"].to_string());
+    let (status, r) = decode(&["--key", &key], &v["token"].to_string());
+    assert_eq!(status, 0);
+    let layer = &r["token"]["layers"][0];
+    assert_eq!(layer["serialization"], "general");
+    let entries = layer["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 3);
+    let statuses: Vec<&str> = entries
+        .iter()
+        .map(|e| e["crypto"]["status"].as_str().unwrap())
+        .collect();
+    // RS256 and HS256 have no key here; ES512 verifies.
+    assert_eq!(statuses, ["no_key", "verified", "no_key"], "{entries:#?}");
+    let o = run(&["decode", "--key", &key, &v["token"].to_string()], b"");
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("signature #2: ES512: verifies"), "{text}");
+    assert!(text.contains("JSON general serialization"), "{text}");
+}
+
+// ---------------------------------------------------------------------------
+// josekit's tokens
+// ---------------------------------------------------------------------------
+
+/// A key pair in the forms a user has: private PEM, public PEM, public JWK.
+struct Pair {
+    private_pem: String,
+    public_pem: String,
+    public_jwk: Jwk,
+    private_jwk: Jwk,
+}
+
+fn rsa() -> Pair {
+    let k = RsaKeyPair::generate(2048).unwrap();
+    Pair {
+        private_pem: String::from_utf8(k.to_pem_private_key()).unwrap(),
+        public_pem: String::from_utf8(k.to_pem_public_key()).unwrap(),
+        public_jwk: k.to_jwk_public_key(),
+        private_jwk: k.to_jwk_key_pair(),
+    }
+}
+
+fn ec(curve: EcCurve) -> Pair {
+    let k = EcKeyPair::generate(curve).unwrap();
+    Pair {
+        private_pem: String::from_utf8(k.to_pem_private_key()).unwrap(),
+        public_pem: String::from_utf8(k.to_pem_public_key()).unwrap(),
+        public_jwk: k.to_jwk_public_key(),
+        private_jwk: k.to_jwk_key_pair(),
+    }
+}
+
+fn ed() -> Pair {
+    let k = EdKeyPair::generate(EdCurve::Ed25519).unwrap();
+    Pair {
+        private_pem: String::from_utf8(k.to_pem_private_key()).unwrap(),
+        public_pem: String::from_utf8(k.to_pem_public_key()).unwrap(),
+        public_jwk: k.to_jwk_public_key(),
+        private_jwk: k.to_jwk_key_pair(),
+    }
+}
+
+fn oct(len: usize) -> Jwk {
+    let mut k = Jwk::new("oct");
+    let bytes: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+    k.set_parameter("k", Some(Value::String(jose_binding::b64::encode(&bytes))))
+        .unwrap();
+    k
+}
+
+/// An oct key of the same length with one bit changed.
+fn other_oct(k: &Jwk) -> Jwk {
+    let mut bytes = oct_bytes(k);
+    bytes[0] ^= 1;
+    let mut o = Jwk::new("oct");
+    o.set_parameter("k", Some(Value::String(jose_binding::b64::encode(&bytes))))
+        .unwrap();
+    o
+}
+
+fn oct_bytes(k: &Jwk) -> Vec<u8> {
+    jose_binding::b64::decode(k.parameter("k").unwrap().as_str().unwrap()).unwrap()
+}
+
+/// Right key 0 with the payload, wrong key 1, no key 4.
+fn judged(what: &str, token: &str, right: &str, wrong: &str, payload: &str, extra: &[&str]) {
+    let with = |key: &str| {
+        let mut f = vec!["--key", key];
+        f.extend_from_slice(extra);
+        decode(&f, token)
+    };
+    let (status, r) = with(right);
+    assert_eq!(status, 0, "{what}: {:#}", r["checks"]);
+    assert!(same_payload(&r, payload), "{what}: {:?}", shown(&r));
+    let (status, r) = with(wrong);
+    assert_eq!(status, 1, "{what} with a wrong key: {:#}", r["checks"]);
+    let (status, _) = decode(&["--generic"], token);
+    assert_eq!(status, 4, "{what} without a key");
+}
+
+#[test]
+fn josekit_signatures_verify_with_pem_and_jwk_keys() {
+    let dir = tmp("josekit-jws");
+    let payload = r#"{"iss":"josekit","n":1}"#;
+    let (r1, r2) = (rsa(), rsa());
+    let mut cases: Vec<(&str, Pair, Pair)> = vec![
+        ("RS256", r1, r2),
+        ("PS512", rsa(), rsa()),
+        ("ES256", ec(EcCurve::P256), ec(EcCurve::P256)),
+        ("ES384", ec(EcCurve::P384), ec(EcCurve::P384)),
+        ("ES512", ec(EcCurve::P521), ec(EcCurve::P521)),
+        ("EdDSA", ed(), ed()),
+    ];
+    for (alg, right, wrong) in cases.drain(..) {
+        let mut h = JwsHeader::new();
+        h.set_algorithm(alg);
+        let signer: Box<dyn jws::JwsSigner> = match alg {
+            "RS256" => Box::new(jws::RS256.signer_from_pem(&right.private_pem).unwrap()),
+            "PS512" => Box::new(jws::PS512.signer_from_jwk(&right.private_jwk).unwrap()),
+            "ES256" => Box::new(jws::ES256.signer_from_pem(&right.private_pem).unwrap()),
+            "ES384" => Box::new(jws::ES384.signer_from_pem(&right.private_pem).unwrap()),
+            "ES512" => Box::new(jws::ES512.signer_from_pem(&right.private_pem).unwrap()),
+            _ => Box::new(jws::EdDSA.signer_from_pem(&right.private_pem).unwrap()),
+        };
+        let token = jws::serialize_compact(payload.as_bytes(), &h, &*signer).unwrap();
+        for (form, r, w) in [
+            ("public PEM", &right.public_pem, &wrong.public_pem),
+            ("private PEM", &right.private_pem, &wrong.private_pem),
+            (
+                "public JWK",
+                &right.public_jwk.to_string(),
+                &wrong.public_jwk.to_string(),
+            ),
+        ] {
+            let r = write(&dir, "right", r);
+            let w = write(&dir, "wrong", w);
+            judged(&format!("{alg} {form}"), &token, &r, &w, payload, &[]);
+        }
+    }
+    // HMAC with an oct JWK.
+    for (alg, len) in [("HS256", 32), ("HS384", 48), ("HS512", 64)] {
+        let key = oct(len);
+        let mut h = JwsHeader::new();
+        h.set_algorithm(alg);
+        let signer: Box<dyn jws::JwsSigner> = match alg {
+            "HS256" => Box::new(jws::HS256.signer_from_bytes(oct_bytes(&key)).unwrap()),
+            "HS384" => Box::new(jws::HS384.signer_from_bytes(oct_bytes(&key)).unwrap()),
+            _ => Box::new(jws::HS512.signer_from_bytes(oct_bytes(&key)).unwrap()),
+        };
+        let token = jws::serialize_compact(payload.as_bytes(), &h, &*signer).unwrap();
+        let r = write(&dir, "right", &key.to_string());
+        let w = write(&dir, "wrong", &other_oct(&key).to_string());
+        judged(alg, &token, &r, &w, payload, &[]);
+    }
+}
+
+#[test]
+fn josekit_encryptions_decrypt_with_every_key_management() {
+    let dir = tmp("josekit-jwe");
+    let payload = r#"{"iss":"josekit","n":2}"#;
+    let encs = [
+        "A128GCM",
+        "A192GCM",
+        "A256GCM",
+        "A128CBC-HS256",
+        "A192CBC-HS384",
+        "A256CBC-HS512",
+    ];
+    let (r, rw) = (rsa(), rsa());
+    let (e, ew) = (ec(EcCurve::P256), ec(EcCurve::P256));
+    let algs = [
+        "RSA-OAEP",
+        "RSA-OAEP-256",
+        "ECDH-ES",
+        "ECDH-ES+A128KW",
+        "ECDH-ES+A192KW",
+        "ECDH-ES+A256KW",
+        "A128KW",
+        "A192KW",
+        "A256KW",
+        "A128GCMKW",
+        "A192GCMKW",
+        "A256GCMKW",
+    ];
+    for (i, alg) in algs.iter().enumerate() {
+        let enc = encs[i % encs.len()];
+        let mut h = JweHeader::new();
+        h.set_content_encryption(enc);
+        let kw_len = match &alg[..4] {
+            "A128" => 16,
+            "A192" => 24,
+            _ => 32,
+        };
+        let (encrypter, right, wrong): (Box<dyn jwe::JweEncrypter>, String, String) = match *alg {
+            "RSA-OAEP" => (
+                Box::new(jwe::RSA_OAEP.encrypter_from_pem(&r.public_pem).unwrap()),
+                r.private_pem.clone(),
+                rw.private_pem.clone(),
+            ),
+            "RSA-OAEP-256" => (
+                Box::new(jwe::RSA_OAEP_256.encrypter_from_jwk(&r.public_jwk).unwrap()),
+                r.private_jwk.to_string(),
+                rw.private_jwk.to_string(),
+            ),
+            a if a.starts_with("ECDH-ES") => {
+                let alg = match a {
+                    "ECDH-ES" => jwe::ECDH_ES,
+                    "ECDH-ES+A128KW" => jwe::ECDH_ES_A128KW,
+                    "ECDH-ES+A192KW" => jwe::ECDH_ES_A192KW,
+                    _ => jwe::ECDH_ES_A256KW,
+                };
+                let (right, wrong) = if i % 2 == 0 {
+                    (e.private_pem.clone(), ew.private_pem.clone())
+                } else {
+                    (e.private_jwk.to_string(), ew.private_jwk.to_string())
+                };
+                (
+                    Box::new(alg.encrypter_from_pem(&e.public_pem).unwrap()),
+                    right,
+                    wrong,
+                )
+            }
+            a => {
+                let key = oct(kw_len);
+                let wrong = other_oct(&key).to_string();
+                let bytes = oct_bytes(&key);
+                let enc: Box<dyn jwe::JweEncrypter> = match a {
+                    "A128KW" => Box::new(jwe::A128KW.encrypter_from_bytes(&bytes).unwrap()),
+                    "A192KW" => Box::new(jwe::A192KW.encrypter_from_bytes(&bytes).unwrap()),
+                    "A256KW" => Box::new(jwe::A256KW.encrypter_from_bytes(&bytes).unwrap()),
+                    "A128GCMKW" => Box::new(jwe::A128GCMKW.encrypter_from_bytes(&bytes).unwrap()),
+                    "A192GCMKW" => Box::new(jwe::A192GCMKW.encrypter_from_bytes(&bytes).unwrap()),
+                    _ => Box::new(jwe::A256GCMKW.encrypter_from_bytes(&bytes).unwrap()),
+                };
+                (enc, key.to_string(), wrong)
+            }
+        };
+        let token = jwe::serialize_compact(payload.as_bytes(), &h, &*encrypter).unwrap();
+        let right = write(&dir, "right", &right);
+        let wrong = write(&dir, "wrong", &wrong);
+        judged(
+            &format!("{alg}/{enc}"),
+            &token,
+            &right,
+            &wrong,
+            payload,
+            &[],
+        );
+    }
+    // PBES2 with a password file, and dir with each enc's key length.
+    for (alg, enc) in [
+        ("PBES2-HS256+A128KW", "A128GCM"),
+        ("PBES2-HS384+A192KW", "A192CBC-HS384"),
+        ("PBES2-HS512+A256KW", "A256CBC-HS512"),
+    ] {
+        let mut h = JweHeader::new();
+        h.set_content_encryption(enc);
+        let password = b"correct horse battery staple";
+        let encrypter: Box<dyn jwe::JweEncrypter> = match alg {
+            "PBES2-HS256+A128KW" => Box::new(
+                jwe::PBES2_HS256_A128KW
+                    .encrypter_from_bytes(password)
+                    .unwrap(),
+            ),
+            "PBES2-HS384+A192KW" => Box::new(
+                jwe::PBES2_HS384_A192KW
+                    .encrypter_from_bytes(password)
+                    .unwrap(),
+            ),
+            _ => Box::new(
+                jwe::PBES2_HS512_A256KW
+                    .encrypter_from_bytes(password)
+                    .unwrap(),
+            ),
+        };
+        let token = jwe::serialize_compact(payload.as_bytes(), &h, &*encrypter).unwrap();
+        let right = write(&dir, "pw", "correct horse battery staple\n");
+        let wrong = write(&dir, "pw-wrong", "Tr0ub4dor&3\n");
+        let (status, r) = decode(&["--password-file", &right], &token);
+        assert_eq!(status, 0, "{alg}: {:#}", r["checks"]);
+        assert!(same_payload(&r, payload));
+        let (status, _) = decode(&["--password-file", &wrong], &token);
+        assert_eq!(status, 1, "{alg} with a wrong password");
+        let (status, _) = decode(&["--generic"], &token);
+        assert_eq!(status, 4, "{alg} without a password");
+    }
+    for enc in encs {
+        let len = match enc {
+            "A128GCM" => 16,
+            "A192GCM" => 24,
+            "A256GCM" | "A128CBC-HS256" => 32,
+            "A192CBC-HS384" => 48,
+            _ => 64,
+        };
+        let key = oct(len);
+        let mut h = JweHeader::new();
+        h.set_content_encryption(enc);
+        let encrypter = jwe::Dir.encrypter_from_bytes(oct_bytes(&key)).unwrap();
+        let token = jwe::serialize_compact(payload.as_bytes(), &h, &encrypter).unwrap();
+        let right = write(&dir, "right", &key.to_string());
+        let wrong = write(&dir, "wrong", &other_oct(&key).to_string());
+        judged(&format!("dir/{enc}"), &token, &right, &wrong, payload, &[]);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// jwcrypto's tokens
+// ---------------------------------------------------------------------------
+
+#[test]
+fn jwcrypto_tokens_open_with_keys_in_every_form() {
+    let dir = tmp("jwcrypto");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/jwcrypto_tokens.py");
+    let out = Command::new("/usr/bin/python3")
+        .arg(&script)
+        .arg(&dir)
+        .output()
+        .expect("Debian's /usr/bin/python3 with python3-jwcrypto (scripts/test.sh installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cases: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let mut forms = std::collections::BTreeSet::new();
+    let mut algs = std::collections::BTreeSet::new();
+    for c in &cases {
+        let name = c["name"].as_str().unwrap();
+        let token = c["token"].as_str().unwrap();
+        let payload = c["payload"].as_str().unwrap();
+        forms.insert(c["key_form"].as_str().unwrap().to_owned());
+        algs.insert(c["alg"].as_str().unwrap().to_owned());
+        if let Some(enc) = c["enc"].as_str() {
+            algs.insert(enc.to_owned());
+        }
+        let (right, wrong): (Vec<&str>, Vec<&str>) = match c["password_file"].as_str() {
+            Some(p) => (
+                vec!["--password-file", p],
+                vec![
+                    "--password-file",
+                    c["wrong_password_file"].as_str().unwrap(),
+                ],
+            ),
+            None => (
+                vec!["--key", c["key"].as_str().unwrap()],
+                vec!["--key", c["wrong_key"].as_str().unwrap()],
+            ),
+        };
+        let (status, r) = decode(&right, token);
+        assert_eq!(status, 0, "{name}: {:#}", r["checks"]);
+        assert!(same_payload(&r, payload), "{name}: {:?}", shown(&r));
+        if name.ends_with("-nokid") || name.ends_with("-unknownkid") {
+            let notes = r["token"]["layers"][0]["notes"].to_string();
+            assert!(notes.contains("verifies"), "{name}: {notes}");
+            if name.ends_with("-unknownkid") {
+                assert!(
+                    notes.contains("is not in the set; it has"),
+                    "{name}: {notes}"
+                );
+            }
+        }
+        let (status, r) = decode(&wrong, token);
+        assert_eq!(status, 1, "{name} with the wrong key: {:#}", r["checks"]);
+        let (status, _) = decode(&["--generic"], token);
+        assert_eq!(status, 4, "{name} without a key");
+        for i in 0..token.split('.').count() {
+            let Some(t) = flipped(token, i) else { continue };
+            let (status, _) = decode(&right, &t);
+            assert!(
+                status == 1 || status == 3,
+                "{name} part {i} flipped: {status}"
+            );
+        }
+    }
+    for form in [
+        "pem-spki",
+        "pem-pkcs8",
+        "pem-pkcs1",
+        "pem-sec1",
+        "pem-cert",
+        "jwk",
+        "jwks",
+    ] {
+        assert!(
+            forms.contains(form),
+            "no jwcrypto case with a {form} key: {forms:?}"
+        );
+    }
+    for alg in [
+        "HS256",
+        "HS384",
+        "HS512",
+        "RS256",
+        "RS384",
+        "RS512",
+        "PS256",
+        "PS384",
+        "PS512",
+        "ES256",
+        "ES384",
+        "ES512",
+        "EdDSA",
+        "dir",
+        "A128KW",
+        "A192KW",
+        "A256KW",
+        "A128GCMKW",
+        "A192GCMKW",
+        "A256GCMKW",
+        "RSA-OAEP",
+        "RSA-OAEP-256",
+        "ECDH-ES",
+        "ECDH-ES+A128KW",
+        "ECDH-ES+A192KW",
+        "ECDH-ES+A256KW",
+        "PBES2-HS256+A128KW",
+        "PBES2-HS384+A192KW",
+        "PBES2-HS512+A256KW",
+        "A128GCM",
+        "A192GCM",
+        "A256GCM",
+        "A128CBC-HS256",
+        "A192CBC-HS384",
+        "A256CBC-HS512",
+    ] {
+        assert!(algs.contains(alg), "no jwcrypto case for {alg}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// RFC 8725's mistakes
+// ---------------------------------------------------------------------------
+
+fn hs256(header: &Value, payload: &[u8], key: &[u8]) -> String {
+    use hmac::Mac;
+    let h = jose_binding::b64::encode(header.to_string().as_bytes());
+    let p = jose_binding::b64::encode(payload);
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+    mac.update(format!("{h}.{p}").as_bytes());
+    format!(
+        "{h}.{p}.{}",
+        jose_binding::b64::encode(&mac.finalize().into_bytes())
+    )
+}
+
+/// Each warning, from a token made for it: shown with its code, the exit
+/// status unchanged, and --strict turns it into 3.
+#[test]
+fn each_warning_is_shown_and_strict_rejects() {
+    let dir = tmp("warnings");
+    let key32 = [9u8; 32];
+    let oct32 = write(
+        &dir,
+        "oct32.json",
+        &json!({"kty":"oct","k": jose_binding::b64::encode(&key32)}).to_string(),
+    );
+    let short = [9u8; 16];
+    let oct16 = write(
+        &dir,
+        "oct16.json",
+        &json!({"kty":"oct","k": jose_binding::b64::encode(&short)}).to_string(),
+    );
+    let claims = br#"{"iss":"w"}"#;
+
+    // Tokens that verify, with a warning each: (code, token, flags, status without --strict).
+    let mut cases: Vec<(&str, String, Vec<String>, i32)> = Vec::new();
+    for (code, member) in [
+        ("jku", json!({"jku": "https://attacker.example/jwks"})),
+        ("x5u", json!({"x5u": "https://attacker.example/cert"})),
+        ("embedded-jwk", json!({"jwk": {"kty":"oct","k":"AAAA"}})),
+        ("crit", json!({"crit": ["b64"], "b64": true})),
+    ] {
+        let mut h = json!({"alg": "HS256"});
+        for (k, v) in member.as_object().unwrap() {
+            h[k] = v.clone();
+        }
+        cases.push((
+            code,
+            hs256(&h, claims, &key32),
+            vec!["--key".into(), oct32.clone()],
+            0,
+        ));
+    }
+    cases.push((
+        "hmac-key-short",
+        hs256(&json!({"alg":"HS256"}), claims, &short),
+        vec!["--key".into(), oct16.clone()],
+        0,
+    ));
+    // RSA under 2048 bits, signed with OpenSSL (josekit will not).
+    let rsa = openssl::rsa::Rsa::generate(1024).unwrap();
+    let pkey = openssl::pkey::PKey::from_rsa(rsa).unwrap();
+    let h = jose_binding::b64::encode(br#"{"alg":"RS256"}"#);
+    let p = jose_binding::b64::encode(claims);
+    let mut signer =
+        openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), &pkey).unwrap();
+    let sig = signer
+        .sign_oneshot_to_vec(format!("{h}.{p}").as_bytes())
+        .unwrap();
+    let small = write(
+        &dir,
+        "small.pem",
+        &String::from_utf8(pkey.public_key_to_pem().unwrap()).unwrap(),
+    );
+    cases.push((
+        "rsa-key-small",
+        format!("{h}.{p}.{}", jose_binding::b64::encode(&sig)),
+        vec!["--key".into(), small.clone()],
+        0,
+    ));
+    // Algorithm confusion: HS256 "signed" with the RSA public key's PEM text.
+    let confused = hs256(
+        &json!({"alg":"HS256"}),
+        claims,
+        &std::fs::read(&small).unwrap(),
+    );
+    cases.push((
+        "alg-key-mismatch",
+        confused,
+        vec!["--key".into(), small.clone()],
+        4,
+    ));
+    // alg none: nothing vouches for it (1 already).
+    cases.push((
+        "alg-none",
+        format!(
+            "{}.{}.",
+            jose_binding::b64::encode(br#"{"alg":"none"}"#),
+            jose_binding::b64::encode(claims)
+        ),
+        vec!["--generic".into()],
+        1,
+    ));
+    // b64 false (RFC 7797), flattened, with the header member overlap too.
+    let raw_payload = "$.02";
+    let h = jose_binding::b64::encode(br#"{"alg":"HS256","b64":false,"crit":["b64"]}"#);
+    {
+        use hmac::Mac;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key32).unwrap();
+        mac.update(format!("{h}.{raw_payload}").as_bytes());
+        let sig = jose_binding::b64::encode(&mac.finalize().into_bytes());
+        let flattened = json!({"protected": h, "header": {"alg": "HS256", "kid": "k"},
+            "payload": raw_payload, "signature": sig});
+        cases.push((
+            "b64-false",
+            flattened.to_string(),
+            vec!["--key".into(), oct32.clone()],
+            0,
+        ));
+        cases.push((
+            "header-overlap",
+            flattened.to_string(),
+            vec!["--key".into(), oct32.clone()],
+            0,
+        ));
+    }
+    // RFC vectors: RSA1_5, a detached payload, zip.
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/rfc.json"),
+    )
+    .unwrap();
+    let vectors: Vec<Value> = serde_json::from_str(&text).unwrap();
+    let vec_of = |name: &str| vectors.iter().find(|v| v["name"] == name).unwrap().clone();
+    for (code, name, status) in [
+        ("rsa1_5", "rfc7520-5.1-compact", 0),
+        ("detached-payload", "rfc7520-4.5-compact", 4),
+        ("zip", "rfc7520-5.9-compact", 4),
+    ] {
+        let v = vec_of(name);
+        let key = write(&dir, &format!("{name}.json"), &v["key"].to_string());
+        cases.push((
+            code,
+            v["token"].as_str().unwrap().to_owned(),
+            vec!["--key".into(), key],
+            status,
+        ));
+    }
+    // PBES2 counts and an epk off its curve: refused before any computing.
+    let pbes2 = vec_of("rfc7520-5.3-compact");
+    let pw = write(&dir, "pw", pbes2["password"].as_str().unwrap());
+    let mut parts: Vec<String> = pbes2["token"]
+        .as_str()
+        .unwrap()
+        .split('.')
+        .map(str::to_owned)
+        .collect();
+    let mut header: Value =
+        serde_json::from_slice(&jose_binding::b64::decode(&parts[0]).unwrap()).unwrap();
+    for (code, p2c, status) in [("p2c-too-large", 2_000_000_000u64, 3), ("p2c-low", 10, 1)] {
+        header["p2c"] = json!(p2c);
+        parts[0] = jose_binding::b64::encode(header.to_string().as_bytes());
+        cases.push((
+            code,
+            parts.join("."),
+            vec!["--password-file".into(), pw.clone()],
+            status,
+        ));
+    }
+    let ecdh = vec_of("rfc7520-5.4-compact");
+    let key = write(&dir, "ecdh.json", &ecdh["key"].to_string());
+    let mut parts: Vec<String> = ecdh["token"]
+        .as_str()
+        .unwrap()
+        .split('.')
+        .map(str::to_owned)
+        .collect();
+    let mut header: Value =
+        serde_json::from_slice(&jose_binding::b64::decode(&parts[0]).unwrap()).unwrap();
+    let y = header["epk"]["y"].as_str().unwrap().to_owned();
+    let mut yb = jose_binding::b64::decode(&y).unwrap();
+    yb[10] ^= 1;
+    header["epk"]["y"] = json!(jose_binding::b64::encode(&yb));
+    parts[0] = jose_binding::b64::encode(header.to_string().as_bytes());
+    cases.push(("epk-invalid", parts.join("."), vec!["--key".into(), key], 3));
+
+    let mut seen = std::collections::BTreeSet::new();
+    for (code, token, flags, status) in &cases {
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let (got, r) = decode(&flags, token);
+        assert_eq!(got, *status, "{code}: {:#}", r["checks"]);
+        assert!(
+            warnings(&r).iter().any(|w| w == code),
+            "{code} not warned: {:?}",
+            warnings(&r)
+        );
+        let mut strict = flags.clone();
+        strict.push("--strict");
+        let (got, _) = decode(&strict, token);
+        assert!(
+            got == 3 || (*status == 1 && got == 1),
+            "{code} --strict: {got}"
+        );
+        if *status == 0 {
+            assert_eq!(got, 3, "{code} --strict");
+        }
+        seen.insert(*code);
+    }
+    for lint in jose_debug::lint::Lint::ALL {
+        assert!(
+            seen.contains(lint.code()),
+            "no token triggers {}",
+            lint.code()
+        );
+    }
+}
+
+#[test]
+fn help_lists_every_key_form_and_algorithm() {
+    let o = run(&["decode", "--help"], b"");
+    let help = String::from_utf8_lossy(&o.stdout);
+    for word in [
+        "SPKI",
+        "PKCS#8",
+        "PKCS#1",
+        "SEC1",
+        "X.509",
+        "JWK",
+        "JWKS",
+        "--password-file",
+        "HS256",
+        "RS256",
+        "PS256",
+        "ES256",
+        "ES512",
+        "EdDSA",
+        "RSA-OAEP",
+        "RSA-OAEP-256",
+        "A128KW",
+        "A128GCMKW",
+        "ECDH-ES",
+        "ECDH-ES+A256KW",
+        "PBES2-HS256+A128KW",
+        "A128CBC-HS256",
+        "A256GCM",
+        "--strict",
+    ] {
+        assert!(help.contains(word), "decode --help does not name {word}");
+    }
+}

@@ -83,6 +83,14 @@ pub fn clean(raw: &[u8]) -> Result<Cleaned, InputError> {
         t = rest.trim_start();
         notes.push("removed the \"Bearer\" scheme".to_owned());
     }
+    // A JSON serialization is kept as it is: whitespace inside its strings
+    // (a kid, an unprotected header) is content.
+    if t.starts_with('{') {
+        return Ok(Cleaned {
+            token: t.to_owned(),
+            notes,
+        });
+    }
     if t.len() >= 2 && t.starts_with('"') && t.ends_with('"') {
         t = t[1..t.len() - 1].trim();
         notes.push("removed surrounding double quotes".to_owned());
@@ -275,12 +283,21 @@ impl Crypto {
                 } else {
                     "verifies"
                 };
+                // A public key is named by its RFC 7638 thumbprint, which
+                // says so; a secret by this tool's fingerprint.
+                let named = match key_fp.starts_with("thumbprint ") {
+                    true => key_fp.clone(),
+                    false => format!("fp={key_fp}"),
+                };
                 match kid {
-                    Some(kid) => format!("{alg}: {verb} with the key kid {kid:?} ({key_fp})"),
-                    None => format!("{alg}: {verb} with the key fp={key_fp}"),
+                    Some(kid) => format!("{alg}: {verb} with the key kid {kid:?} ({named})"),
+                    None => format!("{alg}: {verb} with the key {named}"),
                 }
             }
             Crypto::Failed { alg, key_fp, why } => match key_fp {
+                Some(fp) if fp.starts_with("thumbprint ") => {
+                    format!("{alg}: FAILS with the key {fp}: {why}")
+                }
                 Some(fp) => format!("{alg}: FAILS with the key fp={fp}: {why}"),
                 None => format!("{alg}: fails: {why}"),
             },
@@ -1278,6 +1295,8 @@ mod tests {
         assert_eq!(clean(b" \n"), Err(InputError::Empty));
         assert_eq!(clean(b"ab\xffcd"), Err(InputError::NotUtf8(2)));
         assert_eq!(clean(b"bearer x").unwrap().token, "x");
+        let json = "Bearer {\n  \"header\": {\"kid\": \"a b\"}\n}";
+        assert_eq!(clean(json.as_bytes()).unwrap().token, &json[7..]);
         let emoji = "\u{1F600}.\u{1F600}.\u{1F600}";
         assert_eq!(clean(emoji.as_bytes()).unwrap().token, emoji);
         assert_eq!(
@@ -1396,6 +1415,13 @@ mod tests {
             "e30.e30.e30",
             "e30....",
             "{\"payload\":\"x\"}",
+            "{\"payload\":\"x\",\"signatures\":[]}",
+            "{\"payload\":1,\"signatures\":[{\"protected\":7}]}",
+            "{\"ciphertext\":\"\",\"recipients\":[{}]}",
+            "{\"ciphertext\":\"AA\",\"protected\":\"e30\",\"unprotected\":{\"alg\":\"dir\",\"enc\":\"A128GCM\"},\"iv\":\"\",\"tag\":\"\"}",
+            "{\"signature\":\"\",\"protected\":\"eyJhbGciOiJIUzI1NiJ9\",\"header\":{\"alg\":\"none\"}}",
+            "[1,2]",
+            "{",
             "\u{1F600}.\u{1F600}.\u{1F600}",
             "e30.e30.e30.e30.e30",
             "eyJhbGciOiJkaXIiLCJlbmMiOiJBMjU2R0NNIn0..AAAA.AAAA.AAAA",

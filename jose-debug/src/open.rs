@@ -256,8 +256,8 @@ fn choose<'a>(
 struct Trial {
     /// Index into the tried keys of the one that worked, and its output.
     found: Option<(usize, Vec<u8>)>,
-    /// Why each key that did not work failed.
-    failures: Vec<String>,
+    /// Each key that did not work, and why.
+    failures: Vec<(String, String)>,
 }
 
 /// A sentence on how the key was chosen, when there was a choice.
@@ -373,10 +373,10 @@ pub fn verify_jws(input: &SignedInput<'_>, keys: &DecodeKeys) -> Opened {
                 trial.found = Some((i, Vec::new()));
                 break;
             }
-            Err(why) => trial.failures.push(format!("{}: {why}", c.label())),
+            Err(why) => trial.failures.push((c.label(), why)),
         }
     }
-    finish(&alg, "verify", choice, trial, kid, keys, out)
+    finish(&alg, "verifies", choice, trial, kid, keys, out)
 }
 
 /// Turns a trial into the layer's crypto and notes.
@@ -400,14 +400,14 @@ fn finish(
         },
         None => {
             let why = match trial.failures.as_slice() {
-                [one] => one
-                    .split_once(": ")
-                    .map(|(_, w)| w.to_owned())
-                    .unwrap_or_default(),
+                [(_, why)] => why.clone(),
                 many => format!(
                     "none of the {} keys {verb}: {}",
                     many.len(),
-                    many.join("; ")
+                    many.iter()
+                        .map(|(label, why)| format!("{label}: {why}"))
+                        .collect::<Vec<_>>()
+                        .join("; ")
                 ),
             };
             Crypto::Failed {
@@ -669,10 +669,10 @@ pub fn decrypt_jwe(input: &EncryptedInput<'_>, keys: &DecodeKeys) -> Opened {
                 trial.found = Some((i, plain));
                 break;
             }
-            Err(why) => trial.failures.push(format!("{}: {why}", c.label())),
+            Err(why) => trial.failures.push((c.label(), why)),
         }
     }
-    finish(&label, "decrypt", choice, trial, kid, keys, out)
+    finish(&label, "decrypts", choice, trial, kid, keys, out)
 }
 
 /// The content encryption key, unwrapped (or agreed) by josekit.

@@ -343,7 +343,8 @@ fn layer_lines(out: &mut String, st: Style, l: &LayerView, total: usize) {
         "JWE" => "decryption",
         _ => "crypto",
     };
-    let ctext = l.crypto.describe(l.kind);
+    // The alg, kid and library errors in it come from the token.
+    let ctext = sanitize(&l.crypto.describe(l.kind));
     let painted = match &l.crypto {
         Crypto::Verified { .. } => st.good(&ctext),
         Crypto::Failed { .. } | Crypto::Unsecured | Crypto::Refused { .. } => st.bad(&ctext),
@@ -591,7 +592,7 @@ pub fn decode_text(r: &DecodeReport, st: Style) -> String {
             out,
             "  --key {}: {kid}{}, {}",
             sanitize(&j.source),
-            j.kind,
+            sanitize(&j.kind),
             j.fp
         );
     }

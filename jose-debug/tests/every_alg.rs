@@ -863,3 +863,78 @@ fn help_lists_every_key_form_and_algorithm() {
         assert!(help.contains(word), "decode --help does not name {word}");
     }
 }
+
+/// README "Debugging tokens", as written: an RS256 token with no kid
+/// against a JWKS, and an ECDH-ES JWE with a PEM private key
+/// (fixtures/jose, made by jwcrypto with fixtures/jose/make.py).
+#[test]
+fn readme_examples_hold() {
+    let fixtures = support::fixtures().join("jose");
+    let at = |f: &str| fixtures.join(f).to_str().unwrap().to_owned();
+    let token = std::fs::read(at("rs256-nokid.jwt")).unwrap();
+    let o = run(&["decode", "--key", &at("idp-jwks.json")], &token);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(code(&o), 0, "{text}");
+    assert!(
+        text.contains(r#"RS256: verifies with the key kid "2026-12""#),
+        "{text}"
+    );
+    assert!(
+        text.contains("the header has no kid; tried 2 key(s)"),
+        "{text}"
+    );
+    let jwe = std::fs::read_to_string(at("ecdh-es.jwe")).unwrap();
+    let o = run(
+        &["decode", "--key", &at("ec-p256-private.pem"), jwe.trim()],
+        b"",
+    );
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(code(&o), 0, "{text}");
+    assert!(
+        text.contains("ECDH-ES/A256GCM: decrypts with the key thumbprint"),
+        "{text}"
+    );
+    assert!(
+        text.contains("text: The launch code is in the blue binder."),
+        "{text}"
+    );
+    let readme = std::fs::read_to_string(support::fixtures().join("../README.md")).unwrap();
+    for line in [
+        "decode --key fixtures/jose/idp-jwks.json < fixtures/jose/rs256-nokid.jwt",
+        "decode --key fixtures/jose/ec-p256-private.pem \"$(cat fixtures/jose/ecdh-es.jwe)\"",
+    ] {
+        assert!(readme.contains(line), "README no longer shows: {line}");
+    }
+}
+
+/// What a token or key file chooses (alg, kid, crv, a library's error
+/// about them) reaches the terminal escaped.
+#[test]
+fn token_chosen_text_is_escaped() {
+    let dir = tmp("escape");
+    let key = write(
+        &dir,
+        "k.json",
+        &json!({"kty":"oct","k":jose_binding::b64::encode(&[1u8; 32]),"kid":"a\u{1b}[2J"})
+            .to_string(),
+    );
+    for header in [
+        json!({"alg":"HS256\u{1b}[2J"}),
+        json!({"alg":"HS256","kid":"\u{1b}]0;owned\u{7}"}),
+        json!({"alg":"ECDH-ES","enc":"A128GCM","epk":{"kty":"EC","crv":"P-256\u{1b}[2J","x":"AA","y":"AA"}}),
+    ] {
+        let h = jose_binding::b64::encode(header.to_string().as_bytes());
+        let token = if header["enc"].is_null() {
+            format!("{h}.e30.AAAA")
+        } else {
+            format!("{h}..AAAAAAAAAAAAAAAA.AAAA.AAAAAAAAAAAAAAAAAAAAAA")
+        };
+        let o = run(&["decode", "--color", "never", "--key", &key, &token], b"");
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{7}'),
+            "{text}"
+        );
+        assert!(text.contains("\\u{001b}"), "{text}");
+    }
+}

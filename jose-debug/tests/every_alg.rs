@@ -136,6 +136,15 @@ fn rfc_examples_open_with_their_keys_and_fail_when_touched() {
             "{name}: shows {:?}",
             shown(&r)
         );
+        // A wrong key of the same type: the crypto fails.
+        let wrong: Vec<String> = match v.get("password") {
+            Some(_) => vec!["--password-file".into(), write(&dir, "pw-wrong", "not it\n")],
+            None => vec!["--key".into(), wrong_key_file(&dir, &v["key"])],
+        };
+        let mut wrong_flags: Vec<&str> = wrong.iter().map(String::as_str).collect();
+        wrong_flags.extend(flags.iter().skip(2));
+        let (status, r) = decode(&wrong_flags, &token);
+        assert_eq!(status, 1, "{name} with a wrong key: {:#}", r["checks"]);
         // No key: nothing verified, nothing failed.
         let (status, _) = decode(&["--generic"], &token);
         assert_eq!(status, 4, "{name} without a key");
@@ -171,6 +180,47 @@ fn rfc_examples_open_with_their_keys_and_fail_when_touched() {
     ] {
         assert!(algs.contains(alg), "no RFC vector for {alg}");
     }
+}
+
+/// A fresh key of the same type, curve or length as `jwk`, with its kid
+/// (so that it is the one chosen), as a PEM or JWK file.
+fn wrong_key_file(dir: &Path, jwk: &Value) -> String {
+    use openssl::ec::{EcGroup, EcKey};
+    use openssl::nid::Nid;
+    use openssl::pkey::PKey;
+    let pem = |k: PKey<openssl::pkey::Private>| {
+        String::from_utf8(k.private_key_to_pem_pkcs8().unwrap()).unwrap()
+    };
+    let text = match (jwk["kty"].as_str().unwrap(), jwk["crv"].as_str()) {
+        ("oct", _) => {
+            let mut k = jose_binding::b64::decode(jwk["k"].as_str().unwrap()).unwrap();
+            k[0] ^= 1;
+            let mut w = jwk.clone();
+            w["k"] = json!(jose_binding::b64::encode(&k));
+            w.to_string()
+        }
+        // A JWK keeps the kid: the wrong key is the one the kid picks.
+        ("RSA", _) => {
+            let k = josekit::jwk::alg::rsa::RsaKeyPair::generate(2048).unwrap();
+            let mut w: Value = serde_json::from_str(&k.to_jwk_key_pair().to_string()).unwrap();
+            if let Some(kid) = jwk.get("kid") {
+                w["kid"] = kid.clone();
+            }
+            w.to_string()
+        }
+        ("EC", Some(crv)) => {
+            let nid = match crv {
+                "P-256" => Nid::X9_62_PRIME256V1,
+                "P-384" => Nid::SECP384R1,
+                _ => Nid::SECP521R1,
+            };
+            pem(PKey::from_ec_key(EcKey::generate(&EcGroup::from_curve_name(nid).unwrap()).unwrap()).unwrap())
+        }
+        ("OKP", Some("Ed25519")) => pem(PKey::generate_ed25519().unwrap()),
+        ("OKP", Some("X25519")) => pem(PKey::generate_x25519().unwrap()),
+        other => panic!("no wrong key for {other:?}"),
+    };
+    write(dir, "wrong-key", &text)
 }
 
 #[test]

@@ -316,7 +316,7 @@ fn add_jose_keys(args: &JoseKeyArgs, keys: &mut ChosenKeys) -> Result<(), UsageE
         });
     }
     if let Some(path) = &args.password_file {
-        let text = crate::keys::read_secret_file("--password-file", path)
+        let text = crate::keys::read_text_file("--password-file", path)
             .map_err(|e| usage(e.to_string()))?;
         // A password file's one line, without its line break.
         let trimmed = text.strip_suffix('\n').unwrap_or(&text);
@@ -324,12 +324,10 @@ fn add_jose_keys(args: &JoseKeyArgs, keys: &mut ChosenKeys) -> Result<(), UsageE
         if trimmed.is_empty() {
             return Err(usage(format!("--password-file {}: empty", path.display())));
         }
-        keys.report.notes.push(format!(
-            "PBES2 password from {} ({} bytes, fp={})",
-            path.display(),
-            trimmed.len(),
-            jose_binding::Fingerprint::of("password", trimmed.as_bytes())
-        ));
+        // No fingerprint or length: either would help guess the password.
+        keys.report
+            .notes
+            .push(format!("PBES2 password from {}", path.display()));
         keys.decode.password = Some(Zeroizing::new(trimmed.as_bytes().to_vec()));
     }
     if let Some(path) = &args.payload {

@@ -254,13 +254,8 @@ fn format_problems(l: &LayerView) -> Vec<String> {
     if l.kind == "JWE" && !everywhere("enc") {
         out.push("the header has no enc".to_owned());
     }
-    let understood = |v: &Value| v.as_array().is_some_and(|a| a.iter().all(|e| e == "b64"));
-    if let Some(crit) = header.get("crit").filter(|c| !understood(c)) {
-        out.push(format!(
-            "crit {crit}: extensions this tool does not implement, so RFC 7515 §4.1.11 \
-             requires refusing the token"
-        ));
-    }
+    // crit, b64 and zip, for every signature or recipient.
+    out.extend(l.problems.iter().cloned());
     if l.kind == "JWE" && member("alg") == Some("dir") {
         if let Some(n) = l.parts.get(1).and_then(|p| p.bytes).filter(|n| *n > 0) {
             out.push(format!(

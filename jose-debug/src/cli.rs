@@ -22,7 +22,7 @@ Exit status of decode (--json: checks.result and checks.exit_status, per layer i
   3  rejected: no cryptographic check failed, but a format, claim or protocol check did
      (expired, not yet valid, wrong aud, the server would refuse)
   4  incomplete: nothing failed, but something could not be checked (no key for a layer,
-     an algorithm this tool does not verify)
+     a detached payload not given, compressed content, a key a library would not use)
 derive exits 0, or 2 on a usage error."
     };
 }
@@ -92,7 +92,8 @@ in one file are several keys); a JWK; a JWKS ({\"keys\":[...]}). A private key v
 Algorithms (RFC 7518, RFC 8037), compact or JSON (flattened, general) serialization:
   JWS  HS256 HS384 HS512  RS256 RS384 RS512  PS256 PS384 PS512  ES256 ES384 ES512 ES256K  EdDSA
   JWE  alg  dir  A128KW A192KW A256KW  A128GCMKW A192GCMKW A256GCMKW  RSA1_5 RSA-OAEP
-            RSA-OAEP-256  ECDH-ES ECDH-ES+A128KW ECDH-ES+A192KW ECDH-ES+A256KW
+            RSA-OAEP-256 RSA-OAEP-384 RSA-OAEP-512
+            ECDH-ES ECDH-ES+A128KW ECDH-ES+A192KW ECDH-ES+A256KW
             PBES2-HS256+A128KW PBES2-HS384+A192KW PBES2-HS512+A256KW
        enc  A128GCM A192GCM A256GCM  A128CBC-HS256 A192CBC-HS384 A256CBC-HS512
 Nested layers in any mix. zip content is decrypted but never inflated (exit 4).
@@ -101,7 +102,10 @@ Warnings (RFC 8725), codes in --json (checks.layers[].warnings); exit status unc
 unless --strict (then 3): alg-none, hmac-key-short, rsa-key-small, rsa1_5, alg-key-mismatch,
 crit, zip, p2c-low, jku, x5u, embedded-jwk, detached-payload, b64-false, header-overlap.
 Refused before any computing (exit 3): p2c-too-large (PBES2 p2c above 1000000),
-epk-invalid (an ECDH-ES epk not on its curve). jku, x5u and jwk are never followed.
+epk-invalid (an ECDH-ES epk not on its curve), an encrypted key no key wrap makes, more
+than 16 signatures or recipients; crit, b64 or zip outside the protected header. At most
+64 keys are tried per signature or recipient, and 8000000 PBKDF2 iterations per run.
+jku, x5u and jwk are never followed.
 
 The verdict is computed by the server's own code (jose_binding's verifier) with the policy \
 given by --audience, --forms, --skew-secs, --max-ttl-secs, at --now. The client id defaults \
@@ -208,7 +212,8 @@ pub struct JoseKeyArgs {
     /// private key; X.509 certificate; several blocks), a JWK, or a JWK set
     /// ({"keys":[...]}). A private key verifies too. The token's kid picks
     /// the key; without a kid, or with one not in the set, every key of a
-    /// fitting type is tried and the output says which verified.
+    /// fitting type is tried and the output says which verified. Several
+    /// files: repeat it, or separate them with commas.
     #[arg(
         long,
         value_name = "FILE",
@@ -261,8 +266,8 @@ pub struct KeyArgs {
     )]
     pub sig_key: Option<String>,
 
-    /// A256GCM key of the connection (enc_key), or the key of any dir JWE
-    /// (16 to 64 bytes, as its enc needs).
+    /// A256GCM key of the connection (enc_key), or the symmetric key of any
+    /// JWE: dir (16 to 64 bytes, as its enc needs), A*KW or A*GCMKW.
     #[arg(
         long,
         value_name = "KEY",

@@ -22,6 +22,9 @@ use crate::time::{rfc3339, TimeClaim};
 
 /// Deepest nesting shown (the protocol has one level; this tool shows more).
 pub const MAX_LAYERS: usize = 4;
+/// Signatures or recipients of a JSON serialization opened: each costs a
+/// try of every fitting key.
+pub const MAX_ENTRIES: usize = 16;
 /// Longest text content echoed back, in characters.
 const MAX_TEXT_SHOWN: usize = 4096;
 
@@ -39,6 +42,9 @@ pub struct DecodeKeys {
     pub password: Option<Zeroizing<Vec<u8>>>,
     /// `--payload`: the content of a detached JWS.
     pub detached_payload: Option<Vec<u8>>,
+    /// PBKDF2 iterations computed so far in this run, against
+    /// [`open::MAX_P2C_TOTAL`].
+    pub pbkdf2_spent: std::cell::Cell<u64>,
 }
 
 impl DecodeKeys {
@@ -375,6 +381,10 @@ pub struct LayerView {
     /// RFC 8725's mistakes found in this layer.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<Warning>,
+    /// What makes the layer invalid JOSE whatever the key: `crit`, `b64`
+    /// and `zip` where they may not be, too many signatures or recipients.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
     pub content: Content,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
@@ -643,41 +653,146 @@ impl RawLayer {
 
     /// The JOSE header of an entry: the union of its protected and
     /// unprotected members (RFC 7515 §7.2.1, RFC 7516 §7.2.1 want them
-    /// disjoint; a repeated name is warned about and the protected value kept).
+    /// disjoint; a repeated name is warned about once, and the first value
+    /// kept: protected, then shared, then the entry's own).
     fn jose_header(&self, e: &Entry, warnings: &mut Vec<Warning>) -> Map<String, Value> {
         let mut h = e.protected.json.clone().unwrap_or_default();
         let shared = match &self.body {
             Some(Body::Jwe { unprotected, .. }) => unprotected.as_ref(),
             _ => None,
         };
+        let mut repeated = Vec::new();
         for extra in [shared, e.header.as_ref()].into_iter().flatten() {
             for (k, v) in extra {
                 if h.contains_key(k) {
-                    warnings.push(Warning::new(
-                        Lint::HeaderOverlap,
-                        format!(
-                            "{k} is in more than one header: the protected and unprotected \
-                             headers must not share a name (RFC 7515 §7.2.1, RFC 7516 §7.2.1); \
-                             the protected value is used"
-                        ),
-                    ));
+                    repeated.push(format!("{k:?}"));
                 } else {
                     h.insert(k.clone(), v.clone());
                 }
             }
         }
+        if !repeated.is_empty() {
+            let total = repeated.len();
+            repeated.truncate(8);
+            let w = Warning::new(
+                Lint::HeaderOverlap,
+                format!(
+                    "{}{} in more than one header: the protected and unprotected headers must \
+                     not share a name (RFC 7515 §7.2.1, RFC 7516 §7.2.1); the first value is \
+                     used (protected, then shared, then per recipient)",
+                    repeated.join(", "),
+                    if total > 8 {
+                        format!(" and {} more", total - 8)
+                    } else {
+                        String::new()
+                    }
+                ),
+            );
+            if !warnings.contains(&w) {
+                warnings.push(w);
+            }
+        }
         h
     }
 
-    /// The layer's crypto with these keys: every entry tried, the first
-    /// that verifies or decrypts wins.
+    /// What RFC 7515 §4.1.11, RFC 7516 §4.1.3 and RFC 7797 §3, §6 require of
+    /// `crit`, `zip` and `b64`, for every signature or recipient: they are
+    /// read from the protected header only, and must agree.
+    fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut push = |p: String| {
+            if !out.contains(&p) {
+                out.push(p);
+            }
+        };
+        if self.entries.len() > MAX_ENTRIES {
+            push(format!(
+                "{} {}: more than {MAX_ENTRIES} are not opened",
+                self.entries.len(),
+                if self.kind == "JWS" {
+                    "signatures"
+                } else {
+                    "recipients"
+                }
+            ));
+        }
+        let shared = match &self.body {
+            Some(Body::Jwe { unprotected, .. }) => unprotected.as_ref(),
+            _ => None,
+        };
+        let mut b64s = Vec::new();
+        for e in &self.entries {
+            for (what, h) in [("unprotected", shared), ("unprotected", e.header.as_ref())] {
+                for name in ["crit", "b64", "zip"] {
+                    if h.is_some_and(|h| h.contains_key(name)) {
+                        push(format!(
+                            "{name} is in an {what} header: it must be integrity protected"
+                        ));
+                    }
+                }
+            }
+            let Some(p) = e.protected.json.as_ref() else {
+                continue;
+            };
+            let b64 = p.get("b64");
+            b64s.push(b64.cloned());
+            match p.get("crit") {
+                None => {
+                    if b64.is_some() && self.kind == "JWS" {
+                        push("b64 is set but not listed in crit (RFC 7797 §6)".to_owned());
+                    }
+                }
+                Some(Value::Array(a)) if a.is_empty() => {
+                    push("crit is an empty list, which RFC 7515 §4.1.11 forbids".to_owned())
+                }
+                Some(Value::Array(a)) => {
+                    let understood = |v: &Value| v == "b64" && self.kind == "JWS";
+                    if let Some(other) = a.iter().find(|v| !understood(v)) {
+                        push(format!(
+                            "crit lists {other}, an extension this tool does not implement, so \
+                             RFC 7515 §4.1.11 requires refusing the token"
+                        ));
+                    }
+                    for v in a.iter().filter_map(Value::as_str) {
+                        if !p.contains_key(v) {
+                            push(format!("crit lists {v:?}, which the header does not hold"));
+                        }
+                    }
+                }
+                Some(other) => push(format!("crit {other} is not a list of names")),
+            }
+            if b64.is_some_and(|b| !b.is_boolean()) {
+                push("b64 is not true or false".to_owned());
+            }
+        }
+        if b64s.windows(2).any(|w| w[0] != w[1]) {
+            push("the signatures disagree on b64 (RFC 7797 §3 wants one value)".to_owned());
+        }
+        out
+    }
+
+    /// Whether the payload is unencoded (RFC 7797): read from the first
+    /// signature's protected header; [`RawLayer::problems`] refuses
+    /// signatures that disagree.
+    fn raw_payload(&self) -> bool {
+        self.kind == "JWS"
+            && self
+                .entries
+                .first()
+                .and_then(|e| e.protected.json.as_ref())
+                .and_then(|h| h.get("b64"))
+                == Some(&Value::Bool(false))
+    }
+
+    /// The layer's crypto with these keys: every entry tried (up to
+    /// [`MAX_ENTRIES`]), the first that verifies or decrypts wins.
     fn open(&self, keys: &DecodeKeys) -> Option<LayerOpening> {
         let body = self.body.as_ref()?;
         let mut entries = Vec::new();
         let mut warnings = Vec::new();
         let mut notes = Vec::new();
         let mut content = None;
-        for (i, e) in self.entries.iter().enumerate() {
+        for (i, e) in self.entries.iter().enumerate().take(MAX_ENTRIES) {
             let h = self.jose_header(e, &mut warnings);
             for w in lint::header_warnings(self.kind, &h) {
                 if !warnings.contains(&w) {
@@ -685,9 +800,7 @@ impl RawLayer {
                 }
             }
             let opened = match body {
-                Body::Jws { payload_text } => {
-                    self.open_jws(e, &h, payload_text.as_deref(), keys, &mut notes)
-                }
+                Body::Jws { payload_text } => self.open_jws(e, &h, payload_text.as_deref(), keys),
                 Body::Jwe {
                     aad_b64,
                     iv,
@@ -716,21 +829,16 @@ impl RawLayer {
                             },
                             keys,
                         ),
-                        _ => open::Opened {
-                            crypto: Crypto::Failed {
-                                alg: format!(
-                                    "{}/{}",
-                                    h.get("alg").and_then(Value::as_str).unwrap_or(""),
-                                    h.get("enc").and_then(Value::as_str).unwrap_or("")
-                                ),
-                                key_fp: None,
-                                why: "the encrypted key, IV, ciphertext or tag is not base64url"
-                                    .to_owned(),
-                            },
-                            content: None,
-                            notes: Vec::new(),
-                            warnings: Vec::new(),
-                        },
+                        _ => open::Opened::new(Crypto::Failed {
+                            alg: format!(
+                                "{}/{}",
+                                h.get("alg").and_then(Value::as_str).unwrap_or(""),
+                                h.get("enc").and_then(Value::as_str).unwrap_or("")
+                            ),
+                            key_fp: None,
+                            why: "the encrypted key, IV, ciphertext or tag is not base64url"
+                                .to_owned(),
+                        }),
                     }
                 }
             };
@@ -739,7 +847,11 @@ impl RawLayer {
                     warnings.push(w);
                 }
             }
-            notes.extend(opened.notes);
+            for n in opened.notes {
+                if !notes.contains(&n) {
+                    notes.push(n);
+                }
+            }
             // A JWS's content is its payload, whether or not it verifies.
             if content.is_none() && opened.crypto.is_verified() && self.kind == "JWE" {
                 content = opened.content;
@@ -778,16 +890,10 @@ impl RawLayer {
     /// The payload bytes: decoded unless b64 is false; the `--payload` file
     /// when the token has none.
     fn jws_payload(&self, payload_text: Option<&str>, keys: &DecodeKeys) -> Option<Vec<u8>> {
-        let raw = self
-            .entries
-            .first()
-            .and_then(|e| e.protected.json.as_ref())
-            .and_then(|h| h.get("b64"))
-            == Some(&Value::Bool(false));
         match payload_text {
             None | Some("") if keys.detached_payload.is_some() => keys.detached_payload.clone(),
             None => None,
-            Some(t) if raw => Some(t.as_bytes().to_vec()),
+            Some(t) if self.raw_payload() => Some(t.as_bytes().to_vec()),
             Some(t) => decode_part("payload", t).decoded,
         }
     }
@@ -798,9 +904,8 @@ impl RawLayer {
         h: &Map<String, Value>,
         payload_text: Option<&str>,
         keys: &DecodeKeys,
-        notes: &mut Vec<String>,
     ) -> open::Opened {
-        let raw = h.get("b64") == Some(&Value::Bool(false));
+        let raw = self.raw_payload();
         let detached = || {
             Warning::new(
                 Lint::DetachedPayload,
@@ -809,37 +914,32 @@ impl RawLayer {
                     .to_owned(),
             )
         };
-        // An empty compact payload is either empty content or detached
-        // content: --payload says which.
-        let given = keys.detached_payload.as_ref().map(|p| match raw {
-            true => String::from_utf8_lossy(p).into_owned(),
-            false => jose_binding::b64::encode(p),
+        // The payload as signed, in bytes: unencoded content is signed as
+        // it is, whatever it holds (RFC 7797 §3). An empty compact payload
+        // is either empty content or detached content: --payload says which.
+        let given: Option<Vec<u8>> = keys.detached_payload.as_ref().map(|p| match raw {
+            true => p.clone(),
+            false => jose_binding::b64::encode(p).into_bytes(),
         });
-        let (payload_text, maybe_detached) = match (payload_text, given) {
+        let (payload, maybe_detached) = match (payload_text, given) {
             (None | Some(""), Some(p)) => (p, false),
-            (Some(t), _) => (t.to_owned(), t.is_empty()),
+            (Some(t), _) => (t.as_bytes().to_vec(), t.is_empty()),
             (None, None) => {
-                return open::Opened {
-                    crypto: Crypto::Unsupported {
-                        why: "detached payload: give it with --payload FILE".to_owned(),
-                    },
-                    content: None,
-                    notes: Vec::new(),
-                    warnings: vec![detached()],
-                };
+                let mut opened = open::Opened::new(Crypto::Unsupported {
+                    why: "detached payload: give it with --payload FILE".to_owned(),
+                });
+                opened.warnings.push(detached());
+                return opened;
             }
         };
-        if raw && self.serialization == "compact" && payload_text.contains('.') {
-            notes.push(
-                "b64 is false and the payload contains '.': the compact form cannot carry it"
-                    .to_owned(),
-            );
-        }
-        let signing_input = format!("{}.{payload_text}", e.protected_b64);
+        let mut signing_input = Vec::with_capacity(e.protected_b64.len() + 1 + payload.len());
+        signing_input.extend_from_slice(e.protected_b64.as_bytes());
+        signing_input.push(b'.');
+        signing_input.extend_from_slice(&payload);
         let mut opened = open::verify_jws(
             &open::SignedInput {
                 header: h,
-                signing_input: signing_input.as_bytes(),
+                signing_input: &signing_input,
                 signature: e.value.decoded.as_deref(),
             },
             keys,
@@ -856,15 +956,18 @@ impl RawLayer {
     }
 }
 
-/// No entry of a general serialization opens: one line for them all.
+/// No entry of a JSON serialization opens: one result for them all, the
+/// worst first (a failed check, a refusal, alg none, then what was not
+/// checked).
 fn combined(entries: &[EntryView], kind: &str) -> Crypto {
-    let failed = entries
+    let mut each: Vec<String> = entries
         .iter()
-        .any(|e| matches!(e.crypto, Crypto::Failed { .. }));
-    let each: Vec<String> = entries
-        .iter()
+        .take(8)
         .map(|e| format!("#{} {}", e.index, e.crypto.describe(kind)))
         .collect();
+    if entries.len() > 8 {
+        each.push(format!("and {} more", entries.len() - 8));
+    }
     let why = format!(
         "none of the {} {} opens: {}",
         entries.len(),
@@ -875,13 +978,24 @@ fn combined(entries: &[EntryView], kind: &str) -> Crypto {
         },
         each.join("; ")
     );
-    match failed {
-        true => Crypto::Failed {
-            alg: "(several)".to_owned(),
+    let any = |f: fn(&Crypto) -> bool| entries.iter().any(|e| f(&e.crypto));
+    let alg = "(several)".to_owned();
+    if any(|c| matches!(c, Crypto::Failed { .. })) {
+        Crypto::Failed {
+            alg,
             key_fp: None,
             why,
-        },
-        false => Crypto::Unsupported { why },
+        }
+    } else if any(|c| matches!(c, Crypto::Refused { .. })) {
+        Crypto::Refused { alg, why }
+    } else if any(|c| matches!(c, Crypto::Unsecured)) {
+        Crypto::Failed {
+            alg,
+            key_fp: None,
+            why: format!("{why} (alg none vouches for nothing)"),
+        }
+    } else {
+        Crypto::Unsupported { why }
     }
 }
 
@@ -919,15 +1033,13 @@ fn read_json(text: &str) -> Result<RawLayer, String> {
         Err(e) => return Err(format!("starts with {{ but is not JSON: {e}")),
     };
     let entry = |e: &Map<String, Value>,
-                 value_name: &str,
-                 shown: String,
+                 value_name: &'static str,
                  protected: Option<&str>|
      -> Result<Entry, String> {
         let protected_b64 = match protected {
             Some(p) => p.to_owned(),
             None => str_member(e, "protected")?.unwrap_or("").to_owned(),
         };
-        let protected_part = decode_part("protected", &protected_b64);
         let protected = if protected_b64.is_empty() {
             Header {
                 json: Some(Map::new()),
@@ -935,15 +1047,9 @@ fn read_json(text: &str) -> Result<RawLayer, String> {
                 strict_error: None,
             }
         } else {
-            read_header(&protected_part)
+            read_header(&decode_part("protected", &protected_b64))
         };
-        let value_text = str_member(e, value_name)?.unwrap_or("");
-        let mut value = decode_part("value", value_text);
-        value.name = if shown.is_empty() {
-            "signature"
-        } else {
-            "value"
-        };
+        let value = decode_part(value_name, str_member(e, value_name)?.unwrap_or(""));
         Ok(Entry {
             protected_b64,
             protected,
@@ -971,10 +1077,11 @@ fn read_json(text: &str) -> Result<RawLayer, String> {
         let general = m.contains_key("recipients");
         let mut parts = vec![decode_part("protected", protected)];
         let mut entries = Vec::new();
-        for r in &recipients {
-            let mut e = entry(r, "encrypted_key", "x".to_owned(), Some(protected))?;
-            e.value.name = "encrypted_key";
-            parts.push(e.value.clone());
+        for (i, r) in recipients.iter().enumerate() {
+            let e = entry(r, "encrypted_key", Some(protected))?;
+            if i < MAX_ENTRIES {
+                parts.push(e.value.clone());
+            }
             entries.push(e);
         }
         let p = |name: &'static str| -> Result<Part, String> {
@@ -1031,10 +1138,12 @@ fn read_json(text: &str) -> Result<RawLayer, String> {
         payload_text.as_deref().unwrap_or(""),
     )];
     let mut entries = Vec::new();
-    for s in &signatures {
-        let e = entry(s, "signature", String::new(), None)?;
-        parts.push(decode_part("protected", &e.protected_b64));
-        parts.push(e.value.clone());
+    for (i, s) in signatures.iter().enumerate() {
+        let e = entry(s, "signature", None)?;
+        if i < MAX_ENTRIES {
+            parts.push(decode_part("protected", &e.protected_b64));
+            parts.push(e.value.clone());
+        }
         entries.push(e);
     }
     Ok(RawLayer {
@@ -1085,6 +1194,7 @@ fn decode_layer(
             )
         }
     };
+    let problems = raw.problems();
     let RawLayer {
         kind,
         serialization,
@@ -1105,9 +1215,8 @@ fn decode_layer(
     let cty = header.str_member("cty");
     let (content, next) = match content_bytes {
         None => (Content::Hidden, None),
-        Some(bytes)
-            if kind == "JWE" && header.json.as_ref().is_some_and(|h| h.contains_key("zip")) =>
-        {
+        // zip in any header (an unprotected one is also refused).
+        Some(bytes) if kind == "JWE" && warnings.iter().any(|w| w.code == Lint::Zip.code()) => {
             // Never inflated: a small token can hold a decompression bomb.
             notes.push(
                 "the content is compressed (zip); it is not inflated here, so it is shown as bytes"
@@ -1140,6 +1249,7 @@ fn decode_layer(
                 entries
             },
             warnings,
+            problems,
             content,
             notes,
         },

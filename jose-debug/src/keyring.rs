@@ -64,16 +64,6 @@ impl KeyKind {
             | KeyKind::Okp { private, .. } => *private,
         }
     }
-
-    /// `RSA`, `EC`, `OKP`, `oct`.
-    pub fn kty(&self) -> &'static str {
-        match self {
-            KeyKind::Oct { .. } => "oct",
-            KeyKind::Rsa { .. } => "RSA",
-            KeyKind::Ec { .. } => "EC",
-            KeyKind::Okp { .. } => "OKP",
-        }
-    }
 }
 
 /// One key of the ring.
@@ -85,9 +75,10 @@ pub struct RingKey {
     pub kind: KeyKind,
     /// RFC 7638 thumbprint (public keys) or a fingerprint (secret keys).
     pub fp: String,
-    /// The JWK's own `alg`, `use`, when it has them.
+    /// The JWK's own `alg`, `use` and `key_ops`, when it has them.
     pub alg: Option<String>,
     pub key_use: Option<String>,
+    pub key_ops: Option<Vec<String>>,
     pub jwk: Jwk,
 }
 
@@ -148,10 +139,6 @@ impl KeyRing {
             ring.keys.extend(keys);
         }
         Ok(ring)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
     }
 
     /// The kids of the ring, for "it has A, B".
@@ -277,6 +264,19 @@ pub fn from_jwk_map(map: Map<String, Value>, source: String) -> Result<RingKey, 
     let kid = s("kid").map(str::to_owned);
     let alg = s("alg").map(str::to_owned);
     let key_use = s("use").map(str::to_owned);
+    let key_ops = match map.get("key_ops") {
+        None => None,
+        Some(Value::Array(ops)) => Some(
+            ops.iter()
+                .map(|o| {
+                    o.as_str()
+                        .map(str::to_owned)
+                        .ok_or("key_ops holds a non-string")
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        Some(_) => return Err("the JWK's key_ops is not an array".to_owned()),
+    };
     let jwk = Jwk::from_map(map).map_err(|e| format!("not a JWK: {e}"))?;
     Ok(RingKey {
         source,
@@ -285,6 +285,7 @@ pub fn from_jwk_map(map: Map<String, Value>, source: String) -> Result<RingKey, 
         fp,
         alg,
         key_use,
+        key_ops,
         jwk,
     })
 }
@@ -322,9 +323,10 @@ fn parse_pem(text: &str, source: &str) -> Result<Vec<RingKey>, String> {
         let label_end = after.find("-----").ok_or("a PEM header line is cut")?;
         let label = &after[..label_end];
         let end_marker = format!("-----END {label}-----");
-        let end = rest
-            .find(&end_marker)
-            .ok_or_else(|| format!("the PEM block {label} has no END line"))?;
+        let end = start
+            + rest[start..]
+                .find(&end_marker)
+                .ok_or_else(|| format!("the PEM block {label} has no END line"))?;
         let block = &rest[start..end + end_marker.len()];
         rest = &rest[end + end_marker.len()..];
         index += 1;
@@ -354,8 +356,14 @@ fn parse_pem(text: &str, source: &str) -> Result<Vec<RingKey>, String> {
                 let key = PKey::from_rsa(rsa).map_err(|e| e.to_string())?;
                 public_jwk(&key)?
             }
+            "PRIVATE KEY" | "RSA PRIVATE KEY" | "EC PRIVATE KEY" if block.contains("Proc-Type: 4,ENCRYPTED") => {
+                return Err(format!(
+                    "the {label} is encrypted: decrypt it first (openssl pkey -in FILE -out PLAIN.pem)"
+                ))
+            }
             "PRIVATE KEY" | "RSA PRIVATE KEY" | "EC PRIVATE KEY" => {
-                let key = PKey::private_key_from_pem(block.as_bytes())
+                // No passphrase is ever asked for: a callback that gives none.
+                let key = PKey::private_key_from_pem_callback(block.as_bytes(), |_| Ok(0))
                     .map_err(|_| format!("the {label} block is not a private key OpenSSL reads"))?;
                 private_jwk(&key)?
             }
@@ -559,6 +567,18 @@ mod tests {
     }
 
     #[test]
+    fn an_encrypted_pem_is_refused_without_a_prompt() {
+        let rsa = openssl::rsa::Rsa::generate(1024).unwrap();
+        let legacy = rsa
+            .private_key_to_pem_passphrase(openssl::symm::Cipher::aes_128_cbc(), b"pw")
+            .unwrap();
+        let text = String::from_utf8(legacy).unwrap();
+        assert!(text.contains("Proc-Type: 4,ENCRYPTED"));
+        let err = parse_key_text(&text, "f").unwrap_err();
+        assert!(err.contains("encrypted"), "{err}");
+    }
+
+    #[test]
     fn sets_and_mistakes() {
         let set = r#"{"keys":[{"kty":"oct","k":"AAAA","kid":"a"},{"kty":"oct","k":"AQID"}]}"#;
         let ks = parse_key_text(set, "s.json").unwrap();
@@ -580,6 +600,11 @@ mod tests {
                 "not an SPKI",
             ),
             ("-----BEGIN PUBLIC KEY-----\nAAAA\n", "no END"),
+            // An END line before its BEGIN line: no slice across them.
+            (
+                "-----END PUBLIC KEY-----\n-----BEGIN PUBLIC KEY-----\nAAAA\n",
+                "no END",
+            ),
         ] {
             let err = parse_key_text(text, "f").unwrap_err();
             assert!(err.contains(says), "{text}: {err}");

@@ -75,7 +75,9 @@ pub fn decode_key_text(text: &str) -> Option<Zeroizing<Vec<u8>>> {
         .map(Zeroizing::new)
 }
 
-fn read_file(option: &'static str, path: &Path) -> Result<Zeroizing<String>, KeyError> {
+/// A key or password file's text, bounded and zeroized; errors name the
+/// option and path, never the content.
+pub fn read_text_file(option: &'static str, path: &Path) -> Result<Zeroizing<String>, KeyError> {
     let shown = path.display().to_string();
     let meta = std::fs::metadata(path).map_err(|source| KeyError::Io {
         option,
@@ -102,17 +104,11 @@ fn read_file(option: &'static str, path: &Path) -> Result<Zeroizing<String>, Key
     }
 }
 
-/// A secret file's text (a password), bounded and zeroized; errors name
-/// the option and path, never the content.
-pub fn read_secret_file(option: &'static str, path: &Path) -> Result<Zeroizing<String>, KeyError> {
-    read_file(option, path)
-}
-
 /// Reads a key argument: `@FILE`, literal hex/base64url, or (when the text
 /// is neither) the name of an existing file.
 pub fn read_key(option: &'static str, arg: &str) -> Result<Zeroizing<Vec<u8>>, KeyError> {
     let from_file = |path: &Path| -> Result<Zeroizing<Vec<u8>>, KeyError> {
-        let text = read_file(option, path)?;
+        let text = read_text_file(option, path)?;
         decode_key_text(&text).ok_or_else(|| KeyError::FileEncoding {
             option,
             path: path.display().to_string(),

@@ -27,6 +27,14 @@ use crate::lint::{Lint, Warning};
 pub const MAX_P2C: u64 = 1_000_000;
 /// Fewer iterations than RFC 7518 §4.8.1.2's minimum.
 pub const MIN_P2C: u64 = 1000;
+/// PBKDF2 iterations one run computes at most, over every recipient and
+/// password tried: eight keys at the largest count.
+pub const MAX_P2C_TOTAL: u64 = 8 * MAX_P2C;
+/// Keys tried on one signature or recipient: a key set of thousands must
+/// not make one token cost minutes of private-key operations.
+pub const MAX_TRIED: usize = 64;
+/// Failures named one by one in a result; the rest are counted.
+const MAX_FAILURES_SHOWN: usize = 4;
 
 /// What a layer's `alg` needs of a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +46,6 @@ enum Need {
     },
     Ec {
         crv: &'static str,
-        private: bool,
     },
     /// Ed25519 or Ed448.
     EdDsa,
@@ -54,9 +61,7 @@ impl Need {
             Need::Oct => "a symmetric (oct) key".to_owned(),
             Need::Rsa { private: false } => "an RSA key".to_owned(),
             Need::Rsa { private: true } => "an RSA private key".to_owned(),
-            Need::Ec { crv, private } => {
-                format!("an EC {crv} {}key", if private { "private " } else { "" })
-            }
+            Need::Ec { crv } => format!("an EC {crv} key"),
             Need::EdDsa => "an OKP Ed25519 or Ed448 key".to_owned(),
             Need::Agreement => "a private key on the curve of the token's epk".to_owned(),
             Need::Password => "--password-file (or an oct key holding the password)".to_owned(),
@@ -68,22 +73,10 @@ fn jws_need(alg: &str) -> Option<Need> {
     Some(match alg {
         "HS256" | "HS384" | "HS512" => Need::Oct,
         "RS256" | "RS384" | "RS512" | "PS256" | "PS384" | "PS512" => Need::Rsa { private: false },
-        "ES256" => Need::Ec {
-            crv: "P-256",
-            private: false,
-        },
-        "ES384" => Need::Ec {
-            crv: "P-384",
-            private: false,
-        },
-        "ES512" => Need::Ec {
-            crv: "P-521",
-            private: false,
-        },
-        "ES256K" => Need::Ec {
-            crv: "secp256k1",
-            private: false,
-        },
+        "ES256" => Need::Ec { crv: "P-256" },
+        "ES384" => Need::Ec { crv: "P-384" },
+        "ES512" => Need::Ec { crv: "P-521" },
+        "ES256K" => Need::Ec { crv: "secp256k1" },
         "EdDSA" => Need::EdDsa,
         _ => return None,
     })
@@ -103,12 +96,15 @@ fn jwe_need(alg: &str) -> Option<Need> {
     })
 }
 
-/// A key to try: given on the command line as octets, or from the ring.
+/// A key to try: octets from the command line, the PBES2 password, or a
+/// key of the ring.
 enum Candidate<'a> {
     Octets {
         option: &'static str,
         bytes: &'a [u8],
     },
+    /// Never fingerprinted: a password's hash is a guessing oracle.
+    Password(&'a [u8]),
     Ring(&'a RingKey),
 }
 
@@ -116,17 +112,19 @@ impl Candidate<'_> {
     fn kid(&self) -> Option<&str> {
         match self {
             Candidate::Ring(k) => k.kid.as_deref(),
-            Candidate::Octets { .. } => None,
+            _ => None,
         }
     }
 
-    /// The fingerprint the output names the key by.
+    /// How the result names the key: a fingerprint, a thumbprint, or
+    /// "password".
     fn fp(&self) -> String {
         match self {
             Candidate::Octets { option, bytes } => {
                 let kind = if *option == "--sig-key" { "sig" } else { "enc" };
                 Fingerprint::of(kind, bytes).to_string()
             }
+            Candidate::Password(_) => "password".to_owned(),
             Candidate::Ring(k) => k.fp.trim_start_matches("fp=").to_owned(),
         }
     }
@@ -134,69 +132,87 @@ impl Candidate<'_> {
     fn label(&self) -> String {
         match self {
             Candidate::Octets { option, .. } => format!("{option} (fp={})", self.fp()),
+            Candidate::Password(_) => "--password-file".to_owned(),
             Candidate::Ring(k) => k.label(),
         }
     }
 
     fn octets(&self) -> Option<Zeroizing<Vec<u8>>> {
         match self {
-            Candidate::Octets { bytes, .. } => Some(Zeroizing::new(bytes.to_vec())),
+            Candidate::Octets { bytes, .. } | Candidate::Password(bytes) => {
+                Some(Zeroizing::new(bytes.to_vec()))
+            }
             Candidate::Ring(k) => k.octets(),
         }
     }
 }
 
-/// Whether a ring key can serve `need` for `alg`; `Err` says why not.
-fn fits(
-    key: &RingKey,
-    need: Need,
-    alg: &str,
-    enc: Option<&str>,
-    epk_crv: Option<&str>,
-) -> Result<(), String> {
+/// Whether a key is of the type `need` takes (its kty and curve): RFC 7517
+/// §4.5 lets keys of different types share a kid, so a kid is matched
+/// among the keys of the type the alg takes.
+fn type_fits(key: &RingKey, need: Need, epk_crv: Option<&str>) -> bool {
+    match (need, &key.kind) {
+        (Need::Oct | Need::Password, KeyKind::Oct { .. }) => true,
+        (Need::Rsa { .. }, KeyKind::Rsa { .. }) => true,
+        (Need::Ec { crv }, KeyKind::Ec { crv: has, .. }) => crv == has,
+        (Need::EdDsa, KeyKind::Okp { crv, .. }) => crv == "Ed25519" || crv == "Ed448",
+        (Need::Agreement, KeyKind::Ec { crv, .. } | KeyKind::Okp { crv, .. }) => {
+            Some(crv.as_str()) == epk_crv
+        }
+        _ => false,
+    }
+}
+
+/// Whether a key of the right type may be used for `alg`: the JWK's own
+/// `alg`, `use` and `key_ops` (RFC 7517 §4), and a private half where one
+/// is needed. `Err` says why not.
+fn allowed(key: &RingKey, need: Need, alg: &str, enc: Option<&str>) -> Result<(), String> {
     if let Some(key_alg) = &key.alg {
         // A dir key is often labelled with the content encryption it is for.
         if key_alg != alg && !(alg == "dir" && Some(key_alg.as_str()) == enc) {
-            return Err(format!("the key is for alg {key_alg}"));
+            return Err(format!("the key is for alg {key_alg:?}"));
         }
     }
-    let ok = match (need, &key.kind) {
-        (Need::Oct | Need::Password, KeyKind::Oct { .. }) => true,
-        (Need::Rsa { private }, KeyKind::Rsa { private: has, .. }) => {
-            if private && !has {
-                return Err("an RSA public key cannot decrypt; give the private key".to_owned());
-            }
-            true
-        }
-        (Need::Ec { crv, private: _ }, KeyKind::Ec { crv: has, .. }) => crv == has,
-        (Need::EdDsa, KeyKind::Okp { crv, .. }) => crv == "Ed25519" || crv == "Ed448",
-        (Need::Agreement, KeyKind::Ec { crv, private } | KeyKind::Okp { crv, private }) => {
-            if Some(crv.as_str()) != epk_crv {
-                false
-            } else if !private {
-                return Err("a public key cannot decrypt; give the private key".to_owned());
-            } else {
-                true
-            }
-        }
-        _ => false,
+    let signing = jws_need(alg).is_some();
+    let (want_use, ops): (&str, &[&str]) = match signing {
+        true => ("sig", &["verify", "sign"]),
+        false => ("enc", &["decrypt", "unwrapKey", "deriveKey", "deriveBits"]),
     };
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("it is {}", key.kind.describe()))
+    if let Some(u) = &key.key_use {
+        if u != want_use {
+            return Err(format!("the key's use is {u:?}, not {want_use:?}"));
+        }
     }
+    if let Some(key_ops) = &key.key_ops {
+        if !key_ops.iter().any(|o| ops.contains(&o.as_str())) {
+            return Err(format!(
+                "the key's key_ops {key_ops:?} allow none of {ops:?}"
+            ));
+        }
+    }
+    let needs_private = matches!(need, Need::Rsa { private: true } | Need::Agreement);
+    if needs_private && !key.kind.is_private() {
+        return Err("a public key cannot decrypt; give the private key".to_owned());
+    }
+    Ok(())
 }
 
-/// The keys worth trying, in order: those the `kid` names first. Also says
-/// how they were chosen, and warns when the keys given do not fit the alg.
+/// The keys worth trying. When the header's `kid` names keys of the ring,
+/// only those are tried: another key that happens to verify must not
+/// stand in for the one the token names.
 struct Choice<'a> {
     tried: Vec<Candidate<'a>>,
-    /// The kid is in the set (only its keys are tried).
+    /// The kid names keys of the ring (only they are tried).
     kid_matched: bool,
+    /// Fitting keys left out by [`MAX_TRIED`].
+    left_out: usize,
+    /// Keys given that do not fit, and why.
     unfit: Vec<String>,
+    /// The keys the kid names that may not be used for the alg, and why.
+    named_unfit: Vec<String>,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn choose<'a>(
     keys: &'a DecodeKeys,
     option: &'static str,
@@ -206,58 +222,79 @@ fn choose<'a>(
     enc: Option<&str>,
     epk_crv: Option<&str>,
 ) -> Choice<'a> {
+    let typed: Vec<&RingKey> = keys
+        .ring
+        .keys
+        .iter()
+        .filter(|k| type_fits(k, need, epk_crv))
+        .collect();
+    let kid_matched = kid.is_some_and(|kid| typed.iter().any(|k| k.kid.as_deref() == Some(kid)));
+    let mut fitting: Vec<Candidate<'a>> = Vec::new();
+    if let (Need::Password, Some(p)) = (need, keys.password.as_deref()) {
+        fitting.push(Candidate::Password(p.as_slice()));
+    }
     let raw = match option {
         "--sig-key" => keys.sig.as_deref(),
         _ => keys.enc.as_deref(),
     };
-    let mut fitting: Vec<Candidate<'a>> = Vec::new();
-    if let (Some(bytes), Need::Oct | Need::Password) = (raw, need) {
+    if let (Some(bytes), Need::Oct | Need::Password, false) = (raw, need, kid_matched) {
         fitting.push(Candidate::Octets {
             option,
             bytes: bytes.as_slice(),
         });
     }
-    let mut unfit = Vec::new();
-    for k in &keys.ring.keys {
-        match fits(k, need, alg, enc, epk_crv) {
+    let mut unfit: Vec<String> = keys
+        .ring
+        .keys
+        .iter()
+        .filter(|k| !type_fits(k, need, epk_crv))
+        .map(|k| format!("{}: it is {}", k.label(), k.kind.describe()))
+        .collect();
+    let mut named_unfit = Vec::new();
+    for k in typed {
+        if kid_matched && k.kid.as_deref() != kid {
+            continue;
+        }
+        match allowed(k, need, alg, enc) {
             Ok(()) => fitting.push(Candidate::Ring(k)),
+            Err(why) if kid_matched => named_unfit.push(format!("{}: {why}", k.label())),
             Err(why) => unfit.push(format!("{}: {why}", k.label())),
         }
     }
-    let named: Vec<usize> = match kid {
-        Some(kid) => fitting
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.kid() == Some(kid))
-            .map(|(i, _)| i)
-            .collect(),
-        None => Vec::new(),
-    };
-    let kid_matched = !named.is_empty();
-    let tried = if kid_matched {
-        let mut named_keys = Vec::new();
-        for (i, c) in fitting.into_iter().enumerate() {
-            if named.contains(&i) {
-                named_keys.push(c);
-            }
-        }
-        named_keys
-    } else {
-        fitting
-    };
+    let left_out = fitting.len().saturating_sub(MAX_TRIED);
+    fitting.truncate(MAX_TRIED);
     Choice {
-        tried,
+        tried: fitting,
         kid_matched,
+        left_out,
         unfit,
+        named_unfit,
     }
+}
+
+/// One key that did not open the layer.
+struct Miss {
+    label: String,
+    why: String,
+    /// The check ran and said no; `false` when the key could not be used
+    /// at all (a library refused it), which is no cryptographic failure.
+    checked: bool,
 }
 
 /// What trying the keys gave, before it becomes a [`Crypto`].
 struct Trial {
     /// Index into the tried keys of the one that worked, and its output.
     found: Option<(usize, Vec<u8>)>,
-    /// Each key that did not work, and why.
-    failures: Vec<(String, String)>,
+    misses: Vec<Miss>,
+}
+
+impl Trial {
+    fn new() -> Trial {
+        Trial {
+            found: None,
+            misses: Vec::new(),
+        }
+    }
 }
 
 /// A sentence on how the key was chosen, when there was a choice.
@@ -272,19 +309,29 @@ fn selection_note(
         Some(w) => format!("{w} verifies"),
         None => "none verifies".to_owned(),
     };
+    let left_out = match choice.left_out {
+        0 => String::new(),
+        n => format!(" ({n} more not tried: at most {MAX_TRIED} keys per signature or recipient)"),
+    };
     match kid {
         _ if choice.kid_matched => None,
-        Some(kid) if !ring_kids.is_empty() => Some(format!(
-            "kid {kid:?} is not in the set; it has {}; tried {} key(s) of a fitting type: {result}",
-            ring_kids.join(", "),
-            choice.tried.len()
-        )),
+        Some(kid) if !ring_kids.is_empty() => {
+            let mut kids: Vec<String> = ring_kids.iter().take(8).map(|k| format!("{k:?}")).collect();
+            if ring_kids.len() > 8 {
+                kids.push(format!("and {} more", ring_kids.len() - 8));
+            }
+            Some(format!(
+                "kid {kid:?} is not in the set; it has {}; tried {} key(s) of a fitting type{left_out}: {result}",
+                kids.join(", "),
+                choice.tried.len()
+            ))
+        }
         Some(kid) if choice.tried.len() > 1 => Some(format!(
-            "kid {kid:?} names none of the keys; tried {} key(s) of a fitting type: {result}",
+            "kid {kid:?} names none of the keys; tried {} key(s) of a fitting type{left_out}: {result}",
             choice.tried.len()
         )),
         None if choice.tried.len() > 1 => Some(format!(
-            "the header has no kid; tried {} key(s) of a fitting type: {result}",
+            "the header has no kid; tried {} key(s) of a fitting type{left_out}: {result}",
             choice.tried.len()
         )),
         _ => None,
@@ -309,7 +356,7 @@ pub struct Opened {
 }
 
 impl Opened {
-    fn new(crypto: Crypto) -> Opened {
+    pub fn new(crypto: Crypto) -> Opened {
         Opened {
             crypto,
             content: None,
@@ -321,6 +368,36 @@ impl Opened {
 
 fn str_of<'a>(h: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
     h.get(name).and_then(Value::as_str)
+}
+
+/// No key was tried: the layer says what it needs, and warns when the keys
+/// given were of the wrong type or the kid named keys that do not fit.
+fn no_fitting_key(
+    alg: String,
+    need: Need,
+    option: &'static str,
+    choice: &Choice<'_>,
+    kid: Option<&str>,
+) -> Opened {
+    let mut out = Opened::new(Crypto::NoKey {
+        alg: alg.clone(),
+        needs: needs_for(need, option),
+    });
+    mismatch_warning(&alg, need, choice, &mut out);
+    if choice.kid_matched {
+        // The token names its key, and that key may not be used this way:
+        // a failure, never a reason to try another key.
+        out.crypto = Crypto::Failed {
+            why: format!(
+                "kid {:?} names key(s) that may not be used with {alg}: {}",
+                kid.unwrap_or(""),
+                choice.named_unfit.join("; ")
+            ),
+            alg,
+            key_fp: None,
+        };
+    }
+    out
 }
 
 /// Verifies a signature with every fitting key until one verifies.
@@ -345,27 +422,19 @@ pub fn verify_jws(input: &SignedInput<'_>, keys: &DecodeKeys) -> Opened {
         });
     };
     let choice = choose(keys, "--sig-key", need, &alg, kid, None, None);
-    let mut out = Opened::new(Crypto::Unsecured);
     if choice.tried.is_empty() {
-        mismatch_warning(&alg, need, &choice, &mut out);
-        out.crypto = Crypto::NoKey {
-            alg,
-            needs: needs_for(need, "--sig-key"),
-        };
-        return out;
+        return no_fitting_key(alg, need, "--sig-key", &choice, kid);
     }
     let Some(signature) = input.signature else {
-        out.crypto = Crypto::Failed {
+        return Opened::new(Crypto::Failed {
             alg,
             key_fp: None,
             why: "the signature part is not base64url".to_owned(),
-        };
-        return out;
+        });
     };
-    let mut trial = Trial {
-        found: None,
-        failures: Vec::new(),
-    };
+    // The crypto is set by finish(); this is only its start.
+    let mut out = Opened::new(Crypto::Unsecured);
+    let mut trial = Trial::new();
     for (i, c) in choice.tried.iter().enumerate() {
         key_warnings(c, &alg, &mut out.warnings);
         match verify_one(&alg, c, input.signing_input, signature) {
@@ -373,10 +442,35 @@ pub fn verify_jws(input: &SignedInput<'_>, keys: &DecodeKeys) -> Opened {
                 trial.found = Some((i, Vec::new()));
                 break;
             }
-            Err(why) => trial.failures.push((c.label(), why)),
+            Err(miss) => trial.misses.push(miss.named(c.label())),
         }
     }
     finish(&alg, "verifies", choice, trial, kid, keys, out)
+}
+
+/// Why one key did not work, before it is named.
+enum KeyMiss {
+    /// The check ran and failed.
+    Failed(String),
+    /// The key could not be used (a library refused it).
+    Unusable(String),
+}
+
+impl KeyMiss {
+    fn named(self, label: String) -> Miss {
+        match self {
+            KeyMiss::Failed(why) => Miss {
+                label,
+                why,
+                checked: true,
+            },
+            KeyMiss::Unusable(why) => Miss {
+                label,
+                why,
+                checked: false,
+            },
+        }
+    }
 }
 
 /// Turns a trial into the layer's crypto and notes.
@@ -399,24 +493,37 @@ fn finish(
             kid: choice.tried[*i].kid().map(str::to_owned),
         },
         None => {
-            let why = match trial.failures.as_slice() {
-                [(_, why)] => why.clone(),
-                many => format!(
-                    "none of the {} keys {verb}: {}",
-                    many.len(),
-                    many.iter()
-                        .map(|(label, why)| format!("{label}: {why}"))
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                ),
+            let why = match trial.misses.as_slice() {
+                [one] => one.why.clone(),
+                many => {
+                    let mut each: Vec<String> = many
+                        .iter()
+                        .take(MAX_FAILURES_SHOWN)
+                        .map(|m| format!("{}: {}", m.label, m.why))
+                        .collect();
+                    if many.len() > MAX_FAILURES_SHOWN {
+                        each.push(format!("and {} more", many.len() - MAX_FAILURES_SHOWN));
+                    }
+                    format!(
+                        "none of the {} keys {verb}: {}",
+                        many.len(),
+                        each.join("; ")
+                    )
+                }
             };
-            Crypto::Failed {
-                alg: alg.to_owned(),
-                key_fp: match choice.tried.as_slice() {
-                    [one] => Some(one.fp()),
-                    _ => None,
-                },
-                why,
+            if trial.misses.iter().any(|m| m.checked) {
+                Crypto::Failed {
+                    alg: alg.to_owned(),
+                    key_fp: match choice.tried.as_slice() {
+                        [one] => Some(one.fp()),
+                        _ => None,
+                    },
+                    why,
+                }
+            } else {
+                Crypto::Unsupported {
+                    why: format!("{alg}: no key given could be used: {why}"),
+                }
             }
         }
     };
@@ -440,17 +547,28 @@ fn needs_for(need: Need, option: &'static str) -> &'static str {
 /// Keys were given, but none of a type the alg takes: the shape of an
 /// algorithm-confusion attack (RFC 8725 §2.1), or the wrong key file.
 fn mismatch_warning(alg: &str, need: Need, choice: &Choice<'_>, out: &mut Opened) {
-    if choice.unfit.is_empty() {
+    let all: Vec<&str> = choice
+        .named_unfit
+        .iter()
+        .chain(&choice.unfit)
+        .map(String::as_str)
+        .collect();
+    if all.is_empty() {
         return;
+    }
+    let mut unfit: Vec<&str> = all.iter().copied().take(MAX_FAILURES_SHOWN).collect();
+    let more = format!("and {} more", all.len().saturating_sub(MAX_FAILURES_SHOWN));
+    if all.len() > MAX_FAILURES_SHOWN {
+        unfit.push(&more);
     }
     out.warnings.push(Warning::new(
         Lint::AlgKeyMismatch,
         format!(
-            "alg {alg} needs {}, and no key given is one ({}); not tried: a verifier that \
+            "alg {alg} needs {}, and no key given may be used so ({}); not tried: a verifier that \
              lets the token's alg choose how a key is used can be fooled into, say, an HMAC \
              keyed with a public key (RFC 8725 §2.1, §3.1)",
             need.describe(),
-            choice.unfit.join("; ")
+            unfit.join("; ")
         ),
     ));
 }
@@ -499,30 +617,48 @@ fn key_warnings(c: &Candidate<'_>, alg: &str, warnings: &mut Vec<Warning>) {
     }
 }
 
-fn verify_one(alg: &str, c: &Candidate<'_>, input: &[u8], sig: &[u8]) -> Result<(), String> {
+fn verify_one(alg: &str, c: &Candidate<'_>, input: &[u8], sig: &[u8]) -> Result<(), KeyMiss> {
     let bad = || {
-        "the signature does not verify with this key: another key, or altered content".to_owned()
+        KeyMiss::Failed(
+            "the signature does not verify with this key: another key, or altered content"
+                .to_owned(),
+        )
     };
     if let Some(mac) = MacAlg::from_name(alg) {
-        let key = c.octets().ok_or("the key has no octets")?;
+        let key = c
+            .octets()
+            .ok_or_else(|| KeyMiss::Unusable("the key has no octets".to_owned()))?;
         return mac.verify(&key, input, sig).then_some(()).ok_or_else(bad);
     }
     let Candidate::Ring(key) = c else {
-        return Err("not a key for this alg".to_owned());
+        return Err(KeyMiss::Unusable("not a key for this alg".to_owned()));
     };
     if alg.starts_with("RS") || alg.starts_with("PS") {
-        return verify_rsa(alg, key, input, sig)?
-            .then_some(())
-            .ok_or_else(bad);
+        return match verify_rsa(alg, key, input, sig) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(bad()),
+            Err(why) => Err(KeyMiss::Unusable(why)),
+        };
     }
-    let verifier: Box<dyn JwsVerifier> = match alg {
-        "ES256" => Box::new(kjws::ES256.verifier_from_jwk(&key.jwk).map_err(lib)?),
-        "ES384" => Box::new(kjws::ES384.verifier_from_jwk(&key.jwk).map_err(lib)?),
-        "ES512" => Box::new(kjws::ES512.verifier_from_jwk(&key.jwk).map_err(lib)?),
-        "ES256K" => Box::new(kjws::ES256K.verifier_from_jwk(&key.jwk).map_err(lib)?),
-        "EdDSA" => Box::new(kjws::EdDSA.verifier_from_jwk(&key.jwk).map_err(lib)?),
-        _ => return Err(format!("alg {alg} is not verified here")),
+    let verifier: Result<Box<dyn JwsVerifier>, josekit::JoseError> = match alg {
+        "ES256" => kjws::ES256
+            .verifier_from_jwk(&key.jwk)
+            .map(|v| Box::new(v) as _),
+        "ES384" => kjws::ES384
+            .verifier_from_jwk(&key.jwk)
+            .map(|v| Box::new(v) as _),
+        "ES512" => kjws::ES512
+            .verifier_from_jwk(&key.jwk)
+            .map(|v| Box::new(v) as _),
+        "ES256K" => kjws::ES256K
+            .verifier_from_jwk(&key.jwk)
+            .map(|v| Box::new(v) as _),
+        "EdDSA" => kjws::EdDSA
+            .verifier_from_jwk(&key.jwk)
+            .map(|v| Box::new(v) as _),
+        _ => return Err(KeyMiss::Unusable(format!("alg {alg} is not verified here"))),
     };
+    let verifier = verifier.map_err(|e| KeyMiss::Unusable(lib(e)))?;
     verifier.verify(input, sig).map_err(|_| bad())
 }
 
@@ -585,6 +721,7 @@ pub fn decrypt_jwe(input: &EncryptedInput<'_>, keys: &DecodeKeys) -> Opened {
     let enc_name = str_of(h, "enc").unwrap_or("");
     let kid = str_of(h, "kid");
     let label = format!("{alg}/{enc_name}");
+    // The crypto is set on every path below; this is only its start.
     let mut out = Opened::new(Crypto::Unsecured);
     let (Some(need), Some(enc)) = (jwe_need(&alg), ContentEnc::from_name(enc_name)) else {
         out.crypto = Crypto::Refused {
@@ -630,7 +767,11 @@ pub fn decrypt_jwe(input: &EncryptedInput<'_>, keys: &DecodeKeys) -> Opened {
             }
         }
     }
-    let mut choice = choose(
+    if let Err(why) = check_encrypted_key(&alg, h, input.encrypted_key) {
+        out.crypto = Crypto::Refused { alg: label, why };
+        return out;
+    }
+    let choice = choose(
         keys,
         "--enc-key",
         need,
@@ -639,40 +780,81 @@ pub fn decrypt_jwe(input: &EncryptedInput<'_>, keys: &DecodeKeys) -> Opened {
         Some(enc_name),
         epk_crv.as_deref(),
     );
-    let password = keys.password.as_deref().map(|p| Candidate::Octets {
-        option: "--password-file",
-        bytes: p.as_slice(),
-    });
-    if let (Need::Password, Some(p)) = (need, password) {
-        choice.tried.insert(0, p);
-    }
     if choice.tried.is_empty() {
-        mismatch_warning(&alg, need, &choice, &mut out);
-        out.crypto = Crypto::NoKey {
-            alg: label,
-            needs: needs_for(need, "--enc-key"),
-        };
-        return out;
+        let mut none = no_fitting_key(label, need, "--enc-key", &choice, kid);
+        none.warnings.splice(0..0, out.warnings);
+        return none;
     }
-    let mut trial = Trial {
-        found: None,
-        failures: Vec::new(),
-    };
+    let p2c = h.get("p2c").and_then(Value::as_u64).unwrap_or(0);
+    let mut trial = Trial::new();
     for (i, c) in choice.tried.iter().enumerate() {
         key_warnings(c, &alg, &mut out.warnings);
+        if need == Need::Password {
+            let spent = keys.pbkdf2_spent.get();
+            if spent + p2c > MAX_P2C_TOTAL {
+                trial.misses.push(Miss {
+                    label: c.label(),
+                    why: format!(
+                        "not tried: this run has computed {spent} PBKDF2 iterations, and \
+                         {MAX_P2C_TOTAL} is the cap"
+                    ),
+                    checked: false,
+                });
+                continue;
+            }
+            keys.pbkdf2_spent.set(spent + p2c);
+        }
         let opened = content_key(&alg, enc, c, input).and_then(|cek| {
             enc.open(&cek, input.aad, input.iv, input.ciphertext, input.tag)
-                .map_err(|e| e.to_string())
+                .map_err(|e| KeyMiss::Failed(e.to_string()))
         });
         match opened {
             Ok(plain) => {
                 trial.found = Some((i, plain));
                 break;
             }
-            Err(why) => trial.failures.push((c.label(), why)),
+            Err(miss) => trial.misses.push(miss.named(c.label())),
         }
     }
     finish(&label, "decrypts", choice, trial, kid, keys, out)
+}
+
+/// What RFC 7516 and 7518 require of the encrypted key before any key is
+/// tried (josekit slices it without checking).
+fn check_encrypted_key(alg: &str, h: &Map<String, Value>, ek: &[u8]) -> Result<(), String> {
+    let wrapped = alg.ends_with("KW") && !alg.ends_with("GCMKW");
+    if (alg == "dir" || alg == "ECDH-ES") && !ek.is_empty() {
+        return Err(format!(
+            "alg {alg} has an encrypted key of {} bytes; RFC 7516 §5.1 wants it empty",
+            ek.len()
+        ));
+    }
+    if wrapped && (ek.len() < 24 || !ek.len().is_multiple_of(8)) {
+        return Err(format!(
+            "the encrypted key is {} bytes; an AES key wrap (RFC 3394) of a content key is a \
+             multiple of 8 bytes, 24 or more",
+            ek.len()
+        ));
+    }
+    if alg.ends_with("GCMKW") {
+        let len = |name: &str| {
+            h.get(name)
+                .and_then(Value::as_str)
+                .and_then(jose_binding::b64::decode)
+                .map(|b| b.len())
+        };
+        if len("iv") != Some(12) || len("tag") != Some(16) {
+            return Err(
+                "an AES-GCM key wrap needs the header members iv (96 bits) and tag (128 bits), \
+                 in base64url (RFC 7518 §4.7.1)"
+                    .to_owned(),
+            );
+        }
+    }
+    if (alg.starts_with("RSA") || alg.starts_with("A1") || alg.starts_with("A2")) && ek.is_empty() {
+        return Err(format!("alg {alg} needs an encrypted key; it is empty"));
+    }
+    Ok(())
 }
 
 /// The content encryption key, unwrapped (or agreed) by josekit.
@@ -681,95 +863,87 @@ fn content_key(
     enc: ContentEnc,
     c: &Candidate<'_>,
     input: &EncryptedInput<'_>,
-) -> Result<Zeroizing<Vec<u8>>, String> {
+) -> Result<Zeroizing<Vec<u8>>, KeyMiss> {
+    let unusable = |e: josekit::JoseError| KeyMiss::Unusable(lib(e));
+    let no_octets = || KeyMiss::Unusable("the key has no octets".to_owned());
     if alg == "dir" {
-        if !input.encrypted_key.is_empty() {
-            return Err("alg dir has an encrypted key; RFC 7516 §4.1.1 wants it empty".to_owned());
-        }
-        return c.octets().ok_or_else(|| "the key has no octets".to_owned());
+        return c.octets().ok_or_else(no_octets);
     }
     let decrypter: Box<dyn JweDecrypter> = match (alg, c) {
-        (_, Candidate::Octets { bytes, .. }) => octet_decrypter(alg, bytes)?,
+        (_, Candidate::Octets { bytes, .. } | Candidate::Password(bytes)) => {
+            octet_decrypter(alg, bytes)?
+        }
         (_, Candidate::Ring(k)) if matches!(k.kind, KeyKind::Oct { .. }) => {
-            let bytes = k.octets().ok_or("the key has no octets")?;
+            let bytes = k.octets().ok_or_else(no_octets)?;
             octet_decrypter(alg, &bytes)?
         }
-        // Reading RSA1_5 tokens is the point: they are opened and warned about.
-        #[allow(deprecated)]
-        ("RSA1_5", Candidate::Ring(k)) => {
-            Box::new(kjwe::RSA1_5.decrypter_from_jwk(&k.jwk).map_err(lib)?)
+        (_, Candidate::Ring(k)) if alg.starts_with("RSA") => {
+            let rsa = match alg {
+                // Reading RSA1_5 tokens is the point: they are opened and warned about.
+                #[allow(deprecated)]
+                "RSA1_5" => kjwe::RSA1_5,
+                "RSA-OAEP" => kjwe::RSA_OAEP,
+                "RSA-OAEP-256" => kjwe::RSA_OAEP_256,
+                "RSA-OAEP-384" => kjwe::RSA_OAEP_384,
+                _ => kjwe::RSA_OAEP_512,
+            };
+            Box::new(rsa.decrypter_from_jwk(&k.jwk).map_err(unusable)?)
         }
-        ("RSA-OAEP", Candidate::Ring(k)) => {
-            Box::new(kjwe::RSA_OAEP.decrypter_from_jwk(&k.jwk).map_err(lib)?)
+        (_, Candidate::Ring(k)) if alg.starts_with("ECDH-ES") => {
+            let ecdh = match alg {
+                "ECDH-ES" => kjwe::ECDH_ES,
+                "ECDH-ES+A128KW" => kjwe::ECDH_ES_A128KW,
+                "ECDH-ES+A192KW" => kjwe::ECDH_ES_A192KW,
+                _ => kjwe::ECDH_ES_A256KW,
+            };
+            Box::new(ecdh.decrypter_from_jwk(&k.jwk).map_err(unusable)?)
         }
-        ("RSA-OAEP-256", Candidate::Ring(k)) => {
-            Box::new(kjwe::RSA_OAEP_256.decrypter_from_jwk(&k.jwk).map_err(lib)?)
+        _ => {
+            return Err(KeyMiss::Unusable(format!(
+                "alg {alg} is not decrypted with this key"
+            )))
         }
-        ("RSA-OAEP-384", Candidate::Ring(k)) => {
-            Box::new(kjwe::RSA_OAEP_384.decrypter_from_jwk(&k.jwk).map_err(lib)?)
-        }
-        ("RSA-OAEP-512", Candidate::Ring(k)) => {
-            Box::new(kjwe::RSA_OAEP_512.decrypter_from_jwk(&k.jwk).map_err(lib)?)
-        }
-        ("ECDH-ES", Candidate::Ring(k)) => {
-            Box::new(kjwe::ECDH_ES.decrypter_from_jwk(&k.jwk).map_err(lib)?)
-        }
-        ("ECDH-ES+A128KW", Candidate::Ring(k)) => Box::new(
-            kjwe::ECDH_ES_A128KW
-                .decrypter_from_jwk(&k.jwk)
-                .map_err(lib)?,
-        ),
-        ("ECDH-ES+A192KW", Candidate::Ring(k)) => Box::new(
-            kjwe::ECDH_ES_A192KW
-                .decrypter_from_jwk(&k.jwk)
-                .map_err(lib)?,
-        ),
-        ("ECDH-ES+A256KW", Candidate::Ring(k)) => Box::new(
-            kjwe::ECDH_ES_A256KW
-                .decrypter_from_jwk(&k.jwk)
-                .map_err(lib)?,
-        ),
-        _ => return Err(format!("alg {alg} is not decrypted with this key")),
     };
-    let header = JweHeader::from_map(input.header.clone()).map_err(lib)?;
+    let header = JweHeader::from_map(input.header.clone()).map_err(unusable)?;
     let encrypted_key = (!input.encrypted_key.is_empty()).then_some(input.encrypted_key);
     let cek: Cow<'_, [u8]> = decrypter
         .decrypt(encrypted_key, josekit_enc(enc), &header)
         .map_err(|e| {
             let s = e.to_string();
-            format!(
+            KeyMiss::Failed(format!(
                 "the key does not unwrap the content key: {}",
                 s.lines().next().unwrap_or("")
-            )
+            ))
         })?;
     Ok(Zeroizing::new(cek.into_owned()))
 }
 
-fn octet_decrypter(alg: &str, key: &[u8]) -> Result<Box<dyn JweDecrypter>, String> {
-    Ok(match alg {
-        "A128KW" => Box::new(kjwe::A128KW.decrypter_from_bytes(key).map_err(lib)?),
-        "A192KW" => Box::new(kjwe::A192KW.decrypter_from_bytes(key).map_err(lib)?),
-        "A256KW" => Box::new(kjwe::A256KW.decrypter_from_bytes(key).map_err(lib)?),
-        "A128GCMKW" => Box::new(kjwe::A128GCMKW.decrypter_from_bytes(key).map_err(lib)?),
-        "A192GCMKW" => Box::new(kjwe::A192GCMKW.decrypter_from_bytes(key).map_err(lib)?),
-        "A256GCMKW" => Box::new(kjwe::A256GCMKW.decrypter_from_bytes(key).map_err(lib)?),
-        "PBES2-HS256+A128KW" => Box::new(
-            kjwe::PBES2_HS256_A128KW
-                .decrypter_from_bytes(key)
-                .map_err(lib)?,
-        ),
-        "PBES2-HS384+A192KW" => Box::new(
-            kjwe::PBES2_HS384_A192KW
-                .decrypter_from_bytes(key)
-                .map_err(lib)?,
-        ),
-        "PBES2-HS512+A256KW" => Box::new(
-            kjwe::PBES2_HS512_A256KW
-                .decrypter_from_bytes(key)
-                .map_err(lib)?,
-        ),
-        _ => return Err(format!("alg {alg} does not take a symmetric key")),
-    })
+fn octet_decrypter(alg: &str, key: &[u8]) -> Result<Box<dyn JweDecrypter>, KeyMiss> {
+    let lib = |e: josekit::JoseError| KeyMiss::Unusable(lib(e));
+    let aeskw = |a: kjwe::alg::aeskw::AeskwJweAlgorithm| -> Result<Box<dyn JweDecrypter>, KeyMiss> {
+        Ok(Box::new(a.decrypter_from_bytes(key).map_err(lib)?))
+    };
+    let gcmkw =
+        |a: kjwe::alg::aesgcmkw::AesgcmkwJweAlgorithm| -> Result<Box<dyn JweDecrypter>, KeyMiss> {
+            Ok(Box::new(a.decrypter_from_bytes(key).map_err(lib)?))
+        };
+    let pbes2 = |a: kjwe::alg::pbes2_hmac_aeskw::Pbes2HmacAeskwJweAlgorithm| -> Result<Box<dyn JweDecrypter>, KeyMiss> {
+        Ok(Box::new(a.decrypter_from_bytes(key).map_err(lib)?))
+    };
+    match alg {
+        "A128KW" => aeskw(kjwe::A128KW),
+        "A192KW" => aeskw(kjwe::A192KW),
+        "A256KW" => aeskw(kjwe::A256KW),
+        "A128GCMKW" => gcmkw(kjwe::A128GCMKW),
+        "A192GCMKW" => gcmkw(kjwe::A192GCMKW),
+        "A256GCMKW" => gcmkw(kjwe::A256GCMKW),
+        "PBES2-HS256+A128KW" => pbes2(kjwe::PBES2_HS256_A128KW),
+        "PBES2-HS384+A192KW" => pbes2(kjwe::PBES2_HS384_A192KW),
+        "PBES2-HS512+A256KW" => pbes2(kjwe::PBES2_HS512_A256KW),
+        _ => Err(KeyMiss::Unusable(format!(
+            "alg {alg} does not take a symmetric key"
+        ))),
+    }
 }
 
 fn josekit_enc(enc: ContentEnc) -> &'static dyn JweContentEncryption {

@@ -85,6 +85,12 @@ pub fn sanitize(s: &str) -> String {
     out
 }
 
+/// [`sanitize`] for a one-line field: a line break from a token must not
+/// start a line of its own that looks like this tool's.
+pub fn sanitize_line(s: &str) -> String {
+    sanitize(s).replace('\n', "\\n")
+}
+
 /// Pretty JSON with colours, indented by `indent` spaces.
 pub fn json_block(v: &Value, indent: usize, st: Style) -> String {
     let mut out = String::new();
@@ -142,7 +148,7 @@ fn field(out: &mut String, st: Style, name: &str, value: &str) {
 }
 
 fn note(out: &mut String, st: Style, text: &str) {
-    let _ = writeln!(out, "  {} {}", st.warn("!"), st.warn(&sanitize(text)));
+    let _ = writeln!(out, "  {} {}", st.warn("!"), st.warn(&sanitize_line(text)));
 }
 
 fn schedule_lines(out: &mut String, st: Style, s: &Schedule) {
@@ -344,7 +350,7 @@ fn layer_lines(out: &mut String, st: Style, l: &LayerView, total: usize) {
         _ => "crypto",
     };
     // The alg, kid and library errors in it come from the token.
-    let ctext = sanitize(&l.crypto.describe(l.kind));
+    let ctext = sanitize_line(&l.crypto.describe(l.kind));
     let painted = match &l.crypto {
         Crypto::Verified { .. } => st.good(&ctext),
         Crypto::Failed { .. } | Crypto::Unsecured | Crypto::Refused { .. } => st.bad(&ctext),
@@ -361,7 +367,7 @@ fn layer_lines(out: &mut String, st: Style, l: &LayerView, total: usize) {
             out,
             "    {what} #{}: {}",
             e.index,
-            sanitize(&e.crypto.describe(l.kind))
+            sanitize_line(&e.crypto.describe(l.kind))
         );
         for (name, h) in [("protected", &e.protected), ("header", &e.header)] {
             if let Some(h) = h {
@@ -375,7 +381,7 @@ fn layer_lines(out: &mut String, st: Style, l: &LayerView, total: usize) {
             out,
             "  {} {}",
             st.warn(&format!("warning [{}]", w.code)),
-            sanitize(&w.message)
+            sanitize_line(&w.message)
         );
     }
     match &l.server_syntax {
@@ -676,7 +682,7 @@ fn checks_lines(out: &mut String, st: Style, c: &Checks) {
     };
     let _ = writeln!(out, "  {line}");
     for reason in &c.reasons {
-        let _ = writeln!(out, "    - {}", sanitize(reason));
+        let _ = writeln!(out, "    - {}", sanitize_line(reason));
     }
 }
 

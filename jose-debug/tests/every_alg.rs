@@ -15,10 +15,20 @@ use josekit::jwe::{self, JweHeader};
 use josekit::jwk::alg::ec::{EcCurve, EcKeyPair};
 use josekit::jwk::alg::ed::{EdCurve, EdKeyPair};
 use josekit::jwk::alg::rsa::RsaKeyPair;
-use josekit::jwk::Jwk;
+use josekit::jwk::{Jwk, KeyPair};
 use josekit::jws::{self, JwsHeader};
 use serde_json::{json, Value};
 use support::{code, json, run};
+
+/// RFC 7518 §5's content encryptions.
+const ENCS: [&str; 6] = [
+    "A128GCM",
+    "A192GCM",
+    "A256GCM",
+    "A128CBC-HS256",
+    "A192CBC-HS384",
+    "A256CBC-HS512",
+];
 
 fn tmp(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("jose-debug-{name}-{}", std::process::id()));
@@ -94,11 +104,7 @@ fn flipped(token: &str, i: usize) -> Option<String> {
 
 #[test]
 fn rfc_examples_open_with_their_keys_and_fail_when_touched() {
-    let text = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/rfc.json"),
-    )
-    .unwrap();
-    let vectors: Vec<Value> = serde_json::from_str(&text).unwrap();
+    let vectors = support::rfc_vectors();
     assert!(vectors.len() >= 60);
     let dir = tmp("rfc");
     let mut algs = std::collections::BTreeSet::new();
@@ -138,7 +144,10 @@ fn rfc_examples_open_with_their_keys_and_fail_when_touched() {
         );
         // A wrong key of the same type: the crypto fails.
         let wrong: Vec<String> = match v.get("password") {
-            Some(_) => vec!["--password-file".into(), write(&dir, "pw-wrong", "not it\n")],
+            Some(_) => vec![
+                "--password-file".into(),
+                write(&dir, "pw-wrong", "not it\n"),
+            ],
             None => vec!["--key".into(), wrong_key_file(&dir, &v["key"])],
         };
         let mut wrong_flags: Vec<&str> = wrong.iter().map(String::as_str).collect();
@@ -182,8 +191,9 @@ fn rfc_examples_open_with_their_keys_and_fail_when_touched() {
     }
 }
 
-/// A fresh key of the same type, curve or length as `jwk`, with its kid
-/// (so that it is the one chosen), as a PEM or JWK file.
+/// A fresh key of the same type, curve or length as `jwk`: an oct or RSA
+/// JWK keeps the kid (so that the kid picks it), an EC or OKP key is a PEM
+/// without one (so that every fitting key is tried).
 fn wrong_key_file(dir: &Path, jwk: &Value) -> String {
     use openssl::ec::{EcGroup, EcKey};
     use openssl::nid::Nid;
@@ -214,7 +224,10 @@ fn wrong_key_file(dir: &Path, jwk: &Value) -> String {
                 "P-384" => Nid::SECP384R1,
                 _ => Nid::SECP521R1,
             };
-            pem(PKey::from_ec_key(EcKey::generate(&EcGroup::from_curve_name(nid).unwrap()).unwrap()).unwrap())
+            pem(PKey::from_ec_key(
+                EcKey::generate(&EcGroup::from_curve_name(nid).unwrap()).unwrap(),
+            )
+            .unwrap())
         }
         ("OKP", Some("Ed25519")) => pem(PKey::generate_ed25519().unwrap()),
         ("OKP", Some("X25519")) => pem(PKey::generate_x25519().unwrap()),
@@ -225,11 +238,7 @@ fn wrong_key_file(dir: &Path, jwk: &Value) -> String {
 
 #[test]
 fn a_general_jws_reports_each_signature() {
-    let text = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/rfc.json"),
-    )
-    .unwrap();
-    let vectors: Vec<Value> = serde_json::from_str(&text).unwrap();
+    let vectors = support::rfc_vectors();
     let v = vectors
         .iter()
         .find(|v| v["name"] == "rfc7520-4.8-general-es512")
@@ -266,34 +275,27 @@ struct Pair {
     private_jwk: Jwk,
 }
 
-fn rsa() -> Pair {
-    let k = RsaKeyPair::generate(2048).unwrap();
-    Pair {
-        private_pem: String::from_utf8(k.to_pem_private_key()).unwrap(),
-        public_pem: String::from_utf8(k.to_pem_public_key()).unwrap(),
-        public_jwk: k.to_jwk_public_key(),
-        private_jwk: k.to_jwk_key_pair(),
+impl Pair {
+    fn of(k: &dyn KeyPair) -> Pair {
+        Pair {
+            private_pem: String::from_utf8(k.to_pem_private_key()).unwrap(),
+            public_pem: String::from_utf8(k.to_pem_public_key()).unwrap(),
+            public_jwk: k.to_jwk_public_key(),
+            private_jwk: k.to_jwk_key_pair(),
+        }
     }
+}
+
+fn rsa() -> Pair {
+    Pair::of(&RsaKeyPair::generate(2048).unwrap())
 }
 
 fn ec(curve: EcCurve) -> Pair {
-    let k = EcKeyPair::generate(curve).unwrap();
-    Pair {
-        private_pem: String::from_utf8(k.to_pem_private_key()).unwrap(),
-        public_pem: String::from_utf8(k.to_pem_public_key()).unwrap(),
-        public_jwk: k.to_jwk_public_key(),
-        private_jwk: k.to_jwk_key_pair(),
-    }
+    Pair::of(&EcKeyPair::generate(curve).unwrap())
 }
 
 fn ed() -> Pair {
-    let k = EdKeyPair::generate(EdCurve::Ed25519).unwrap();
-    Pair {
-        private_pem: String::from_utf8(k.to_pem_private_key()).unwrap(),
-        public_pem: String::from_utf8(k.to_pem_public_key()).unwrap(),
-        public_jwk: k.to_jwk_public_key(),
-        private_jwk: k.to_jwk_key_pair(),
-    }
+    Pair::of(&EdKeyPair::generate(EdCurve::Ed25519).unwrap())
 }
 
 fn oct(len: usize) -> Jwk {
@@ -394,14 +396,7 @@ fn josekit_signatures_verify_with_pem_and_jwk_keys() {
 fn josekit_encryptions_decrypt_with_every_key_management() {
     let dir = tmp("josekit-jwe");
     let payload = r#"{"iss":"josekit","n":2}"#;
-    let encs = [
-        "A128GCM",
-        "A192GCM",
-        "A256GCM",
-        "A128CBC-HS256",
-        "A192CBC-HS384",
-        "A256CBC-HS512",
-    ];
+    let encs = ENCS;
     let (r, rw) = (rsa(), rsa());
     let (e, ew) = (ec(EcCurve::P256), ec(EcCurve::P256));
     let algs = [
@@ -652,14 +647,11 @@ fn jwcrypto_tokens_open_with_keys_in_every_form() {
         "PBES2-HS256+A128KW",
         "PBES2-HS384+A192KW",
         "PBES2-HS512+A256KW",
-        "A128GCM",
-        "A192GCM",
-        "A256GCM",
-        "A128CBC-HS256",
-        "A192CBC-HS384",
-        "A256CBC-HS512",
-    ] {
-        assert!(algs.contains(alg), "no jwcrypto case for {alg}");
+    ]
+    .iter()
+    .chain(&ENCS)
+    {
+        assert!(algs.contains(*alg), "no jwcrypto case for {alg}");
     }
 }
 
@@ -667,15 +659,38 @@ fn jwcrypto_tokens_open_with_keys_in_every_form() {
 // RFC 8725's mistakes
 // ---------------------------------------------------------------------------
 
-fn hs256(header: &Value, payload: &[u8], key: &[u8]) -> String {
+/// HMAC-SHA256 of `input`, base64url: a JWS signature.
+fn mac256(key: &[u8], input: &[u8]) -> String {
     use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+    mac.update(input);
+    jose_binding::b64::encode(&mac.finalize().into_bytes())
+}
+
+fn hs256(header: &Value, payload: &[u8], key: &[u8]) -> String {
     let h = jose_binding::b64::encode(header.to_string().as_bytes());
     let p = jose_binding::b64::encode(payload);
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
-    mac.update(format!("{h}.{p}").as_bytes());
-    format!(
-        "{h}.{p}.{}",
-        jose_binding::b64::encode(&mac.finalize().into_bytes())
+    let sig = mac256(key, format!("{h}.{p}").as_bytes());
+    format!("{h}.{p}.{sig}")
+}
+
+/// A compact token with its protected header changed by `edit` (the
+/// signature or tag no longer covers it).
+fn with_header(token: &str, edit: impl FnOnce(&mut Value)) -> String {
+    let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+    let mut header: Value =
+        serde_json::from_slice(&jose_binding::b64::decode(&parts[0]).unwrap()).unwrap();
+    edit(&mut header);
+    parts[0] = jose_binding::b64::encode(header.to_string().as_bytes());
+    parts.join(".")
+}
+
+/// An oct JWK file holding `key`.
+fn oct_file(dir: &Path, name: &str, key: &[u8]) -> String {
+    write(
+        dir,
+        name,
+        &json!({"kty":"oct","k": jose_binding::b64::encode(key)}).to_string(),
     )
 }
 
@@ -685,17 +700,9 @@ fn hs256(header: &Value, payload: &[u8], key: &[u8]) -> String {
 fn each_warning_is_shown_and_strict_rejects() {
     let dir = tmp("warnings");
     let key32 = [9u8; 32];
-    let oct32 = write(
-        &dir,
-        "oct32.json",
-        &json!({"kty":"oct","k": jose_binding::b64::encode(&key32)}).to_string(),
-    );
+    let oct32 = oct_file(&dir, "oct32.json", &key32);
     let short = [9u8; 16];
-    let oct16 = write(
-        &dir,
-        "oct16.json",
-        &json!({"kty":"oct","k": jose_binding::b64::encode(&short)}).to_string(),
-    );
+    let oct16 = oct_file(&dir, "oct16.json", &short);
     let claims = br#"{"iss":"w"}"#;
 
     // Tokens that verify, with a warning each: (code, token, flags, status without --strict).
@@ -771,10 +778,7 @@ fn each_warning_is_shown_and_strict_rejects() {
     let raw_payload = "$.02";
     let h = jose_binding::b64::encode(br#"{"alg":"HS256","b64":false,"crit":["b64"]}"#);
     {
-        use hmac::Mac;
-        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key32).unwrap();
-        mac.update(format!("{h}.{raw_payload}").as_bytes());
-        let sig = jose_binding::b64::encode(&mac.finalize().into_bytes());
+        let sig = mac256(&key32, format!("{h}.{raw_payload}").as_bytes());
         let flattened = json!({"protected": h, "header": {"alg": "HS256", "kid": "k"},
             "payload": raw_payload, "signature": sig});
         cases.push((
@@ -791,11 +795,7 @@ fn each_warning_is_shown_and_strict_rejects() {
         ));
     }
     // RFC vectors: RSA1_5, a detached payload, zip.
-    let text = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/rfc.json"),
-    )
-    .unwrap();
-    let vectors: Vec<Value> = serde_json::from_str(&text).unwrap();
+    let vectors = support::rfc_vectors();
     let vec_of = |name: &str| vectors.iter().find(|v| v["name"] == name).unwrap().clone();
     for (code, name, status) in [
         ("rsa1_5", "rfc7520-5.1-compact", 0),
@@ -814,40 +814,33 @@ fn each_warning_is_shown_and_strict_rejects() {
     // PBES2 counts and an epk off its curve: refused before any computing.
     let pbes2 = vec_of("rfc7520-5.3-compact");
     let pw = write(&dir, "pw", pbes2["password"].as_str().unwrap());
-    let mut parts: Vec<String> = pbes2["token"]
-        .as_str()
-        .unwrap()
-        .split('.')
-        .map(str::to_owned)
-        .collect();
-    let mut header: Value =
-        serde_json::from_slice(&jose_binding::b64::decode(&parts[0]).unwrap()).unwrap();
-    for (code, p2c, status) in [("p2c-too-large", 2_000_000_000u64, 3), ("p2c-low", 10, 1)] {
-        header["p2c"] = json!(p2c);
-        parts[0] = jose_binding::b64::encode(header.to_string().as_bytes());
-        cases.push((
-            code,
-            parts.join("."),
-            vec!["--password-file".into(), pw.clone()],
-            status,
-        ));
-    }
+    let too_many = with_header(pbes2["token"].as_str().unwrap(), |h| {
+        h["p2c"] = json!(2_000_000_000u64)
+    });
+    cases.push((
+        "p2c-too-large",
+        too_many,
+        vec!["--password-file".into(), pw.clone()],
+        3,
+    ));
+    // A real token with a low count (josekit takes p2c from the header).
+    let mut h = JweHeader::new();
+    h.set_content_encryption("A128GCM");
+    h.set_claim("p2c", Some(json!(100))).unwrap();
+    let encrypter = jwe::PBES2_HS256_A128KW
+        .encrypter_from_bytes(b"low count")
+        .unwrap();
+    let low = jwe::serialize_compact(claims, &h, &encrypter).unwrap();
+    let low_pw = write(&dir, "low-pw", "low count\n");
+    cases.push(("p2c-low", low, vec!["--password-file".into(), low_pw], 0));
     let ecdh = vec_of("rfc7520-5.4-compact");
     let key = write(&dir, "ecdh.json", &ecdh["key"].to_string());
-    let mut parts: Vec<String> = ecdh["token"]
-        .as_str()
-        .unwrap()
-        .split('.')
-        .map(str::to_owned)
-        .collect();
-    let mut header: Value =
-        serde_json::from_slice(&jose_binding::b64::decode(&parts[0]).unwrap()).unwrap();
-    let y = header["epk"]["y"].as_str().unwrap().to_owned();
-    let mut yb = jose_binding::b64::decode(&y).unwrap();
-    yb[10] ^= 1;
-    header["epk"]["y"] = json!(jose_binding::b64::encode(&yb));
-    parts[0] = jose_binding::b64::encode(header.to_string().as_bytes());
-    cases.push(("epk-invalid", parts.join("."), vec!["--key".into(), key], 3));
+    let off_curve = with_header(ecdh["token"].as_str().unwrap(), |h| {
+        let mut y = jose_binding::b64::decode(h["epk"]["y"].as_str().unwrap()).unwrap();
+        y[10] ^= 1;
+        h["epk"]["y"] = json!(jose_binding::b64::encode(&y));
+    });
+    cases.push(("epk-invalid", off_curve, vec!["--key".into(), key], 3));
 
     let mut seen = std::collections::BTreeSet::new();
     for (code, token, flags, status) in &cases {
@@ -971,6 +964,7 @@ fn token_chosen_text_is_escaped() {
     for header in [
         json!({"alg":"HS256\u{1b}[2J"}),
         json!({"alg":"HS256","kid":"\u{1b}]0;owned\u{7}"}),
+        json!({"alg":"HS256\n  VALID: exit status 0 (valid)\u{1b}"}),
         json!({"alg":"ECDH-ES","enc":"A128GCM","epk":{"kty":"EC","crv":"P-256\u{1b}[2J","x":"AA","y":"AA"}}),
     ] {
         let h = jose_binding::b64::encode(header.to_string().as_bytes());
@@ -985,6 +979,202 @@ fn token_chosen_text_is_escaped() {
             !text.contains('\u{1b}') && !text.contains('\u{7}'),
             "{text}"
         );
-        assert!(text.contains("\\u{001b}"), "{text}");
+        assert!(
+            text.contains("\\u{001b}") || text.contains("\\u{1b}"),
+            "{text}"
+        );
     }
+}
+
+fn rs(alg: &str, header: &Value, payload: &[u8], pem: &str) -> String {
+    let mut h = JwsHeader::new();
+    for (k, v) in header.as_object().unwrap() {
+        h.set_claim(k, Some(v.clone())).unwrap();
+    }
+    let signer: Box<dyn jws::JwsSigner> = match alg {
+        "RS256" => Box::new(jws::RS256.signer_from_pem(pem).unwrap()),
+        _ => Box::new(
+            jws::PS256
+                .signer_from_jwk(&RsaKeyPair::from_pem(pem).unwrap().to_jwk_key_pair())
+                .unwrap(),
+        ),
+    };
+    jws::serialize_compact(payload, &h, &*signer).unwrap()
+}
+
+/// A kid that names a key is held to it: another key of the set that
+/// happens to verify never stands in, whether the named key is another
+/// key, restricted to another alg, or marked for encryption.
+#[test]
+fn the_key_a_kid_names_is_the_only_one_tried() {
+    let dir = tmp("kid");
+    let (a, b) = (rsa(), rsa());
+    let jwk = |p: &Pair, kid: &str, extra: Value| {
+        let mut v: Value = serde_json::from_str(&p.public_jwk.to_string()).unwrap();
+        v["kid"] = json!(kid);
+        for (k, x) in extra.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        v
+    };
+    let claims = br#"{"iss":"kid"}"#;
+    for (what, set, alg) in [
+        (
+            "another key",
+            json!({"keys":[jwk(&a, "a", json!({})), jwk(&b, "b", json!({}))]}),
+            "RS256",
+        ),
+        (
+            "a key for another alg",
+            json!({"keys":[jwk(&a, "a", json!({"alg":"RS256"})), jwk(&b, "b", json!({"alg":"PS256"}))]}),
+            "PS256",
+        ),
+        (
+            "a key for encryption",
+            json!({"keys":[jwk(&a, "a", json!({"use":"enc"})), jwk(&b, "b", json!({}))]}),
+            "RS256",
+        ),
+    ] {
+        let set = write(&dir, "set.json", &set.to_string());
+        // Signed by b, naming a.
+        let token = rs(
+            alg,
+            &json!({"alg": alg, "kid": "a"}),
+            claims,
+            &b.private_pem,
+        );
+        let (status, r) = decode(&["--key", &set], &token);
+        assert_eq!(status, 1, "{what}: {:#}", r["token"]["layers"][0]);
+        // Naming b, it verifies.
+        let token = rs(
+            alg,
+            &json!({"alg": alg, "kid": "b"}),
+            claims,
+            &b.private_pem,
+        );
+        assert_eq!(decode(&["--key", &set], &token).0, 0, "{what}, kid b");
+    }
+    // A key marked for encryption is no signing key even without a kid.
+    let only = write(
+        &dir,
+        "only.json",
+        &jwk(&a, "a", json!({"use":"enc"})).to_string(),
+    );
+    let token = rs("RS256", &json!({"alg": "RS256"}), claims, &a.private_pem);
+    let (status, r) = decode(&["--key", &only], &token);
+    assert_eq!(status, 4, "{:#}", r["checks"]);
+    assert!(warnings(&r).contains(&"alg-key-mismatch".to_owned()));
+}
+
+/// RFC 7797: an unencoded payload is signed as its bytes, binary included.
+#[test]
+fn an_unencoded_detached_payload_is_signed_as_bytes() {
+    let dir = tmp("b64");
+    let key = [4u8; 32];
+    let k = oct_file(&dir, "k.json", &key);
+    let h = jose_binding::b64::encode(br#"{"alg":"HS256","b64":false,"crit":["b64"]}"#);
+    let sign = |payload: &[u8]| {
+        let input = [h.as_bytes(), b".", payload].concat();
+        format!("{h}..{}", mac256(&key, &input))
+    };
+    let payload = write(&dir, "payload", "");
+    std::fs::write(&payload, [0xff, 0x00, 0x80]).unwrap();
+    let (status, r) = decode(
+        &["--key", &k, "--payload", &payload],
+        &sign(&[0xff, 0x00, 0x80]),
+    );
+    assert_eq!(status, 0, "{:#}", r["checks"]);
+    // U+FFFD's bytes are not 0xff: a lossy reading would verify this one.
+    std::fs::write(&payload, [0xff]).unwrap();
+    let (status, _) = decode(
+        &["--key", &k, "--payload", &payload],
+        &sign("\u{fffd}".as_bytes()),
+    );
+    assert_eq!(status, 1);
+}
+
+/// What a JSON serialization may not do, and what it may not cost.
+#[test]
+fn json_serializations_are_held_to_their_rules() {
+    let dir = tmp("json-rules");
+    let key = [6u8; 32];
+    let k = oct_file(&dir, "k.json", &key);
+    let payload = jose_binding::b64::encode(br#"{"iss":"json"}"#);
+    let sig = |protected: &Value| {
+        let p = jose_binding::b64::encode(protected.to_string().as_bytes());
+        json!({"protected": p, "signature": mac256(&key, format!("{p}.{payload}").as_bytes())})
+    };
+    let good = sig(&json!({"alg":"HS256"}));
+    let ok = json!({"payload": payload, "signatures": [good.clone()]});
+    assert_eq!(decode(&["--key", &k], &ok.to_string()).0, 0);
+    // A second signature's crit is read too.
+    let crit = json!({"payload": payload, "signatures": [good.clone(), sig(&json!({"alg":"HS256","crit":["exp"],"exp":1}))]});
+    let (status, r) = decode(&["--key", &k], &crit.to_string());
+    assert_eq!(status, 3, "{:#}", r["checks"]);
+    // b64, crit and zip must be protected.
+    for member in [
+        json!({"b64": false}),
+        json!({"crit": ["b64"]}),
+        json!({"zip": "DEF"}),
+    ] {
+        let mut s = good.clone();
+        s["header"] = member.clone();
+        let t = json!({"payload": payload, "signatures": [s]});
+        let (status, r) = decode(&["--key", &k], &t.to_string());
+        assert_eq!(status, 3, "unprotected {member}: {:#}", r["checks"]);
+    }
+    // At most 16 signatures are opened; more is refused, not computed.
+    let many = json!({"payload": payload, "signatures": vec![good.clone(); 17]});
+    let (status, r) = decode(&["--key", &k], &many.to_string());
+    assert_eq!(status, 3, "{:#}", r["checks"]);
+    assert_eq!(
+        r["token"]["layers"][0]["entries"].as_array().unwrap().len(),
+        16
+    );
+}
+
+/// An encrypted key too short for an AES key wrap is refused before
+/// josekit slices it; PBES2 work per run is capped.
+#[test]
+fn key_wraps_are_checked_before_they_are_computed() {
+    let dir = tmp("kw");
+    let k = write(&dir, "k.json", &oct(16).to_string());
+    // 1 and 8 bytes (josekit would subtract 8 from them), 22 (not a
+    // multiple of 8): refused; 24 bytes is a wrap, and only the key fails.
+    for (alg, ek, want) in [
+        ("A128KW", "AA", 3),
+        ("A128KW", "AAAAAAAAAAA", 3),
+        ("A128KW", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", 3),
+        ("A128KW", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", 1),
+        ("PBES2-HS256+A128KW", "AAAAAAAAAAA", 3),
+        ("ECDH-ES+A128KW", "AA", 3),
+    ] {
+        let h = jose_binding::b64::encode(
+            json!({"alg": alg, "enc": "A128GCM", "p2c": 1000, "p2s": "AAAAAAAAAAA"})
+                .to_string()
+                .as_bytes(),
+        );
+        let token = format!("{h}.{ek}.AAAAAAAAAAAAAAAA.AAAA.AAAAAAAAAAAAAAAAAAAAAA");
+        let (status, r) = decode(&["--key", &k], &token);
+        assert_eq!(
+            status, want,
+            "{alg} with an encrypted key of {ek}: {:#}",
+            r["checks"]
+        );
+    }
+    // Sixteen PBES2 recipients at the largest count: eight are computed.
+    let pw = write(&dir, "pw", "secret\n");
+    let h = jose_binding::b64::encode(br#"{"enc":"A128GCM"}"#);
+    let recipient = json!({"header": {"alg":"PBES2-HS256+A128KW","p2c": 1_000_000,"p2s":"AAAAAAAAAAA"},
+        "encrypted_key": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"});
+    let t = json!({"protected": h, "recipients": vec![recipient; 16], "iv": "AAAAAAAAAAAAAAAA",
+        "ciphertext": "AAAA", "tag": "AAAAAAAAAAAAAAAAAAAAAA"});
+    let (status, r) = decode(&["--password-file", &pw], &t.to_string());
+    assert_eq!(status, 1, "{:#}", r["checks"]);
+    let entries = r["token"]["layers"][0]["entries"].as_array().unwrap();
+    let not_tried = entries
+        .iter()
+        .filter(|e| e["crypto"]["status"] == "unsupported")
+        .count();
+    assert_eq!(not_tried, 8, "{entries:#?}");
 }

@@ -23,6 +23,13 @@ pub fn vectors() -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
+/// The RFC 7515/7516/7520 examples (`tests/vectors/rfc.json`, copied from
+/// the RFCs and checked by jwcrypto in `check_rfc.py`).
+pub fn rfc_vectors() -> Vec<Value> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/rfc.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
 /// Runs the binary with `args` and `stdin`, with no JOSE_DEBUG_* or
 /// NO_COLOR variables leaking in from the environment.
 pub fn run_with_env(args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> Output {

@@ -104,7 +104,8 @@ crit, zip, p2c-low, jku, x5u, embedded-jwk, detached-payload, b64-false, header-
 Refused before any computing (exit 3): p2c-too-large (PBES2 p2c above 1000000),
 epk-invalid (an ECDH-ES epk not on its curve), an encrypted key no key wrap makes, more
 than 16 signatures or recipients; crit, b64 or zip outside the protected header. At most
-64 keys are tried per signature or recipient, and 8000000 PBKDF2 iterations per run.
+64 keys are tried per signature or recipient; a run computes at most 8000000 PBKDF2
+iterations and 64 RSA private-key operations.
 jku, x5u and jwk are never followed.
 
 The verdict is computed by the server's own code (jose_binding's verifier) with the policy \

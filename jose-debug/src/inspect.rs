@@ -45,6 +45,9 @@ pub struct DecodeKeys {
     /// PBKDF2 iterations computed so far in this run, against
     /// [`open::MAX_P2C_TOTAL`].
     pub pbkdf2_spent: std::cell::Cell<u64>,
+    /// RSA private-key operations made so far, against
+    /// [`open::MAX_PRIVATE_OPS`].
+    pub private_ops: std::cell::Cell<u64>,
 }
 
 impl DecodeKeys {
@@ -291,7 +294,7 @@ impl Crypto {
                 };
                 // A public key is named by its RFC 7638 thumbprint, which
                 // says so; a secret by this tool's fingerprint.
-                let named = match key_fp.starts_with("thumbprint ") {
+                let named = match key_fp.starts_with("thumbprint ") || key_fp.starts_with("from ") {
                     true => key_fp.clone(),
                     false => format!("fp={key_fp}"),
                 };
@@ -301,7 +304,7 @@ impl Crypto {
                 }
             }
             Crypto::Failed { alg, key_fp, why } => match key_fp {
-                Some(fp) if fp.starts_with("thumbprint ") => {
+                Some(fp) if fp.starts_with("thumbprint ") || fp.starts_with("from ") => {
                     format!("{alg}: FAILS with the key {fp}: {why}")
                 }
                 Some(fp) => format!("{alg}: FAILS with the key fp={fp}: {why}"),
@@ -826,6 +829,7 @@ impl RawLayer {
                                 ciphertext: ct,
                                 tag,
                                 aad: aad.as_bytes(),
+                                private_ops: &keys.private_ops,
                             },
                             keys,
                         ),
@@ -1266,8 +1270,13 @@ impl OuterLayer {
         OuterLayer(RawLayer::read(token))
     }
 
-    /// Whether the layer opens with these keys: its HMAC verifies, or it decrypts.
+    /// Whether the layer opens with these keys: its HMAC verifies, or it
+    /// decrypts. Only a compact layer can be this protocol's, and only it
+    /// is tried: a key log may hold thousands of connections.
     pub fn opens(&self, sig: &[u8], enc: &[u8]) -> bool {
+        if self.0.serialization != "compact" {
+            return false;
+        }
         let keys = DecodeKeys {
             sig: Some(Zeroizing::new(sig.to_vec())),
             enc: Some(Zeroizing::new(enc.to_vec())),

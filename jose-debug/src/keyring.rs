@@ -9,7 +9,6 @@
 use std::path::Path;
 
 use base64::Engine;
-use jose_binding::Fingerprint;
 use josekit::jwk::Jwk;
 use openssl::bn::{BigNumContext, BigNumRef};
 use openssl::nid::Nid;
@@ -20,6 +19,9 @@ use zeroize::Zeroizing;
 
 /// Largest key file read (a JWK set of a few hundred keys fits).
 pub const MAX_KEY_SET_FILE: u64 = 1024 * 1024;
+
+/// Largest RSA modulus read: each use of a larger one costs seconds.
+pub const MAX_RSA_BITS: usize = 16384;
 
 /// What a key is, as far as choosing an algorithm goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,11 +47,11 @@ pub enum KeyKind {
 }
 
 impl KeyKind {
-    /// `RSA 2048 public`, `EC P-256 private`, `oct 32 bytes`.
+    /// `RSA 2048 public`, `EC P-256 private`, `oct (symmetric)`.
     pub fn describe(&self) -> String {
         let half = |p: bool| if p { "private" } else { "public" };
         match self {
-            KeyKind::Oct { len } => format!("oct {len} bytes"),
+            KeyKind::Oct { .. } => "oct (symmetric)".to_owned(),
             KeyKind::Rsa { bits, private } => format!("RSA {bits} {}", half(*private)),
             KeyKind::Ec { crv, private } => format!("EC {crv} {}", half(*private)),
             KeyKind::Okp { crv, private } => format!("OKP {crv} {}", half(*private)),
@@ -73,7 +75,8 @@ pub struct RingKey {
     pub source: String,
     pub kid: Option<String>,
     pub kind: KeyKind,
-    /// RFC 7638 thumbprint (public keys) or a fingerprint (secret keys).
+    /// `thumbprint X` (RFC 7638) for a public key; `from FILE#N` for a
+    /// symmetric one, which is never hashed where it is shown.
     pub fp: String,
     /// The JWK's own `alg`, `use` and `key_ops`, when it has them.
     pub alg: Option<String>,
@@ -235,6 +238,11 @@ pub fn from_jwk_map(map: Map<String, Value>, source: String) -> Result<RingKey, 
                 Some(first) => (n.len() - lead) * 8 - first.leading_zeros() as usize,
                 None => 0,
             };
+            if bits > MAX_RSA_BITS {
+                return Err(format!(
+                    "an RSA key of {bits} bits: keys above {MAX_RSA_BITS} bits are not read"
+                ));
+            }
             KeyKind::Rsa { bits, private }
         }
         Some("EC") => {
@@ -251,14 +259,10 @@ pub fn from_jwk_map(map: Map<String, Value>, source: String) -> Result<RingKey, 
         Some(other) => return Err(format!("kty {other:?} is not oct, RSA, EC or OKP")),
         None => return Err("the JWK has no kty".to_owned()),
     };
+    // A symmetric key may be a password (PBES2): its hash would be a
+    // guessing oracle, so it is named by where it came from.
     let fp = match &kind {
-        KeyKind::Oct { .. } => {
-            let k = crate::keys::LENIENT_B64URL
-                .decode(s("k").unwrap_or("").as_bytes())
-                .map(Zeroizing::new)
-                .unwrap_or_default();
-            format!("fp={}", Fingerprint::of("oct", &k))
-        }
+        KeyKind::Oct { .. } => format!("from {source}"),
         _ => format!("thumbprint {}", thumbprint(&map).unwrap_or_default()),
     };
     let kid = s("kid").map(str::to_owned);

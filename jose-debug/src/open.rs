@@ -30,6 +30,9 @@ pub const MIN_P2C: u64 = 1000;
 /// PBKDF2 iterations one run computes at most, over every recipient and
 /// password tried: eight keys at the largest count.
 pub const MAX_P2C_TOTAL: u64 = 8 * MAX_P2C;
+/// RSA private-key operations one run makes at most (each may cost tens of
+/// milliseconds with a large key).
+pub const MAX_PRIVATE_OPS: u64 = 64;
 /// Keys tried on one signature or recipient: a key set of thousands must
 /// not make one token cost minutes of private-key operations.
 pub const MAX_TRIED: usize = 64;
@@ -125,7 +128,7 @@ impl Candidate<'_> {
                 Fingerprint::of(kind, bytes).to_string()
             }
             Candidate::Password(_) => "password".to_owned(),
-            Candidate::Ring(k) => k.fp.trim_start_matches("fp=").to_owned(),
+            Candidate::Ring(k) => k.fp.clone(),
         }
     }
 
@@ -151,6 +154,11 @@ impl Candidate<'_> {
 /// §4.5 lets keys of different types share a kid, so a kid is matched
 /// among the keys of the type the alg takes.
 fn type_fits(key: &RingKey, need: Need, epk_crv: Option<&str>) -> bool {
+    // A public key cannot decrypt: it is no key for a JWE at all.
+    let needs_private = matches!(need, Need::Rsa { private: true } | Need::Agreement);
+    if needs_private && !key.kind.is_private() {
+        return false;
+    }
     match (need, &key.kind) {
         (Need::Oct | Need::Password, KeyKind::Oct { .. }) => true,
         (Need::Rsa { .. }, KeyKind::Rsa { .. }) => true,
@@ -164,37 +172,42 @@ fn type_fits(key: &RingKey, need: Need, epk_crv: Option<&str>) -> bool {
 }
 
 /// Whether a key of the right type may be used for `alg`: the JWK's own
-/// `alg`, `use` and `key_ops` (RFC 7517 §4), and a private half where one
-/// is needed. `Err` says why not.
-fn allowed(key: &RingKey, need: Need, alg: &str, enc: Option<&str>) -> Result<(), String> {
+/// `alg`, `use` and `key_ops` (RFC 7517 §4). `Err` says why not.
+fn allowed(key: &RingKey, alg: &str, enc: Option<&str>) -> Result<(), String> {
     if let Some(key_alg) = &key.alg {
         // A dir key is often labelled with the content encryption it is for.
         if key_alg != alg && !(alg == "dir" && Some(key_alg.as_str()) == enc) {
             return Err(format!("the key is for alg {key_alg:?}"));
         }
     }
-    let signing = jws_need(alg).is_some();
-    let (want_use, ops): (&str, &[&str]) = match signing {
-        true => ("sig", &["verify", "sign"]),
-        false => ("enc", &["decrypt", "unwrapKey", "deriveKey", "deriveBits"]),
+    let want_use = if jws_need(alg).is_some() {
+        "sig"
+    } else {
+        "enc"
     };
     if let Some(u) = &key.key_use {
         if u != want_use {
             return Err(format!("the key's use is {u:?}, not {want_use:?}"));
         }
     }
+    let op = key_op(alg);
     if let Some(key_ops) = &key.key_ops {
-        if !key_ops.iter().any(|o| ops.contains(&o.as_str())) {
-            return Err(format!(
-                "the key's key_ops {key_ops:?} allow none of {ops:?}"
-            ));
+        if !key_ops.iter().any(|o| o == op) {
+            return Err(format!("the key's key_ops {key_ops:?} do not hold {op:?}"));
         }
     }
-    let needs_private = matches!(need, Need::Rsa { private: true } | Need::Agreement);
-    if needs_private && !key.kind.is_private() {
-        return Err("a public key cannot decrypt; give the private key".to_owned());
-    }
     Ok(())
+}
+
+/// The `key_ops` value (RFC 7517 §4.3) a key needs for `alg`, as josekit
+/// checks it.
+fn key_op(alg: &str) -> &'static str {
+    match alg {
+        _ if jws_need(alg).is_some() => "verify",
+        "A128KW" | "A192KW" | "A256KW" => "unwrapKey",
+        _ if alg.starts_with("ECDH-ES") || alg.starts_with("PBES2") => "deriveKey",
+        _ => "decrypt",
+    }
 }
 
 /// The keys worth trying. When the header's `kid` names keys of the ring,
@@ -230,14 +243,16 @@ fn choose<'a>(
         .collect();
     let kid_matched = kid.is_some_and(|kid| typed.iter().any(|k| k.kid.as_deref() == Some(kid)));
     let mut fitting: Vec<Candidate<'a>> = Vec::new();
-    if let (Need::Password, Some(p)) = (need, keys.password.as_deref()) {
+    // Keys without a kid stand aside when the kid names a key. --enc-key
+    // is a key, not a password: PBES2 takes --password-file and oct keys.
+    if let (Need::Password, Some(p), false) = (need, keys.password.as_deref(), kid_matched) {
         fitting.push(Candidate::Password(p.as_slice()));
     }
     let raw = match option {
         "--sig-key" => keys.sig.as_deref(),
         _ => keys.enc.as_deref(),
     };
-    if let (Some(bytes), Need::Oct | Need::Password, false) = (raw, need, kid_matched) {
+    if let (Some(bytes), Need::Oct, false) = (raw, need, kid_matched) {
         fitting.push(Candidate::Octets {
             option,
             bytes: bytes.as_slice(),
@@ -248,14 +263,21 @@ fn choose<'a>(
         .keys
         .iter()
         .filter(|k| !type_fits(k, need, epk_crv))
-        .map(|k| format!("{}: it is {}", k.label(), k.kind.describe()))
+        .map(|k| match k.kind.is_private() {
+            false if matches!(need, Need::Rsa { private: true } | Need::Agreement) => format!(
+                "{}: it is {}, and a public key cannot decrypt: give the private key",
+                k.label(),
+                k.kind.describe()
+            ),
+            _ => format!("{}: it is {}", k.label(), k.kind.describe()),
+        })
         .collect();
     let mut named_unfit = Vec::new();
     for k in typed {
         if kid_matched && k.kid.as_deref() != kid {
             continue;
         }
-        match allowed(k, need, alg, enc) {
+        match allowed(k, alg, enc) {
             Ok(()) => fitting.push(Candidate::Ring(k)),
             Err(why) if kid_matched => named_unfit.push(format!("{}: {why}", k.label())),
             Err(why) => unfit.push(format!("{}: {why}", k.label())),
@@ -699,7 +721,13 @@ fn verify_rsa(alg: &str, key: &RingKey, input: &[u8], sig: &[u8]) -> Result<bool
             .and_then(|_| v.set_rsa_mgf1_md(md))
             .map_err(|e| e.to_string())?;
     }
-    Ok(v.verify_oneshot(sig, input).unwrap_or(false))
+    // A signature of the wrong length is a failed check; an error is
+    // OpenSSL refusing the key or the padding.
+    if sig.len() != pkey.size() {
+        return Ok(false);
+    }
+    v.verify_oneshot(sig, input)
+        .map_err(|e| format!("OpenSSL will not use the key: {e}"))
 }
 
 /// A JWE's parts, from any serialization, for one recipient.
@@ -712,6 +740,8 @@ pub struct EncryptedInput<'a> {
     pub tag: &'a [u8],
     /// ASCII(BASE64URL(protected)), with '.' || BASE64URL(aad) when there is one.
     pub aad: &'a [u8],
+    /// RSA private-key operations made so far in this run.
+    pub private_ops: &'a std::cell::Cell<u64>,
 }
 
 /// Unwraps the content key with every fitting key until the content opens.
@@ -752,6 +782,10 @@ pub fn decrypt_jwe(input: &EncryptedInput<'_>, keys: &DecodeKeys) -> Opened {
                 return out;
             }
         }
+    }
+    if let Err(why) = check_key_agreement_members(&alg, h) {
+        out.crypto = Crypto::Refused { alg: label, why };
+        return out;
     }
     if need == Need::Password {
         match check_p2c(h) {
@@ -878,6 +912,24 @@ fn content_key(
             octet_decrypter(alg, &bytes)?
         }
         (_, Candidate::Ring(k)) if alg.starts_with("RSA") => {
+            // RFC 8017 §7.1.2, §7.2.2: the ciphertext is as long as the
+            // modulus. Anything else costs no private-key operation.
+            if let KeyKind::Rsa { bits, .. } = k.kind {
+                if input.encrypted_key.len() != bits.div_ceil(8) {
+                    return Err(KeyMiss::Failed(format!(
+                        "the encrypted key is {} bytes; this key's modulus is {}",
+                        input.encrypted_key.len(),
+                        bits.div_ceil(8)
+                    )));
+                }
+            }
+            let done = input.private_ops.get();
+            if done >= MAX_PRIVATE_OPS {
+                return Err(KeyMiss::Unusable(format!(
+                    "not tried: this run has made {MAX_PRIVATE_OPS} RSA private-key operations, the cap"
+                )));
+            }
+            input.private_ops.set(done + 1);
             let rsa = match alg {
                 // Reading RSA1_5 tokens is the point: they are opened and warned about.
                 #[allow(deprecated)]
@@ -958,15 +1010,45 @@ fn josekit_enc(enc: ContentEnc) -> &'static dyn JweContentEncryption {
     }
 }
 
+/// The header members PBES2 and ECDH-ES read, in the form RFC 7518 §4.6.1
+/// and §4.8.1 give them: a malformed one is the token's fault (exit 3),
+/// not a key's.
+fn check_key_agreement_members(alg: &str, h: &Map<String, Value>) -> Result<(), String> {
+    let b64 = |name: &str| -> Result<Option<Vec<u8>>, String> {
+        match h.get(name) {
+            None => Ok(None),
+            Some(Value::String(v)) => jose_binding::b64::decode(v)
+                .map(Some)
+                .ok_or_else(|| format!("{name} is not canonical base64url")),
+            Some(_) => Err(format!("{name} is not a string")),
+        }
+    };
+    if alg.starts_with("PBES2") {
+        match b64("p2s")? {
+            Some(salt) if salt.len() >= 8 => {}
+            Some(salt) => {
+                return Err(format!(
+                    "p2s is {} bytes; RFC 7518 §4.8.1.1 wants 8 or more",
+                    salt.len()
+                ))
+            }
+            None => return Err("PBES2 needs a p2s (salt) header member".to_owned()),
+        }
+        if h.get("p2c").and_then(Value::as_u64).is_none_or(|c| c < 1) {
+            return Err("p2c is missing or not a positive integer".to_owned());
+        }
+    }
+    if alg.starts_with("ECDH-ES") {
+        b64("apu")?;
+        b64("apv")?;
+    }
+    Ok(())
+}
+
 /// RFC 7518 §4.8.1.2: refuses a count above [`MAX_P2C`] before computing
 /// anything; warns below [`MIN_P2C`].
 fn check_p2c(h: &Map<String, Value>) -> Result<Option<Warning>, Warning> {
-    let Some(p2c) = h.get("p2c").and_then(Value::as_u64) else {
-        return Err(Warning::new(
-            Lint::P2cTooLarge,
-            "p2c is missing or not a positive integer".to_owned(),
-        ));
-    };
+    let p2c = h.get("p2c").and_then(Value::as_u64).unwrap_or(0);
     if p2c > MAX_P2C {
         return Err(Warning::new(
             Lint::P2cTooLarge,
@@ -995,11 +1077,8 @@ fn check_epk(h: &Map<String, Value>) -> Result<String, String> {
     let s = |n: &str| epk.get(n).and_then(Value::as_str);
     let crv = s("crv").ok_or("epk has no crv")?.to_owned();
     let coord = |n: &str| -> Result<Vec<u8>, String> {
-        use base64::Engine;
         let v = s(n).ok_or_else(|| format!("epk has no {n}"))?;
-        crate::keys::LENIENT_B64URL
-            .decode(v.as_bytes())
-            .map_err(|_| format!("epk's {n} is not base64url"))
+        jose_binding::b64::decode(v).ok_or_else(|| format!("epk's {n} is not canonical base64url"))
     };
     match (s("kty"), crv.as_str()) {
         (Some("EC"), "P-256" | "P-384" | "P-521" | "secp256k1") => {
@@ -1069,7 +1148,12 @@ mod tests {
             Lint::P2cLow.code()
         );
         assert!(check_p2c(&map(json!({"p2c": MAX_P2C + 1}))).is_err());
-        assert!(check_p2c(&map(json!({"p2c": "4096"}))).is_err());
+        // A p2c that is no positive integer is the header check's to refuse.
+        let pbes2 = |h: Value| check_key_agreement_members("PBES2-HS256+A128KW", &map(h));
+        assert!(pbes2(json!({"p2c": "4096", "p2s": "AAAAAAAAAAA"})).is_err());
+        assert!(pbes2(json!({"p2c": 0, "p2s": "AAAAAAAAAAA"})).is_err());
+        assert!(pbes2(json!({"p2c": 1, "p2s": "AAAA"})).is_err());
+        assert!(pbes2(json!({"p2c": 1, "p2s": "AAAAAAAAAAA"})).is_ok());
     }
 
     #[test]

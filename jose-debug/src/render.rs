@@ -332,7 +332,7 @@ fn layer_lines(out: &mut String, st: Style, l: &LayerView, total: usize) {
         );
     }
     if let Some(raw) = &l.header.raw {
-        let _ = writeln!(out, "    {} {}", st.dim("raw:"), sanitize(raw));
+        let _ = writeln!(out, "    {} {}", st.dim("raw:"), sanitize_line(raw));
     }
     if !l.forbidden_members.is_empty() {
         note(
@@ -406,7 +406,9 @@ fn layer_lines(out: &mut String, st: Style, l: &LayerView, total: usize) {
             _ => "not readable".to_owned(),
         },
         Content::Text { text } if text.is_empty() => "empty".to_owned(),
-        Content::Text { text } => format!("text: {}", sanitize(text)),
+        // One line: a payload's line break must not start a line that
+        // looks like this tool's (the payload is shown unverified too).
+        Content::Text { text } => format!("text: {}", sanitize_line(text)),
         Content::Binary { bytes, hex_prefix } => {
             format!("{bytes} bytes of binary, starting {hex_prefix}")
         }
@@ -429,7 +431,7 @@ fn claims_lines(out: &mut String, st: Style, c: &Claims) {
         );
     }
     if let Some(raw) = &c.raw {
-        let _ = writeln!(out, "  {} {}", st.dim("raw:"), sanitize(raw));
+        let _ = writeln!(out, "  {} {}", st.dim("raw:"), sanitize_line(raw));
     }
     for t in &c.times {
         let when = t
@@ -538,8 +540,8 @@ pub fn decode_text(r: &DecodeReport, st: Style) -> String {
     let k = &r.keys;
     let _ = writeln!(out, "{}", st.section("keys"));
     let whose = match (&k.client_id, k.client_id_from) {
-        (Some(id), Some(from)) => format!(" for client {} (from {from})", sanitize(id)),
-        (Some(id), None) => format!(" for client {}", sanitize(id)),
+        (Some(id), Some(from)) => format!(" for client {} (from {from})", sanitize_line(id)),
+        (Some(id), None) => format!(" for client {}", sanitize_line(id)),
         _ => String::new(),
     };
     match k.source {
@@ -597,8 +599,8 @@ pub fn decode_text(r: &DecodeReport, st: Style) -> String {
         let _ = writeln!(
             out,
             "  --key {}: {kid}{}, {}",
-            sanitize(&j.source),
-            sanitize(&j.kind),
+            sanitize_line(&j.source),
+            sanitize_line(&j.kind),
             j.fp
         );
     }

@@ -114,9 +114,10 @@ pub struct JoseKeyReport {
     pub source: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kid: Option<String>,
-    /// `RSA 2048 public`, `EC P-256 private`, `oct 32 bytes`.
+    /// `RSA 2048 public`, `EC P-256 private`, `oct (symmetric)`.
     pub kind: String,
-    /// RFC 7638 thumbprint (public keys), or a fingerprint (secret keys).
+    /// `thumbprint X` (RFC 7638) for a public key; `from FILE#N` for a
+    /// symmetric one (never a hash: it may be a password).
     pub fp: String,
 }
 

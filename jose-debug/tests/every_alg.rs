@@ -1178,3 +1178,161 @@ fn key_wraps_are_checked_before_they_are_computed() {
         .count();
     assert_eq!(not_tried, 8, "{entries:#?}");
 }
+
+/// A second review's findings: what a kid names holds for PBES2 too, a
+/// public key is no key for a JWE, key_ops are read as josekit reads them,
+/// a malformed PBES2 or ECDH-ES header is the token's fault, and what could
+/// be a password is never fingerprinted.
+#[test]
+fn keys_and_headers_are_judged_for_what_they_are() {
+    let dir = tmp("judged");
+    let claims = br#"{"iss":"judged"}"#;
+    // PBES2 whose kid names an oct key its JWK restricts to another alg:
+    // the password that would decrypt is not tried in its place.
+    let mut h = JweHeader::new();
+    h.set_content_encryption("A128GCM");
+    h.set_key_id("p");
+    let pbes2 = jwe::serialize_compact(
+        claims,
+        &h,
+        &jwe::PBES2_HS256_A128KW.encrypter_from_bytes(b"pw").unwrap(),
+    )
+    .unwrap();
+    let pw = write(&dir, "pw", "pw\n");
+    let named = write(
+        &dir,
+        "named.json",
+        &json!({"kty":"oct","k":"cHc","kid":"p","alg":"A128KW"}).to_string(),
+    );
+    assert_eq!(decode(&["--password-file", &pw], &pbes2).0, 0);
+    assert_eq!(
+        decode(&["--password-file", &pw, "--key", &named], &pbes2).0,
+        1
+    );
+    // RSA-OAEP for a public key only: nothing could be checked.
+    let r = rsa();
+    let oaep = jwe::serialize_compact(
+        claims,
+        &{
+            let mut h = JweHeader::new();
+            h.set_content_encryption("A128GCM");
+            h
+        },
+        &jwe::RSA_OAEP.encrypter_from_pem(&r.public_pem).unwrap(),
+    )
+    .unwrap();
+    let public = write(&dir, "public.pem", &r.public_pem);
+    let (status, rep) = decode(&["--key", &public], &oaep);
+    assert_eq!(status, 4, "{:#}", rep["checks"]);
+    assert!(rep.to_string().contains("a public key cannot decrypt"));
+    // key_ops as josekit reads them: unwrapKey for A128KW, verify for ES256.
+    let k = oct(16);
+    let kw = jwe::serialize_compact(
+        claims,
+        &{
+            let mut h = JweHeader::new();
+            h.set_content_encryption("A128GCM");
+            h
+        },
+        &jwe::A128KW.encrypter_from_bytes(oct_bytes(&k)).unwrap(),
+    )
+    .unwrap();
+    let mut with_ops: Value = serde_json::from_str(&k.to_string()).unwrap();
+    with_ops["key_ops"] = json!(["unwrapKey"]);
+    let f = write(&dir, "ops.json", &with_ops.to_string());
+    assert_eq!(decode(&["--key", &f], &kw).0, 0);
+    with_ops["key_ops"] = json!(["encrypt"]);
+    let f = write(&dir, "ops.json", &with_ops.to_string());
+    assert_eq!(decode(&["--key", &f], &kw).0, 4);
+    // Malformed PBES2 and ECDH-ES members: refused (3), no key blamed.
+    let ec_key = ec(EcCurve::P256);
+    let ec_file = write(&dir, "ec.pem", &ec_key.private_pem);
+    let ecdh = jwe::serialize_compact(
+        claims,
+        &{
+            let mut h = JweHeader::new();
+            h.set_content_encryption("A128GCM");
+            h
+        },
+        &jwe::ECDH_ES.encrypter_from_pem(&ec_key.public_pem).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(decode(&["--key", &ec_file], &ecdh).0, 0);
+    for (what, token, flags) in [
+        (
+            "no p2s",
+            with_header(&pbes2, |h| {
+                h.as_object_mut().unwrap().remove("p2s");
+            }),
+            vec!["--password-file", pw.as_str()],
+        ),
+        (
+            "p2c 0",
+            with_header(&pbes2, |h| h["p2c"] = json!(0)),
+            vec!["--password-file", pw.as_str()],
+        ),
+        (
+            "apu not a string",
+            with_header(&ecdh, |h| h["apu"] = json!(7)),
+            vec!["--key", ec_file.as_str()],
+        ),
+        (
+            "epk x padded",
+            with_header(&ecdh, |h| {
+                let x = h["epk"]["x"].as_str().unwrap().to_owned();
+                h["epk"]["x"] = json!(format!("{x}="));
+            }),
+            vec!["--key", ec_file.as_str()],
+        ),
+    ] {
+        let (status, rep) = decode(&flags, &token);
+        assert_eq!(status, 3, "{what}: {:#}", rep["checks"]);
+    }
+    // An oct key or a password is never fingerprinted in the output.
+    let key = oct(32);
+    let f = write(&dir, "hs.json", &key.to_string());
+    let token = hs256(&json!({"alg":"HS256"}), claims, &oct_bytes(&key));
+    let o = run(&["decode", "--json", "--key", &f, &token], b"");
+    let fp = jose_binding::Fingerprint::of("oct", &oct_bytes(&key)).to_string();
+    assert!(!String::from_utf8_lossy(&o.stdout).contains(&fp));
+    assert_eq!(code(&o), 0);
+    let o = run(&["decode", "--password-file", &pw, &pbes2], b"");
+    for kind in ["password", "enc", "sig"] {
+        let fp = jose_binding::Fingerprint::of(kind, b"pw").to_string();
+        assert!(!String::from_utf8_lossy(&o.stdout).contains(&fp), "{kind}");
+    }
+    // A payload's line breaks stay inside its line.
+    let token = hs256(
+        &json!({"alg":"HS256"}),
+        b"a\n  VALID: exit status 0",
+        &oct_bytes(&key),
+    );
+    let o = run(&["decode", "--key", &f, &flip_signature(&token)], b"");
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(!text.lines().any(|l| l.starts_with("  VALID")), "{text}");
+    assert_eq!(code(&o), 1);
+}
+
+/// The signature's last byte flipped.
+fn flip_signature(token: &str) -> String {
+    let (head, sig) = token.rsplit_once('.').unwrap();
+    let mut s = jose_binding::b64::decode(sig).unwrap();
+    let last = s.len() - 1;
+    s[last] ^= 1;
+    format!("{head}.{}", jose_binding::b64::encode(&s))
+}
+
+/// An RSA key too large to use in reasonable time is not read.
+#[test]
+fn huge_rsa_keys_are_not_read() {
+    let dir = tmp("huge");
+    let n = jose_binding::b64::encode(&vec![0xffu8; 16384 / 8 + 1]);
+    let f = write(
+        &dir,
+        "huge.json",
+        &json!({"kty":"RSA","n":n,"e":"AQAB"}).to_string(),
+    );
+    let o = run(&["decode", "--key", &f, "e30.e30.AA"], b"");
+    assert_eq!(code(&o), 2);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("16384"));
+}

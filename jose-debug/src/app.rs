@@ -331,9 +331,7 @@ fn add_jose_keys(args: &JoseKeyArgs, keys: &mut ChosenKeys) -> Result<(), UsageE
         keys.decode.password = Some(Zeroizing::new(trimmed.as_bytes().to_vec()));
     }
     if let Some(path) = &args.payload {
-        let mut buf = Vec::new();
-        std::fs::File::open(path)
-            .and_then(|f| f.take(MAX_INPUT + 1).read_to_end(&mut buf))
+        let buf = read_at_most_input(path)
             .map_err(|e| usage(format!("--payload: cannot read {}: {e}", path.display())))?;
         if buf.len() as u64 > MAX_INPUT {
             return Err(usage("--payload: larger than 1 MiB"));
@@ -355,6 +353,16 @@ fn policy_report(policy: &Policy, now: f64, now_given: bool) -> PolicyReport {
     }
 }
 
+/// A file's first [`MAX_INPUT`] + 1 bytes: one more than a caller accepts,
+/// so that it can tell a file that is too large.
+fn read_at_most_input(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_INPUT + 1)
+        .read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
 fn read_input(arg: Option<&str>) -> Result<Vec<u8>, UsageError> {
     let mut buf = Vec::new();
     match arg {
@@ -366,8 +374,7 @@ fn read_input(arg: Option<&str>) -> Result<Vec<u8>, UsageError> {
         }
         Some(a) if a.starts_with('@') => {
             let path = Path::new(&a[1..]);
-            std::fs::File::open(path)
-                .and_then(|f| f.take(MAX_INPUT + 1).read_to_end(&mut buf))
+            buf = read_at_most_input(path)
                 .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
         }
         Some(a) => buf.extend_from_slice(a.as_bytes()),

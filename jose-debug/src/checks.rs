@@ -224,12 +224,10 @@ fn format_problems(l: &LayerView) -> Vec<String> {
         return out;
     }
     // With b64 false (RFC 7797) the payload is the raw content.
-    let raw_payload = l.kind == "JWS"
-        && l.header.json.as_ref().and_then(|h| h.get("b64")) == Some(&Value::Bool(false));
     for p in l
         .parts
         .iter()
-        .filter(|p| p.bytes.is_none() && !(raw_payload && p.name == "payload"))
+        .filter(|p| p.bytes.is_none() && !(l.unencoded_payload && p.name == "payload"))
     {
         out.push(format!("the {} part is not base64url", p.name));
     }

@@ -368,6 +368,9 @@ pub struct LayerView {
     pub kind: &'static str,
     /// `compact`, `flattened` or `general` (JSON), or `json` when unreadable.
     pub serialization: &'static str,
+    /// A JWS whose payload is its raw content (`b64: false`, RFC 7797).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub unencoded_payload: bool,
     pub chars: usize,
     pub parts: Vec<Part>,
     pub header: Header,
@@ -589,40 +592,47 @@ impl RawLayer {
             value,
         };
         match pieces.len() {
-            3 => RawLayer {
-                kind: "JWS",
-                serialization: "compact",
-                parts: vec![
-                    header_part.clone(),
-                    part(1, "payload"),
-                    part(2, "signature"),
-                ],
-                entries: vec![entry(part(2, "signature"))],
-                body: Some(Body::Jws {
-                    payload_text: Some(pieces[1].to_owned()),
-                }),
-                not_jose: None,
-            },
-            5 => RawLayer {
-                kind: "JWE",
-                serialization: "compact",
-                parts: vec![
-                    header_part.clone(),
+            3 => {
+                let signature = part(2, "signature");
+                RawLayer {
+                    kind: "JWS",
+                    serialization: "compact",
+                    parts: vec![header_part.clone(), part(1, "payload"), signature.clone()],
+                    entries: vec![entry(signature)],
+                    body: Some(Body::Jws {
+                        payload_text: Some(pieces[1].to_owned()),
+                    }),
+                    not_jose: None,
+                }
+            }
+            5 => {
+                let (encrypted_key, iv, ciphertext, tag) = (
                     part(1, "encrypted_key"),
                     part(2, "iv"),
                     part(3, "ciphertext"),
                     part(4, "tag"),
-                ],
-                entries: vec![entry(part(1, "encrypted_key"))],
-                body: Some(Body::Jwe {
-                    unprotected: None,
-                    aad_b64: None,
-                    iv: part(2, "iv"),
-                    ciphertext: part(3, "ciphertext"),
-                    tag: part(4, "tag"),
-                }),
-                not_jose: None,
-            },
+                );
+                RawLayer {
+                    kind: "JWE",
+                    serialization: "compact",
+                    parts: vec![
+                        header_part.clone(),
+                        encrypted_key.clone(),
+                        iv.clone(),
+                        ciphertext.clone(),
+                        tag.clone(),
+                    ],
+                    entries: vec![entry(encrypted_key)],
+                    body: Some(Body::Jwe {
+                        unprotected: None,
+                        aad_b64: None,
+                        iv,
+                        ciphertext,
+                        tag,
+                    }),
+                    not_jose: None,
+                }
+            }
             n => RawLayer {
                 kind: "unknown",
                 serialization: "compact",
@@ -1199,6 +1209,7 @@ fn decode_layer(
         }
     };
     let problems = raw.problems();
+    let unencoded_payload = raw.raw_payload();
     let RawLayer {
         kind,
         serialization,
@@ -1241,6 +1252,7 @@ fn decode_layer(
             depth,
             kind,
             serialization,
+            unencoded_payload,
             chars: text.len(),
             parts,
             header,

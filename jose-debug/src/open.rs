@@ -663,22 +663,19 @@ fn verify_one(alg: &str, c: &Candidate<'_>, input: &[u8], sig: &[u8]) -> Result<
         };
     }
     let verifier: Result<Box<dyn JwsVerifier>, josekit::JoseError> = match alg {
-        "ES256" => kjws::ES256
-            .verifier_from_jwk(&key.jwk)
-            .map(|v| Box::new(v) as _),
-        "ES384" => kjws::ES384
-            .verifier_from_jwk(&key.jwk)
-            .map(|v| Box::new(v) as _),
-        "ES512" => kjws::ES512
-            .verifier_from_jwk(&key.jwk)
-            .map(|v| Box::new(v) as _),
-        "ES256K" => kjws::ES256K
-            .verifier_from_jwk(&key.jwk)
-            .map(|v| Box::new(v) as _),
         "EdDSA" => kjws::EdDSA
             .verifier_from_jwk(&key.jwk)
             .map(|v| Box::new(v) as _),
-        _ => return Err(KeyMiss::Unusable(format!("alg {alg} is not verified here"))),
+        _ => {
+            let ecdsa = match alg {
+                "ES256" => kjws::ES256,
+                "ES384" => kjws::ES384,
+                "ES512" => kjws::ES512,
+                "ES256K" => kjws::ES256K,
+                _ => return Err(KeyMiss::Unusable(format!("alg {alg} is not verified here"))),
+            };
+            ecdsa.verifier_from_jwk(&key.jwk).map(|v| Box::new(v) as _)
+        }
     };
     let verifier = verifier.map_err(|e| KeyMiss::Unusable(lib(e)))?;
     verifier.verify(input, sig).map_err(|_| bad())

@@ -18,7 +18,7 @@ use josekit::jwk::alg::rsa::RsaKeyPair;
 use josekit::jwk::{Jwk, KeyPair};
 use josekit::jws::{self, JwsHeader};
 use serde_json::{json, Value};
-use support::{code, json, run};
+use support::{code, run};
 
 /// RFC 7518 §5's content encryptions.
 const ENCS: [&str; 6] = [
@@ -43,15 +43,11 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
     p.to_str().unwrap().to_owned()
 }
 
-/// `decode --json` with these flags; the exit status and the report.
+/// `decode --json` with these flags, at a time before every vector's exp.
 fn decode(flags: &[&str], token: &str) -> (i32, Value) {
-    let mut args = vec!["decode", "--json", "--now", "1300000000"];
+    let mut args = vec!["--now", "1300000000"];
     args.extend_from_slice(flags);
-    args.push(token);
-    let o = run(&args, b"");
-    let r = json(&o);
-    assert_eq!(r["checks"]["exit_status"], code(&o), "{r:#}");
-    (code(&o), r)
+    support::decode_json(&args, token)
 }
 
 /// What the innermost layer shows: its text, or its claims as JSON.
@@ -85,17 +81,11 @@ fn warnings(r: &Value) -> Vec<String> {
         .collect()
 }
 
-/// A compact token with one byte flipped in the middle of part `i`.
+/// A compact token with one byte flipped in the middle of part `i`
+/// (`None` for an empty part).
 fn flipped(token: &str, i: usize) -> Option<String> {
-    let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
-    let mut bytes = jose_binding::b64::decode(&parts[i])?;
-    if bytes.is_empty() {
-        return None;
-    }
-    let at = bytes.len() / 2;
-    bytes[at] ^= 0x01;
-    parts[i] = jose_binding::b64::encode(&bytes);
-    Some(parts.join("."))
+    let len = jose_binding::b64::decode(token.split('.').nth(i)?)?.len();
+    (len > 0).then(|| support::flip(token, i, len / 2))
 }
 
 // ---------------------------------------------------------------------------
@@ -298,6 +288,13 @@ fn ed() -> Pair {
     Pair::of(&EdKeyPair::generate(EdCurve::Ed25519).unwrap())
 }
 
+/// A JWE header with only its content encryption set.
+fn enc_header(enc: &str) -> JweHeader {
+    let mut h = JweHeader::new();
+    h.set_content_encryption(enc);
+    h
+}
+
 fn oct(len: usize) -> Jwk {
     let mut k = Jwk::new("oct");
     let bytes: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
@@ -415,8 +412,7 @@ fn josekit_encryptions_decrypt_with_every_key_management() {
     ];
     for (i, alg) in algs.iter().enumerate() {
         let enc = encs[i % encs.len()];
-        let mut h = JweHeader::new();
-        h.set_content_encryption(enc);
+        let h = enc_header(enc);
         let kw_len = match &alg[..4] {
             "A128" => 16,
             "A192" => 24,
@@ -484,8 +480,7 @@ fn josekit_encryptions_decrypt_with_every_key_management() {
         ("PBES2-HS384+A192KW", "A192CBC-HS384"),
         ("PBES2-HS512+A256KW", "A256CBC-HS512"),
     ] {
-        let mut h = JweHeader::new();
-        h.set_content_encryption(enc);
+        let h = enc_header(enc);
         let password = b"correct horse battery staple";
         let encrypter: Box<dyn jwe::JweEncrypter> = match alg {
             "PBES2-HS256+A128KW" => Box::new(
@@ -524,8 +519,7 @@ fn josekit_encryptions_decrypt_with_every_key_management() {
             _ => 64,
         };
         let key = oct(len);
-        let mut h = JweHeader::new();
-        h.set_content_encryption(enc);
+        let h = enc_header(enc);
         let encrypter = jwe::Dir.encrypter_from_bytes(oct_bytes(&key)).unwrap();
         let token = jwe::serialize_compact(payload.as_bytes(), &h, &encrypter).unwrap();
         let right = write(&dir, "right", &key.to_string());
@@ -824,8 +818,7 @@ fn each_warning_is_shown_and_strict_rejects() {
         3,
     ));
     // A real token with a low count (josekit takes p2c from the header).
-    let mut h = JweHeader::new();
-    h.set_content_encryption("A128GCM");
+    let mut h = enc_header("A128GCM");
     h.set_claim("p2c", Some(json!(100))).unwrap();
     let encrypter = jwe::PBES2_HS256_A128KW
         .encrypter_from_bytes(b"low count")
@@ -1189,8 +1182,7 @@ fn keys_and_headers_are_judged_for_what_they_are() {
     let claims = br#"{"iss":"judged"}"#;
     // PBES2 whose kid names an oct key its JWK restricts to another alg:
     // the password that would decrypt is not tried in its place.
-    let mut h = JweHeader::new();
-    h.set_content_encryption("A128GCM");
+    let mut h = enc_header("A128GCM");
     h.set_key_id("p");
     let pbes2 = jwe::serialize_compact(
         claims,
@@ -1213,11 +1205,7 @@ fn keys_and_headers_are_judged_for_what_they_are() {
     let r = rsa();
     let oaep = jwe::serialize_compact(
         claims,
-        &{
-            let mut h = JweHeader::new();
-            h.set_content_encryption("A128GCM");
-            h
-        },
+        &enc_header("A128GCM"),
         &jwe::RSA_OAEP.encrypter_from_pem(&r.public_pem).unwrap(),
     )
     .unwrap();
@@ -1229,11 +1217,7 @@ fn keys_and_headers_are_judged_for_what_they_are() {
     let k = oct(16);
     let kw = jwe::serialize_compact(
         claims,
-        &{
-            let mut h = JweHeader::new();
-            h.set_content_encryption("A128GCM");
-            h
-        },
+        &enc_header("A128GCM"),
         &jwe::A128KW.encrypter_from_bytes(oct_bytes(&k)).unwrap(),
     )
     .unwrap();
@@ -1249,11 +1233,7 @@ fn keys_and_headers_are_judged_for_what_they_are() {
     let ec_file = write(&dir, "ec.pem", &ec_key.private_pem);
     let ecdh = jwe::serialize_compact(
         claims,
-        &{
-            let mut h = JweHeader::new();
-            h.set_content_encryption("A128GCM");
-            h
-        },
+        &enc_header("A128GCM"),
         &jwe::ECDH_ES.encrypter_from_pem(&ec_key.public_pem).unwrap(),
     )
     .unwrap();

@@ -10,7 +10,7 @@ mod support;
 use josekit::jwe::{self, Dir, JweHeader};
 use josekit::jws::{self, JwsHeader, HS256, HS384, HS512};
 use serde_json::Value;
-use support::{code, json, run, stdout, A1_KEY, A1_TOKEN};
+use support::{code, decode_json, flip, json, run, stdout, A1_KEY, A1_TOKEN};
 
 /// RFC 7520 §4.4: HS256 over a text payload.
 const R4_4_TOKEN: &str = "eyJhbGciOiJIUzI1NiIsImtpZCI6IjAxOGMwYWU1LTRkOWItNDcxYi1iZmQ2LWVlZjMxNGJjNzAzNyJ9.SXTigJlzIGEgZGFuZ2Vyb3VzIGJ1c2luZXNzLCBGcm9kbywgZ29pbmcgb3V0IHlvdXIgZG9vci4gWW91IHN0ZXAgb250byB0aGUgcm9hZCwgYW5kIGlmIHlvdSBkb24ndCBrZWVwIHlvdXIgZmVldCwgdGhlcmXigJlzIG5vIGtub3dpbmcgd2hlcmUgeW91IG1pZ2h0IGJlIHN3ZXB0IG9mZiB0by4.s0h6KThzkfBBBkLspW1h84VsJZFTsPPqMDA7g1Md7p0";
@@ -26,22 +26,9 @@ const R5_6_PLAINTEXT: &str = "You can trust us to stick with you through thick a
 const A1_NOW: &str = "2011-03-22T18:00:00Z";
 
 fn generic(key_flag: &str, key: &str, token: &str, extra: &[&str]) -> (i32, Value) {
-    let mut args = vec!["decode", "--generic", "--json", key_flag, key];
+    let mut args = vec!["--generic", key_flag, key];
     args.extend_from_slice(extra);
-    args.push(token);
-    let o = run(&args, b"");
-    let r = json(&o);
-    assert_eq!(r["checks"]["exit_status"], code(&o), "{r:#}");
-    (code(&o), r)
-}
-
-/// `token` with one decoded byte of part `part` flipped, re-encoded.
-fn flip(token: &str, part: usize, byte: usize) -> String {
-    let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
-    let mut bytes = jose_binding::b64::decode(&parts[part]).unwrap();
-    bytes[byte] ^= 0x01;
-    parts[part] = jose_binding::b64::encode(&bytes);
-    parts.join(".")
+    decode_json(&args, token)
 }
 
 /// One byte flipped anywhere the signature or tag covers exits 1 with the

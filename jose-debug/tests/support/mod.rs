@@ -81,3 +81,24 @@ pub fn json(o: &Output) -> Value {
         )
     })
 }
+
+/// `decode --json` with `args`, then `token`: the exit status and the
+/// report, which must agree on it.
+pub fn decode_json(args: &[&str], token: &str) -> (i32, Value) {
+    let mut all = vec!["decode", "--json"];
+    all.extend_from_slice(args);
+    all.push(token);
+    let o = run(&all, b"");
+    let r = json(&o);
+    assert_eq!(r["checks"]["exit_status"], code(&o), "{r:#}");
+    (code(&o), r)
+}
+
+/// `token` with one decoded byte of part `part` flipped, re-encoded.
+pub fn flip(token: &str, part: usize, byte: usize) -> String {
+    let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+    let mut bytes = jose_binding::b64::decode(&parts[part]).unwrap();
+    bytes[byte] ^= 0x01;
+    parts[part] = jose_binding::b64::encode(&bytes);
+    parts.join(".")
+}
